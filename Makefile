@@ -1,0 +1,42 @@
+# make run     set up .venv and the database, print a first admin's password, run sipd + panel
+# make test    install what the tests need (Debian packages too, as root) and run them all
+# make bench   benchmarks against Kamailio; figures go to docs/benchmarks.md by hand
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages the tests and benchmarks drive for real.
+TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2
+BENCH_DEBS := kamailio kamailio-sqlite-modules sip-tester
+
+.PHONY: install run test lint bench deps-test deps-bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+run: install
+	./pbxctl init --first-admin
+	./pbxctl run
+
+deps-test:
+	@sh tools/apt-ensure.sh $(TEST_DEBS)
+
+deps-bench:
+	@sh tools/apt-ensure.sh $(BENCH_DEBS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install deps-test lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: install deps-bench
+	$(PY) bench/registrations.py
+	$(PY) bench/memory.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,144 @@
+"""Operations on extensions and admins shared by pbxctl and the panel.
+
+Each raises `AccountError` with a message fit to show a person (a form error,
+one line on stderr); nothing is half-written because each runs in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from core.credentials import generate_password, ha1_pair, password_problem
+from core.models import Admin, Binding, Extension, db
+
+# An extension number is what a phone dials and puts in its user part:
+# 2 to 15 digits keeps it dialable from any keypad.
+NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+ROLES = ("admin", "viewer")
+MIN_ADMIN_PASSWORD = 10
+
+
+class AccountError(Exception):
+    pass
+
+
+def check_number(number: str) -> str:
+    number = (number or "").strip()
+    if not NUMBER_RE.match(number):
+        raise AccountError(f"extension number {number!r} must be 2 to 15 digits")
+    return number
+
+
+def check_display_name(name: str) -> str:
+    name = (name or "").strip()
+    if len(name) > 100:
+        raise AccountError("display name must be at most 100 characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise AccountError("display name must not contain control characters")
+    return name
+
+
+def choose_password(number: str, password: str | None, generate: bool) -> tuple[str, bool]:
+    """(password, generated?) after the policy check."""
+    if generate or not password:
+        return generate_password(), True
+    problem = password_problem(number, password)
+    if problem:
+        raise AccountError(f"password {problem}")
+    return password, False
+
+
+def create_extension(
+    number: str, realm: str, name: str = "", password: str | None = None,
+    generate: bool = False, enabled: bool = True,
+) -> tuple[Extension, str, bool]:
+    """Create an extension; returns (extension, password, generated?)."""
+    number = check_number(number)
+    name = check_display_name(name)
+    password, generated = choose_password(number, password, generate)
+    with db.atomic():
+        if Extension.by_number(number) is not None:
+            raise AccountError(f"extension {number} already exists")
+        extension = Extension.create(
+            number=number, name=name, enabled=enabled, **ha1_pair(number, realm, password)
+        )
+    return extension, password, generated
+
+
+def set_password(
+    number: str, realm: str, password: str | None = None, generate: bool = False
+) -> tuple[Extension, str, bool]:
+    extension = get_extension(number)
+    password, generated = choose_password(extension.number, password, generate)
+    with db.atomic():
+        (Extension.update(updated_at=time.time(), **ha1_pair(extension.number, realm, password))
+         .where(Extension.id == extension.id).execute())
+    return get_extension(number), password, generated
+
+
+def update_extension(number: str, name: str | None = None, enabled: bool | None = None) -> Extension:
+    extension = get_extension(number)
+    fields = {"updated_at": time.time()}
+    if name is not None:
+        fields["name"] = check_display_name(name)
+    if enabled is not None:
+        fields["enabled"] = enabled
+    with db.atomic():
+        Extension.update(**fields).where(Extension.id == extension.id).execute()
+        if enabled is False:
+            # A disabled extension has no business staying reachable.
+            Binding.delete().where(Binding.extension == extension.id).execute()
+    return get_extension(number)
+
+
+def delete_extension(number: str) -> None:
+    extension = get_extension(number)
+    with db.atomic():
+        Binding.delete().where(Binding.extension == extension.id).execute()
+        extension.delete_instance()
+
+
+def get_extension(number: str) -> Extension:
+    extension = Extension.by_number((number or "").strip())
+    if extension is None:
+        raise AccountError(f"no extension {number}")
+    return extension
+
+
+def create_admin(username: str, password: str | None = None, role: str = "admin") -> tuple[Admin, str, bool]:
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        raise AccountError("user name must be 1 to 64 letters, digits or _ . @ -")
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    generated = not password
+    if generated:
+        password = generate_password()
+    elif len(password) < MIN_ADMIN_PASSWORD:
+        raise AccountError(f"password must be at least {MIN_ADMIN_PASSWORD} characters")
+    with db.atomic():
+        if Admin.get_or_none(Admin.username == username) is not None:
+            raise AccountError(f"admin {username} already exists")
+        admin = Admin.create(
+            username=username, password_hash=generate_password_hash(password), role=role
+        )
+    return admin, password, generated
+
+
+def verify_admin(username: str, password: str) -> Admin | None:
+    admin = Admin.get_or_none(Admin.username == (username or "").strip())
+    if admin is None:
+        # Same work for an unknown user, so timing does not reveal user names.
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(admin.password_hash, password or ""):
+        return None
+    return admin
+
+
+_DUMMY_HASH = generate_password_hash("not-a-real-password")

@@ -1,0 +1,141 @@
+"""PBX_* settings, read from the environment (on a server: /etc/pbx/pbx.env).
+
+Both processes read the same names, see DESIGN.md. A bad value is a
+`ConfigError` with one line naming the variable; callers turn it into a
+message on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting has a value we cannot use."""
+
+
+def parse_hostport(value: str, name: str, default_port: int) -> tuple[str, int]:
+    """'host:port', '[v6]:port', 'host' or ':port' -> (host, port)."""
+    value = value.strip()
+    host, port = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":")
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    try:
+        port_number = int(port) if port else default_port
+    except ValueError:
+        raise ConfigError(f"{name}: port must be a number, got {port!r}") from None
+    if not 0 <= port_number <= 65535:
+        raise ConfigError(f"{name}: port {port_number} is out of range")
+    return host or "0.0.0.0", port_number
+
+
+def parse_port_range(value: str, name: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    try:
+        first, last = int(low), int(high if sep else low)
+    except ValueError:
+        raise ConfigError(f"{name}: expected LOW-HIGH, got {value!r}") from None
+    if not (1024 <= first <= last <= 65535):
+        raise ConfigError(f"{name}: {value!r} is not a range within 1024-65535")
+    return first, last
+
+
+def parse_networks(value: str, name: str) -> tuple[ipaddress._BaseNetwork, ...]:
+    networks = []
+    for item in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a CIDR network") from None
+    return tuple(networks)
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: str
+    sip_host: str
+    sip_port: int
+    realm: str
+    public_address: str | None
+    rtp_ports: tuple[int, int]
+    panel_host: str
+    panel_port: int
+    secret_key: str | None
+    trusted_networks: tuple = field(default_factory=tuple)
+    log_level: str = "info"
+    log_file: str | None = None
+    # Registrar policy (RFC 3261 §10.3 leaves these to the registrar).
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 300
+    max_contacts: int = 5
+    nonce_lifetime: int = 300
+    # sipd's local control socket and its state directory.
+    run_dir: str = ""
+    # True on a deployed server, where a missing secret is an error rather
+    # than something to generate into the database.
+    server: bool = False
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    var = ROOT / "var"
+    sip_host, sip_port = parse_hostport(
+        env.get("PBX_SIP_LISTEN", "0.0.0.0:5060"), "PBX_SIP_LISTEN", 5060
+    )
+    panel_host, panel_port = parse_hostport(
+        env.get("PBX_PANEL_LISTEN", "127.0.0.1:8080"), "PBX_PANEL_LISTEN", 8080
+    )
+    level = env.get("PBX_LOG_LEVEL", "info").lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"PBX_LOG_LEVEL: expected debug, info, warning or error, got {level!r}")
+    settings = Settings(
+        db_path=env.get("PBX_DB") or str(var / "pbx.db"),
+        sip_host=sip_host,
+        sip_port=sip_port,
+        realm=env.get("PBX_REALM") or socket.gethostname(),
+        public_address=env.get("PBX_PUBLIC_ADDRESS") or None,
+        rtp_ports=parse_port_range(env.get("PBX_RTP_PORTS", "10000-20000"), "PBX_RTP_PORTS"),
+        panel_host=panel_host,
+        panel_port=panel_port,
+        secret_key=env.get("PBX_SECRET_KEY") or None,
+        trusted_networks=parse_networks(env.get("PBX_TRUSTED_NETWORKS", ""), "PBX_TRUSTED_NETWORKS"),
+        log_level=level,
+        log_file=env.get("PBX_LOG_FILE") or None,
+        min_expires=_int(env, "PBX_MIN_EXPIRES", 60, 1),
+        max_expires=_int(env, "PBX_MAX_EXPIRES", 3600, 1),
+        default_expires=_int(env, "PBX_DEFAULT_EXPIRES", 300, 1),
+        max_contacts=_int(env, "PBX_MAX_CONTACTS", 5, 1),
+        nonce_lifetime=_int(env, "PBX_NONCE_LIFETIME", 300, 10),
+        run_dir=env.get("PBX_RUN_DIR") or str(var),
+        server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
+    )
+    if settings.min_expires > settings.max_expires:
+        raise ConfigError("PBX_MIN_EXPIRES is larger than PBX_MAX_EXPIRES")
+    if settings.server and not settings.secret_key:
+        raise ConfigError("PBX_SECRET_KEY must be set on a server (see /etc/pbx/pbx.env)")
+    if settings.secret_key is not None and len(settings.secret_key) < 32:
+        raise ConfigError("PBX_SECRET_KEY must be at least 32 characters")
+    return settings

@@ -1,0 +1,63 @@
+"""SIP credentials: HA1 digests, the password policy and generated passwords.
+
+Only HA1 values are stored (RFC 7616 §3.4.2, with the algorithms of
+RFC 8760): H(username ":" realm ":" password) for MD5 and SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+MIN_PASSWORD_LENGTH = 10
+GENERATED_LENGTH = 20
+# No look-alikes (0/O, 1/l/I) so a password read off the screen is typed right.
+_ALPHABET = "".join(
+    c for c in string.ascii_letters + string.digits if c not in "0O1lI"
+)
+
+
+def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    digest = ALGORITHMS[algorithm]
+    return digest(f"{username}:{realm}:{password}".encode()).hexdigest()
+
+
+def ha1_pair(username: str, realm: str, password: str) -> dict[str, str]:
+    """The fields an Extension stores for `password`."""
+    return {
+        "realm": realm,
+        "ha1_md5": ha1(username, realm, password, "MD5"),
+        "ha1_sha256": ha1(username, realm, password, "SHA-256"),
+    }
+
+
+def password_problem(number: str, password: str) -> str | None:
+    """Why `password` is too weak for extension `number`, or None if it is fine."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
+    if password == number or password.lower().strip() == number:
+        return "must not be the extension number"
+    if password.isdigit():
+        return "must not be digits only"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+        return "must not contain control characters"
+    if '"' in password or "\\" in password:
+        # Some phones cannot enter or store these; a password the phone
+        # cannot type is the most common "it just gets 403" we would cause.
+        return 'must not contain " or \\'
+    return None
+
+
+def generate_password(length: int = GENERATED_LENGTH) -> str:
+    while True:
+        password = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+        # Mixed classes so no policy a phone vendor applies can refuse it.
+        if (
+            any(c.isdigit() for c in password)
+            and any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+        ):
+            return password

@@ -1,0 +1,149 @@
+"""The one schema both processes share (peewee on a DatabaseProxy).
+
+The database is the only source of truth for credentials, bindings and
+authentication history: nothing here is ever kept only in a process.
+Times are UNIX seconds (float, UTC) so that sipd can compare them without
+parsing and the panel can format them in the admin's zone.
+"""
+
+from __future__ import annotations
+
+import time
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+)
+
+db = DatabaseProxy()
+
+# journal_mode=wal lets the panel read while sipd writes; busy_timeout makes a
+# writer wait for the other process instead of failing; synchronous=normal is
+# durable against a crashed process (the WAL survives kill -9) and avoids an
+# fsync per registration.
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+def open_database(path: str) -> SqliteDatabase:
+    """Bind the proxy to the SQLite file at `path` and return the database."""
+    database = SqliteDatabase(path, pragmas=PRAGMAS, check_same_thread=False)
+    db.initialize(database)
+    return database
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Admin(BaseModel):
+    username = CharField(max_length=64, unique=True)
+    password_hash = CharField(max_length=255)
+    role = CharField(max_length=16, default="admin")  # admin | viewer
+    created_at = FloatField(default=time.time)
+    last_login_at = FloatField(null=True)
+
+    # Flask-Login's user protocol, kept here so the panel needs no wrapper.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Extension(BaseModel):
+    number = CharField(max_length=32, unique=True)
+    name = CharField(max_length=100, default="")
+    enabled = BooleanField(default=True)
+    # RFC 7616 §3.4.2: HA1 = H(username ":" realm ":" password). Only these
+    # are stored, never the password; the realm they were made under is kept
+    # so a changed PBX_REALM is reported instead of failing silently.
+    realm = CharField(max_length=255)
+    ha1_md5 = CharField(max_length=32)
+    ha1_sha256 = CharField(max_length=64)
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+    @classmethod
+    def by_number(cls, number: str) -> Extension | None:
+        return cls.get_or_none(cls.number == number)
+
+
+class Binding(BaseModel):
+    """One registered contact of an extension (RFC 3261 §10.3)."""
+
+    extension = ForeignKeyField(Extension, backref="bindings", on_delete="CASCADE")
+    aor = CharField(max_length=255)
+    contact = TextField()  # the Contact URI as the phone sent it
+    source_host = CharField(max_length=64)  # where the REGISTER really came from
+    source_port = IntegerField()
+    transport = CharField(max_length=8)  # UDP | TCP | TLS
+    expires_at = FloatField(index=True)
+    call_id = CharField(max_length=255)
+    cseq = IntegerField()
+    user_agent = CharField(max_length=255, default="")
+    instance = CharField(max_length=255, default="")  # +sip.instance (RFC 5626 §4.1)
+    q = FloatField(null=True)
+    registered_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+    class Meta:
+        indexes = ((("extension", "contact"), True),)
+
+    @classmethod
+    def live(cls, now: float | None = None):
+        now = time.time() if now is None else now
+        return cls.select().where(cls.expires_at > now)
+
+
+class AuthAttempt(BaseModel):
+    """What happened when a peer tried to authenticate, and why."""
+
+    created_at = FloatField(default=time.time, index=True)
+    number = CharField(max_length=64, index=True)  # as sent, even if no such extension
+    method = CharField(max_length=16, default="REGISTER")
+    source_host = CharField(max_length=64)
+    source_port = IntegerField()
+    transport = CharField(max_length=8, default="UDP")
+    user_agent = CharField(max_length=255, default="")
+    result = CharField(max_length=16)  # success | failure | challenge
+    reason = CharField(max_length=255, default="")
+
+    @classmethod
+    def recent_for(cls, number: str, limit: int = 20):
+        return (
+            cls.select()
+            .where(cls.number == number)
+            .order_by(cls.created_at.desc(), cls.id.desc())
+            .limit(limit)
+        )
+
+
+class Setting(BaseModel):
+    """Values generated once and kept (e.g. the secret key in a checkout)."""
+
+    key = CharField(max_length=64, primary_key=True)
+    value = TextField()
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at = FloatField(default=time.time)
+
+
+ALL_MODELS = [Admin, Extension, Binding, AuthAttempt, Setting, SchemaVersion]
