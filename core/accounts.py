@@ -54,8 +54,12 @@ def choose_password(number: str, password: str | None, generate: bool) -> tuple[
 
 
 def create_extension(
-    number: str, realm: str, name: str = "", password: str | None = None,
-    generate: bool = False, enabled: bool = True,
+    number: str,
+    realm: str,
+    name: str = "",
+    password: str | None = None,
+    generate: bool = False,
+    enabled: bool = True,
 ) -> tuple[Extension, str, bool]:
     """Create an extension; returns (extension, password, generated?)."""
     number = check_number(number)
@@ -76,12 +80,17 @@ def set_password(
     extension = get_extension(number)
     password, generated = choose_password(extension.number, password, generate)
     with db.atomic():
-        (Extension.update(updated_at=time.time(), **ha1_pair(extension.number, realm, password))
-         .where(Extension.id == extension.id).execute())
+        (
+            Extension.update(updated_at=time.time(), **ha1_pair(extension.number, realm, password))
+            .where(Extension.id == extension.id)
+            .execute()
+        )
     return get_extension(number), password, generated
 
 
-def update_extension(number: str, name: str | None = None, enabled: bool | None = None) -> Extension:
+def update_extension(
+    number: str, name: str | None = None, enabled: bool | None = None
+) -> Extension:
     extension = get_extension(number)
     fields = {"updated_at": time.time()}
     if name is not None:
@@ -110,7 +119,9 @@ def get_extension(number: str) -> Extension:
     return extension
 
 
-def create_admin(username: str, password: str | None = None, role: str = "admin") -> tuple[Admin, str, bool]:
+def create_admin(
+    username: str, password: str | None = None, role: str = "admin"
+) -> tuple[Admin, str, bool]:
     username = (username or "").strip()
     if not USERNAME_RE.match(username):
         raise AccountError("user name must be 1 to 64 letters, digits or _ . @ -")

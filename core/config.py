@@ -59,6 +59,14 @@ def parse_networks(value: str, name: str) -> tuple[ipaddress._BaseNetwork, ...]:
     return tuple(networks)
 
 
+def parse_algorithms(value: str) -> tuple[str, ...]:
+    names = tuple(item.strip().upper() for item in value.split(",") if item.strip())
+    unknown = [name for name in names if name not in ("MD5", "SHA-256")]
+    if not names or unknown:
+        raise ConfigError(f"PBX_DIGEST_ALGORITHMS: expected MD5 and/or SHA-256, got {value!r}")
+    return names
+
+
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -92,6 +100,8 @@ class Settings:
     default_expires: int = 300
     max_contacts: int = 5
     nonce_lifetime: int = 300
+    # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     # sipd's local control socket and its state directory.
     run_dir: str = ""
     # True on a deployed server, where a missing secret is an error rather
@@ -121,7 +131,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         panel_host=panel_host,
         panel_port=panel_port,
         secret_key=env.get("PBX_SECRET_KEY") or None,
-        trusted_networks=parse_networks(env.get("PBX_TRUSTED_NETWORKS", ""), "PBX_TRUSTED_NETWORKS"),
+        trusted_networks=parse_networks(
+            env.get("PBX_TRUSTED_NETWORKS", ""), "PBX_TRUSTED_NETWORKS"
+        ),
         log_level=level,
         log_file=env.get("PBX_LOG_FILE") or None,
         min_expires=_int(env, "PBX_MIN_EXPIRES", 60, 1),
@@ -129,6 +141,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         default_expires=_int(env, "PBX_DEFAULT_EXPIRES", 300, 1),
         max_contacts=_int(env, "PBX_MAX_CONTACTS", 5, 1),
         nonce_lifetime=_int(env, "PBX_NONCE_LIFETIME", 300, 10),
+        digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
     )

@@ -15,9 +15,7 @@ ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 MIN_PASSWORD_LENGTH = 10
 GENERATED_LENGTH = 20
 # No look-alikes (0/O, 1/l/I) so a password read off the screen is typed right.
-_ALPHABET = "".join(
-    c for c in string.ascii_letters + string.digits if c not in "0O1lI"
-)
+_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
 
 
 def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:

@@ -40,7 +40,9 @@ def secret_key(settings: Settings) -> str:
         raise ConfigError("PBX_SECRET_KEY must be set on a server")
     row = Setting.get_or_none(Setting.key == "secret_key")
     if row is None:
-        Setting.insert(key="secret_key", value=secrets.token_urlsafe(48)).on_conflict_ignore().execute()
+        Setting.insert(
+            key="secret_key", value=secrets.token_urlsafe(48)
+        ).on_conflict_ignore().execute()
         row = Setting.get(Setting.key == "secret_key")
     return row.value
 

@@ -1,0 +1,1 @@
+"""sipd: the PBX's SIP daemon (registrar now; B2BUA and media relay to come)."""

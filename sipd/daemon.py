@@ -1,0 +1,132 @@
+"""Assemble sipd from the settings and run it until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import gevent
+
+from core import systemd
+from core.config import Settings
+from core.database import connect, ensure_private, secret_key
+from core.models import AuthAttempt, Binding, db
+from sipd.handler import Handler
+from sipd.registrar import Registrar
+from sipd.sip.digest import NonceMinter
+from sipd.sip.registration import Policy
+from sipd.transport import TcpTransport, UdpTransport, bind_tcp, bind_udp, periodic
+
+log = logging.getLogger("sipd")
+
+AUTH_HISTORY_DAYS = 30
+AUTH_HISTORY_PER_NUMBER = 200
+
+
+def reap(now: float | None = None) -> int:
+    """Delete expired bindings (§10.3: a binding lives until its expiry) and old history."""
+    now = time.time() if now is None else now
+    with db.atomic():
+        expired = list(
+            Binding.select(Binding.id, Binding.aor, Binding.contact).where(
+                Binding.expires_at <= now
+            )
+        )
+        if expired:
+            Binding.delete().where(Binding.id.in_([b.id for b in expired])).execute()
+        AuthAttempt.delete().where(
+            AuthAttempt.created_at < now - AUTH_HISTORY_DAYS * 86400
+        ).execute()
+        # Bound the history of any one number, so a guesser cannot fill the disk.
+        db.execute_sql(
+            "DELETE FROM auth_attempt WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() "
+            "OVER (PARTITION BY number ORDER BY created_at DESC, id DESC) AS n "
+            "FROM auth_attempt) WHERE n > ?)",
+            (AUTH_HISTORY_PER_NUMBER,),
+        )
+    for binding in expired:
+        log.info("Registration of %s expired (%s)", binding.aor, binding.contact)
+    return len(expired)
+
+
+class Sipd:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        database = connect(settings)
+        ensure_private(settings.db_path)
+        secret = secret_key(settings)
+        minter = NonceMinter(secret, settings.realm, settings.nonce_lifetime)
+        policy = Policy(
+            min_expires=settings.min_expires,
+            max_expires=settings.max_expires,
+            default_expires=settings.default_expires,
+            max_contacts=settings.max_contacts,
+        )
+        self.database = database
+        self.registrar = Registrar(
+            settings.realm, minter, policy, algorithms=settings.digest_algorithms
+        )
+        self.handler = Handler(self.registrar)
+        self.servers = []
+
+    def start(self) -> None:
+        host, port = self.settings.sip_host, self.settings.sip_port
+        udp_socket = bind_udp(host, port)
+        # With port 0 the kernel picks; TCP then listens on the same number.
+        port = udp_socket.getsockname()[1]
+        tcp_socket = bind_tcp(host, port)
+        self.servers = [
+            UdpTransport(udp_socket, self.handler),
+            TcpTransport(tcp_socket, self.handler),
+        ]
+        for server in self.servers:
+            server.start()
+        self.port = port
+        reaped = reap()
+        live = Binding.live().count()
+        periodic(1.0, self.handler.tick, "transaction timers")
+        periodic(30.0, self._housekeeping, "housekeeping")
+        interval = systemd.watchdog_interval()
+        if interval:
+            periodic(interval, lambda: systemd.notify("WATCHDOG=1"), "watchdog")
+        log.info(
+            "sipd ready on udp/tcp %s:%d, realm %s, %d live bindings (%d expired removed)",
+            host,
+            port,
+            self.settings.realm,
+            live,
+            reaped,
+        )
+        systemd.notify("READY=1\nSTATUS=serving")
+
+    def _housekeeping(self) -> None:
+        reap()
+        self.registrar.nonce_counts.prune(time.time())
+
+    def stop(self) -> None:
+        systemd.notify("STOPPING=1")
+        for server in self.servers:
+            server.stop(timeout=1)
+        self.database.close()
+
+
+def run(settings: Settings) -> int:
+    daemon = Sipd(settings)
+    try:
+        daemon.start()
+    except OSError as error:
+        log.error(
+            "sipd: cannot listen on %s:%d: %s",
+            settings.sip_host,
+            settings.sip_port,
+            error.strerror or error,
+        )
+        return 1
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+    log.info("sipd stopping")
+    daemon.stop()
+    return 0

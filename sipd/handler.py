@@ -1,0 +1,196 @@
+"""From received bytes to the responses to send: validation, transactions, methods.
+
+The transports call `handle` with what arrived and where from, and send what
+it returns. Nothing a peer sends may raise out of here: a bug answers 500 and
+is logged, and the daemon goes on serving everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sipd.registrar import Registrar, Source
+from sipd.sip.headers import URI, CSeq, Via
+from sipd.sip.message import ParseError, Request, Response, parse
+from sipd.sip.responses import make_response, response_destination, stamp_via
+from sipd.sip.transaction import Received, ServerTransactions
+
+log = logging.getLogger("sipd")
+
+ALLOW = "REGISTER, OPTIONS"
+# Methods we know but do not handle yet: 405 with Allow (RFC 3261 §21.4.6);
+# anything else is 501 (§8.2.1).
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "REGISTER",
+        "OPTIONS",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    }
+)
+SERVER = "pbx-sipd"
+REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+class Outgoing:
+    """Bytes to send; `destination` None means back on the connection it came on."""
+
+    __slots__ = ("data", "destination")
+
+    def __init__(self, data: bytes, destination: tuple[str, int] | None):
+        self.data, self.destination = data, destination
+
+
+class Handler:
+    def __init__(self, registrar: Registrar, clock=time.time):
+        self.registrar = registrar
+        self.transactions = ServerTransactions()
+        self.clock = clock
+
+    def handle(self, data: bytes, source: Source, stream: bool = False) -> list[Outgoing]:
+        try:
+            return self._handle(data, source, stream)
+        except Exception:
+            # Last line of defence: a bug in parsing must not take the daemon down.
+            log.exception("[SIP] Internal error on a message from %s", source)
+            return []
+
+    def _handle(self, data: bytes, source: Source, stream: bool) -> list[Outgoing]:
+        reliable = source.transport != "UDP"
+        try:
+            message = parse(data, stream=stream)
+        except ParseError as error:
+            return self._malformed(error, source, reliable)
+        if isinstance(message, Response):
+            return []  # we send no requests yet, so no response is ours
+        try:
+            return self._request(message, source, reliable)
+        except Exception:
+            log.exception("[SIP] Internal error handling %s from %s", message.method, source)
+            try:
+                via = Via.parse(message.headers.get("Via", ""))
+                return self._send(make_response(message, 500), via, source, reliable)
+            except Exception:
+                return []
+
+    def _malformed(self, error: ParseError, source: Source, reliable: bool) -> list[Outgoing]:
+        partial = error.partial
+        if isinstance(partial, Request) and all(partial.headers.get(n) for n in REQUIRED):
+            try:
+                via = stamp_via(Via.parse(partial.headers.get("Via")), (source.host, source.port))
+                partial.headers.set("Via", str(via))
+                log.warning("[SIP] Bad request from %s: %s", source, error)
+                reason = f"Bad Request: {error}" if error.status == 400 else None
+                response = make_response(partial, error.status, reason)
+                return self._send(response, via, source, reliable)
+            except ParseError:
+                pass
+        log.info("[SIP] Dropped malformed message from %s: %s", source, error)
+        return []
+
+    def _request(self, request: Request, source: Source, reliable: bool) -> list[Outgoing]:
+        for name in REQUIRED:
+            if not request.headers.get(name):
+                raise_missing = f"missing {name} header"
+                if name == "Via":
+                    log.info("[SIP] Dropped %s from %s: %s", request.method, source, raise_missing)
+                    return []
+                return self._bad(request, source, reliable, raise_missing)
+        try:
+            via = stamp_via(Via.parse(request.headers.get("Via")), (source.host, source.port))
+        except ParseError as error:
+            log.info("[SIP] Dropped %s from %s: %s", request.method, source, error)
+            return []
+        vias = request.headers.get_all("Via")
+        request.headers.remove("Via")
+        request.headers.add("Via", str(via))
+        for other in vias[1:]:
+            request.headers.add("Via", other)
+        try:
+            cseq = CSeq.parse(request.headers.get("CSeq"))
+            if cseq.method != request.method:
+                # §8.1.1.5: the CSeq method MUST match the request's.
+                raise ParseError("CSeq method does not match the request method")
+            uri = URI.parse(request.uri)
+        except ParseError as error:
+            return self._bad(request, source, reliable, str(error), via)
+        if request.method == "ACK":
+            return []  # ACK for a final non-2xx we sent: absorbed (§17.2.1)
+        now = self.clock()
+        try:
+            received, transaction = self.transactions.receive(request, via, reliable, now)
+        except ParseError as error:
+            return self._bad(request, source, reliable, str(error), via)
+        if received is Received.RETRANSMISSION:
+            if transaction.last_response is None:
+                return []
+            log.debug("[SIP] Retransmission of %s from %s answered again", request.method, source)
+            return [
+                Outgoing(
+                    transaction.last_response,
+                    response_destination(via, (source.host, source.port), reliable),
+                )
+            ]
+        if log.isEnabledFor(logging.INFO):
+            log.info("[SIP] Received %s from %s", request.method, source)
+        if not uri.is_sip:
+            response = make_response(request, 416)  # §8.2.2.1
+        else:
+            response = self._dispatch(request, source)
+        response.headers.add("Server", SERVER)
+        data = bytes(response)
+        self.transactions.respond(transaction, response.status, data, now)
+        return [Outgoing(data, response_destination(via, (source.host, source.port), reliable))]
+
+    def _dispatch(self, request: Request, source: Source) -> Response:
+        method = request.method
+        if method == "REGISTER":
+            return self.registrar.register(request, source)
+        if method == "OPTIONS":
+            # Keep-alives and monitoring (§11.2): what we accept, for anyone.
+            return make_response(
+                request,
+                200,
+                "OK",
+                [
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Accept-Language", "en"),
+                    ("Supported", "path"),
+                ],
+            )
+        if method == "CANCEL":
+            return make_response(request, 481)  # §9.2: nothing pending to cancel
+        if method in KNOWN_METHODS:
+            return make_response(request, 405, None, [("Allow", ALLOW)])
+        return make_response(request, 501, None, [("Allow", ALLOW)])
+
+    def _bad(self, request, source, reliable, reason, via=None) -> list[Outgoing]:
+        log.warning("[SIP] Bad request from %s: %s", source, reason)
+        if via is None:
+            via = Via.parse(request.headers.get("Via"))
+        return self._send(
+            make_response(request, 400, f"Bad Request: {reason}"), via, source, reliable
+        )
+
+    def _send(self, response: Response, via: Via, source: Source, reliable: bool):
+        response.headers.add("Server", SERVER)
+        return [
+            Outgoing(
+                bytes(response), response_destination(via, (source.host, source.port), reliable)
+            )
+        ]
+
+    def tick(self) -> None:
+        self.transactions.expire(self.clock())

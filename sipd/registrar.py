@@ -1,0 +1,307 @@
+"""The registrar: digest authentication and bindings, on the database (RFC 3261 §10.3).
+
+Every REGISTER reads the extension from the database, so a password set or an
+extension disabled in the panel applies to the very next request; there is no
+cache to go stale. Every outcome that is not a plain challenge is recorded as
+an AuthAttempt with its cause, which is what the panel shows.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+from core.credentials import ha1 as make_ha1
+from core.models import AuthAttempt, Binding, Extension, db
+from sipd.sip import digest
+from sipd.sip.headers import URI, Credentials, CSeq, NameAddr
+from sipd.sip.message import ParseError, Request, Response
+from sipd.sip.registration import Existing, Policy, Refusal, plan, wanted_contacts
+from sipd.sip.responses import make_response
+
+log = logging.getLogger("sipd")
+
+SUPPORTED = ("path", "outbound", "gruu")  # option tags we tolerate in Require (§8.2.2.3)
+MAX_UA = 255
+
+
+class Source:
+    """Where a request really came from."""
+
+    __slots__ = ("host", "port", "transport")
+
+    def __init__(self, host: str, port: int, transport: str):
+        self.host, self.port, self.transport = host, port, transport
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def clean_text(value: str | None, limit: int = MAX_UA) -> str:
+    """A peer-supplied string made safe to store and log: printable, bounded."""
+    if not value:
+        return ""
+    return "".join(c if c.isprintable() else "?" for c in value)[:limit]
+
+
+class Registrar:
+    def __init__(
+        self,
+        realm: str,
+        minter: digest.NonceMinter,
+        policy: Policy,
+        clock=time.time,
+        algorithms: tuple[str, ...] = digest.OFFERED,
+    ):
+        self.realm = realm
+        self.algorithms = algorithms
+        self.minter = minter
+        self.policy = policy
+        self.nonce_counts = digest.NonceCounts(minter.lifetime)
+        self.clock = clock
+        # Opaque is echoed by clients; it carries nothing, but some phones
+        # refuse challenges without one.
+        self.opaque = digest.H("MD5", f"opaque:{realm}")[:16]
+        # Work done for an unknown extension, so that it costs what a known one costs.
+        self._dummy = {
+            "MD5": make_ha1("unknown", realm, "unknown", "MD5"),
+            "SHA-256": make_ha1("unknown", realm, "unknown", "SHA-256"),
+        }
+
+    # -- the entry point ------------------------------------------------------
+
+    def register(self, request: Request, source: Source) -> Response:
+        now = self.clock()
+        user_agent = clean_text(request.headers.get("User-Agent"))
+        try:
+            to = NameAddr.parse(request.headers.get("To", ""))
+            if not to.uri.is_sip:
+                raise Refusal(416, "Unsupported URI Scheme")
+            if not to.uri.user:
+                raise Refusal(400, "Bad Request: To has no user part")
+            self._check_require(request)
+            number = to.uri.user
+            extension = self._authenticate(request, number, source, user_agent, now)
+            if isinstance(extension, Response):
+                return extension
+            return self._bind(request, extension, to, source, user_agent, now)
+        except Refusal as refusal:
+            return make_response(request, refusal.status, refusal.reason, refusal.headers)
+        except ParseError as error:
+            return make_response(request, 400, f"Bad Request: {error}")
+
+    def _check_require(self, request: Request) -> None:
+        required = [t.strip() for t in request.headers.get_all("Require")]
+        unsupported = [t for t in required if t.lower() not in SUPPORTED]
+        if unsupported:
+            raise Refusal(420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
+
+    # -- authentication (RFC 7616, RFC 8760, RFC 3261 §22) ------------------------
+
+    def challenge(self, request: Request, stale: bool = False) -> Response:
+        nonce = self.minter.mint(self.clock())
+        headers = [
+            ("WWW-Authenticate", value)
+            for value in digest.challenges(self.realm, nonce, self.opaque, stale, self.algorithms)
+        ]
+        return make_response(request, 401, "Unauthorized", headers)
+
+    def _credentials(self, request: Request) -> digest.CheckedCredentials | None:
+        """The Digest credentials for our realm; others are for someone else (§22.4)."""
+        found = None
+        for value in request.headers.get_all("Authorization"):
+            credentials = Credentials.parse(value)
+            checked = digest.CheckedCredentials.from_credentials(credentials)
+            if checked is None:
+                if credentials.get("realm") == self.realm:
+                    raise Refusal(400, "Bad Request: incomplete Digest credentials")
+                continue
+            if checked.realm == self.realm:
+                found = checked
+        return found
+
+    def _authenticate(self, request, number, source, user_agent, now):
+        credentials = self._credentials(request)
+        if credentials is None:
+            log.info("[SIP] Sending 401 challenge for %s to %s", number, source)
+            return self.challenge(request)
+
+        def fail(reason: str, status: int = 403, stale: bool = False, fresh: bool = False):
+            self._record(number, source, user_agent, "failure", reason, request.method)
+            log.warning("[SIP] Authentication failed for %s from %s: %s", number, source, reason)
+            if fresh or stale:
+                return self.challenge(request, stale=stale)
+            if status == 400:
+                return make_response(request, 400, f"Bad Request: {reason}")
+            return make_response(request, status, "Forbidden")
+
+        if credentials.username != number:
+            return fail(
+                f"authentication user {clean_text(credentials.username, 64)} "
+                f"does not match extension {number}"
+            )
+        if credentials.uri != request.uri and not _same_uri(credentials.uri, request.uri):
+            # RFC 7616 §3.4.6: the digest uri must be the Request-URI, else 400.
+            return fail("digest uri does not match the Request-URI", status=400)
+
+        extension = Extension.by_number(number)
+        algorithm = credentials.algorithm or "MD5"
+        if extension is None or extension.realm != self.realm:
+            ha1 = self._dummy.get(algorithm, self._dummy["MD5"])
+        else:
+            ha1 = extension.ha1_sha256 if algorithm == "SHA-256" else extension.ha1_md5
+        verdict = digest.verify(credentials, ha1, request.method, self.minter, now)
+
+        if extension is None:
+            return fail("unknown extension")
+        if extension.realm != self.realm:
+            return fail(
+                f"password was set for realm {extension.realm!r}, not {self.realm!r}; set it again"
+            )
+        if verdict is digest.Verdict.INVALID_NONCE:
+            return fail(verdict.value, fresh=True)
+        if verdict is digest.Verdict.MALFORMED:
+            return fail(verdict.value, status=400)
+        if verdict is not digest.Verdict.OK and verdict is not digest.Verdict.STALE:
+            return fail(verdict.value)
+        if algorithm not in self.algorithms:
+            return fail(f"digest algorithm {algorithm} is not offered")
+        if not extension.enabled:
+            return fail("extension disabled")
+        if verdict is digest.Verdict.STALE:
+            # RFC 7616 §3.3: right password, old nonce: challenge again with stale=true,
+            # which phones answer without asking the user.
+            log.info("[SIP] Stale nonce from %s for %s, sending a fresh challenge", source, number)
+            return self.challenge(request, stale=True)
+        if not self.nonce_counts.accept(credentials.nonce, credentials.nc or "", now):
+            return fail(digest.Verdict.REPLAY.value, stale=True)
+        return extension
+
+    def _record(self, number, source, user_agent, result, reason, method="REGISTER"):
+        AuthAttempt.create(
+            number=clean_text(number, 64),
+            method=method,
+            source_host=source.host,
+            source_port=source.port,
+            transport=source.transport,
+            user_agent=user_agent,
+            result=result,
+            reason=reason[:255],
+        )
+
+    # -- bindings (RFC 3261 §10.3 steps 6-8) --------------------------------------
+
+    def _bind(self, request, extension, to, source, user_agent, now) -> Response:
+        wanted = wanted_contacts(request, self.policy)
+        call_id = request.headers.get("Call-ID") or ""
+        cseq = CSeq.parse(request.headers.get("CSeq") or "")
+        aor = to.uri.address_of_record()
+        with db.atomic():
+            Binding.delete().where(
+                (Binding.extension == extension.id) & (Binding.expires_at <= now)
+            ).execute()
+            rows = list(Binding.select().where(Binding.extension == extension.id))
+            existing = [
+                Existing(
+                    id=r.id,
+                    contact=r.contact,
+                    call_id=r.call_id,
+                    cseq=r.cseq,
+                    instance=r.instance,
+                    registered_at=r.registered_at,
+                )
+                for r in rows
+            ]
+            changes = plan(existing, wanted, call_id, cseq.number, self.policy)
+            common = {
+                "source_host": source.host,
+                "source_port": source.port,
+                "transport": source.transport,
+                "call_id": call_id[:255],
+                "cseq": cseq.number,
+                "user_agent": user_agent,
+                "updated_at": now,
+                "aor": aor[:255],
+            }
+            if changes.remove:
+                Binding.delete().where(Binding.id.in_([b.id for b in changes.remove])).execute()
+            for binding, contact in changes.refresh:
+                Binding.update(
+                    contact=contact.uri,
+                    expires_at=now + contact.expires,
+                    instance=contact.instance,
+                    q=contact.q,
+                    **common,
+                ).where(Binding.id == binding.id).execute()
+            for contact in changes.add:
+                Binding.insert(
+                    extension=extension.id,
+                    contact=contact.uri,
+                    expires_at=now + contact.expires,
+                    instance=contact.instance,
+                    q=contact.q,
+                    registered_at=now,
+                    **common,
+                ).on_conflict_replace().execute()
+            if not changes.query_only:
+                self._record(
+                    extension.number,
+                    source,
+                    user_agent,
+                    "success",
+                    _summary(changes),
+                    request.method,
+                )
+            current = list(
+                Binding.select()
+                .where(Binding.extension == extension.id)
+                .order_by(Binding.registered_at)
+            )
+        self._log_changes(extension.number, source, user_agent, changes)
+        headers = [
+            ("Contact", f"<{b.contact}>;expires={max(0, int(round(b.expires_at - now)))}")
+            for b in current
+        ]
+        # §10.3 step 8: the 200 lists all current bindings and SHOULD carry a Date.
+        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        return make_response(request, 200, "OK", headers)
+
+    def _log_changes(self, number, source, user_agent, changes) -> None:
+        agent = f" ({user_agent})" if user_agent else ""
+        for contact in changes.add:
+            log.info(
+                "Extension %s registered from %s%s, expires %d s",
+                number,
+                source,
+                agent,
+                contact.expires,
+            )
+        for _binding, contact in changes.refresh:
+            log.debug(
+                "Extension %s refreshed from %s%s, expires %d s",
+                number,
+                source,
+                agent,
+                contact.expires,
+            )
+        for binding in changes.remove:
+            log.info("Extension %s unregistered %s from %s", number, binding.contact, source)
+
+
+def _summary(changes) -> str:
+    if changes.add:
+        return "registered"
+    if changes.refresh:
+        return "refreshed"
+    if changes.remove:
+        return "unregistered"
+    return "queried"
+
+
+def _same_uri(a: str, b: str) -> bool:
+    try:
+        return str(URI.parse(a)).lower() == str(URI.parse(b)).lower()
+    except ParseError:
+        return False

@@ -1,0 +1,368 @@
+"""SIP messages as values: `parse(data)` and `bytes(message)` (RFC 3261 §7).
+
+This module, like all of `sipd.sip`, contains no networking code at all and
+never reads the clock: bytes in, values out. Every way a message can be
+malformed raises `ParseError`, which carries the status to answer with and,
+when enough was understood to answer at all, the partial message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sipd.sip import abnf
+
+# RFC 3261 §7.3.3 compact forms (plus the ones later RFCs registered).
+COMPACT = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+    "y": "Identity",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+}
+# Canonical spelling for the names we write and compare (names are case-insensitive,
+# RFC 3261 §7.3.1; we keep the peer's spelling for the others).
+CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Expires",
+        "Min-Expires",
+        "Content-Length",
+        "Content-Type",
+        "User-Agent",
+        "Server",
+        "Allow",
+        "Accept",
+        "Supported",
+        "Require",
+        "Unsupported",
+        "Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Date",
+        "Record-Route",
+        "Route",
+        "Path",
+        "Warning",
+        "Retry-After",
+        "Authentication-Info",
+        "Event",
+        "Subject",
+        "Allow-Events",
+        "Accept-Encoding",
+        "Accept-Language",
+    )
+}
+CANONICAL["cseq"] = "CSeq"
+CANONICAL["call-id"] = "Call-ID"
+CANONICAL["www-authenticate"] = "WWW-Authenticate"
+
+# Headers whose value is a comma-separated list, so that "Via: a, b" and two Via
+# lines mean the same (RFC 3261 §7.3.1). Auth headers are not lists: their
+# commas separate parameters of one challenge or credential.
+LIST_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Path",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow-Events",
+        "Content-Encoding",
+    )
+)
+
+MAX_MESSAGE = 65535
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+
+class ParseError(Exception):
+    """The one error the parser raises. `status` is what to answer (RFC 3261 §8.2)."""
+
+    def __init__(self, message: str, status: int = 400, partial: Message | None = None):
+        super().__init__(message)
+        self.status = status
+        self.partial = partial
+
+
+def canonical_name(name: str) -> str:
+    lowered = name.lower()
+    if lowered in COMPACT:
+        return COMPACT[lowered]
+    return CANONICAL.get(lowered, name)
+
+
+def split_list(value: str) -> list[str]:
+    """Split a list header at commas outside quotes and angle brackets."""
+    items, current, quoted, angle, escaped = [], [], False, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char == "<":
+            angle = True
+        elif not quoted and char == ">":
+            angle = False
+        elif char == "," and not quoted and not angle:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    if quoted:
+        raise ParseError("unterminated quoted string")
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+@dataclass
+class Headers:
+    """Ordered (name, value) pairs; names canonical, list headers one item per pair."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        wanted = canonical_name(name).lower()
+        for key, value in self.items:
+            if key.lower() == wanted:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = canonical_name(name).lower()
+        return [value for key, value in self.items if key.lower() == wanted]
+
+    def add(self, name: str, value: str) -> None:
+        self.items.append((canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        self.remove(name)
+        self.add(name, value)
+
+    def remove(self, name: str) -> None:
+        wanted = canonical_name(name).lower()
+        self.items = [(k, v) for k, v in self.items if k.lower() != wanted]
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def copy(self) -> Headers:
+        return Headers(list(self.items))
+
+
+@dataclass
+class Message:
+    headers: Headers
+    body: bytes = b""
+
+    def __bytes__(self) -> bytes:
+        lines = [self._start_line()]
+        for name, value in self.headers.items:
+            if name == "Content-Length":
+                continue
+            lines.append(f"{name}: {value}")
+        # RFC 3261 §18.3: Content-Length is always written, so framing over
+        # streams never depends on the peer guessing.
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class Request(Message):
+    method: str = ""
+    uri: str = ""
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+
+@dataclass
+class Response(Message):
+    status: int = 200
+    reason: str = "OK"
+
+    def _start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+
+def _decode(head: bytes) -> str:
+    # RFC 3261 §7.3.1 says UTF-8; phones that send Latin-1 display names still
+    # deserve an answer, so fall back rather than refuse.
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError:
+        return head.decode("latin-1")
+
+
+_LINE_END = re.compile(r"\r?\n")
+
+
+def split_head(data: bytes) -> tuple[bytes, bytes] | None:
+    """(head, rest) at the blank line ending the headers, or None if absent.
+
+    Bare LF line ends are accepted as well as CRLF (RFC 3261 §7 asks for CRLF,
+    but robust receivers, RFC 4475 §3.1.1.1, tolerate LF).
+    """
+    for separator in (b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"):
+        index = data.find(separator)
+        if index >= 0:
+            candidates = [(index, separator)]
+            for other in (b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"):
+                position = data.find(other)
+                if 0 <= position < index:
+                    candidates.append((position, other))
+            position, found = min(candidates)
+            return data[:position], data[position + len(found) :]
+    return None
+
+
+def parse(data: bytes, stream: bool = False) -> Request | Response:
+    """Parse one whole message. With `stream`, `data` is exactly one framed message."""
+    if len(data) > MAX_MESSAGE:
+        raise ParseError("message too large", status=513)
+    data = data.lstrip(b"\r\n")  # RFC 3261 §7.5: CRLFs before a start line are ignored
+    parts = split_head(data)
+    if parts is None:
+        raise ParseError("no blank line after the headers")
+    head, body = parts
+    lines = _LINE_END.split(_decode(head))
+    start, header_lines = lines[0], lines[1:]
+    message: Request | Response
+    request_match = abnf.REQUEST_LINE_RE.match(start)
+    if request_match:
+        message = Request(
+            headers=Headers(), method=request_match.group(1), uri=request_match.group(2)
+        )
+    else:
+        status_match = abnf.STATUS_LINE_RE.match(start)
+        if not status_match:
+            if start.split(" ")[-1].startswith("SIP/") and not start.endswith("SIP/2.0"):
+                raise ParseError("SIP version not supported", status=505)
+            raise ParseError("malformed start line")
+        message = Response(
+            headers=Headers(), status=int(status_match.group(2)), reason=status_match.group(3)
+        )
+    errors = []
+    for line in _unfold(header_lines):
+        if not line:
+            continue
+        match = abnf.HEADER_LINE_RE.match(line)
+        if not match:
+            errors.append("malformed header line")
+            continue
+        header, raw = canonical_name(match.group(1)), match.group(2).strip()
+        if header.lower() in LIST_HEADERS:
+            try:
+                values = split_list(raw)
+            except ParseError as error:
+                errors.append(f"{header}: {error}")
+                continue
+            for item in values:
+                message.headers.add(header, item)
+        else:
+            message.headers.add(header, raw)
+    message.body = body
+    _check_length(message, stream, errors)
+    if errors:
+        raise ParseError(errors[0], partial=message)
+    return message
+
+
+def _unfold(lines: list[str]):
+    """Yield header lines with RFC 3261 §7.3.1 folding (leading SP/HT) joined."""
+    current: str | None = None
+    for line in lines:
+        if line[:1] in (" ", "\t") and current is not None:
+            current += " " + line.strip()
+            continue
+        if current is not None:
+            yield current
+        current = line
+    if current is not None:
+        yield current
+
+
+def _check_length(message: Message, stream: bool, errors: list[str]) -> None:
+    raw = message.headers.get("Content-Length")
+    if raw is None:
+        return
+    if not raw.isdigit():
+        errors.append("Content-Length is not a number")
+        return
+    length = int(raw)
+    if length > len(message.body):
+        # RFC 3261 §18.3: over a datagram, a body shorter than Content-Length
+        # is an error (400); over a stream the framer never hands us one.
+        errors.append("body shorter than Content-Length")
+        return
+    # Extra bytes after the body over UDP are discarded (§18.3).
+    message.body = message.body[:length]
+
+
+def header_or_error(message: Message, name: str) -> str:
+    value = message.headers.get(name)
+    if value is None:
+        raise ParseError(f"missing {name} header", partial=message)
+    return value

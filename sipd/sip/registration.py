@@ -1,0 +1,161 @@
+"""What a REGISTER asks for and what it does to the bindings (RFC 3261 §10.3).
+
+Pure decisions: given the request, the bindings the AOR has now and the
+clock, `plan` says which bindings to add, refresh and remove, or raises
+`Refusal` with the status to answer. The registrar applies the plan to the
+database in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sipd.sip.headers import NameAddr, parse_expires
+from sipd.sip.message import ParseError, Request
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 300
+    max_contacts: int = 5
+
+
+class Refusal(Exception):
+    """A REGISTER we answer with an error; `headers` go into the response."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+@dataclass(frozen=True)
+class WantedContact:
+    uri: str  # the Contact URI, normalized, as stored and compared
+    expires: int
+    instance: str = ""
+    q: float | None = None
+
+
+@dataclass(frozen=True)
+class Existing:
+    id: int
+    contact: str
+    call_id: str
+    cseq: int
+    instance: str
+    registered_at: float
+
+
+@dataclass
+class Plan:
+    add: list[WantedContact] = field(default_factory=list)
+    refresh: list[tuple[Existing, WantedContact]] = field(default_factory=list)
+    remove: list[Existing] = field(default_factory=list)
+    query_only: bool = False
+
+
+@dataclass(frozen=True)
+class Wanted:
+    contacts: list[WantedContact]
+    remove_all: bool = False
+
+    @property
+    def query_only(self) -> bool:
+        return not self.contacts and not self.remove_all
+
+
+def wanted_contacts(request: Request, policy: Policy) -> Wanted:
+    """Steps 6-7 of §10.3: the contacts and their expiry, or a Refusal."""
+    header_expires = request.headers.get("Expires")
+    try:
+        default = (
+            parse_expires(header_expires) if header_expires is not None else policy.default_expires
+        )
+        values = [NameAddr.parse(v) for v in request.headers.get_all("Contact")]
+    except ParseError as error:
+        raise Refusal(400, f"Bad Request: {error}") from None
+    if any(v.wildcard for v in values):
+        # §10.3 step 6: "*" only alone and only with Expires: 0.
+        if len(values) != 1 or header_expires is None or default != 0:
+            raise Refusal(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
+        return Wanted(contacts=[], remove_all=True)
+    contacts: dict[str, WantedContact] = {}
+    for value in values:
+        if not value.uri.is_sip:
+            raise Refusal(416, "Unsupported URI Scheme")
+        try:
+            raw = value.params.get("expires")
+            expires = parse_expires(raw) if raw is not None else default
+        except ParseError as error:
+            raise Refusal(400, f"Bad Request: {error}") from None
+        if 0 < expires < policy.min_expires:
+            # §10.3 step 7 / §20.23: too brief, say what we accept.
+            raise Refusal(423, "Interval Too Brief", [("Min-Expires", str(policy.min_expires))])
+        expires = min(expires, policy.max_expires)
+        instance = (value.params.get("+sip.instance") or "").strip('"')[:255]
+        q = _q(value.params.get("q"))
+        uri = str(value.uri)
+        contacts[uri] = WantedContact(uri=uri, expires=expires, instance=instance, q=q)
+    return Wanted(contacts=list(contacts.values()))
+
+
+def _q(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        q = float(raw)
+    except ValueError:
+        raise Refusal(400, "Bad Request: malformed q parameter") from None
+    if not 0 <= q <= 1:
+        raise Refusal(400, "Bad Request: q out of range")
+    return q
+
+
+def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, policy: Policy) -> Plan:
+    """Step 8 of §10.3 applied to every contact of the request."""
+    result = Plan(query_only=wanted.query_only)
+    if wanted.remove_all:
+        for binding in existing:
+            # §10.3 step 6: with the same Call-ID, a CSeq not higher is ignored.
+            if binding.call_id == call_id and cseq <= binding.cseq:
+                raise Refusal(500, "Server Internal Error: out of order CSeq")
+            result.remove.append(binding)
+        return result
+    kept = list(existing)
+    for contact in wanted.contacts:
+        match = _match(kept, contact)
+        if match is not None:
+            if match.call_id == call_id and cseq <= match.cseq:
+                raise Refusal(500, "Server Internal Error: out of order CSeq")
+            kept.remove(match)
+            if contact.expires == 0:
+                result.remove.append(match)
+            else:
+                result.refresh.append((match, contact))
+        elif contact.expires > 0:
+            result.add.append(contact)
+    # Bindings of a phone that came back (same +sip.instance, RFC 5626 §6) with
+    # a new contact were matched above; now enforce the per-AOR limit by
+    # dropping the oldest bindings the request did not name.
+    total = len(kept) + len(result.refresh) + len(result.add)
+    if total > policy.max_contacts:
+        for binding in sorted(kept, key=lambda b: b.registered_at)[: total - policy.max_contacts]:
+            result.remove.append(binding)
+            kept.remove(binding)
+        if len(result.refresh) + len(result.add) > policy.max_contacts:
+            raise Refusal(403, f"Forbidden: at most {policy.max_contacts} contacts per extension")
+    return result
+
+
+def _match(bindings: list[Existing], contact: WantedContact) -> Existing | None:
+    for binding in bindings:
+        if contact.instance and binding.instance == contact.instance:
+            return binding
+    for binding in bindings:
+        if binding.contact == contact.uri:
+            return binding
+    return None

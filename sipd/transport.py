@@ -1,0 +1,125 @@
+"""gevent UDP and TCP listeners: they carry bytes to the handler and its answers back.
+
+UDP: one datagram is one message (RFC 3261 §18.3). TCP: a stream framed by
+Content-Length, CRLF keep-alives answered (RFC 5626 §3.5.1), idle connections
+closed. A connection's failure never reaches another peer or the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gevent
+from gevent import socket
+from gevent.server import DatagramServer, StreamServer
+
+from sipd.handler import Handler
+from sipd.registrar import Source
+from sipd.sip.framing import PONG, Ping, StreamFramer
+from sipd.sip.message import ParseError
+
+log = logging.getLogger("sipd")
+
+# Idle TCP connections are closed after this long. A registered phone refreshes
+# (or sends keep-alives) well within it; anything quieter is a leaked socket.
+TCP_IDLE_TIMEOUT = 900
+TCP_READ = 65536
+
+
+def _host(address) -> str:
+    host = address[0]
+    return host[7:] if host.startswith("::ffff:") else host  # IPv4-mapped IPv6
+
+
+class UdpTransport(DatagramServer):
+    def __init__(self, listener, handler: Handler):
+        super().__init__(listener)
+        self.handler = handler
+
+    def handle(self, data, address):
+        source = Source(_host(address), address[1], "UDP")
+        for out in self.handler.handle(data, source):
+            try:
+                self.socket.sendto(out.data, out.destination or address)
+            except OSError as error:
+                log.info("[SIP] Could not send to %s:%s: %s", *(out.destination or address), error)
+
+
+class TcpTransport(StreamServer):
+    def __init__(self, listener, handler: Handler, idle_timeout: float = TCP_IDLE_TIMEOUT):
+        super().__init__(listener)
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.connections = 0
+
+    def handle(self, sock, address):
+        source = Source(_host(address), address[1], "TCP")
+        framer = StreamFramer()
+        self.connections += 1
+        sock.settimeout(self.idle_timeout)
+        try:
+            while True:
+                try:
+                    data = sock.recv(TCP_READ)
+                except TimeoutError:
+                    log.debug("[SIP] Closing idle TCP connection from %s", source)
+                    return
+                if not data:
+                    return
+                try:
+                    items = framer.feed(data)
+                except ParseError as error:
+                    # A stream we cannot frame cannot be resynchronised: close it.
+                    log.warning("[SIP] Closing TCP connection from %s: %s", source, error)
+                    return
+                for item in items:
+                    if isinstance(item, Ping):
+                        sock.sendall(PONG)
+                        continue
+                    for out in self.handler.handle(item, source, stream=True):
+                        sock.sendall(out.data)
+        except OSError as error:
+            log.debug("[SIP] TCP connection from %s ended: %s", source, error)
+        finally:
+            self.connections -= 1
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def bind_udp(host: str, port: int):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Bursts of REGISTERs (every phone of an office after a power cut) queue
+    # in the kernel rather than being dropped.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    except OSError:
+        pass
+    sock.bind((host, port))
+    return sock
+
+
+def bind_tcp(host: str, port: int):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+def periodic(interval: float, function, name: str):
+    """Run `function` every `interval` seconds on the hub; log and go on if it fails."""
+
+    def loop():
+        while True:
+            gevent.sleep(interval)
+            try:
+                function()
+            except Exception:
+                log.exception("%s failed", name)
+
+    return gevent.spawn(loop)
