@@ -1,0 +1,320 @@
+"""What the benchmarks share: loopback ports, sipp runs and their statistics,
+users files, process CPU and memory, readiness by OPTIONS, and the machine.
+
+Every socket here talks to 127.0.0.1 only. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "tests" / "sip" / "scenarios"
+LOOPBACK = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+# --- ports and users -------------------------------------------------------
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago (never a fixed 5060)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def bench_users(count: int, first: int = 100000, seed: str = "") -> list[tuple[str, str]]:
+    """`count` (number, password) pairs; passwords are letters and digits only,
+    so they fit in a CSV field and in sipp's [authentication] keyword."""
+    users = []
+    for i in range(count):
+        number = str(first + i)
+        password = "Pw" + "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(14)) + seed
+        users.append((number, password))
+    return users
+
+
+def users_csv(path: Path, users: list[tuple[str, str]], order: str = "SEQUENTIAL",
+              extra: list[list[str]] | None = None) -> Path:
+    """A sipp injection file: NUMBER;PASSWORD;[authentication ...][;extra fields...].
+
+    field2 spells out sipp's [authentication] keyword for the line because
+    sipp 3.6.1 does not expand [field0] inside [authentication ...] (see
+    tests/sip/scenarios/register_auth.xml).
+    """
+    lines = [order]
+    for i, (number, password) in enumerate(users):
+        for value in (number, password):
+            if any(c in value for c in ";] \t\r\n"):
+                raise ValueError(f"{value!r} cannot go into a sipp injection field")
+        fields = [number, password, f"[authentication username={number} password={password}]"]
+        if extra:
+            fields += extra[i]
+        lines.append(";".join(fields))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- sipp ------------------------------------------------------------------
+
+@dataclass
+class SippRun:
+    target_rate: float
+    calls: int
+    returncode: int
+    successful: int
+    failed: int
+    retransmissions: int
+    elapsed: float  # sipp's own elapsed time for the run, seconds
+    wall: float  # our wall-clock around the sipp process, seconds
+    response_time_ms: float  # mean REGISTER(no auth) -> 200, the whole exchange
+    server_cpu: float  # CPU seconds the server used during the run
+    load_before: str
+    load_after: str
+    command: list[str]
+    note: str = ""
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.successful / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def clean(self) -> bool:
+        return self.returncode == 0 and self.failed == 0 and self.successful == self.calls
+
+
+def _duration(value: str) -> float:
+    """sipp's 'HH:MM:SS:uuuuuu' (or with a '.') -> seconds."""
+    parts = value.replace(".", ":").split(":")
+    if len(parts) < 3:
+        return 0.0
+    hours, minutes, seconds = (int(p) for p in parts[:3])
+    micros = int(parts[3]) if len(parts) > 3 and parts[3] else 0
+    return hours * 3600 + minutes * 60 + seconds + micros / 1e6
+
+
+def read_sipp_stats(path: Path) -> dict[str, str]:
+    """The last row (cumulative values) of sipp's -trace_stat CSV."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    header = rows[0]
+    return dict(zip(header, rows[-1], strict=False))
+
+
+def sipp_command(scenario: str, target: str, inf: Path, calls: int, rate: float,
+                 workdir: Path, local_port: int, extra: list[str] | None = None,
+                 limit: int | None = None, timeout_s: int = 120) -> list[str]:
+    stats = workdir / "stats.csv"
+    command = [
+        "sipp", "-sf", str(SCENARIOS / scenario), "-inf", str(inf),
+        "-i", LOOPBACK, "-p", str(local_port), "-t", "u1",
+        "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000",
+        "-l", str(limit if limit is not None else max(200, int(rate * 2))),
+        "-recv_timeout", "5000", "-timeout", str(timeout_s), "-timeout_error",
+        "-nostdin", "-trace_stat", "-stf", str(stats), "-fd", "1",
+        "-trace_err", "-error_file", str(workdir / "errors.log"),
+    ]
+    return command + (extra or []) + [target]
+
+
+def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
+             server_pids=None, timeout_s: int = 150) -> SippRun:
+    """Run sipp to completion (bounded by timeout_s) and read its statistics.
+
+    server_pids: a callable giving the server's process ids, to measure the CPU
+    it used during the run.
+    """
+    stats = workdir / "stats.csv"
+    for stale in (stats, workdir / "errors.log"):
+        stale.unlink(missing_ok=True)
+    pids = list(server_pids()) if server_pids else []
+    cpu_before = sum(process_cpu(pid) for pid in pids)
+    load_before = loadavg()
+    started = time.monotonic()
+    with open(workdir / "sipp.out", "wb") as out:
+        process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                returncode = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                returncode = process.wait()
+    wall = time.monotonic() - started
+    cpu_after = sum(process_cpu(pid) for pid in (server_pids() if server_pids else []))
+    row = read_sipp_stats(stats)
+
+    def number(name: str) -> int:
+        try:
+            return int(float(row.get(name, "0") or 0))
+        except ValueError:
+            return 0
+
+    note = ""
+    errors = workdir / "errors.log"
+    if errors.exists() and errors.stat().st_size:
+        first = next((line for line in errors.read_text(errors="replace").splitlines()
+                      if line.strip()), "")
+        note = first[:160]
+    return SippRun(
+        target_rate=rate, calls=calls, returncode=returncode,
+        successful=number("SuccessfulCall(C)"), failed=number("FailedCall(C)"),
+        retransmissions=number("Retransmissions(C)"),
+        elapsed=_duration(row.get("ElapsedTime(C)", "0:0:0")), wall=wall,
+        response_time_ms=_duration(row.get("ResponseTime1(C)", "0:0:0")) * 1000,
+        server_cpu=max(0.0, cpu_after - cpu_before),
+        load_before=load_before, load_after=loadavg(), command=command, note=note,
+    )
+
+
+# --- processes ---------------------------------------------------------------
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process we started, then SIGKILL it after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+# --- readiness -------------------------------------------------------------------
+
+def options_request(port: int, local_port: int, seq: int) -> bytes:
+    branch = "z9hG4bK" + secrets.token_hex(8)
+    return (
+        f"OPTIONS sip:{LOOPBACK}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {LOOPBACK}:{local_port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bench@{LOOPBACK}>;tag=b{seq}\r\n"
+        f"To: <sip:{LOOPBACK}:{port}>\r\n"
+        f"Call-ID: bench-options-{secrets.token_hex(6)}\r\n"
+        f"CSeq: {seq} OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def wait_options_200(port: int, deadline_s: float, interval: float = 0.01,
+                     alive=None) -> float | None:
+    """Send OPTIONS to 127.0.0.1:port every `interval` s until a 200 arrives.
+
+    Returns the monotonic time the 200 arrived, or None at the deadline (or
+    when alive() says the server has exited).
+    """
+    end = time.monotonic() + deadline_s
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        local_port = sock.getsockname()[1]
+        seq = 0
+        while time.monotonic() < end:
+            if alive is not None and not alive():
+                return None
+            seq += 1
+            try:
+                sock.sendto(options_request(port, local_port, seq), (LOOPBACK, port))
+            except OSError:
+                pass
+            sock.settimeout(interval)
+            try:
+                while True:
+                    data = sock.recv(65535)
+                    if data.startswith(b"SIP/2.0 200"):
+                        return time.monotonic()
+            except (TimeoutError, ConnectionRefusedError, OSError):
+                pass
+    return None
+
+
+# --- the machine ---------------------------------------------------------------
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sipp": _first_line(["sipp", "-v"]),
+        "kamailio": _first_line(["kamailio", "-v"]),
+    }
+
+
+def _first_line(command: list[str]) -> str:
+    if not shutil.which(command[0]):
+        return "not installed"
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0].strip() if text else "unknown"
