@@ -141,6 +141,24 @@ def create_admin(
     return admin, password, generated
 
 
+def set_admin_password(username: str, password: str | None = None) -> tuple[str, bool]:
+    admin = Admin.get_or_none(Admin.username == (username or "").strip())
+    if admin is None:
+        raise AccountError(f"no admin {username}")
+    generated = not password
+    if generated:
+        password = generate_password()
+    elif len(password) < MIN_ADMIN_PASSWORD:
+        raise AccountError(f"password must be at least {MIN_ADMIN_PASSWORD} characters")
+    with db.atomic():
+        (
+            Admin.update(password_hash=generate_password_hash(password))
+            .where(Admin.id == admin.id)
+            .execute()
+        )
+    return password, generated
+
+
 def verify_admin(username: str, password: str) -> Admin | None:
     admin = Admin.get_or_none(Admin.username == (username or "").strip())
     if admin is None:

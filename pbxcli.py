@@ -1,0 +1,392 @@
+"""pbxctl: the one command-line entry point (see DESIGN.md, "Command line").
+
+Every error is one line on stderr and a non-zero exit; every change runs in
+one transaction, so nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core import accounts
+from core.config import ROOT, ConfigError, Settings, load_settings
+
+EXIT_ERROR = 1
+
+
+class CliError(Exception):
+    pass
+
+
+def _db(settings: Settings):
+    from core.database import connect, ensure_private
+
+    database = connect(settings)
+    ensure_private(settings.db_path)
+    return database
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+# -- init and admins ----------------------------------------------------------------
+
+
+def cmd_init(args, settings: Settings) -> int:
+    from core import migrations
+    from core.database import secret_key
+    from core.models import Admin
+
+    database = _db(settings)
+    secret_key(settings)
+    version = migrations.current_version(database)
+    print(f"Database {settings.db_path} ready (schema version {version})")
+    if args.first_admin:
+        if Admin.select().count() == 0:
+            admin, password, _ = accounts.create_admin("admin", role="admin")
+            print(f"First admin: user {admin.username}, password {password}")
+            print("This password is shown once; change it in the panel.")
+        else:
+            print("An admin exists already; reset a password with: pbxctl admin passwd USER")
+    return 0
+
+
+def cmd_admin_add(args, settings: Settings) -> int:
+    _db(settings)
+    admin, password, generated = accounts.create_admin(args.user, args.password, args.role)
+    print(f"Admin {admin.username} ({admin.role}) created")
+    if generated:
+        print(f"Password (shown once): {password}")
+    return 0
+
+
+def cmd_admin_passwd(args, settings: Settings) -> int:
+    _db(settings)
+    password, generated = accounts.set_admin_password(args.user, args.password)
+    print(f"Password of admin {args.user} changed")
+    if generated:
+        print(f"Password (shown once): {password}")
+    return 0
+
+
+# -- extensions ---------------------------------------------------------------------
+
+
+def _print_secret(number: str, password: str, generated: bool, settings: Settings) -> None:
+    if generated:
+        print(f"Password (shown once): {password}")
+    print(
+        f"Phone settings: server {settings.public_address or settings.realm}, port "
+        f"{settings.sip_port}, transport UDP or TCP, user {number}, auth user {number}, "
+        f"domain {settings.realm}"
+    )
+
+
+def cmd_ext_add(args, settings: Settings) -> int:
+    _db(settings)
+    extension, password, generated = accounts.create_extension(
+        args.number,
+        settings.realm,
+        name=args.name or "",
+        password=args.password,
+        generate=args.generate,
+    )
+    print(f"Extension {extension.number} created")
+    _print_secret(extension.number, password, generated, settings)
+    return 0
+
+
+def cmd_ext_passwd(args, settings: Settings) -> int:
+    _db(settings)
+    extension, password, generated = accounts.set_password(
+        args.number, settings.realm, password=args.password, generate=args.generate
+    )
+    print(f"Password of extension {extension.number} changed")
+    _print_secret(extension.number, password, generated, settings)
+    return 0
+
+
+def cmd_ext_list(args, settings: Settings) -> int:
+    from core.models import Binding, Extension
+
+    _db(settings)
+    now = time.time()
+    live: dict[int, list] = {}
+    for binding in Binding.live(now).order_by(Binding.registered_at):
+        live.setdefault(binding.extension_id, []).append(binding)
+    rows = [("NUMBER", "NAME", "STATE", "CONTACT", "FROM", "EXPIRES IN")]
+    for extension in Extension.select().order_by(Extension.number):
+        bindings = live.get(extension.id, [])
+        state = (
+            "disabled" if not extension.enabled else ("registered" if bindings else "unregistered")
+        )
+        if not bindings:
+            rows.append((extension.number, extension.name, state, "", "", ""))
+        for index, b in enumerate(bindings):
+            rows.append(
+                (
+                    extension.number if index == 0 else "",
+                    extension.name if index == 0 else "",
+                    state if index == 0 else "",
+                    b.contact,
+                    f"{b.source_host}:{b.source_port}/{b.transport}",
+                    _ago(b.expires_at - now),
+                )
+            )
+    _table(rows)
+    return 0
+
+
+def _table(rows) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+def cmd_ext_rm(args, settings: Settings) -> int:
+    _db(settings)
+    accounts.delete_extension(args.number)
+    print(f"Extension {args.number} deleted")
+    return 0
+
+
+def cmd_ext_import(args, settings: Settings) -> int:
+    from core.models import db
+
+    _db(settings)
+    try:
+        with open(args.file, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
+    except OSError as error:
+        raise CliError(f"cannot read {args.file}: {error.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CliError(f"{args.file}: not a UTF-8 CSV file ({error})") from None
+    if rows and rows[0][0].strip().lower() == "number":
+        rows = rows[1:]
+    created = []
+    # All or nothing: one bad line leaves the database as it was.
+    with db.atomic():
+        for line, row in enumerate(rows, start=1):
+            if len(row) != 3:
+                raise CliError(f"{args.file}: row {line}: expected number,name,password")
+            number, name, password = (cell.strip() for cell in row)
+            try:
+                extension, secret, generated = accounts.create_extension(
+                    number,
+                    settings.realm,
+                    name=name,
+                    password=password or None,
+                    generate=not password,
+                )
+            except accounts.AccountError as error:
+                raise CliError(f"{args.file}: row {line}: {error}") from None
+            created.append((extension.number, secret if generated else None))
+    print(f"Imported {len(created)} extensions")
+    for number, secret in created:
+        if secret:
+            print(f"{number}: generated password (shown once): {secret}")
+    return 0
+
+
+# -- daemons ------------------------------------------------------------------------
+
+
+def cmd_sipd(args, settings: Settings) -> int:
+    return _exec_module("sipd", [])
+
+
+def cmd_panel(args, settings: Settings) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    from core import logs
+
+    logs.setup(settings.log_level, settings.log_file, "panel")
+    from app.server import serve
+
+    return serve(settings) or 0
+
+
+def _exec_module(module: str, extra: list[str]) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", module, *extra])
+    return 0  # not reached
+
+
+def cmd_run(args, settings: Settings) -> int:
+    """sipd and the panel together in the foreground; Ctrl-C stops both."""
+    log_dir = Path(settings.run_dir) / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    children = {}
+    for name, command in (
+        ("sipd", [sys.executable, "-m", "sipd"]),
+        ("panel", [sys.executable, "-m", "pbxcli", "panel"]),
+    ):
+        child_env = dict(env, PBX_LOG_FILE=str(log_dir / f"{name}.log"))
+        children[name] = subprocess.Popen(command, env=child_env, cwd=ROOT)
+    print(
+        f"PBX running: SIP on {settings.sip_host}:{settings.sip_port} (UDP and TCP), "
+        f"panel on http://{settings.panel_host}:{settings.panel_port} - Ctrl-C stops both",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with status {child.returncode}; stopping", file=sys.stderr)
+                status = child.returncode or 1
+                stopping = True
+        time.sleep(0.2)
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    for child in children.values():
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return status
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from core.models import Binding, Extension
+
+    _db(settings)
+    now = time.time()
+    live = Binding.live(now)
+    registered = live.select(Binding.extension).distinct().count()
+    print(f"Database: {settings.db_path}")
+    print(
+        f"Extensions: {Extension.select().count()} "
+        f"({Extension.select().where(~Extension.enabled).count()} disabled)"
+    )
+    print(f"Registered: {registered} extensions, {live.count()} bindings")
+    for binding in live.order_by(Binding.aor):
+        print(
+            f"  {binding.aor} -> {binding.contact} from {binding.source_host}:"
+            f"{binding.source_port}/{binding.transport} ({binding.user_agent or '-'}), "
+            f"expires in {_ago(binding.expires_at - now)}"
+        )
+    return 0
+
+
+def cmd_logs(args, settings: Settings) -> int:
+    names = [args.service] if args.service else ["sipd", "panel"]
+    files = [Path(settings.run_dir) / "log" / f"{name}.log" for name in names]
+    existing = [str(f) for f in files if f.exists()]
+    if not existing:
+        raise CliError(
+            f"no log files yet in {Path(settings.run_dir) / 'log'} (start with pbxctl run)"
+        )
+    command = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + existing
+    os.execvp("tail", command)
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbxctl", description="Manage the PBX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create or upgrade the database (idempotent)")
+    init.add_argument(
+        "--first-admin",
+        action="store_true",
+        help="create user 'admin' with a generated password if no admin exists",
+    )
+    init.set_defaults(func=cmd_init)
+
+    ext = sub.add_parser("ext", help="manage extensions").add_subparsers(
+        dest="ext_command", required=True, metavar="ACTION"
+    )
+    add = ext.add_parser("add", help="create an extension")
+    add.add_argument("number")
+    add.add_argument("--name", default="")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--password")
+    secret.add_argument("--generate", action="store_true")
+    add.set_defaults(func=cmd_ext_add)
+    passwd = ext.add_parser("passwd", help="set or generate an extension's password")
+    passwd.add_argument("number")
+    secret = passwd.add_mutually_exclusive_group()
+    secret.add_argument("--password")
+    secret.add_argument("--generate", action="store_true")
+    passwd.set_defaults(func=cmd_ext_passwd)
+    ext.add_parser("list", help="extensions and their registrations").set_defaults(
+        func=cmd_ext_list
+    )
+    remove = ext.add_parser("rm", help="delete an extension")
+    remove.add_argument("number")
+    remove.set_defaults(func=cmd_ext_rm)
+    imp = ext.add_parser("import", help="create extensions from a CSV (number,name,password)")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_ext_import)
+
+    admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
+        dest="admin_command", required=True, metavar="ACTION"
+    )
+    admin_add = admin.add_parser("add", help="create a panel user")
+    admin_add.add_argument("user")
+    admin_add.add_argument("--password")
+    admin_add.add_argument("--role", choices=accounts.ROLES, default="admin")
+    admin_add.set_defaults(func=cmd_admin_add)
+    admin_pw = admin.add_parser("passwd", help="set or generate a panel user's password")
+    admin_pw.add_argument("user")
+    admin_pw.add_argument("--password")
+    admin_pw.set_defaults(func=cmd_admin_passwd)
+
+    sub.add_parser("sipd", help="run the SIP daemon in the foreground").set_defaults(func=cmd_sipd)
+    sub.add_parser("panel", help="run the panel in the foreground").set_defaults(func=cmd_panel)
+    sub.add_parser("run", help="run sipd and the panel together (development)").set_defaults(
+        func=cmd_run
+    )
+    sub.add_parser("status", help="registrations and extensions").set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", help="show the daemons' logs")
+    logs.add_argument("service", nargs="?", choices=("sipd", "panel"))
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.func(args, settings)
+    except (ConfigError, CliError, accounts.AccountError) as error:
+        print(f"pbxctl: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
