@@ -1,0 +1,139 @@
+"""The admin panel: create_app() and the extensions it binds.
+
+State shown here comes from the shared database (core/); the panel never
+talks to sipd's sockets. Every change is a POST from a FlaskForm, so the
+global CSRFProtect covers it, and a viewer may look but never POST.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import Flask, abort, redirect, render_template, request, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFProtect
+
+from core.config import Settings, load_settings
+from core.database import connect, secret_key
+from core.models import Admin, db
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+# test_config keys that override fields of Settings rather than Flask config.
+_SETTINGS_KEYS = {"DB_PATH": "db_path", "REALM": "realm"}
+# Endpoints a viewer may still POST to: leaving is not a change.
+_VIEWER_POST_ALLOWED = {"auth.logout"}
+
+
+def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
+    """Build the panel.
+
+    `settings` defaults to core.config.load_settings() (the PBX_* environment);
+    `test_config` may override DB_PATH and REALM of those settings and any
+    Flask config key (SECRET_KEY, TESTING, WTF_CSRF_ENABLED, ...).
+    """
+    test_config = dict(test_config or {})
+    settings = settings or load_settings()
+    overrides = {
+        field: test_config.pop(key) for key, field in _SETTINGS_KEYS.items() if key in test_config
+    }
+    if overrides:
+        settings = dataclasses.replace(settings, **overrides)
+
+    app = Flask(__name__)
+    app.config.update(
+        PBX_SETTINGS=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # On a server the panel sits behind nginx's HTTPS; in a checkout it is
+        # plain http://127.0.0.1, where a Secure cookie would never come back.
+        SESSION_COOKIE_SECURE=settings.server,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.server,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.config.update(test_config)
+
+    # Migrations run once here; requests then open and close their own connection.
+    database = connect(settings)
+    try:
+        if not app.config.get("SECRET_KEY"):
+            app.config["SECRET_KEY"] = secret_key(settings)
+    finally:
+        database.close()
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see this page."
+    login_manager.login_message_category = "info"
+    csrf.init_app(app)
+
+    app.before_request(_open_db)
+    app.teardown_request(_close_db)
+    app.before_request(_viewers_only_look)
+    app.after_request(_security_headers)
+    for code in (400, 403, 404, 405):
+        app.register_error_handler(code, _error_page)
+
+    from app import filters
+    from app.auth import bp as auth_bp
+    from app.extensions import bp as extensions_bp
+    from app.registrations import bp as registrations_bp
+    from app.security import bp as security_bp
+
+    filters.init_app(app)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(extensions_bp)
+    app.register_blueprint(registrations_bp)
+    app.register_blueprint(security_bp)
+    app.add_url_rule("/", "index", lambda: redirect(url_for("extensions.index")))
+    return app
+
+
+@login_manager.user_loader
+def _load_admin(admin_id: str) -> Admin | None:
+    try:
+        return Admin.get_or_none(Admin.id == int(admin_id))
+    except ValueError:
+        return None
+
+
+def _open_db() -> None:
+    db.connect(reuse_if_open=True)
+
+
+def _close_db(_exc: BaseException | None) -> None:
+    if not db.is_closed():
+        db.close()
+
+
+def _viewers_only_look():
+    """One rule for every POST route, so a new route cannot forget it."""
+    if request.method in {"GET", "HEAD", "OPTIONS"}:
+        return None
+    if request.endpoint in _VIEWER_POST_ALLOWED:
+        return None
+    if current_user.is_authenticated and current_user.role != "admin":
+        abort(403)
+    return None
+
+
+def _error_page(error):
+    # CSRFError is a 400 whose description says what was missing.
+    return render_template("errors.html", error=error), error.code
+
+
+def _security_headers(response):
+    # Defence in depth behind Jinja's escaping: nothing inline, nothing foreign.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
+        " form-action 'self'; frame-ancestors 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

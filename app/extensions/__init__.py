@@ -1,0 +1,7 @@
+"""Extensions: the list with live status, one extension's page, and changes to them."""
+
+from flask import Blueprint
+
+bp = Blueprint("extensions", __name__, url_prefix="/extensions")
+
+from app.extensions import routes  # noqa: E402, F401  (registers the views on bp)

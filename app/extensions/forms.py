@@ -1,0 +1,96 @@
+"""Forms for extensions; the rules themselves live in core (accounts, credentials)."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
+
+from core.accounts import AccountError, check_display_name, check_number
+from core.credentials import password_problem
+from core.models import Extension
+
+PASSWORD_CHOICES = [
+    SelectChoice("generate", "Generate a strong password"),
+    SelectChoice("set", "Set this password:"),
+]
+
+
+def _core_rule(check):
+    """A WTForms validator from a core check that raises AccountError."""
+
+    def validate(form, field):
+        try:
+            check(field.data)
+        except AccountError as error:
+            raise ValidationError(_sentence(str(error))) from None
+
+    return validate
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+class PasswordChoice:
+    """Generate, or set one typed twice; a set password must pass the policy."""
+
+    mode = RadioField("Password", choices=PASSWORD_CHOICES, default="generate")
+    password = PasswordField(
+        "New password", validators=[Length(max=128)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField(
+        "Repeat it", validators=[EqualTo("password", message="The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+    def number_for_policy(self) -> str:
+        raise NotImplementedError
+
+    def validate_password(self, field):
+        if self.mode.data != "set":
+            return
+        if not field.data:
+            raise ValidationError("Type the password, or choose to generate one.")
+        problem = password_problem(self.number_for_policy(), field.data)
+        if problem:
+            raise ValidationError(_sentence(f"password {problem}"))
+
+    @property
+    def chosen_password(self) -> str | None:
+        return self.password.data if self.mode.data == "set" else None
+
+
+class ExtensionForm(PasswordChoice, FlaskForm):
+    number = StringField(
+        "Number", validators=[InputRequired(), _core_rule(check_number)],
+        render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "1002"},
+    )
+    name = StringField("Display name", validators=[_core_rule(check_display_name)])
+    enabled = BooleanField("Enabled", default=True)
+    submit = SubmitField("Create extension")
+
+    def number_for_policy(self) -> str:
+        return (self.number.data or "").strip()
+
+    def validate_number(self, field):
+        number = (field.data or "").strip()
+        if Extension.by_number(number) is not None:
+            raise ValidationError(f"Extension {number} already exists.")
+
+
+class EditForm(FlaskForm):
+    name = StringField("Display name", validators=[_core_rule(check_display_name)])
+    enabled = BooleanField("Enabled")
+    submit = SubmitField("Save")
+
+
+class PasswordForm(PasswordChoice, FlaskForm):
+    submit = SubmitField("Change password")
+
+    def __init__(self, number: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._number = number
+
+    def number_for_policy(self) -> str:
+        return self._number

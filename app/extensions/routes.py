@@ -1,0 +1,197 @@
+import logging
+import time
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from app.auth.forms import EmptyForm
+from app.extensions import bp
+from app.extensions.forms import EditForm, ExtensionForm, PasswordForm
+from app.status import extensions_in_order, live_bindings_by_extension, live_bindings_of
+from core.accounts import (
+    AccountError,
+    create_extension,
+    delete_extension,
+    set_password,
+    update_extension,
+)
+from core.models import AuthAttempt, Extension
+
+log = logging.getLogger("panel")
+
+
+def _settings():
+    return current_app.config["PBX_SETTINGS"]
+
+
+def _extension_or_404(number: str) -> Extension:
+    extension = Extension.by_number(number)
+    if extension is None:
+        abort(404, description=f"There is no extension {number}.")
+    return extension
+
+
+def _audit(action: str, number: str) -> None:
+    log.info("Panel: %s %s extension %s", current_user.username, action, number)
+
+
+def softphone_settings(extension: Extension, password: str) -> list[tuple[str, str]]:
+    """The fields of a softphone's account dialog (MicroSIP's names in brackets)."""
+    settings = _settings()
+    server = settings.public_address or settings.realm
+    return [
+        ("SIP server", f"{server}:{settings.sip_port}"),
+        ("Domain", settings.realm),
+        ("Port", str(settings.sip_port)),
+        ("Transport", "UDP or TCP"),
+        ("User name (Username)", extension.number),
+        ("Auth user (Login)", extension.number),
+        ("Password", password),
+        ("Display name", extension.name or extension.number),
+    ]
+
+
+def _show_password(extension: Extension, password: str, generated: bool, created: bool):
+    """The one page that ever shows this password: rendered in the POST response
+    itself (no redirect, nothing kept in the session) and never cached."""
+    response = make_response(render_template(
+        "extensions/password_shown.html",
+        extension=extension, password=password, generated=generated, created=created,
+        fields=softphone_settings(extension, password),
+    ))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.route("/")
+@login_required
+def index():
+    now = time.time()
+    return render_template(
+        "extensions/index.html",
+        extensions=list(extensions_in_order()),
+        bindings=live_bindings_by_extension(now),
+        now=now,
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def create():
+    form = ExtensionForm()
+    if form.validate_on_submit():
+        try:
+            extension, password, generated = create_extension(
+                form.number.data, _settings().realm, name=form.name.data or "",
+                password=form.chosen_password, generate=form.mode.data == "generate",
+                enabled=form.enabled.data,
+            )
+        except AccountError as error:
+            form.form_errors.append(str(error))
+        else:
+            _audit("created", extension.number)
+            return _show_password(extension, password, generated, created=True)
+    return render_template("extensions/new.html", form=form)
+
+
+@bp.route("/<number>")
+@login_required
+def show(number: str):
+    extension = _extension_or_404(number)
+    now = time.time()
+    return render_template(
+        "extensions/show.html",
+        extension=extension,
+        bindings=list(live_bindings_of(extension, now)),
+        attempts=list(AuthAttempt.recent_for(extension.number, limit=25)),
+        realm=_settings().realm,
+        form=EmptyForm(),
+        now=now,
+    )
+
+
+@bp.route("/<number>/edit", methods=["GET", "POST"])
+@login_required
+def edit(number: str):
+    extension = _extension_or_404(number)
+    form = EditForm(obj=extension)
+    if form.validate_on_submit():
+        try:
+            update_extension(extension.number, name=form.name.data or "", enabled=form.enabled.data)
+        except AccountError as error:
+            form.form_errors.append(str(error))
+        else:
+            _audit("edited", extension.number)
+            if extension.enabled and not form.enabled.data:
+                flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+                      "info")
+            else:
+                flash(f"Extension {extension.number} saved.", "success")
+            return redirect(url_for(".show", number=extension.number))
+    return render_template("extensions/edit.html", form=form, extension=extension)
+
+
+@bp.route("/<number>/disable", methods=["POST"])
+@login_required
+def disable(number: str):
+    return _set_enabled(number, False)
+
+
+@bp.route("/<number>/enable", methods=["POST"])
+@login_required
+def enable(number: str):
+    return _set_enabled(number, True)
+
+
+def _set_enabled(number: str, enabled: bool):
+    extension = _extension_or_404(number)
+    if EmptyForm().validate_on_submit():
+        update_extension(extension.number, enabled=enabled)
+        _audit("enabled" if enabled else "disabled", extension.number)
+        if enabled:
+            flash(f"Extension {extension.number} is enabled.", "success")
+        else:
+            flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+                  "info")
+    return redirect(url_for(".show", number=extension.number))
+
+
+@bp.route("/<number>/password", methods=["GET", "POST"])
+@login_required
+def password(number: str):
+    extension = _extension_or_404(number)
+    form = PasswordForm(extension.number)
+    if form.validate_on_submit():
+        try:
+            extension, new_password, generated = set_password(
+                extension.number, _settings().realm, password=form.chosen_password,
+                generate=form.mode.data == "generate",
+            )
+        except AccountError as error:
+            form.form_errors.append(str(error))
+        else:
+            _audit("set the password of", extension.number)
+            return _show_password(extension, new_password, generated, created=False)
+    return render_template("extensions/password.html", form=form, extension=extension)
+
+
+@bp.route("/<number>/delete", methods=["GET", "POST"])
+@login_required
+def delete(number: str):
+    extension = _extension_or_404(number)
+    form = EmptyForm()
+    if form.validate_on_submit():
+        delete_extension(extension.number)
+        _audit("deleted", extension.number)
+        flash(f"Extension {extension.number} deleted.", "success")
+        return redirect(url_for(".index"))
+    return render_template("extensions/delete.html", form=form, extension=extension)

@@ -1,0 +1,7 @@
+"""Failed authentication attempts across all numbers, including numbers that do not exist."""
+
+from flask import Blueprint
+
+bp = Blueprint("security", __name__, url_prefix="/security")
+
+from app.security import routes  # noqa: E402, F401  (registers the views on bp)
