@@ -6,8 +6,14 @@ directly in the shape sipd writes them, so the panel is tested on that shape.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from werkzeug.security import generate_password_hash
 
@@ -15,6 +21,7 @@ from app import create_app
 from core.accounts import create_extension
 from core.models import Admin, AuthAttempt, Binding, db
 
+ROOT = Path(__file__).resolve().parents[2]
 REALM = "pbx.test"
 SECRET = "test-secret-key-" + "x" * 32
 ADMIN = ("admin", "admin-password-1")
@@ -93,3 +100,57 @@ class Rows:
         }
         values.update(fields)
         return AuthAttempt.create(**values)
+
+
+class PanelProcess:
+    """The panel as it runs for real: app.server.serve() in its own process, on loopback."""
+
+    def __init__(self, db_path, workdir, port: int, **env: str):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = workdir / "panel.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
+        self.env.update(
+            PBX_DB=str(db_path), PBX_REALM=REALM, PBX_PANEL_LISTEN=f"127.0.0.1:{port}",
+            PBX_RUN_DIR=str(workdir), PYTHONPATH=str(ROOT), **env,
+        )
+        self.process = None
+
+    def start(self, timeout: float = 15) -> PanelProcess:
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c",
+             "from core.config import load_settings; from app.server import serve;"
+             " serve(load_settings())"],
+            env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the panel exited at start:\n{self.log()}")
+            if "Panel listening on" in self.log():
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"the panel did not start within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        """Signal the panel and return its exit status (killed if it does not stop)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"the panel ignored signal {sig}:\n{self.log()}") from None
+        self._log.close()
+        return self.process.returncode
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
