@@ -1,0 +1,211 @@
+"""The flow a person does, in real headless Chromium against the panel as a real process.
+
+Log in, create an extension, read its password once, then register a phone
+(sipp, against a real sipd on the same database) with that password and see
+the extension listed as registered. Screenshots at desktop and phone width go
+to a temporary directory, or to $PBX_SCREENSHOTS if set (to look at them).
+Chromium or chromedriver missing is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from panel_testing import ADMIN, REALM, PanelProcess, free_tcp_port
+
+from core.accounts import create_admin
+from core.config import load_settings
+from core.database import connect
+from core.models import db
+from tests.support import Sipd, free_port, run_sipp
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+
+def require(path: str) -> str:
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise AssertionError(f"{path} is missing: apt-get install chromium chromium-driver "
+                             "(make test does it)")
+    return path
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = require(CHROMIUM)
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--disable-default-apps", "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=require(CHROMEDRIVER),
+                      log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    directory = Path(os.environ.get("PBX_SCREENSHOTS") or tmp_path / "screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A database with one admin, closed again so only the servers hold it open."""
+    path = tmp_path / "pbx.db"
+    connect(load_settings({"PBX_DB": str(path), "PBX_REALM": REALM}))
+    create_admin(*ADMIN)
+    db.close()
+    return path
+
+
+@pytest.fixture
+def panel(database, tmp_path):
+    panel = PanelProcess(database, tmp_path, free_tcp_port()).start()
+    yield panel
+    assert panel.stop() == 0, panel.log()
+
+
+def save_screenshot(driver, path: Path, device: dict | None = None) -> Path:
+    """A whole-page PNG, at the desktop window or emulating a phone's screen."""
+    if device:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", device)
+    else:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+    })
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+def click_and_load(driver, element):
+    """Click what leads to another page, and wait until that page has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    html = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(html))
+
+
+def assert_fits_a_phone(driver):
+    """At phone width nothing scrolls sideways and the tables have become cards."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    overflow = driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone"
+    heads = driver.execute_script(
+        "return [...document.querySelectorAll('table.cards thead')]"
+        ".map(h => getComputedStyle(h).display)")
+    assert all(display == "none" for display in heads)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def assert_no_console_errors(driver):
+    # CSP violations, failed loads and script errors all show up as SEVERE.
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_create_extension_see_password_once_then_register(browser, panel, database, tmp_path,
+                                                          screenshots):
+    from selenium.webdriver.common.by import By
+
+    # Log in: the panel sends us to the login page and back.
+    browser.get(panel.url + "/extensions/")
+    assert "/login?next=" in browser.current_url
+    save_screenshot(browser, screenshots / "login-phone.png", PHONE)
+    browser.find_element(By.NAME, "username").send_keys(ADMIN[0])
+    browser.find_element(By.NAME, "password").send_keys(ADMIN[1])
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+    assert browser.current_url == panel.url + "/extensions/"
+    assert "No extensions yet." in browser.page_source
+
+    # Create 1002: a weak password is refused with the reason, then a generated one.
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "New extension"))
+    browser.find_element(By.NAME, "number").send_keys("1002")
+    browser.find_element(By.NAME, "name").send_keys("Reception")
+    assert browser.find_element(By.CSS_SELECTOR, "input[value=generate]").is_selected()
+    browser.find_element(By.CSS_SELECTOR, "input[value=set]").click()
+    browser.find_element(By.NAME, "password").send_keys("1002100210")
+    browser.find_element(By.NAME, "confirm").send_keys("1002100210")
+    create = "input[type=submit][value='Create extension']"
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, create))
+    assert "Password must not be digits only." in browser.find_element(By.CLASS_NAME, "error").text
+    save_screenshot(browser, screenshots / "new-desktop.png")
+    save_screenshot(browser, screenshots / "new-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+    browser.find_element(By.CSS_SELECTOR, "input[value=generate]").click()
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, create))
+
+    # The password, once, with the softphone settings beside it.
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Extension 1002 created"
+    password = browser.find_element(By.ID, "shown-password").text
+    assert len(password) == 20 and password.isalnum()
+    settings = browser.find_element(By.ID, "softphone-settings").text
+    for text in (f"SIP server\n{REALM}:5060", f"Domain\n{REALM}", "Transport\nUDP or TCP",
+                 "User name (Username)\n1002", "Auth user (Login)\n1002"):
+        assert text in settings
+    save_screenshot(browser, screenshots / "password-desktop.png")
+    save_screenshot(browser, screenshots / "password-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+
+    click_and_load(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Done, go to 1002"))
+    assert "/extensions/1002" in browser.current_url
+    assert password not in browser.page_source
+    browser.get(panel.url + "/extensions/")
+    assert password not in browser.page_source
+    row = browser.find_element(By.ID, "ext-1002")
+    assert row.get_attribute("data-status") == "unregistered"
+
+    # A phone registers with that password: sipp against a real sipd on the same database.
+    with Sipd(database, PBX_RUN_DIR=str(tmp_path)) as sipd:
+        local_port = free_port()
+        result = run_sipp(
+            "register_auth.xml", sipd.address, local_port=local_port, timeout=15,
+            inject=[["1002", password, f"[authentication username=1002 password={password}]"]],
+        )
+        assert result.returncode == 0, result.explain() + sipd.log()
+
+    browser.refresh()
+    row = browser.find_element(By.ID, "ext-1002")
+    assert row.get_attribute("data-status") == "registered", row.text
+    assert f"sip:1002@127.0.0.1:{local_port}" in row.text
+    assert "sipp register_auth" in row.text
+    assert "127.0.0.1" in row.text and "UDP" in row.text
+    save_screenshot(browser, screenshots / "extensions-desktop.png")
+    save_screenshot(browser, screenshots / "extensions-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+
+    # Its page answers "what happened?": the registration and the attempts behind it.
+    click_and_load(browser, row.find_element(By.LINK_TEXT, "1002"))
+    attempts = browser.find_element(By.ID, "attempts").text
+    assert "success" in attempts and "sipp register_auth" in attempts
+    assert f"sip:1002@127.0.0.1:{local_port}" in browser.find_element(By.ID, "bindings").text
+    save_screenshot(browser, screenshots / "extension-desktop.png")
+    save_screenshot(browser, screenshots / "extension-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+
+    click_and_load(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Log out']"))
+    assert "/login" in browser.current_url
+    assert_no_console_errors(browser)
+
