@@ -41,6 +41,8 @@ KNOWN_METHODS = frozenset(
 )
 SERVER = "pbx-sipd"
 REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+# Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 §3.3.8-9).
+SINGULAR = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Expires")
 
 
 class Outgoing:
@@ -112,6 +114,9 @@ class Handler:
         except ParseError as error:
             log.info("[SIP] Dropped %s from %s: %s", request.method, source, error)
             return []
+        for name in SINGULAR:
+            if len(request.headers.get_all(name)) > 1:
+                return self._bad(request, source, reliable, f"more than one {name} header", via)
         vias = request.headers.get_all("Via")
         request.headers.remove("Via")
         request.headers.add("Via", str(via))

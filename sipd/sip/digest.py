@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -50,8 +51,10 @@ class NonceMinter:
         return hmac.new(self._key, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
 
     def mint(self, now: float) -> str:
-        # Millisecond stamp: two challenges in the same second still differ.
-        stamp = struct.pack(">Q", int(now * 1000))
+        # Issue time in milliseconds plus 8 random bytes: every challenge gets its
+        # own nonce even under load, so the nc replay check (which is per nonce)
+        # never confuses two phones challenged in the same millisecond.
+        stamp = struct.pack(">Q", int(now * 1000)) + os.urandom(8)
         return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode().rstrip("=")
 
     def check(self, nonce: str, now: float) -> NonceState:
@@ -59,12 +62,12 @@ class NonceMinter:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (ValueError, TypeError):
             return NonceState.INVALID
-        if len(raw) != 24:
+        if len(raw) != 32:
             return NonceState.INVALID
-        stamp, mac = raw[:8], raw[8:]
+        stamp, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, self._mac(stamp)):
             return NonceState.INVALID
-        issued = struct.unpack(">Q", stamp)[0] / 1000
+        issued = struct.unpack(">Q", stamp[:8])[0] / 1000
         if issued > now + 5:  # from the future: a clock that jumped back, or a forgery
             return NonceState.INVALID
         if now - issued > self.lifetime:

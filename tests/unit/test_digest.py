@@ -1,0 +1,142 @@
+"""Digest against the RFC 7616 §3.9.1 example, and the nonce rules."""
+
+import pytest
+
+from core.credentials import ha1
+from sipd.sip.digest import (
+    CheckedCredentials,
+    NonceCounts,
+    NonceMinter,
+    NonceState,
+    Verdict,
+    challenges,
+    expected_response,
+    verify,
+)
+from sipd.sip.headers import Credentials
+
+# RFC 7616 §3.9.1, verbatim.
+USER, REALM, PASSWORD = "Mufasa", "http-auth@example.org", "Circle of Life"
+NONCE = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
+CNONCE = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "response", "cnonce"),
+    [
+        ("MD5", "8ca523f5e9506fed4657c9700eebdbec", CNONCE),
+        ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", CNONCE),
+    ],
+)
+def test_rfc7616_example(algorithm, response, cnonce):
+    key = ha1(USER, REALM, PASSWORD, algorithm)
+    got = expected_response(
+        algorithm, key, NONCE, "GET", "/dir/index.html", "auth", "00000001", cnonce
+    )
+    assert got == response
+
+
+SECRET = "s" * 40
+
+
+def credentials_for(
+    minter,
+    nonce,
+    password="right-password1",
+    algorithm="MD5",
+    nc="00000001",
+    uri="sip:pbx.test",
+    user="1002",
+    qop="auth",
+):
+    key = ha1(user, minter.realm, password, algorithm)
+    response = expected_response(algorithm, key, nonce, "REGISTER", uri, qop, nc, "abc")
+    header = (
+        f'Digest username="{user}", realm="{minter.realm}", nonce="{nonce}", '
+        f'uri="{uri}", response="{response}", algorithm={algorithm}, cnonce="abc", '
+        f"nc={nc}" + (f", qop={qop}" if qop else "")
+    )
+    return CheckedCredentials.from_credentials(Credentials.parse(header))
+
+
+@pytest.fixture
+def minter():
+    return NonceMinter(SECRET, "pbx.test", lifetime=300)
+
+
+def test_nonce_valid_then_stale(minter):
+    nonce = minter.mint(1000.0)
+    assert minter.check(nonce, 1000.0) is NonceState.VALID
+    assert minter.check(nonce, 1299.0) is NonceState.VALID
+    assert minter.check(nonce, 1301.0) is NonceState.STALE
+
+
+def test_nonce_survives_a_restart(minter):
+    # A new minter with the same secret (a restarted sipd) accepts the old nonce.
+    nonce = minter.mint(1000.0)
+    again = NonceMinter(SECRET, "pbx.test", lifetime=300)
+    assert again.check(nonce, 1100.0) is NonceState.VALID
+
+
+@pytest.mark.parametrize("tamper", ["other-secret", "other-realm", "flip", "garbage"])
+def test_foreign_or_tampered_nonce_is_invalid(minter, tamper):
+    nonce = minter.mint(1000.0)
+    if tamper == "other-secret":
+        nonce = NonceMinter("x" * 40, "pbx.test", 300).mint(1000.0)
+    elif tamper == "other-realm":
+        nonce = NonceMinter(SECRET, "other", 300).mint(1000.0)
+    elif tamper == "flip":
+        nonce = nonce[:-2] + ("A" if nonce[-2] != "A" else "B") + nonce[-1]
+    else:
+        nonce = "!!not base64!!"
+    assert minter.check(nonce, 1000.0) is NonceState.INVALID
+
+
+def test_nonce_from_the_future_is_invalid(minter):
+    assert minter.check(minter.mint(2000.0), 1000.0) is NonceState.INVALID
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_verify_outcomes(minter, algorithm):
+    nonce = minter.mint(1000.0)
+    right = ha1("1002", "pbx.test", "right-password1", algorithm)
+    good = credentials_for(minter, nonce, algorithm=algorithm)
+    assert verify(good, right, "REGISTER", minter, 1001.0) is Verdict.OK
+    bad = credentials_for(minter, nonce, password="wrong-password", algorithm=algorithm)
+    assert verify(bad, right, "REGISTER", minter, 1001.0) is Verdict.WRONG
+    assert verify(good, right, "REGISTER", minter, 1400.0) is Verdict.STALE
+    # A wrong password with a stale nonce is wrong, not stale: stale=true is
+    # only for a client that knows the password (RFC 7616 §3.3).
+    assert verify(bad, right, "REGISTER", minter, 1400.0) is Verdict.WRONG
+    # The method is part of HA2.
+    assert verify(good, right, "INVITE", minter, 1001.0) is Verdict.WRONG
+
+
+def test_verify_requires_qop_and_known_algorithm(minter):
+    nonce = minter.mint(1000.0)
+    right = ha1("1002", "pbx.test", "right-password1")
+    assert (
+        verify(credentials_for(minter, nonce, qop=None), right, "REGISTER", minter, 1000.0)
+        is Verdict.NO_QOP
+    )
+    creds = credentials_for(minter, nonce)
+    creds.algorithm = None
+    assert verify(creds, right, "REGISTER", minter, 1000.0) is Verdict.BAD_ALGORITHM
+
+
+def test_nonce_counts_refuse_replay():
+    counts = NonceCounts(lifetime=300)
+    assert counts.accept("n1", "00000001", 0)
+    assert not counts.accept("n1", "00000001", 1)
+    assert counts.accept("n1", "00000002", 1)
+    assert counts.accept("n2", "00000001", 1)
+    assert not counts.accept("n3", "zz", 1)
+    counts.prune(1000)
+    assert len(counts) == 0
+
+
+def test_challenges_offer_both_algorithms_in_order():
+    values = challenges("pbx.test", "nonce1", "op", stale=True)
+    assert [v.split("algorithm=")[1].split(",")[0] for v in values] == ["MD5", "SHA-256"]
+    assert all('qop="auth"' in v and "stale=true" in v for v in values)
+    assert challenges("pbx.test", "n", "o", algorithms=("SHA-256",))[0].count("SHA-256") == 1
