@@ -46,8 +46,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 def base_env(db_path: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
-    env.update(PBX_DB=str(db_path), PBX_REALM="pbx.test", PBX_LOG_LEVEL="info",
-               PYTHONPATH=str(ROOT))
+    env.update(
+        PBX_DB=str(db_path), PBX_REALM="pbx.test", PBX_LOG_LEVEL="info", PYTHONPATH=str(ROOT)
+    )
     env.update(extra)
     return env
 
@@ -69,8 +70,11 @@ class Sipd:
     def start(self, timeout: float = 15) -> Sipd:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sipd"], env=self.env, cwd=ROOT,
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "sipd"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -131,8 +135,9 @@ def options_ping(port: int, timeout: float = 1.0) -> bool:
         return data.startswith(b"SIP/2.0 200")
 
 
-def sip_exchange(port: int, data: bytes, timeout: float = 2.0, transport: str = "UDP",
-                 expect: int = 1) -> list[bytes]:
+def sip_exchange(
+    port: int, data: bytes, timeout: float = 2.0, transport: str = "UDP", expect: int = 1
+) -> list[bytes]:
     """Send raw bytes to sipd and collect up to `expect` replies (UDP datagrams or TCP data)."""
     if transport == "UDP":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -179,9 +184,17 @@ class SippResult:
 
 
 def run_sipp(
-    scenario: str | Path, target: str, *, calls: int = 1, inject: list[list[str]] | None = None,
-    keys: dict[str, str] | None = None, local_port: int | None = None, rate: float = 10,
-    transport: str = "u1", timeout: float = 60, extra: list[str] | None = None,
+    scenario: str | Path,
+    target: str,
+    *,
+    calls: int = 1,
+    inject: list[list[str]] | None = None,
+    keys: dict[str, str] | None = None,
+    local_port: int | None = None,
+    rate: float = 10,
+    transport: str = "u1",
+    timeout: float = 60,
+    extra: list[str] | None = None,
 ) -> SippResult:
     """Run a sipp scenario (a path, or a name in tests/sip/scenarios) against `target`."""
     sipp = require_tool("sipp")
@@ -190,9 +203,25 @@ def run_sipp(
         scenario = SCENARIOS / scenario
     workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
     command = [
-        sipp, target, "-sf", str(scenario), "-m", str(calls), "-r", str(rate),
-        "-i", LOOPBACK, "-p", str(local_port or free_port()), "-t", transport,
-        "-trace_msg", "-trace_err", "-timeout", f"{int(timeout)}s", "-timeout_error",
+        sipp,
+        target,
+        "-sf",
+        str(scenario),
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(local_port or free_port()),
+        "-t",
+        transport,
+        "-trace_msg",
+        "-trace_err",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
         "-nostdin",
     ]
     if inject is not None:
@@ -202,6 +231,7 @@ def run_sipp(
     for key, value in (keys or {}).items():
         command += ["-key", key, value]
     command += extra or []
-    process = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
-                             timeout=timeout + 30)
+    process = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=timeout + 30
+    )
     return SippResult(process.returncode, workdir, process.stdout + process.stderr)
