@@ -25,6 +25,12 @@ def test_login_page(client):
     assert b'type="password"' in response.data
 
 
+def test_root_goes_to_the_extensions(admin_client):
+    response = admin_client.get("/")
+    assert response.status_code == 302
+    assert response.location == "/extensions/"
+
+
 def test_index_redirects_to_login_with_next(client):
     response = client.get("/extensions/")
     assert response.status_code == 302

@@ -89,3 +89,10 @@ def test_viewer_can_log_out(viewer_client, auth):
 
 def test_viewer_name_is_shown(viewer_client):
     assert VIEWER[0].encode() in viewer_client.get("/extensions/").data
+
+
+def test_a_hostile_path_is_escaped_in_the_404(admin_client):
+    response = admin_client.get("/extensions/%3Cimg%20src=x%20onerror=alert(1)%3E")
+    assert response.status_code == 404
+    assert "<img src=x" not in response.data.decode()
+    assert "There is no extension &lt;img src=x onerror=alert(1)&gt;." in response.data.decode()
