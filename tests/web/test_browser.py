@@ -185,6 +185,13 @@ def test_create_extension_see_password_once_then_register(browser, panel, databa
             inject=[["1002", password, f"[authentication username=1002 password={password}]"]],
         )
         assert result.returncode == 0, result.explain() + sipd.log()
+        # And a phone with the wrong password, and a scanner trying a number that is not here.
+        for number, wrong in (("1002", "not-the-password"), ("9999", "guessed-password")):
+            result = run_sipp(
+                "register_wrong_password.xml", sipd.address, timeout=15,
+                inject=[[number, wrong, f"[authentication username={number} password={wrong}]"]],
+            )
+            assert result.returncode == 0, result.explain() + sipd.log()
 
     browser.refresh()
     row = browser.find_element(By.ID, "ext-1002")
@@ -200,9 +207,22 @@ def test_create_extension_see_password_once_then_register(browser, panel, databa
     click_and_load(browser, row.find_element(By.LINK_TEXT, "1002"))
     attempts = browser.find_element(By.ID, "attempts").text
     assert "success" in attempts and "sipp register_auth" in attempts
+    assert "failure" in attempts and "sipp register_wrong_password" in attempts
     assert f"sip:1002@127.0.0.1:{local_port}" in browser.find_element(By.ID, "bindings").text
     save_screenshot(browser, screenshots / "extension-desktop.png")
     save_screenshot(browser, screenshots / "extension-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+
+    # Every live binding, and the failures of every number, known or not.
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Registrations"))
+    assert f"sip:1002@127.0.0.1:{local_port}" in browser.find_element(By.ID, "registrations").text
+    save_screenshot(browser, screenshots / "registrations-phone.png", PHONE)
+    assert_fits_a_phone(browser)
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Failed logins"))
+    failures = browser.find_element(By.ID, "failures").text
+    assert "9999 no such extension" in failures and "1002" in failures
+    save_screenshot(browser, screenshots / "failures-desktop.png")
+    save_screenshot(browser, screenshots / "failures-phone.png", PHONE)
     assert_fits_a_phone(browser)
 
     click_and_load(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Log out']"))
