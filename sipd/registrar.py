@@ -13,7 +13,8 @@ import logging
 import time
 
 from core.credentials import ha1 as make_ha1
-from core.models import AuthAttempt, Binding, Extension, db
+from core.models import db
+from sipd import store
 from sipd.sip import digest
 from sipd.sip.headers import URI, Credentials, CSeq, NameAddr
 from sipd.sip.message import ParseError, Request, Response
@@ -146,7 +147,7 @@ class Registrar:
             # RFC 7616 §3.4.6: the digest uri must be the Request-URI, else 400.
             return fail("digest uri does not match the Request-URI", status=400)
 
-        extension = Extension.by_number(number)
+        extension = store.extension(number)
         algorithm = credentials.algorithm or "MD5"
         if extension is None or extension.realm != self.realm:
             ha1 = self._dummy.get(algorithm, self._dummy["MD5"])
@@ -180,15 +181,16 @@ class Registrar:
         return extension
 
     def _record(self, number, source, user_agent, result, reason, method="REGISTER"):
-        AuthAttempt.create(
-            number=clean_text(number, 64),
-            method=method,
-            source_host=source.host,
-            source_port=source.port,
-            transport=source.transport,
-            user_agent=user_agent,
-            result=result,
-            reason=reason[:255],
+        store.record_attempt(
+            self.clock(),
+            clean_text(number, 64),
+            method,
+            source.host,
+            source.port,
+            source.transport,
+            user_agent,
+            result,
+            reason[:255],
         )
 
     # -- bindings (RFC 3261 §10.3 steps 6-8) --------------------------------------
@@ -199,20 +201,17 @@ class Registrar:
         cseq = CSeq.parse(request.headers.get("CSeq") or "")
         aor = to.uri.address_of_record()
         with db.atomic():
-            Binding.delete().where(
-                (Binding.extension == extension.id) & (Binding.expires_at <= now)
-            ).execute()
-            rows = list(Binding.select().where(Binding.extension == extension.id))
+            store.delete_expired(extension.id, now)
             existing = [
                 Existing(
-                    id=r.id,
-                    contact=r.contact,
-                    call_id=r.call_id,
-                    cseq=r.cseq,
-                    instance=r.instance,
-                    registered_at=r.registered_at,
+                    id=b.id,
+                    contact=b.contact,
+                    call_id=b.call_id,
+                    cseq=b.cseq,
+                    instance=b.instance,
+                    registered_at=b.registered_at,
                 )
-                for r in rows
+                for b in store.bindings(extension.id)
             ]
             changes = plan(existing, wanted, call_id, cseq.number, self.policy)
             common = {
@@ -225,26 +224,30 @@ class Registrar:
                 "updated_at": now,
                 "aor": aor[:255],
             }
-            if changes.remove:
-                Binding.delete().where(Binding.id.in_([b.id for b in changes.remove])).execute()
+            store.delete_bindings([b.id for b in changes.remove])
             for binding, contact in changes.refresh:
-                Binding.update(
-                    contact=contact.uri,
-                    expires_at=now + contact.expires,
-                    instance=contact.instance,
-                    q=contact.q,
-                    **common,
-                ).where(Binding.id == binding.id).execute()
+                store.refresh_binding(
+                    binding.id,
+                    dict(
+                        common,
+                        contact=contact.uri,
+                        expires_at=now + contact.expires,
+                        instance=contact.instance,
+                        q=contact.q,
+                    ),
+                )
             for contact in changes.add:
-                Binding.insert(
-                    extension=extension.id,
-                    contact=contact.uri,
-                    expires_at=now + contact.expires,
-                    instance=contact.instance,
-                    q=contact.q,
-                    registered_at=now,
-                    **common,
-                ).on_conflict_replace().execute()
+                store.add_binding(
+                    extension.id,
+                    dict(
+                        common,
+                        contact=contact.uri,
+                        expires_at=now + contact.expires,
+                        instance=contact.instance,
+                        q=contact.q,
+                    ),
+                    now,
+                )
             if not changes.query_only:
                 self._record(
                     extension.number,
@@ -254,11 +257,7 @@ class Registrar:
                     _summary(changes),
                     request.method,
                 )
-            current = list(
-                Binding.select()
-                .where(Binding.extension == extension.id)
-                .order_by(Binding.registered_at)
-            )
+            current = store.bindings(extension.id)
         self._log_changes(extension.number, source, user_agent, changes)
         headers = [
             ("Contact", f"<{b.contact}>;expires={max(0, int(round(b.expires_at - now)))}")

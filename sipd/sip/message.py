@@ -9,7 +9,7 @@ when enough was understood to answer at all, the partial message.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sipd.sip import abnf
 
@@ -142,15 +142,25 @@ class ParseError(Exception):
         self.partial = partial
 
 
+_CANONICAL_CACHE: dict[str, str] = {}
+
+
 def canonical_name(name: str) -> str:
+    cached = _CANONICAL_CACHE.get(name)
+    if cached is not None:
+        return cached
     lowered = name.lower()
-    if lowered in COMPACT:
-        return COMPACT[lowered]
-    return CANONICAL.get(lowered, name)
+    result = COMPACT[lowered] if lowered in COMPACT else CANONICAL.get(lowered, name)
+    if len(_CANONICAL_CACHE) < 4096:  # bounded: names come from peers
+        _CANONICAL_CACHE[name] = result
+    return result
 
 
 def split_list(value: str) -> list[str]:
     """Split a list header at commas outside quotes and angle brackets."""
+    if "," not in value and '"' not in value:
+        stripped = value.strip()
+        return [stripped] if stripped else []
     items, current, quoted, angle, escaped = [], [], False, False, False
     for char in value:
         if escaped:
@@ -174,25 +184,50 @@ def split_list(value: str) -> list[str]:
     return [item for item in items if item]
 
 
-@dataclass
 class Headers:
-    """Ordered (name, value) pairs; names canonical, list headers one item per pair."""
+    """Ordered (name, value) pairs; names canonical, list headers one item per pair.
 
-    items: list[tuple[str, str]] = field(default_factory=list)
+    Lookups compare lower-cased names kept beside the pairs, since a message is
+    read many more times than it is changed.
+    """
+
+    __slots__ = ("_items", "_keys")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None):
+        self.items = list(items or [])
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        return self._items
+
+    @items.setter
+    def items(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self._keys = [name.lower() for name, _ in items]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = canonical_name(name).lower()
-        for key, value in self.items:
-            if key.lower() == wanted:
-                return value
-        return default
+        try:
+            return self._items[self._keys.index(wanted)][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         wanted = canonical_name(name).lower()
-        return [value for key, value in self.items if key.lower() == wanted]
+        if wanted not in self._keys:
+            return []
+        return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
     def add(self, name: str, value: str) -> None:
-        self.items.append((canonical_name(name), value))
+        name = canonical_name(name)
+        self._items.append((name, value))
+        self._keys.append(name.lower())
 
     def set(self, name: str, value: str) -> None:
         self.remove(name)
@@ -200,13 +235,16 @@ class Headers:
 
     def remove(self, name: str) -> None:
         wanted = canonical_name(name).lower()
-        self.items = [(k, v) for k, v in self.items if k.lower() != wanted]
+        if wanted in self._keys:
+            self.items = [
+                item for key, item in zip(self._keys, self._items, strict=True) if key != wanted
+            ]
 
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 
     def copy(self) -> Headers:
-        return Headers(list(self.items))
+        return Headers(list(self._items))
 
 
 @dataclass
