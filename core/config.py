@@ -102,8 +102,9 @@ class Settings:
     nonce_lifetime: int = 300
     # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
     digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
-    # sipd's local control socket and its state directory.
+    # sipd's state directory (logs in a checkout) and its local control socket.
     run_dir: str = ""
+    control_socket: str = ""
     # True on a deployed server, where a missing secret is an error rather
     # than something to generate into the database.
     server: bool = False
@@ -143,6 +144,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         nonce_lifetime=_int(env, "PBX_NONCE_LIFETIME", 300, 10),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
+        control_socket=env.get("PBX_CONTROL_SOCKET")
+        or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
     )
     if settings.min_expires > settings.max_expires:

@@ -134,6 +134,48 @@ class AuthAttempt(BaseModel):
         )
 
 
+class Call(BaseModel):
+    """One call through the B2BUA, from INVITE to the end (issue: calls).
+
+    state: ringing | answered | ended. A row with ended_at NULL is a live call;
+    sipd closes any such row left by a crash when it starts, so nothing stays
+    "active" after a restart.
+    disposition (when ended): ANSWERED | NO ANSWER | BUSY | FAILED | CANCELLED.
+    hangup_by: caller | callee | system (timeouts, dead media, admin, restart).
+    """
+
+    DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CANCELLED")
+
+    call_id = CharField(max_length=255, unique=True)  # the caller's leg Call-ID
+    caller = CharField(max_length=64, index=True)
+    caller_name = CharField(max_length=100, default="")
+    callee = CharField(max_length=64, index=True)
+    caller_source = CharField(max_length=80, default="")  # host:port/transport
+    callee_contact = TextField(default="")
+    state = CharField(max_length=16, default="ringing")
+    started_at = FloatField(default=time.time, index=True)
+    answered_at = FloatField(null=True)
+    ended_at = FloatField(null=True, index=True)
+    disposition = CharField(max_length=16, null=True)
+    hangup_by = CharField(max_length=16, null=True)
+    sip_status = IntegerField(null=True)
+    reason = CharField(max_length=255, default="")
+    caller_media = CharField(max_length=80, default="")  # latched RTP source of each leg
+    callee_media = CharField(max_length=80, default="")
+    codec = CharField(max_length=32, default="")
+
+    @property
+    def talk_seconds(self) -> float:
+        if self.answered_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.time()
+        return max(0.0, end - self.answered_at)
+
+    @classmethod
+    def active(cls):
+        return cls.select().where(cls.ended_at.is_null()).order_by(cls.started_at)
+
+
 class Setting(BaseModel):
     """Values generated once and kept (e.g. the secret key in a checkout)."""
 
@@ -146,4 +188,4 @@ class SchemaVersion(BaseModel):
     applied_at = FloatField(default=time.time)
 
 
-ALL_MODELS = [Admin, Extension, Binding, AuthAttempt, Setting, SchemaVersion]
+ALL_MODELS = [Admin, Extension, Binding, AuthAttempt, Call, Setting, SchemaVersion]
