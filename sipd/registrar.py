@@ -101,18 +101,29 @@ class Registrar:
 
     # -- authentication (RFC 7616, RFC 8760, RFC 3261 §22) ------------------------
 
-    def challenge(self, request: Request, stale: bool = False) -> Response:
+    def challenge(self, request: Request, stale: bool = False, proxy: bool = False) -> Response:
+        """401 with WWW-Authenticate, or for calls 407 with Proxy-Authenticate (§22.3)."""
         nonce = self.minter.mint(self.clock())
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         headers = [
-            ("WWW-Authenticate", value)
+            (header, value)
             for value in digest.challenges(self.realm, nonce, self.opaque, stale, self.algorithms)
         ]
+        if proxy:
+            return make_response(request, 407, "Proxy Authentication Required", headers)
         return make_response(request, 401, "Unauthorized", headers)
 
-    def _credentials(self, request: Request) -> digest.CheckedCredentials | None:
-        """The Digest credentials for our realm; others are for someone else (§22.4)."""
+    def _credentials(self, request: Request, proxy: bool = False):
+        """The Digest credentials for our realm; others are for someone else (§22.4).
+
+        For calls, Proxy-Authorization answers our 407; Authorization is accepted
+        too, since some phones answer a 407 with it.
+        """
         found = None
-        for value in request.headers.get_all("Authorization"):
+        values = request.headers.get_all("Authorization")
+        if proxy:
+            values = request.headers.get_all("Proxy-Authorization") + values
+        for value in values:
             credentials = Credentials.parse(value)
             checked = digest.CheckedCredentials.from_credentials(credentials)
             if checked is None:
@@ -123,17 +134,20 @@ class Registrar:
                 found = checked
         return found
 
-    def _authenticate(self, request, number, source, user_agent, now):
-        credentials = self._credentials(request)
+    def _authenticate(self, request, number, source, user_agent, now, proxy=False):
+        """The extension that proved its password, or the Response to send instead."""
+        credentials = self._credentials(request, proxy)
         if credentials is None:
-            log.info("[SIP] Sending 401 challenge for %s to %s", number, source)
-            return self.challenge(request)
+            log.info(
+                "[SIP] Sending %s challenge for %s to %s", 407 if proxy else 401, number, source
+            )
+            return self.challenge(request, proxy=proxy)
 
         def fail(reason: str, status: int = 403, stale: bool = False, fresh: bool = False):
             self._record(number, source, user_agent, "failure", reason, request.method)
             log.warning("[SIP] Authentication failed for %s from %s: %s", number, source, reason)
             if fresh or stale:
-                return self.challenge(request, stale=stale)
+                return self.challenge(request, stale=stale, proxy=proxy)
             if status == 400:
                 return make_response(request, 400, f"Bad Request: {reason}")
             return make_response(request, status, "Forbidden")
@@ -175,10 +189,12 @@ class Registrar:
             # RFC 7616 §3.3: right password, old nonce: challenge again with stale=true,
             # which phones answer without asking the user.
             log.info("[SIP] Stale nonce from %s for %s, sending a fresh challenge", source, number)
-            return self.challenge(request, stale=True)
+            return self.challenge(request, stale=True, proxy=proxy)
         if not self.nonce_counts.accept(credentials.nonce, credentials.nc or "", now):
             return fail(digest.Verdict.REPLAY.value, stale=True)
         return extension
+
+    authenticate = _authenticate
 
     def _record(self, number, source, user_agent, result, reason, method="REGISTER"):
         store.record_attempt(

@@ -1,13 +1,9 @@
-"""Server transactions for non-INVITE requests (RFC 3261 §17.2.2, matching §17.2.3).
+"""SIP transactions (RFC 3261 §17, with the RFC 6026 fixes for 2xx to INVITE).
 
-A table of transactions keyed as §17.2.3 says; states are named as in the
-RFC. The caller passes `now`; `expire(now)` runs Timer J. Nothing here sends:
-`receive` tells the caller whether the request is new or a retransmission and
-what (if anything) to send again.
-
-INVITEs that we refuse (405 until the calls issue) go through the same table
-so that a retransmitted INVITE gets the same final response again; their
-ACKs are absorbed by the caller.
+Server transactions live in a table keyed as §17.2.3 says; client transactions
+in a table keyed by branch and method (§17.1.3). States and timers are named
+as in the RFC. The caller passes `now`; nothing here sends or sleeps: the
+methods return what to (re)send, and `tick(now)` runs the timers.
 """
 
 from __future__ import annotations
@@ -16,17 +12,25 @@ from dataclasses import dataclass
 from enum import Enum
 
 from sipd.sip.headers import CSeq, NameAddr, Via
-from sipd.sip.message import Request
+from sipd.sip.message import Headers, Request, Response
 
 T1 = 0.5  # §17.1.1.1 RTT estimate, seconds
+T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
+T4 = 5.0  # maximum duration a message remains in the network
 MAGIC_COOKIE = "z9hG4bK"  # §8.1.1.7
 
 
 class State(Enum):
+    CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
+    ACCEPTED = "Accepted"  # RFC 6026 §7.1/§7.2
     COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
     TERMINATED = "Terminated"
+
+
+# -- server side ----------------------------------------------------------------------
 
 
 @dataclass
@@ -37,7 +41,16 @@ class ServerTransaction:
     created: float
     state: State = State.TRYING
     last_response: bytes | None = None
-    timer_j: float | None = None  # when Completed ends
+    destination: object = None  # where responses go (set by the transport layer)
+    timer_j: float | None = None  # end of Completed (non-INVITE), Confirmed/Accepted (INVITE)
+    timer_g: float | None = None  # next retransmission of a final non-2xx to INVITE
+    g_interval: float = T1
+    timer_h: float | None = None  # give up waiting for the ACK
+    context: object = None  # the TU's own state (e.g. the call)
+
+    @property
+    def is_invite(self) -> bool:
+        return self.method == "INVITE"
 
 
 def transaction_key(request: Request, top_via: Via) -> tuple:
@@ -51,20 +64,14 @@ def transaction_key(request: Request, top_via: Via) -> tuple:
     sender = NameAddr.parse(request.headers.get("From", ""))
     cseq = CSeq.parse(request.headers.get("CSeq", ""))
     return (
-        "2543",
-        request.uri,
-        to.tag,
-        sender.tag,
-        request.headers.get("Call-ID"),
-        cseq.number,
-        str(top_via),
-        method,
+        "2543", request.uri, None if method == "INVITE" else to.tag, sender.tag,
+        request.headers.get("Call-ID"), cseq.number, str(top_via), method,
     )
 
 
 class Received(Enum):
     NEW = "new"  # a new transaction: the TU must handle the request
-    RETRANSMISSION = "retransmission"  # absorbed; resend `response` if not None
+    RETRANSMISSION = "retransmission"  # absorbed; resend `last_response` if not None
 
 
 class ServerTransactions:
@@ -80,7 +87,7 @@ class ServerTransactions:
         key = transaction_key(request, top_via)
         existing = self._table.get(key)
         if existing is not None and existing.state is not State.TERMINATED:
-            # §17.2.2: in Trying a retransmission is discarded; in Proceeding
+            # §17.2.1/§17.2.2: a retransmitted request is absorbed; in Proceeding
             # and Completed the last response is passed to the transport again.
             return Received.RETRANSMISSION, existing
         transaction = ServerTransaction(
@@ -89,29 +96,233 @@ class ServerTransactions:
         self._table[key] = transaction
         return Received.NEW, transaction
 
+    def find(self, request: Request, top_via: Via, method: str) -> ServerTransaction | None:
+        """The transaction a CANCEL or an ACK refers to (§9.2, §17.2.3)."""
+        key = transaction_key(request, top_via)
+        key = (*key[:-1], method)
+        return self._table.get(key)
+
     def respond(self, transaction: ServerTransaction, status: int, data: bytes, now: float) -> None:
         """Record the response the TU sent through this transaction."""
         transaction.last_response = data
         if status < 200:
             transaction.state = State.PROCEEDING
             return
+        if transaction.is_invite and status < 300:
+            # RFC 6026 §7.1: Accepted; the TU retransmits the 2xx itself
+            # (§13.3.1.4) and INVITE retransmissions are absorbed for Timer L.
+            transaction.state = State.ACCEPTED
+            transaction.timer_j = now + 64 * T1
+            return
         transaction.state = State.COMPLETED
+        if transaction.is_invite:
+            # §17.2.1: Timer G retransmits the final response over UDP until the
+            # ACK comes; Timer H (64*T1) gives up.
+            if not transaction.reliable:
+                transaction.timer_g = now + T1
+                transaction.g_interval = T1
+            transaction.timer_h = now + 64 * T1
+            return
         # Timer J: 64*T1 for unreliable transports, zero for reliable ones.
         transaction.timer_j = now + (0 if transaction.reliable else 64 * T1)
 
-    def expire(self, now: float, trying_limit: float = 64 * T1) -> int:
-        """Fire Timer J; drop transactions left in Trying by a TU that never answered."""
-        removed = 0
+    def ack(self, transaction: ServerTransaction, now: float) -> None:
+        """The ACK for a final non-2xx arrived (§17.2.1): Confirmed, then Timer I."""
+        if transaction.state is State.COMPLETED and transaction.is_invite:
+            transaction.state = State.CONFIRMED
+            transaction.timer_g = transaction.timer_h = None
+            transaction.timer_j = now + (0 if transaction.reliable else T4)  # Timer I
+
+    def tick(self, now: float, trying_limit: float = 64 * T1) -> list[ServerTransaction]:
+        """Run the timers; return the transactions whose last response must be resent."""
+        resend = []
         for key, transaction in list(self._table.items()):
+            if transaction.timer_g is not None and transaction.timer_g <= now:
+                resend.append(transaction)
+                transaction.g_interval = min(2 * transaction.g_interval, T2)
+                transaction.timer_g = now + transaction.g_interval
             done = transaction.timer_j is not None and transaction.timer_j <= now
-            abandoned = (
-                transaction.state is State.TRYING and now - transaction.created > trying_limit
+            no_ack = transaction.timer_h is not None and transaction.timer_h <= now
+            abandoned = transaction.state is State.TRYING and now - transaction.created > (
+                trying_limit if not transaction.is_invite else 300
             )
-            if done or abandoned:
+            if done or no_ack or abandoned:
                 transaction.state = State.TERMINATED
                 del self._table[key]
-                removed += 1
-        return removed
+        return resend
+
+    def expire(self, now: float, trying_limit: float = 64 * T1) -> int:
+        before = len(self._table)
+        self.tick(now, trying_limit)
+        return before - len(self._table)
 
     def forget(self, transaction: ServerTransaction) -> None:
+        self._table.pop(transaction.key, None)
+
+
+# -- client side ----------------------------------------------------------------------
+
+
+@dataclass
+class ClientTransaction:
+    """One request we send and what came back (§17.1.1 INVITE, §17.1.2 non-INVITE)."""
+
+    request: Request
+    data: bytes
+    reliable: bool
+    created: float
+    destination: object = None
+    state: State = State.TRYING
+    interval: float = T1
+    next_send: float | None = None  # Timer A / E
+    timeout: float | None = None  # Timer B / F, then D / K / M as the end of the state
+    last_response: Response | None = None
+    ack: bytes | None = None  # our ACK to a non-2xx final (§17.1.1.3), resent on repeats
+    context: object = None  # the TU's own state
+    cancel_pending: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def branch(self) -> str:
+        return Via.parse(self.request.headers.get("Via")).branch or ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.branch, self.method)
+
+    @property
+    def is_invite(self) -> bool:
+        return self.method == "INVITE"
+
+    @property
+    def got_provisional(self) -> bool:
+        return self.state is not State.CALLING and self.state is not State.TRYING
+
+
+class Event(Enum):
+    DELIVER = "deliver"  # hand the response to the TU
+    ABSORB = "absorb"  # a retransmission: nothing for the TU
+    TIMEOUT = "timeout"  # Timer B or F fired: the TU acts as if a 408 came
+
+
+def build_ack(request: Request, response: Response) -> Request:
+    """§17.1.1.3: the ACK for a non-2xx final response, in the INVITE's transaction."""
+    headers = Headers()
+    headers.add("Via", request.headers.get_all("Via")[0])
+    for name in ("Route",):
+        for value in request.headers.get_all(name):
+            headers.add(name, value)
+    headers.add("From", request.headers.get("From"))
+    headers.add("To", response.headers.get("To") or request.headers.get("To"))
+    headers.add("Call-ID", request.headers.get("Call-ID"))
+    headers.add("CSeq", f"{CSeq.parse(request.headers.get('CSeq')).number} ACK")
+    headers.add("Max-Forwards", "70")
+    return Request(headers=headers, method="ACK", uri=request.uri)
+
+
+def build_cancel(request: Request) -> Request:
+    """§9.1: CANCEL copies Request-URI, Call-ID, To, From, the CSeq number and the top Via."""
+    headers = Headers()
+    headers.add("Via", request.headers.get_all("Via")[0])
+    for value in request.headers.get_all("Route"):
+        headers.add("Route", value)
+    headers.add("From", request.headers.get("From"))
+    headers.add("To", request.headers.get("To"))
+    headers.add("Call-ID", request.headers.get("Call-ID"))
+    headers.add("CSeq", f"{CSeq.parse(request.headers.get('CSeq')).number} CANCEL")
+    headers.add("Max-Forwards", "70")
+    return Request(headers=headers, method="CANCEL", uri=request.uri)
+
+
+class ClientTransactions:
+    def __init__(self) -> None:
+        self._table: dict[tuple[str, str], ClientTransaction] = {}
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def start(self, request: Request, reliable: bool, now: float,
+              destination=None, context=None) -> ClientTransaction:
+        transaction = ClientTransaction(
+            request=request, data=bytes(request), reliable=reliable, created=now,
+            destination=destination, context=context,
+            state=State.CALLING if request.method == "INVITE" else State.TRYING,
+        )
+        # Timer A / E: retransmit over UDP from T1; Timer B / F: give up at 64*T1.
+        transaction.next_send = None if reliable else now + T1
+        transaction.timeout = now + 64 * T1
+        self._table[transaction.key] = transaction
+        return transaction
+
+    def match(self, response: Response) -> ClientTransaction | None:
+        """§17.1.3: top Via branch and CSeq method."""
+        try:
+            branch = Via.parse(response.headers.get("Via", "")).branch
+            method = CSeq.parse(response.headers.get("CSeq", "")).method
+        except Exception:  # an unparseable response matches nothing
+            return None
+        return self._table.get((branch or "", method))
+
+    def receive(self, transaction: ClientTransaction, response: Response,
+                now: float) -> tuple[Event, bytes | None]:
+        """A response for `transaction`: what the TU gets, and anything to send now."""
+        status = response.status
+        state = transaction.state
+        if transaction.is_invite:
+            if state in (State.CALLING, State.PROCEEDING):
+                transaction.last_response = response
+                transaction.next_send = None  # any response stops Timer A
+                if status < 200:
+                    transaction.state = State.PROCEEDING
+                    transaction.timeout = None  # Timer B stops in Proceeding
+                    return Event.DELIVER, None
+                if status < 300:
+                    # RFC 6026 §7.2: Accepted, Timer M absorbs further 2xx for the TU.
+                    transaction.state = State.ACCEPTED
+                    transaction.timeout = now + 64 * T1
+                    return Event.DELIVER, None
+                transaction.state = State.COMPLETED
+                transaction.ack = bytes(build_ack(transaction.request, response))
+                transaction.timeout = now + (0 if transaction.reliable else 32)  # Timer D
+                return Event.DELIVER, transaction.ack
+            if state is State.ACCEPTED and 200 <= status < 300:
+                return Event.DELIVER, None  # a 2xx retransmission: the TU ACKs again
+            if state is State.COMPLETED and status >= 300:
+                return Event.ABSORB, transaction.ack
+            return Event.ABSORB, None
+        if state in (State.TRYING, State.PROCEEDING):
+            transaction.last_response = response
+            if status < 200:
+                transaction.state = State.PROCEEDING
+                return Event.DELIVER, None
+            transaction.state = State.COMPLETED
+            transaction.next_send = None
+            transaction.timeout = now + (0 if transaction.reliable else T4)  # Timer K
+            return Event.DELIVER, None
+        return Event.ABSORB, None
+
+    def tick(self, now: float) -> tuple[list[ClientTransaction], list[ClientTransaction]]:
+        """Run the timers: (transactions to retransmit, transactions that timed out)."""
+        resend, timed_out = [], []
+        for key, transaction in list(self._table.items()):
+            if transaction.next_send is not None and transaction.next_send <= now:
+                resend.append(transaction)
+                if transaction.is_invite:
+                    transaction.interval *= 2  # Timer A doubles without a cap
+                elif transaction.state is State.PROCEEDING:
+                    transaction.interval = T2  # §17.1.2.2: T2 once a 1xx came
+                else:
+                    transaction.interval = min(2 * transaction.interval, T2)
+                transaction.next_send = now + transaction.interval
+            if transaction.timeout is not None and transaction.timeout <= now:
+                if transaction.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+                    timed_out.append(transaction)  # Timer B / F
+                transaction.state = State.TERMINATED
+                del self._table[key]
+        return resend, timed_out
+
+    def forget(self, transaction: ClientTransaction) -> None:
         self._table.pop(transaction.key, None)
