@@ -79,10 +79,12 @@ class SippRun:
     retransmissions: int
     elapsed: float  # sipp's own elapsed time for the run, seconds
     wall: float  # our wall-clock around the sipp process, seconds
-    response_time_ms: float  # mean REGISTER(no auth) -> 200, the whole exchange
+    response_time_ms: float  # mean REGISTER(no auth) -> 200 (sipp counts whole ms)
+    p99_bucket: str  # sipp's response-time bucket holding the 99th percentile, e.g. "<1 ms"
     server_cpu: float  # CPU seconds the server used during the run
     load_before: str
     load_after: str
+    udp_drops: int  # machine-wide UDP receive-buffer drops during the run
     command: list[str]
     note: str = ""
 
@@ -103,6 +105,29 @@ def _duration(value: str) -> float:
     hours, minutes, seconds = (int(p) for p in parts[:3])
     micros = int(parts[3]) if len(parts) > 3 and parts[3] else 0
     return hours * 3600 + minutes * 60 + seconds + micros / 1e6
+
+
+def _epoch(value: str) -> float:
+    """sipp's 'date<TAB>time<TAB>epoch.micro' timestamp -> epoch seconds."""
+    try:
+        return float(value.split("\t")[-1])
+    except ValueError:
+        return 0.0
+
+
+def p99_bucket(row: dict[str, str]) -> str:
+    """The ResponseTimeRepartition1 bucket that holds the 99th percentile."""
+    buckets = [(name.split("_", 1)[1], int(value or 0)) for name, value in row.items()
+               if name.startswith("ResponseTimeRepartition1_")]
+    total = sum(count for _, count in buckets)
+    if not total:
+        return "-"
+    seen = 0
+    for label, count in buckets:
+        seen += count
+        if seen >= 0.99 * total:
+            return f"{label} ms"
+    return f"{buckets[-1][0]} ms"
 
 
 def read_sipp_stats(path: Path) -> dict[str, str]:
@@ -129,6 +154,11 @@ def sipp_command(scenario: str, target: str, inf: Path, calls: int, rate: float,
         "-recv_timeout", "5000", "-timeout", str(timeout_s), "-timeout_error",
         "-nostdin", "-trace_stat", "-stf", str(stats), "-fd", "1",
         "-trace_err", "-error_file", str(workdir / "errors.log"),
+        # sipp's default socket buffer is 64 KiB: at a few thousand registrations
+        # a second the kernel drops its replies (RcvbufErrors in /proc/net/snmp)
+        # and the lost ones look like the registrar's failures. 4 MiB (capped by
+        # net.core.rmem_max) keeps sipp from being what fails.
+        "-buff_size", "4194304",
     ]
     return command + (extra or []) + [target]
 
@@ -146,6 +176,7 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     pids = list(server_pids()) if server_pids else []
     cpu_before = sum(process_cpu(pid) for pid in pids)
     load_before = loadavg()
+    drops_before = udp_rcvbuf_errors()
     started = time.monotonic()
     with open(workdir / "sipp.out", "wb") as out:
         process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
@@ -173,16 +204,20 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     errors = workdir / "errors.log"
     if errors.exists() and errors.stat().st_size:
         first = next((line for line in errors.read_text(errors="replace").splitlines()
-                      if line.strip()), "")
-        note = first[:160]
+                      if line.strip() and not line.startswith("The following events")), "")
+        note = first.split(": ", 1)[-1][:160]
     return SippRun(
         target_rate=rate, calls=calls, returncode=returncode,
         successful=number("SuccessfulCall(C)"), failed=number("FailedCall(C)"),
         retransmissions=number("Retransmissions(C)"),
-        elapsed=_duration(row.get("ElapsedTime(C)", "0:0:0")), wall=wall,
+        # ElapsedTime(C) counts whole seconds only; the timestamps are exact.
+        elapsed=max(0.0, _epoch(row.get("CurrentTime", "")) - _epoch(row.get("StartTime", ""))),
+        wall=wall,
         response_time_ms=_duration(row.get("ResponseTime1(C)", "0:0:0")) * 1000,
+        p99_bucket=p99_bucket(row),
         server_cpu=max(0.0, cpu_after - cpu_before),
-        load_before=load_before, load_after=loadavg(), command=command, note=note,
+        load_before=load_before, load_after=loadavg(),
+        udp_drops=udp_rcvbuf_errors() - drops_before, command=command, note=note,
     )
 
 
@@ -283,6 +318,30 @@ def wait_options_200(port: int, deadline_s: float, interval: float = 0.01,
 
 
 # --- the machine ---------------------------------------------------------------
+
+def udp_rcvbuf_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Udp:")]
+    if len(lines) < 2:
+        return 0
+    return int(dict(zip(lines[0][1:], lines[1][1:], strict=False)).get("RcvbufErrors", 0))
+
+
+def socket_drops(port: int) -> int:
+    """Datagrams the kernel dropped on the UDP socket(s) bound to 127.0.0.1:port."""
+    wanted = f"0100007F:{port:04X}"
+    drops = 0
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 12 and fields[1] == wanted:
+            drops += int(fields[12])
+    return drops
+
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
