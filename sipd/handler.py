@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sipd.registrar import Registrar, Source
+from sipd.registrar import Destination, Registrar, Source
 from sipd.sip.headers import URI, CSeq, Via
 from sipd.sip.message import ParseError, Request, Response, parse
 from sipd.sip.responses import make_response, response_destination, stamp_via
@@ -59,6 +59,17 @@ class Handler:
         self.registrar = registrar
         self.transactions = ServerTransactions()
         self.clock = clock
+        # Set by the daemon when calls are enabled: the B2BUA and the transports'
+        # send(data, Destination) for what is not an immediate answer.
+        self.calls = None
+        self.send = None
+
+    def respond(self, transaction, response: Response) -> None:
+        """Send a response through its server transaction, now or later (the B2BUA's path)."""
+        data = bytes(response)
+        self.transactions.respond(transaction, response.status, data, self.clock())
+        if self.send is not None and transaction.destination is not None:
+            self.send(data, transaction.destination)
 
     def handle(self, data: bytes, source: Source, stream: bool = False) -> list[Outgoing]:
         try:
@@ -75,7 +86,9 @@ class Handler:
         except ParseError as error:
             return self._malformed(error, source, reliable)
         if isinstance(message, Response):
-            return []  # we send no requests yet, so no response is ours
+            if self.calls is not None:
+                self.calls.response(message, source)
+            return []
         try:
             return self._request(message, source, reliable)
         except Exception:
@@ -130,9 +143,16 @@ class Handler:
             uri = URI.parse(request.uri)
         except ParseError as error:
             return self._bad(request, source, reliable, str(error), via)
-        if request.method == "ACK":
-            return []  # ACK for a final non-2xx we sent: absorbed (§17.2.1)
         now = self.clock()
+        if request.method == "ACK":
+            # §17.2.1: the ACK to a final non-2xx belongs to the INVITE's transaction;
+            # the ACK to a 2xx is a request of its own within the dialog (§13.2.2.4).
+            invite = self.transactions.find(request, via, "INVITE")
+            if invite is not None:
+                self.transactions.ack(invite, now)
+            elif self.calls is not None:
+                self.calls.ack(request)
+            return []
         try:
             received, transaction = self.transactions.receive(request, via, reliable, now)
         except ParseError as error:
@@ -149,6 +169,17 @@ class Handler:
             ]
         if log.isEnabledFor(logging.INFO):
             log.info("[SIP] Received %s from %s", request.method, source)
+        if self.calls is not None and uri.is_sip and self._for_calls(request):
+            transaction.destination = _destination(via, source, reliable)
+            if request.method == "INVITE" and not _has_to_tag(request):
+                self.calls.invite(request, via, source, transaction)
+            elif request.method == "CANCEL":
+                self.calls.cancel(
+                    request, transaction, self.transactions.find(request, via, "INVITE")
+                )
+            else:
+                self.calls.in_dialog(request, source, transaction)
+            return []
         if not uri.is_sip:
             response = make_response(request, 416)  # §8.2.2.1
         else:
@@ -157,6 +188,13 @@ class Handler:
         data = bytes(response)
         self.transactions.respond(transaction, response.status, data, now)
         return [Outgoing(data, response_destination(via, (source.host, source.port), reliable))]
+
+    def _for_calls(self, request: Request) -> bool:
+        method = request.method
+        if method in ("INVITE", "CANCEL", "BYE"):
+            return True
+        # Anything else with a To tag belongs to a dialog (§12.2.2).
+        return method != "REGISTER" and _has_to_tag(request)
 
     def _dispatch(self, request: Request, source: Source) -> Response:
         method = request.method
@@ -198,4 +236,21 @@ class Handler:
         ]
 
     def tick(self) -> None:
-        self.transactions.expire(self.clock())
+        for transaction in self.transactions.tick(self.clock()):
+            # Timer G: the final non-2xx to an INVITE again, until its ACK.
+            if self.send is not None and transaction.destination is not None:
+                self.send(transaction.last_response, transaction.destination)
+        if self.calls is not None:
+            self.calls.tick()
+
+
+def _has_to_tag(request: Request) -> bool:
+    value = request.headers.get("To") or ""
+    return ";tag=" in value.replace(" ", "").lower()
+
+
+def _destination(via: Via, source: Source, reliable: bool) -> Destination:
+    address = response_destination(via, (source.host, source.port), reliable)
+    if address is None:
+        return Destination(source.host, source.port, source.transport)
+    return Destination(address[0], address[1], "UDP")

@@ -40,6 +40,22 @@ class Source:
         return f"{host}:{self.port}"
 
 
+class Destination:
+    """Where we send: an address and the transport (a TCP/TLS peer is its connection)."""
+
+    __slots__ = ("host", "port", "transport")
+
+    def __init__(self, host: str, port: int, transport: str):
+        self.host, self.port, self.transport = host, port, transport
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "UDP"
+
+    def __repr__(self) -> str:
+        return f"Destination({self.host!r}, {self.port}, {self.transport!r})"
+
+
 def clean_text(value: str | None, limit: int = MAX_UA) -> str:
     """A peer-supplied string made safe to store and log: printable, bounded."""
     if not value:

@@ -128,3 +128,110 @@ def record_attempt(
         " transport, user_agent, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now, number, method, host, port, transport, user_agent, result, reason),
     )
+
+
+def live_bindings(extension_id: int, now: float) -> list:
+    """The contacts a call to this extension rings (source address: NAT-proof)."""
+    rows = _conn().execute(
+        "SELECT contact, source_host, source_port, transport FROM binding"
+        " WHERE extension_id = ? AND expires_at > ? ORDER BY registered_at, id",
+        (extension_id, now),
+    )
+    return [LiveBinding(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class LiveBinding:
+    contact: str
+    source_host: str
+    source_port: int
+    transport: str
+
+
+# -- call history (core.models.Call) -------------------------------------------------
+
+
+def open_call(now: float, call_id: str, record: dict) -> int:
+    cursor = _conn().execute(
+        "INSERT INTO call (call_id, caller, caller_name, callee, caller_source, callee_contact,"
+        " state, started_at, reason, caller_media, callee_media, codec)"
+        " VALUES (?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '')",
+        (
+            call_id[:255],
+            record["caller"],
+            record["caller_name"],
+            record["callee"][:64],
+            record["caller_source"][:80],
+            now,
+        ),
+    )
+    return cursor.lastrowid
+
+
+def record_call_attempt(
+    now: float, call_id: str, record: dict, status: int, disposition: str, reason: str
+) -> None:
+    """A call refused before ringing (404, 480, 503...) still belongs in the history."""
+    _conn().execute(
+        "INSERT OR IGNORE INTO call (call_id, caller, caller_name, callee, caller_source,"
+        " callee_contact, state, started_at, ended_at, disposition, hangup_by, sip_status,"
+        " reason, caller_media, callee_media, codec)"
+        " VALUES (?, ?, ?, ?, ?, '', 'ended', ?, ?, ?, 'system', ?, ?, '', '', '')",
+        (
+            (call_id or "")[:255],
+            record["caller"],
+            record["caller_name"],
+            record["callee"][:64],
+            record["caller_source"][:80],
+            now,
+            now,
+            disposition,
+            status,
+            reason[:255],
+        ),
+    )
+
+
+def answer_call(record_id: int, now: float, contact: str, codec: str) -> None:
+    _conn().execute(
+        "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?"
+        " WHERE id = ?",
+        (now, contact, codec[:32], record_id),
+    )
+
+
+def end_call(
+    record_id: int,
+    now: float,
+    disposition: str,
+    by: str,
+    status: int | None,
+    reason: str,
+    caller_media: str,
+    callee_media: str,
+) -> None:
+    _conn().execute(
+        "UPDATE call SET state = 'ended', ended_at = ?, disposition = ?, hangup_by = ?,"
+        " sip_status = COALESCE(?, sip_status), reason = ?, caller_media = ?, callee_media = ?"
+        " WHERE id = ? AND ended_at IS NULL",
+        (
+            now,
+            disposition,
+            by,
+            status,
+            reason[:255],
+            caller_media[:80],
+            callee_media[:80],
+            record_id,
+        ),
+    )
+
+
+def close_stale_calls(now: float) -> int:
+    cursor = _conn().execute(
+        "UPDATE call SET state = 'ended', ended_at = ?, hangup_by = 'system',"
+        " disposition = CASE WHEN answered_at IS NULL THEN 'FAILED' ELSE 'ANSWERED' END,"
+        " reason = 'sipd restarted during the call' WHERE ended_at IS NULL",
+        (now,),
+    )
+    return cursor.rowcount
