@@ -50,12 +50,14 @@ class TcpTransport(StreamServer):
         super().__init__(listener)
         self.handler = handler
         self.idle_timeout = idle_timeout
-        self.connections = 0
+        # Open connections by peer address: a phone registered over TCP is
+        # reached on the connection it registered on (it may be behind NAT).
+        self.connections: dict[tuple[str, int], object] = {}
 
     def handle(self, sock, address):
         source = Source(_host(address), address[1], "TCP")
         framer = StreamFramer()
-        self.connections += 1
+        self.connections[(source.host, source.port)] = sock
         sock.settimeout(self.idle_timeout)
         try:
             while True:
@@ -81,11 +83,36 @@ class TcpTransport(StreamServer):
         except OSError as error:
             log.debug("[SIP] TCP connection from %s ended: %s", source, error)
         finally:
-            self.connections -= 1
+            if self.connections.get((source.host, source.port)) is sock:
+                del self.connections[(source.host, source.port)]
             try:
                 sock.close()
             except OSError:
                 pass
+
+
+def sender(udp: UdpTransport, streams: dict[str, TcpTransport]):
+    """send(data, destination) for what is not an immediate answer (the B2BUA's requests)."""
+
+    def send(data: bytes, destination) -> bool:
+        try:
+            if destination.transport == "UDP":
+                udp.socket.sendto(data, (destination.host, destination.port))
+                return True
+            server = streams.get(destination.transport)
+            sock = server.connections.get((destination.host, destination.port)) if server else None
+            if sock is None:
+                log.info("[SIP] No %s connection to %s:%s; the phone must register again",
+                         destination.transport, destination.host, destination.port)
+                return False
+            sock.sendall(data)
+            return True
+        except OSError as error:
+            log.info("[SIP] Could not send to %s:%s: %s", destination.host, destination.port,
+                     error)
+            return False
+
+    return send
 
 
 def bind_udp(host: str, port: int):
