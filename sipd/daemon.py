@@ -85,7 +85,9 @@ class Sipd:
         self.port = port
         reaped = reap()
         live = Binding.live().count()
-        periodic(1.0, self.handler.tick, "transaction timers")
+        # Retransmission timers run from T1/2 steps; the table sweep once a second.
+        periodic(0.1, self.handler.tick, "transaction timers")
+        periodic(1.0, self.handler.expire, "transaction expiry")
         periodic(30.0, self._housekeeping, "housekeeping")
         interval = systemd.watchdog_interval()
         if interval:

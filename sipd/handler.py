@@ -235,6 +235,9 @@ class Handler:
             )
         ]
 
+    def expire(self) -> None:
+        self.transactions.expire(self.clock())
+
     def tick(self) -> None:
         for transaction in self.transactions.tick(self.clock()):
             # Timer G: the final non-2xx to an INVITE again, until its ACK.

@@ -77,6 +77,9 @@ class Received(Enum):
 class ServerTransactions:
     def __init__(self) -> None:
         self._table: dict[tuple, ServerTransaction] = {}
+        # INVITE transactions waiting for an ACK: the only ones with a timer finer
+        # than a second, kept apart so the frequent tick does not walk the table.
+        self._waiting_ack: dict[tuple, ServerTransaction] = {}
 
     def __len__(self) -> int:
         return len(self._table)
@@ -122,6 +125,7 @@ class ServerTransactions:
                 transaction.timer_g = now + T1
                 transaction.g_interval = T1
             transaction.timer_h = now + 64 * T1
+            self._waiting_ack[transaction.key] = transaction
             return
         # Timer J: 64*T1 for unreliable transports, zero for reliable ones.
         transaction.timer_j = now + (0 if transaction.reliable else 64 * T1)
@@ -132,32 +136,42 @@ class ServerTransactions:
             transaction.state = State.CONFIRMED
             transaction.timer_g = transaction.timer_h = None
             transaction.timer_j = now + (0 if transaction.reliable else T4)  # Timer I
+            self._waiting_ack.pop(transaction.key, None)
 
-    def tick(self, now: float, trying_limit: float = 64 * T1) -> list[ServerTransaction]:
-        """Run the timers; return the transactions whose last response must be resent."""
+    def tick(self, now: float) -> list[ServerTransaction]:
+        """Timers G and H (often): the transactions whose final response must be resent."""
         resend = []
-        for key, transaction in list(self._table.items()):
+        for key, transaction in list(self._waiting_ack.items()):
+            if transaction.timer_h is not None and transaction.timer_h <= now:
+                # Timer H: the ACK never came; the transaction ends.
+                transaction.state = State.TERMINATED
+                self._table.pop(key, None)
+                del self._waiting_ack[key]
+                continue
             if transaction.timer_g is not None and transaction.timer_g <= now:
                 resend.append(transaction)
                 transaction.g_interval = min(2 * transaction.g_interval, T2)
                 transaction.timer_g = now + transaction.g_interval
-            done = transaction.timer_j is not None and transaction.timer_j <= now
-            no_ack = transaction.timer_h is not None and transaction.timer_h <= now
-            abandoned = transaction.state is State.TRYING and now - transaction.created > (
-                trying_limit if not transaction.is_invite else 300
-            )
-            if done or no_ack or abandoned:
-                transaction.state = State.TERMINATED
-                del self._table[key]
         return resend
 
     def expire(self, now: float, trying_limit: float = 64 * T1) -> int:
-        before = len(self._table)
-        self.tick(now, trying_limit)
-        return before - len(self._table)
+        """Timers J, I and L (every second or so): drop the transactions that are over."""
+        removed = 0
+        for key, transaction in list(self._table.items()):
+            done = transaction.timer_j is not None and transaction.timer_j <= now
+            abandoned = transaction.state is State.TRYING and now - transaction.created > (
+                trying_limit if not transaction.is_invite else 300
+            )
+            if done or abandoned:
+                transaction.state = State.TERMINATED
+                del self._table[key]
+                self._waiting_ack.pop(key, None)
+                removed += 1
+        return removed
 
     def forget(self, transaction: ServerTransaction) -> None:
         self._table.pop(transaction.key, None)
+        self._waiting_ack.pop(transaction.key, None)
 
 
 # -- client side ----------------------------------------------------------------------

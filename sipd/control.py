@@ -1,0 +1,76 @@
+"""sipd's local control socket: what the panel and pbxctl ask of the running daemon.
+
+A Unix stream socket (mode 0660, owned by the daemon's user), one JSON object
+per line each way; the protocol is described in core/control.py. Only
+commands that need the live process are here (hang up a call); everything
+shown comes from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from gevent import socket
+from gevent.server import StreamServer
+
+log = logging.getLogger("sipd")
+MAX_LINE = 4096
+
+
+class ControlServer(StreamServer):
+    def __init__(self, path: str, calls):
+        self.path = path
+        self.calls = calls
+        try:
+            os.unlink(path)  # a socket left by a crashed sipd
+        except FileNotFoundError:
+            pass
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o660)
+        listener.listen(16)
+        super().__init__(listener)
+
+    def handle(self, sock, address):
+        sock.settimeout(5)
+        try:
+            data = b""
+            while b"\n" not in data and len(data) < MAX_LINE:
+                chunk = sock.recv(MAX_LINE)
+                if not chunk:
+                    break
+                data += chunk
+            reply = self.execute(data.split(b"\n", 1)[0])
+            sock.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def execute(self, line: bytes) -> dict:
+        try:
+            command = json.loads(line)
+            name = command["command"]
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "unreadable command"}
+        if name == "ping":
+            return {"ok": True, "calls": len(self.calls.calls) if self.calls else 0}
+        if name == "hangup":
+            if self.calls is None:
+                return {"ok": False, "error": "calls are not enabled"}
+            call_id = str(command.get("call_id", ""))
+            if self.calls.hangup_by_id(call_id, "hung up by an admin"):
+                log.info("Call %s hung up by an admin", call_id)
+                return {"ok": True}
+            return {"ok": False, "error": "no such call (it may have ended)"}
+        return {"ok": False, "error": f"unknown command {name!r}"}
+
+    def close(self):
+        super().close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
