@@ -1,0 +1,234 @@
+"""site.yml on a booted Debian 12, checked from outside (issue 4, "Show").
+
+The tests run in file order on one deployment: the later ones (kill -9,
+reboot, second run) change the machine, so they come last. Every address used
+is one the fixture created: the container's end of the veth, and the host's.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+import uuid
+from http.client import HTTPConnection, HTTPSConnection
+
+import pytest
+
+from tests.deploy.conftest import REALM
+from tests.deploy.sipclient import Phone
+
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1800)]
+
+NUMBER = "1001"
+PASSWORD = "Deploy-test-" + uuid.uuid4().hex[:12]
+SERVICES = ("pbx-sipd", "pbx-panel")
+
+
+def phone(deployment, **kwargs) -> Phone:
+    machine = deployment.machine
+    return Phone(
+        machine.address, NUMBER, PASSWORD, local=machine.host_address, domain=REALM, **kwargs
+    )
+
+
+def register(
+    deployment, expires: int | None = 3600, with_contact: bool = True, timeout: float = 2.0
+):
+    client = phone(deployment, timeout=timeout)
+    try:
+        return client.register(expires=expires, with_contact=with_contact), client.contact
+    finally:
+        client.close()
+
+
+def main_pid(deployment, unit: str) -> int:
+    result = deployment.machine.ssh(f"systemctl show -p MainPID --value {unit}")
+    return int(result.stdout.strip() or 0)
+
+
+def tcp_reachable(address: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def test_services_are_active(deployment):
+    result = deployment.machine.ssh(f"systemctl is-active {' '.join(SERVICES)}", check=False)
+    assert result.stdout.split() == ["active", "active"], result.stdout + result.stderr
+    for unit in SERVICES:
+        shown = deployment.machine.ssh(
+            f"systemctl show -p Type -p Restart -p User -p WatchdogUSec {unit}"
+        ).stdout
+        assert "Type=notify" in shown and "Restart=always" in shown, shown
+        assert "User=pbx" in shown and "WatchdogUSec=0" not in shown, shown
+
+
+def test_settings_file_is_private_and_secret_generated(deployment):
+    shown = deployment.machine.ssh(
+        "stat -c '%a %U' /etc/pbx/pbx.env; grep -c '^PBX_SECRET_KEY=.\\{32,\\}' /etc/pbx/pbx.env"
+    ).stdout
+    assert shown.split() == ["600", "root", "1"], shown
+
+
+def test_first_admin_password_printed_once(deployment):
+    first = deployment.runs[0].output
+    assert "First admin" in first or "password" in first.lower(), deployment.runs[0].tail()
+
+
+def test_extension_registers_from_the_host(deployment):
+    added = deployment.pbxctl(f"ext add {NUMBER} --name 'Deploy test' --password {PASSWORD}")
+    assert NUMBER in added.stdout
+    (challenge, final), contact = register(deployment)
+    assert challenge.status == 401, challenge
+    assert final.status == 200, final
+    assert any(contact.strip("<>").split(";")[0] in c for c in final.all("Contact")), final
+
+
+def test_pbxctl_status_and_logs(deployment):
+    status = deployment.pbxctl("status", check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    for unit in SERVICES:
+        assert f"{unit}" in status.stdout and "active" in status.stdout, status.stdout
+    assert NUMBER in status.stdout, status.stdout  # registered just before
+
+    logs = deployment.pbxctl("logs -n 20", check=False)
+    assert logs.returncode == 0, logs.stderr
+    lines = [line for line in logs.stdout.splitlines() if line.strip()]
+    assert 0 < len(lines) <= 21, logs.stdout  # journalctl may add a "-- Boot" line
+    sipd_only = deployment.pbxctl("logs -n 5 sipd", check=False)
+    assert sipd_only.returncode == 0 and "pbx-sipd" in sipd_only.stdout, sipd_only.stdout
+
+    bad = deployment.pbxctl("logs -n lots", check=False)
+    assert bad.returncode != 0 and "pbxctl:" in bad.stderr
+
+
+def test_panel_answers_through_nginx_only(deployment):
+    address = deployment.machine.address
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the default self-signed certificate
+    https = HTTPSConnection(address, 443, timeout=10, context=context)
+    https.request("GET", "/", headers={"Host": REALM})
+    answer = https.getresponse()
+    answer.read()
+    assert answer.status < 500, f"nginx answered {answer.status}: is the panel up?"
+    assert answer.getheader("Strict-Transport-Security", "").startswith("max-age=")
+    assert answer.getheader("X-Content-Type-Options") == "nosniff"
+    assert answer.getheader("X-Frame-Options") == "DENY"
+    assert "nginx/" not in (answer.getheader("Server") or "")  # server_tokens off
+    https.close()
+
+    http = HTTPConnection(address, 80, timeout=10)
+    http.request("GET", "/extensions?x=1", headers={"Host": REALM})
+    redirect = http.getresponse()
+    redirect.read()
+    assert redirect.status == 301
+    assert redirect.getheader("Location") == f"https://{REALM}/extensions?x=1"
+    http.close()
+
+    # The panel itself is up on loopback inside, and unreachable from outside.
+    inside = deployment.machine.ssh(
+        'python3 -c "import urllib.request as u, urllib.error as e\n'
+        "try: print(u.urlopen('http://127.0.0.1:8080/', timeout=5).status)\n"
+        'except e.HTTPError as x: print(x.code)"',
+        check=False,
+    )
+    assert inside.stdout.strip() and int(inside.stdout.strip()) < 500, inside
+    assert not tcp_reachable(address, 8080)
+
+
+def test_firewall_keeps_unopened_ports_closed(deployment):
+    machine = deployment.machine
+    port = 7070
+    machine.ssh(
+        f"systemd-run --unit=pbx-test-listener --quiet python3 -m http.server {port} --bind 0.0.0.0"
+    )
+    try:
+        for _ in range(50):
+            listening = machine.ssh(f"ss -Hltn 'sport = :{port}'").stdout
+            if listening.strip():
+                break
+            time.sleep(0.1)
+        assert listening.strip(), "the test listener did not start"
+        inside = machine.ssh(
+            f"python3 -c \"import socket; socket.create_connection(('{machine.address}', {port}), 3)\"",
+            check=False,
+        )
+        assert inside.returncode == 0, "the listener is not reachable even from inside"
+        assert not tcp_reachable(machine.address, port, timeout=3)
+        assert tcp_reachable(machine.address, 443)
+        rules = machine.ssh("nft list table inet pbx").stdout
+        assert "policy drop" in rules
+        assert "pbx_banned_v4" in rules and "pbx_banned_v6" in rules
+    finally:
+        machine.ssh("systemctl stop pbx-test-listener", check=False)
+
+
+def test_backup_and_restore(deployment):
+    machine = deployment.machine
+    backup = deployment.pbxctl("backup", check=False)
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    newest = machine.ssh("ls -1 /var/backups/pbx/pbx-*.db.gz | sort | tail -n 1").stdout.strip()
+    assert newest, "no backup written"
+    count = machine.ssh(
+        f"gzip -dc {newest} > /tmp/check.db && "
+        f"sqlite3 /tmp/check.db \"SELECT count(*) FROM extension WHERE number='{NUMBER}'\"; "
+        "rm -f /tmp/check.db"
+    ).stdout.strip()
+    assert count == "1"
+    assert machine.ssh("systemctl is-enabled pbx-backup.timer").stdout.strip() == "enabled"
+
+    # An extension made after the backup is gone once the backup is restored.
+    deployment.pbxctl("ext add 1999 --generate")
+    restored = deployment.pbxctl(f"restore {newest}", check=False)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    listed = deployment.pbxctl("ext list").stdout
+    assert NUMBER in listed and "1999" not in listed, listed
+    active = machine.ssh(f"systemctl is-active {' '.join(SERVICES)}", check=False).stdout.split()
+    assert active == ["active", "active"]
+
+
+def test_sipd_comes_back_after_kill_9(deployment):
+    before = main_pid(deployment, "pbx-sipd")
+    assert before > 0
+    deployment.machine.ssh(f"kill -9 {before}")
+    killed = time.monotonic()
+    final = None
+    while time.monotonic() - killed < 5.0:
+        try:
+            (_, final), _ = register(deployment, timeout=0.4)
+        except (TimeoutError, OSError):
+            final = None
+        if final is not None and final.status == 200:
+            break
+        time.sleep(0.2)
+    back_after = time.monotonic() - killed
+    deployment.timings["sipd_back_after_kill9_s"] = round(back_after, 2)
+    assert final is not None and final.status == 200, f"no 200 within 5 s ({final})"
+    after = main_pid(deployment, "pbx-sipd")
+    assert after not in (0, before)
+
+
+def test_reboot_keeps_extensions_and_bindings(deployment):
+    machine = deployment.machine
+    (_, final), contact = register(deployment, expires=3600)
+    assert final.status == 200
+    deployment.timings["reboot_s"] = round(machine.reboot(), 1)
+
+    active = machine.ssh(f"systemctl is-active {' '.join(SERVICES)}", check=False).stdout.split()
+    assert active == ["active", "active"]
+    assert NUMBER in deployment.pbxctl("ext list").stdout
+    # A REGISTER without Contact lists the bindings (RFC 3261 §10.2.3).
+    (challenge, query), _ = register(deployment, expires=None, with_contact=False)
+    assert challenge.status == 401 and query.status == 200, query
+    assert any(contact.strip("<>").split(";")[0] in c for c in query.all("Contact")), query
+
+
+def test_second_run_changes_nothing(deployment):
+    second = deployment.playbook("second")
+    assert second.returncode == 0, second.tail(80)
+    assert second.recap.get("changed") == 0, second.tail(80)
+    assert second.recap.get("failed") == 0 and second.recap.get("unreachable") == 0
