@@ -1,0 +1,387 @@
+"""The RTP media relay: sipd's side of it.
+
+The relay itself is a separate process (`python -m sipd.media`, see server.py
+for why and how): sipd starts it, talks to it over an inherited Unix socket,
+and the relay exits when sipd does, so after a crash or restart the port pool
+starts clean. This module is the client sipd uses. It does blocking socket I/O
+through the standard library, which gevent's monkey-patching (sipd/__main__.py)
+makes cooperative: a request waits for the relay's reply without holding the
+hub (replies take well under a millisecond). Requests are serialized by a lock.
+
+API for the B2BUA:
+
+    relay = Relay(settings).start()     # once, in Sipd.start(); relay.stop() in Sipd.stop()
+    relay.address                        # the address to write into SDP (PBX_PUBLIC_ADDRESS,
+                                         # else detected: see advertised_address())
+
+    session = relay.open_session(call_id)        # raises PortsExhausted -> 503 + Retry-After
+    session.leg("A").local_rtp_port              # A faces the caller, B the callee;
+    session.leg("A").local_rtcp_port             # RTCP is always RTP + 1
+
+    # The caller's offer: tell leg A where the caller wants media, and forward
+    # the offer to the callee with *leg B's* ports (the callee sends to leg B):
+    offer = SessionDescription.parse(body)       # sipd.sip.sdp; SdpError -> 400
+    stream = offer.streams()[0]                  # one session per relayed m= line
+    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below
+    body_to_callee = bytes(rewrite(offer, relay.address, {0: session.leg("B").local_rtp_port}))
+    # ... and the callee's answer the other way round: apply_stream(session, "B", ...)
+    # and rewrite(answer, relay.address, {0: session.leg("A").local_rtp_port}).
+
+    relay.set_remote(session, "A", host, rtp_port, rtcp_port=None)   # from SDP c=/m=/a=rtcp
+    relay.set_direction(session, "A", "sendonly")  # the direction in A's own SDP (hold)
+    relay.stats(session)          # dict: per leg packets/bytes in/out, idle s, latched source
+    relay.close_session(session)  # ports released; returns the final stats; idempotent
+    relay.dead_sessions(timeout=60, hold_timeout=None)
+        # sessions whose media (RTP or RTCP) has been dead on both legs for `timeout`
+        # seconds (calls on hold: hold_timeout, None = never), plus every session the
+        # relay lost by crashing: the B2BUA hangs these calls up (BYE both sides) and
+        # closes them. Poll it every few seconds, e.g. periodic(5.0, ...).
+    relay.info()                  # pid, sessions, ports free/total, packet totals
+
+Every method raises MediaError (a subclass for exhaustion) with a message fit
+for the log; none blocks the hub for longer than one round trip to the relay,
+bounded by REPLY_TIMEOUT. If the relay process dies, the next call restarts it
+and the sessions it had are reported by dead_sessions().
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import ROOT, Settings
+
+log = logging.getLogger("sipd.media")
+
+REPLY_TIMEOUT = 5.0
+START_TIMEOUT = 10.0
+RETRY_AFTER = 10  # seconds, for the 503 when the ports run out
+WILDCARDS = ("", "0.0.0.0", "::")
+# RFC 5737 TEST-NET-1: connect() on a UDP socket only chooses the route and the
+# source address; no packet is sent to it (or anywhere).
+_ROUTE_PROBE = ("192.0.2.1", 9)
+
+
+class MediaError(Exception):
+    """The relay could not do what was asked; the message says why."""
+
+
+class PortsExhausted(MediaError):
+    """No media port pair is free: answer 503 with Retry-After: RETRY_AFTER."""
+
+    retry_after = RETRY_AFTER
+
+
+@dataclass(frozen=True)
+class LegPorts:
+    name: str
+    local_rtp_port: int
+    local_rtcp_port: int
+
+
+@dataclass(frozen=True)
+class MediaSession:
+    id: int
+    call_id: str
+    legs: dict[str, LegPorts] = field(hash=False, compare=False)
+    generation: int = 0  # which relay process holds it
+
+    def leg(self, name: str) -> LegPorts:
+        try:
+            return self.legs[name]
+        except KeyError:
+            raise MediaError(f"no leg {name!r} (legs are A and B)") from None
+
+
+def bind_address(settings: Settings) -> str:
+    """Where the relay binds: sipd's own listening address if it is a specific
+    one (a test on 127.0.0.1 keeps media on loopback), else every interface."""
+    return settings.sip_host if settings.sip_host not in WILDCARDS else "0.0.0.0"
+
+
+def advertised_address(settings: Settings) -> str:
+    """The address written into SDP: PBX_PUBLIC_ADDRESS; else sipd's listening
+    address if it is a specific one; else the address of the interface the
+    default route leaves from (found without sending anything); else 127.0.0.1."""
+    if settings.public_address:
+        return settings.public_address
+    if settings.sip_host not in WILDCARDS:
+        return settings.sip_host
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(_ROUTE_PROBE)
+            address = probe.getsockname()[0]
+    except OSError:
+        address = ""
+    if address in WILDCARDS:
+        log.warning("[RTP] No default route to detect the public address from; advertising "
+                    "127.0.0.1 (set PBX_PUBLIC_ADDRESS)")
+        return "127.0.0.1"
+    return address
+
+
+class Relay:
+    def __init__(self, settings: Settings, *, bind: str | None = None,
+                 address: str | None = None, python: str = sys.executable):
+        self.settings = settings
+        self.bind = bind or bind_address(settings)
+        self.address = address or advertised_address(settings)
+        self.ports = settings.rtp_ports
+        self.python = python
+        self.pidfile = (str(Path(settings.run_dir) / "media-relay.pid")
+                        if settings.run_dir else None)
+        self.process: subprocess.Popen | None = None
+        self.generation = 0
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._lock = threading.Lock()
+        self._next_request = 1
+        self._sessions: dict[int, MediaSession] = {}
+        # Sessions a relay process had when it died, by (generation, id).
+        self._lost: dict[tuple[int, int], MediaSession] = {}
+
+    # --- process --------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> Relay:
+        with self._lock:
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        self._kill_orphan()
+        if self.pidfile:
+            os.makedirs(os.path.dirname(self.pidfile), exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [
+            self.python, "-m", "sipd.media",
+            "--control-fd", str(theirs.fileno()),
+            "--parent", str(os.getpid()),
+            "--bind", self.bind,
+            "--ports", f"{self.ports[0]}-{self.ports[1]}",
+            "--log-level", self.settings.log_level,
+        ]
+        if self.pidfile:
+            command += ["--pidfile", self.pidfile]
+        if self.settings.log_file:
+            command += ["--log-file", self.settings.log_file]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        try:
+            self.process = subprocess.Popen(
+                command, pass_fds=(theirs.fileno(),), env=env, cwd=str(ROOT),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            )
+        finally:
+            # Only the relay may hold its end: when sipd goes, the relay sees EOF.
+            theirs.close()
+        self._sock = ours
+        self._buffer = b""
+        self.generation += 1
+        try:
+            hello = self._read_reply(None, START_TIMEOUT)
+        except MediaError:
+            self._terminate()
+            raise
+        if not hello.get("ready"):
+            self._terminate()
+            raise MediaError(f"media relay failed to start: {hello.get('error')}")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._terminate()
+            self._sessions.clear()
+            self._lost.clear()
+
+    def _terminate(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # the relay exits on EOF
+            self._sock = None
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=3)
+
+    def _kill_orphan(self) -> None:
+        """A relay left by a sipd that is gone (and somehow did not exit with it)
+        still holds its ports: kill it. A relay whose sipd is alive belongs to
+        another sipd sharing this run directory, and is left alone."""
+        if not self.pidfile:
+            return
+        try:
+            relay_pid, parent_pid = (int(x) for x in Path(self.pidfile).read_text().split()[:2])
+        except (OSError, ValueError):
+            return
+        if not _is_relay(relay_pid):
+            return
+        if parent_pid != os.getpid() and _alive(parent_pid):
+            log.warning("[RTP] Another sipd (pid %d) runs a media relay with this run "
+                        "directory; not touching it", parent_pid)
+            return
+        log.warning("[RTP] Killing orphan media relay pid %d (its sipd %d is gone)",
+                    relay_pid, parent_pid)
+        try:
+            os.kill(relay_pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for _ in range(100):
+            if not _is_relay(relay_pid):
+                break
+            time.sleep(0.02)
+
+    # --- requests ---------------------------------------------------------------
+
+    def _call(self, request: dict) -> dict:
+        with self._lock:
+            if self.process is None or self.process.poll() is not None:
+                self._restart()
+            request_id = self._next_request
+            self._next_request += 1
+            data = json.dumps({**request, "id": request_id}).encode() + b"\n"
+            try:
+                self._sock.sendall(data)
+                reply = self._read_reply(request_id, REPLY_TIMEOUT)
+            except (MediaError, OSError) as error:
+                log.error("[RTP] Media relay failed (%s); restarting it", error)
+                self._restart()
+                raise MediaError(f"media relay failed: {error}") from None
+        if not reply.get("ok"):
+            if reply.get("code") == "exhausted":
+                raise PortsExhausted(reply.get("error", "out of media ports"))
+            raise MediaError(reply.get("error", "media relay refused the request"))
+        return reply
+
+    def _restart(self) -> None:
+        was_running = self.process is not None
+        status = self.process.poll() if self.process else None
+        if self._sessions:
+            log.error("[RTP] Media relay %s; %d calls lose their media",
+                      f"exited with status {status}" if status is not None else "is stuck",
+                      len(self._sessions))
+        for session in self._sessions.values():
+            self._lost[(session.generation, session.id)] = session
+        self._sessions.clear()
+        self._terminate()
+        if was_running:
+            self._start()
+        else:
+            raise MediaError("media relay is not running (Relay.start() was not called)")
+
+    def _read_reply(self, request_id: int | None, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                try:
+                    reply = json.loads(line)
+                except ValueError:
+                    raise MediaError("unreadable reply from the media relay") from None
+                # A reply to a request that timed out earlier is skipped.
+                if request_id is None or reply.get("id") == request_id:
+                    return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MediaError(f"no reply from the media relay within {timeout:g} s")
+            self._sock.settimeout(remaining)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise MediaError("the media relay closed its control socket")
+            self._buffer += chunk
+
+    def _live(self, session: MediaSession) -> MediaSession:
+        if session.generation != self.generation or session.id not in self._sessions:
+            raise MediaError(f"media session of call {session.call_id} is gone "
+                             "(closed, or lost when the relay restarted)")
+        return session
+
+    # --- the API ------------------------------------------------------------------
+
+    def open_session(self, call_id: str) -> MediaSession:
+        reply = self._call({"op": "open", "call_id": call_id})
+        legs = {name: LegPorts(name, ports[0], ports[1]) for name, ports in reply["legs"].items()}
+        session = MediaSession(reply["session"], call_id, legs, self.generation)
+        self._sessions[session.id] = session
+        return session
+
+    def set_remote(self, session: MediaSession, leg: str, host: str, rtp_port: int,
+                   rtcp_port: int | None = None) -> None:
+        self._live(session)
+        self._call({"op": "remote", "session": session.id, "leg": leg, "host": host,
+                    "rtp": rtp_port, "rtcp": rtcp_port})
+
+    def set_direction(self, session: MediaSession, leg: str, direction: str) -> None:
+        self._live(session)
+        self._call({"op": "direction", "session": session.id, "leg": leg,
+                    "direction": direction})
+
+    def apply_stream(self, session: MediaSession, leg: str, stream) -> None:
+        """set_remote and set_direction from a sipd.sip.sdp.Stream (one m= line
+        of the SDP that phone sent)."""
+        if stream.host and not stream.hold_address and stream.port:
+            self.set_remote(session, leg, stream.host, stream.port, stream.rtcp_port or None)
+        self.set_direction(session, leg, stream.relay_direction if stream.port else "inactive")
+
+    def stats(self, session: MediaSession) -> dict:
+        self._live(session)
+        return self._call({"op": "stats", "session": session.id})["stats"]
+
+    def close_session(self, session: MediaSession) -> dict | None:
+        """Release the session's ports. Returns the final stats, or None when the
+        session was already closed or lost with a relay that died."""
+        if self._lost.pop((session.generation, session.id), None) is not None:
+            return None
+        if session.generation != self.generation or session.id not in self._sessions:
+            return None
+        del self._sessions[session.id]
+        try:
+            return self._call({"op": "close", "session": session.id})["stats"]
+        except MediaError:
+            return None
+
+    def dead_sessions(self, timeout: float, hold_timeout: float | None = None
+                      ) -> list[MediaSession]:
+        reply = self._call({"op": "dead", "timeout": timeout, "hold_timeout": hold_timeout})
+        dead = [self._sessions[i] for i in reply["sessions"] if i in self._sessions]
+        return list(self._lost.values()) + dead
+
+    def info(self) -> dict:
+        return self._call({"op": "info"})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_relay(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and b"sipd.media" in cmdline

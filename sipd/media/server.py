@@ -1,0 +1,369 @@
+"""The relay process: `python -m sipd.media`, started by sipd (see __init__.py).
+
+One thread, one `select.epoll` loop, no gevent: every packet costs one
+`recvfrom_into` and one `sendto`, and nothing else in the process competes for
+the loop. sipd's signaling lives in another process, so a burst of media
+never delays a SIP response, and a slow database write in sipd never delays
+media.
+
+Control: a Unix stream socket inherited from sipd (a socketpair), one JSON
+object per line each way, strictly request/reply:
+
+    -> {"op": "open", "call_id": "..."}
+    <- {"ok": true, "session": 7, "legs": {"A": [10000, 10001], "B": [10002, 10003]}}
+    -> {"op": "remote", "session": 7, "leg": "A", "host": "...", "rtp": 4000, "rtcp": 4001}
+    -> {"op": "direction", "session": 7, "leg": "A", "direction": "sendonly"}
+    -> {"op": "stats", "session": 7}        <- {"ok": true, "stats": {...}}
+    -> {"op": "close", "session": 7}        <- {"ok": true, "stats": {...}}  (final figures)
+    -> {"op": "dead", "timeout": 60, "hold_timeout": null}
+    <- {"ok": true, "sessions": [7, 9]}
+    -> {"op": "info"}                       <- {"ok": true, "pid": ..., "sessions": 2, ...}
+    an error:                               <- {"ok": false, "error": "...", "code": "..."}
+
+When that socket reaches end-of-file (sipd exited, crashed or was killed),
+the relay exits: its ports are free again for the sipd that comes next.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import resource
+import select
+import signal
+import socket
+import time
+
+from sipd.media.pool import PoolExhausted, PortPool
+from sipd.media.session import KINDS, RTCP, RTP, Session
+
+log = logging.getLogger("sipd.media")
+
+# DSCP EF (RFC 3246), as phones mark their own RTP: routers that honour it
+# queue voice ahead of bulk traffic.
+TOS_EF = 0xB8
+# Bind attempts for one leg before giving up (ports held by other programs).
+BIND_ATTEMPTS = 32
+MAX_LINE = 65536
+
+
+class ControlError(Exception):
+    def __init__(self, message: str, code: str = "bad_request"):
+        super().__init__(message)
+        self.code = code
+
+
+class RelayServer:
+    def __init__(self, control: socket.socket, bind_host: str, low: int, high: int):
+        self.control = control
+        self.bind_host = bind_host
+        self.pool = PortPool(low, high)
+        self.epoll = select.epoll()
+        # fd -> (socket, leg, kind, the other leg's socket of that kind)
+        self.endpoints: dict[int, tuple] = {}
+        self.sockets: dict[int, list[socket.socket]] = {}  # session id -> its 4 sockets
+        self.sessions: dict[int, Session] = {}
+        self.next_id = 1
+        self.notes: list = []
+        self.buffer = bytearray(65536)
+        self.view = memoryview(self.buffer)
+        self.pending = b""
+        self.running = True
+        # Counters of sessions already closed, so info() gives totals since start.
+        self.closed_totals = {"packets_in": 0, "packets_out": 0, "bytes_in": 0, "bytes_out": 0}
+        self.epoll.register(control.fileno(), select.EPOLLIN)
+
+    # --- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        control_fd = self.control.fileno()
+        endpoints = self.endpoints
+        view = self.view
+        buffer = self.buffer
+        poll = self.epoll.poll
+        clock = time.monotonic
+        while self.running:
+            try:
+                events = poll(1.0)
+            except InterruptedError:
+                continue
+            now = clock()
+            for fd, _mask in events:
+                endpoint = endpoints.get(fd)
+                if endpoint is None:
+                    if fd == control_fd:
+                        self._control_readable(now)
+                    continue
+                sock, leg, kind, out = endpoint
+                try:
+                    size, source = sock.recvfrom_into(buffer)
+                except OSError:
+                    continue  # BlockingIOError (another event drained it), ICMP errors
+                destination = leg.receive(kind, source, size, now)
+                if destination is not None:
+                    try:
+                        out.sendto(view[:size], destination)
+                    except OSError:
+                        leg.peer.send_failed()
+            if self.notes:
+                self._log_notes()
+
+    def _log_notes(self) -> None:
+        for leg, kind, source, before, silent in self.notes:
+            sdp = leg.remote[kind]
+            said = f"{sdp[0]}:{sdp[1]}" if sdp else "nothing yet"
+            if before is None:
+                log.info("[RTP] Call %s leg %s %s latched to %s:%d (SDP said %s)",
+                         leg.call_id, leg.name, KINDS[kind].upper(), source[0], source[1], said)
+            else:
+                log.info("[RTP] Call %s leg %s %s re-latched from %s:%d to %s:%d after %.1f s "
+                         "of silence", leg.call_id, leg.name, KINDS[kind].upper(), before[0],
+                         before[1], source[0], source[1], silent)
+        self.notes.clear()
+
+    # --- control ----------------------------------------------------------------
+
+    def _control_readable(self, now: float) -> None:
+        try:
+            data = self.control.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            log.info("[RTP] sipd has gone (control socket closed): relay exiting")
+            self.running = False
+            return
+        self.pending += data
+        if len(self.pending) > MAX_LINE and b"\n" not in self.pending:
+            self.pending = b""
+            self._reply({"ok": False, "error": "control line too long", "code": "bad_request"})
+            return
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            if line.strip():
+                self._reply(self._handle(line, now))
+
+    def _reply(self, reply: dict) -> None:
+        data = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+        self.control.setblocking(True)
+        try:
+            self.control.sendall(data)
+        except OSError:
+            self.running = False
+        finally:
+            self.control.setblocking(False)
+
+    def _handle(self, line: bytes, now: float) -> dict:
+        request = None
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ControlError("a request is a JSON object")
+            op = request.get("op")
+            handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+            if handler is None:
+                raise ControlError(f"unknown op {op!r}")
+            reply = handler(request, now)
+            reply["ok"] = True
+        except ControlError as error:
+            reply = {"ok": False, "error": str(error), "code": error.code}
+        except (ValueError, TypeError, KeyError) as error:
+            reply = {"ok": False, "error": f"bad request: {error}", "code": "bad_request"}
+        # The id lets the client skip a late reply to a request it gave up on.
+        reply["id"] = request.get("id") if isinstance(request, dict) else None
+        return reply
+
+    def _session(self, request: dict) -> Session:
+        session = self.sessions.get(request.get("session"))
+        if session is None:
+            raise ControlError(f"no session {request.get('session')!r}", "no_session")
+        return session
+
+    def op_open(self, request: dict, now: float) -> dict:
+        call_id = str(request.get("call_id", ""))
+        sockets: list[socket.socket] = []
+        ports = []
+        try:
+            for _ in range(2):
+                port, pair = self._bind_pair()
+                ports.append(port)
+                sockets.extend(pair)
+        except PoolExhausted as error:
+            for sock in sockets:
+                sock.close()
+            for port in ports:
+                self.pool.release(port)
+            raise ControlError(str(error), "exhausted") from None
+        session = Session(self.next_id, call_id, (ports[0], ports[0] + 1),
+                          (ports[1], ports[1] + 1), now, self.notes)
+        self.next_id += 1
+        self.sessions[session.id] = session
+        self.sockets[session.id] = sockets
+        a, b = session.legs["A"], session.legs["B"]
+        a_rtp, a_rtcp, b_rtp, b_rtcp = sockets
+        for sock, leg, kind, out in ((a_rtp, a, RTP, b_rtp), (a_rtcp, a, RTCP, b_rtcp),
+                                     (b_rtp, b, RTP, a_rtp), (b_rtcp, b, RTCP, a_rtcp)):
+            self.endpoints[sock.fileno()] = (sock, leg, kind, out)
+            self.epoll.register(sock.fileno(), select.EPOLLIN)
+        return {"session": session.id,
+                "legs": {name: list(leg.ports) for name, leg in session.legs.items()}}
+
+    def _bind_pair(self) -> tuple[int, list[socket.socket]]:
+        for _ in range(min(BIND_ATTEMPTS, max(1, self.pool.available))):
+            port = self.pool.allocate()
+            pair = []
+            try:
+                for number in (port, port + 1):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    pair.append(sock)
+                    sock.setblocking(False)
+                    try:
+                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_EF)
+                    except OSError:
+                        pass
+                    sock.bind((self.bind_host, number))
+                return port, pair
+            except OSError as error:
+                for sock in pair:
+                    sock.close()
+                self.pool.set_aside(port)
+                if error.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise ControlError(f"cannot bind media ports on {self.bind_host}: "
+                                       f"{error.strerror or error}", "bind") from None
+                log.warning("[RTP] Port %d or %d is taken by another program; skipped",
+                            port, port + 1)
+        raise PoolExhausted("no free media port pair could be bound (PBX_RTP_PORTS is in use)")
+
+    def op_remote(self, request: dict, now: float) -> dict:
+        leg = self._session(request).leg(request.get("leg"))
+        host = str(request["host"])
+        rtp = int(request["rtp"])
+        rtcp = request.get("rtcp")
+        if not 0 <= rtp <= 65535 or (rtcp is not None and not 0 < int(rtcp) <= 65535):
+            raise ControlError("port out of range")
+        if host not in ("", "0.0.0.0"):
+            try:
+                socket.inet_aton(host)
+            except OSError:
+                raise ControlError(f"not an IPv4 address: {host!r}") from None
+        leg.set_remote(host, rtp, int(rtcp) if rtcp is not None else None)
+        return {}
+
+    def op_direction(self, request: dict, now: float) -> dict:
+        leg = self._session(request).leg(request.get("leg"))
+        leg.set_direction(request.get("direction"))
+        return {}
+
+    def op_stats(self, request: dict, now: float) -> dict:
+        return {"stats": self._session(request).stats(now)}
+
+    def op_close(self, request: dict, now: float) -> dict:
+        session = self._session(request)
+        stats = session.stats(now)
+        for sock in self.sockets.pop(session.id):
+            fd = sock.fileno()
+            self.endpoints.pop(fd, None)
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+            sock.close()
+        for leg in session.legs.values():
+            self.pool.release(leg.ports[RTP])
+            for name in self.closed_totals:
+                self.closed_totals[name] += getattr(leg, name)
+        del self.sessions[session.id]
+        return {"stats": stats}
+
+    def op_dead(self, request: dict, now: float) -> dict:
+        timeout = float(request["timeout"])
+        hold = request.get("hold_timeout")
+        hold_timeout = float(hold) if hold is not None else None
+        return {"sessions": [s.id for s in self.sessions.values()
+                             if s.dead(now, timeout, hold_timeout)]}
+
+    def op_info(self, request: dict, now: float) -> dict:
+        totals = dict(self.closed_totals)
+        for session in self.sessions.values():
+            for leg in session.legs.values():
+                totals["packets_in"] += leg.packets_in
+                totals["packets_out"] += leg.packets_out
+                totals["bytes_in"] += leg.bytes_in
+                totals["bytes_out"] += leg.bytes_out
+        return {"pid": os.getpid(), "sessions": len(self.sessions),
+                "ports_free": self.pool.available * 2, "ports_total": self.pool.size * 2,
+                "bind": self.bind_host, **totals}
+
+    def close(self) -> None:
+        for sockets in self.sockets.values():
+            for sock in sockets:
+                sock.close()
+        self.sockets.clear()
+        self.epoll.close()
+
+
+def raise_file_limit() -> None:
+    """Four sockets per call: lift the soft descriptor limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux for SIGKILL when the parent goes (PR_SET_PDEATHSIG), in case the
+    loop is ever stuck and does not see the control socket close; then check the
+    parent did not already go before we asked."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+def serve(control_fd: int, bind_host: str, low: int, high: int, parent: int,
+          pidfile: str | None = None) -> int:
+    # Ctrl-C in a terminal reaches the whole process group; sipd decides when
+    # the relay stops (by closing the control socket), so SIGINT is ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = []
+
+    def on_term(signum, frame):
+        stop.append(signum)
+        server.running = False
+
+    die_with_parent(parent)
+    raise_file_limit()
+    control = socket.socket(fileno=control_fd)
+    control.setblocking(False)
+    server = RelayServer(control, bind_host, low, high)
+    signal.signal(signal.SIGTERM, on_term)
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write(f"{os.getpid()} {parent}\n")
+    server._reply({"ok": True, "ready": True, "pid": os.getpid(),
+                   "ports_total": server.pool.size * 2})
+    log.info("[RTP] Media relay ready (pid %d) on %s, ports %d-%d", os.getpid(), bind_host,
+             low, high)
+    try:
+        server.run()
+    finally:
+        server.close()
+        if pidfile:
+            try:
+                with open(pidfile) as handle:
+                    mine = handle.read().split()[:1] == [str(os.getpid())]
+                if mine:
+                    os.unlink(pidfile)
+            except OSError:
+                pass
+    return 0
