@@ -44,6 +44,11 @@ log = logging.getLogger("sipd.media")
 # DSCP EF (RFC 3246), as phones mark their own RTP: routers that honour it
 # queue voice ahead of bulk traffic.
 TOS_EF = 0xB8
+# The relay asks to run ahead of sipd, the panel and the rest of the machine
+# (nice -10): a media packet held up by the scheduler is heard as a gap, a SIP
+# response a few ms late is not. Only a process allowed to (root, CAP_SYS_NICE,
+# or systemd's LimitNICE=) gets it; otherwise the relay runs at normal priority.
+RELAY_NICE = -10
 # Bind attempts for one leg before giving up (ports held by other programs).
 BIND_ATTEMPTS = 32
 MAX_LINE = 65536
@@ -343,6 +348,11 @@ def serve(control_fd: int, bind_host: str, low: int, high: int, parent: int,
 
     die_with_parent(parent)
     raise_file_limit()
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, RELAY_NICE)
+    except OSError:
+        log.debug("[RTP] Not allowed to raise the relay's priority; running at nice %d",
+                  os.getpriority(os.PRIO_PROCESS, 0))
     control = socket.socket(fileno=control_fd)
     control.setblocking(False)
     server = RelayServer(control, bind_host, low, high)
