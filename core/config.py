@@ -100,6 +100,11 @@ class Settings:
     default_expires: int = 300
     max_contacts: int = 5
     nonce_lifetime: int = 300
+    # Calls (sipd/calls.py): ring timeout, dead-media and maximum-duration hang-ups.
+    ring_timeout: int = 30
+    media_timeout: int = 60
+    max_call_duration: int = 4 * 3600
+    max_calls: int = 500
     # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
     digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     # sipd's state directory (logs in a checkout) and its local control socket.
@@ -142,6 +147,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         default_expires=_int(env, "PBX_DEFAULT_EXPIRES", 300, 1),
         max_contacts=_int(env, "PBX_MAX_CONTACTS", 5, 1),
         nonce_lifetime=_int(env, "PBX_NONCE_LIFETIME", 300, 10),
+        ring_timeout=_int(env, "PBX_RING_TIMEOUT", 30, 1),
+        media_timeout=_int(env, "PBX_MEDIA_TIMEOUT", 60, 5),
+        max_call_duration=_int(env, "PBX_MAX_CALL_DURATION", 4 * 3600, 10),
+        max_calls=_int(env, "PBX_MAX_CALLS", 500, 1),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")

@@ -30,6 +30,8 @@ def setup(level: str = "info", log_file: str | None = None, name: str = "pbx") -
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(logging.Formatter(fmt))
     root.addHandler(stream)
+    # peewee logs every query at debug: far too much even for PBX_LOG_LEVEL=debug.
+    logging.getLogger("peewee").setLevel(logging.INFO)
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         to_file = logging.FileHandler(log_file)
