@@ -176,6 +176,36 @@ class Call(BaseModel):
         return cls.select().where(cls.ended_at.is_null()).order_by(cls.started_at)
 
 
+class AuditEntry(BaseModel):
+    """One change to the PBX: who, what, when, from where (see core/audit.py).
+
+    actor: a panel user name, "cli:<unix user>" for pbxctl, or "" when nobody
+    is logged in (a failed login: the user name tried is then the target).
+    """
+
+    created_at = FloatField(default=time.time, index=True)
+    actor = CharField(max_length=80, default="", index=True)
+    action = CharField(max_length=32)  # e.g. extension.create, login_failed, call.hangup
+    target = CharField(max_length=255, default="")
+    source = CharField(max_length=80, default="")  # client address, or "local" for pbxctl
+    detail = CharField(max_length=255, default="")
+
+    class Meta:
+        table_name = "audit_log"
+
+
+class LoginThrottle(BaseModel):
+    """Consecutive failed panel logins for one key ("user:NAME" or "addr:ADDRESS").
+
+    Kept in the database so that every panel worker sees the same counters.
+    """
+
+    key = CharField(max_length=160, primary_key=True)
+    failures = IntegerField(default=0)
+    last_failure_at = FloatField(default=0)
+    locked_until = FloatField(default=0)
+
+
 class Setting(BaseModel):
     """Values generated once and kept (e.g. the secret key in a checkout)."""
 
@@ -188,4 +218,7 @@ class SchemaVersion(BaseModel):
     applied_at = FloatField(default=time.time)
 
 
-ALL_MODELS = [Admin, Extension, Binding, AuthAttempt, Call, Setting, SchemaVersion]
+ALL_MODELS = [
+    Admin, Extension, Binding, AuthAttempt, Call, AuditEntry, LoginThrottle, Setting,
+    SchemaVersion,
+]
