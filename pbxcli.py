@@ -33,6 +33,13 @@ def _db(settings: Settings):
     return database
 
 
+def _audit(action: str, target: str, detail: str = "") -> None:
+    """The audit row of a change, written in the change's transaction (core/audit.py)."""
+    from core import audit
+
+    audit.record(audit.cli_actor(), action, target, audit.cli_source(), detail)
+
+
 def _ago(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -56,7 +63,9 @@ def cmd_init(args, settings: Settings) -> int:
     print(f"Database {settings.db_path} ready (schema version {version})")
     if args.first_admin:
         if Admin.select().count() == 0:
-            admin, password, _ = accounts.create_admin("admin", role="admin")
+            with database.atomic():
+                admin, password, _ = accounts.create_admin("admin", role="admin")
+                _audit("admin.create", admin.username, "role admin, first admin")
             print(f"First admin: user {admin.username}, password {password}")
             print("This password is shown once; change it in the panel.")
         else:
@@ -65,8 +74,9 @@ def cmd_init(args, settings: Settings) -> int:
 
 
 def cmd_admin_add(args, settings: Settings) -> int:
-    _db(settings)
-    admin, password, generated = accounts.create_admin(args.user, args.password, args.role)
+    with _db(settings).atomic():
+        admin, password, generated = accounts.create_admin(args.user, args.password, args.role)
+        _audit("admin.create", admin.username, f"role {admin.role}")
     print(f"Admin {admin.username} ({admin.role}) created")
     if generated:
         print(f"Password (shown once): {password}")
@@ -74,8 +84,10 @@ def cmd_admin_add(args, settings: Settings) -> int:
 
 
 def cmd_admin_passwd(args, settings: Settings) -> int:
-    _db(settings)
-    password, generated = accounts.set_admin_password(args.user, args.password)
+    with _db(settings).atomic():
+        password, generated = accounts.set_admin_password(args.user, args.password)
+        _audit("admin.password", args.user.strip(),
+               "generated password" if generated else "password set")
     print(f"Password of admin {args.user} changed")
     if generated:
         print(f"Password (shown once): {password}")
@@ -96,24 +108,30 @@ def _print_secret(number: str, password: str, generated: bool, settings: Setting
 
 
 def cmd_ext_add(args, settings: Settings) -> int:
-    _db(settings)
-    extension, password, generated = accounts.create_extension(
-        args.number,
-        settings.realm,
-        name=args.name or "",
-        password=args.password,
-        generate=args.generate,
-    )
+    with _db(settings).atomic():
+        extension, password, generated = accounts.create_extension(
+            args.number,
+            settings.realm,
+            name=args.name or "",
+            password=args.password,
+            generate=args.generate,
+        )
+        _audit("extension.create", extension.number, ", ".join(filter(None, [
+            f"name {extension.name!r}" if extension.name else "",
+            "generated password" if generated else "password set",
+        ])))
     print(f"Extension {extension.number} created")
     _print_secret(extension.number, password, generated, settings)
     return 0
 
 
 def cmd_ext_passwd(args, settings: Settings) -> int:
-    _db(settings)
-    extension, password, generated = accounts.set_password(
-        args.number, settings.realm, password=args.password, generate=args.generate
-    )
+    with _db(settings).atomic():
+        extension, password, generated = accounts.set_password(
+            args.number, settings.realm, password=args.password, generate=args.generate
+        )
+        _audit("extension.password", extension.number,
+               "generated password" if generated else "password set")
     print(f"Password of extension {extension.number} changed")
     _print_secret(extension.number, password, generated, settings)
     return 0
@@ -150,19 +168,30 @@ def cmd_ext_list(args, settings: Settings) -> int:
     return 0
 
 
+def _printable(cell) -> str:
+    """What a phone sent may hold terminal escapes: shown as \\xNN, never run."""
+    return "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+        for c in str(cell)
+    )
+
+
 def _table(rows) -> None:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    rows = [[_printable(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(
-                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             ).rstrip()
         )
 
 
 def cmd_ext_rm(args, settings: Settings) -> int:
-    _db(settings)
-    accounts.delete_extension(args.number)
+    with _db(settings).atomic():
+        name = accounts.get_extension(args.number).name
+        accounts.delete_extension(args.number)
+        _audit("extension.delete", args.number.strip(), f"name {name!r}" if name else "")
     print(f"Extension {args.number} deleted")
     return 0
 
@@ -197,6 +226,11 @@ def cmd_ext_import(args, settings: Settings) -> int:
                 )
             except accounts.AccountError as error:
                 raise CliError(f"{args.file}: row {line}: {error}") from None
+            _audit("extension.create", extension.number, ", ".join(filter(None, [
+                f"name {extension.name!r}" if extension.name else "",
+                "generated password" if generated else "password set",
+                f"imported from {os.path.basename(args.file)}",
+            ])))
             created.append((extension.number, secret if generated else None))
     print(f"Imported {len(created)} extensions")
     for number, secret in created:
@@ -295,6 +329,60 @@ def cmd_status(args, settings: Settings) -> int:
     return 0
 
 
+def _stamp(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def cmd_calls(args, settings: Settings) -> int:
+    """The last calls (oldest first, so the newest is next to the prompt), or the live ones."""
+    from core.models import Call
+
+    _db(settings)
+    if args.last < 1:
+        raise CliError("--last must be at least 1")
+    now = time.time()
+    if args.active:
+        calls = list(Call.active())
+        if not calls:
+            print("No calls right now")
+            return 0
+        rows = [("STARTED", "CALLER", "CALLEE", "STATE", "DURATION", "CALLER MEDIA",
+                 "CALLEE MEDIA", "CODEC")]
+        for call in calls:
+            since = call.answered_at if call.answered_at is not None else call.started_at
+            rows.append((_stamp(call.started_at), call.caller, call.callee,
+                         "talking" if call.state == "answered" else call.state,
+                         _clock(now - since), call.caller_media or "-",
+                         call.callee_media or "-", call.codec or "-"))
+        _table(rows)
+        return 0
+    query = Call.select().order_by(Call.started_at.desc(), Call.id.desc()).limit(args.last)
+    calls = list(query)[::-1]
+    if not calls:
+        print("No calls yet")
+        return 0
+    rows = [("START", "CALLER", "CALLEE", "TALK", "DISPOSITION", "HANGUP BY", "STATUS",
+             "REASON")]
+    for call in calls:
+        live = call.ended_at is None
+        rows.append((
+            _stamp(call.started_at), call.caller, call.callee,
+            _clock(call.talk_seconds) if call.answered_at is not None else "-",
+            ("talking" if call.state == "answered" else call.state) + " (live)" if live
+            else call.disposition or "-",
+            call.hangup_by or "-", call.sip_status if call.sip_status is not None else "-",
+            call.reason or "",
+        ))
+    _table(rows)
+    return 0
+
+
 def cmd_logs(args, settings: Settings) -> int:
     names = [args.service] if args.service else ["sipd", "panel"]
     files = [Path(settings.run_dir) / "log" / f"{name}.log" for name in names]
@@ -368,6 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_run
     )
     sub.add_parser("status", help="registrations and extensions").set_defaults(func=cmd_status)
+    calls = sub.add_parser("calls", help="the last calls, or the live ones")
+    calls.add_argument("--last", type=int, default=20, metavar="N",
+                       help="how many of the last calls (default 20)")
+    calls.add_argument("--active", action="store_true", help="the calls in progress instead")
+    calls.set_defaults(func=cmd_calls)
     logs = sub.add_parser("logs", help="show the daemons' logs")
     logs.add_argument("service", nargs="?", choices=("sipd", "panel"))
     logs.add_argument("-n", "--lines", type=int, default=50)
