@@ -1,8 +1,9 @@
 """The admin panel: create_app() and the extensions it binds.
 
-State shown here comes from the shared database (core/); the panel never
-talks to sipd's sockets. Every change is a POST from a FlaskForm, so the
-global CSRFProtect covers it, and a viewer may look but never POST.
+State shown here comes from the shared database (core/); the panel talks to
+sipd only through its local control socket (core/control.py), to hang up a
+call. Every change is a POST from a FlaskForm, so the global CSRFProtect
+covers it, and a viewer may look but never POST.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 # test_config keys that override fields of Settings rather than Flask config.
-_SETTINGS_KEYS = {"DB_PATH": "db_path", "REALM": "realm"}
+_SETTINGS_KEYS = {
+    "DB_PATH": "db_path",
+    "REALM": "realm",
+    "CONTROL_SOCKET": "control_socket",
+    "PUBLIC_ADDRESS": "public_address",
+    "RTP_PORTS": "rtp_ports",
+}
 # Endpoints a viewer may still POST to: leaving is not a change.
 _VIEWER_POST_ALLOWED = {"auth.logout"}
 
@@ -49,6 +56,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         # On a server the panel sits behind nginx's HTTPS; in a checkout it is
         # plain http://127.0.0.1, where a Secure cookie would never come back.
         SESSION_COOKIE_SECURE=settings.server,
+        PANEL_PAGE_SIZE=50,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.server,
@@ -80,15 +88,19 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
 
     from app import filters
     from app.auth import bp as auth_bp
+    from app.calls import bp as calls_bp
     from app.extensions import bp as extensions_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
+    from app.settings import bp as settings_bp
 
     filters.init_app(app)
     app.register_blueprint(auth_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(registrations_bp)
+    app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)
+    app.register_blueprint(settings_bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("extensions.index")))
     return app
 

@@ -61,4 +61,5 @@ def init_app(app) -> None:
     app.add_template_filter(format_utc, "utc")
     app.add_template_filter(remaining, "remaining")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(format_duration, "duration")
     app.add_template_global(can_change)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -85,12 +86,22 @@ class SippRun:
     load_before: str
     load_after: str
     udp_drops: int  # machine-wide UDP receive-buffer drops during the run
+    machine_cpu: float  # CPU seconds the whole machine used during the run
+    sipp_cpu: float  # CPU seconds sipp used
     command: list[str]
     note: str = ""
 
     @property
     def achieved_rate(self) -> float:
         return self.successful / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def others_cpu(self) -> float:
+        """Cores' worth of CPU that other work on the machine took during the run
+        (everything but the server and sipp), averaged over the run."""
+        if self.wall <= 0:
+            return 0.0
+        return max(0.0, self.machine_cpu - self.server_cpu - self.sipp_cpu) / self.wall
 
     @property
     def clean(self) -> bool:
@@ -177,6 +188,8 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     cpu_before = sum(process_cpu(pid) for pid in pids)
     load_before = loadavg()
     drops_before = udp_rcvbuf_errors()
+    busy_before = machine_busy()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with open(workdir / "sipp.out", "wb") as out:
         process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
@@ -191,6 +204,10 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
                 process.kill()
                 returncode = process.wait()
     wall = time.monotonic() - started
+    busy = machine_busy() - busy_before
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sipp_cpu = ((children_after.ru_utime + children_after.ru_stime)
+                - (children_before.ru_utime + children_before.ru_stime))
     cpu_after = sum(process_cpu(pid) for pid in (server_pids() if server_pids else []))
     row = read_sipp_stats(stats)
 
@@ -217,7 +234,8 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
         p99_bucket=p99_bucket(row),
         server_cpu=max(0.0, cpu_after - cpu_before),
         load_before=load_before, load_after=loadavg(),
-        udp_drops=udp_rcvbuf_errors() - drops_before, command=command, note=note,
+        udp_drops=udp_rcvbuf_errors() - drops_before, machine_cpu=busy, sipp_cpu=sipp_cpu,
+        command=command, note=note,
     )
 
 
@@ -318,6 +336,14 @@ def wait_options_200(port: int, deadline_s: float, interval: float = 0.01,
 
 
 # --- the machine ---------------------------------------------------------------
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent not idle since boot (user, nice, system,
+    irq, softirq, steal), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
 
 def udp_rcvbuf_errors() -> int:
     """The kernel's count of UDP datagrams dropped for a full receive buffer."""

@@ -12,7 +12,7 @@
 
 Targets (issue 2): RSS under 150 MB, start-up under 2 s.
 
-    .venv/bin/python bench/memory.py [--bindings 10000] [--rate 400] [--passes 2] [--starts 5]
+    .venv/bin/python bench/memory.py [--bindings 10000] [--rate 250] [--passes 2] [--starts 5]
 
 Traffic goes to 127.0.0.1 only; every wait has a deadline.
 """
@@ -58,7 +58,7 @@ def vm_hwm_kib(pid: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bindings", type=int, default=10000)
-    parser.add_argument("--rate", type=float, default=400.0,
+    parser.add_argument("--rate", type=float, default=250.0,
                         help="registrations per second while filling (sipd must sustain it)")
     parser.add_argument("--starts", type=int, default=5, help="timed restarts")
     parser.add_argument("--passes", type=int, default=2,

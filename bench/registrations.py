@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import secrets
 import shutil
 import subprocess
@@ -235,13 +234,9 @@ def run_step(registrar: Registrar, inf: Path, workdir: Path, users: int, rate: f
     # refreshes each extension's binding instead of adding one (max_contacts).
     command = sipp_command(SCENARIO, f"{LOOPBACK}:{registrar.port}", inf, calls, rate, workdir,
                            registrar.sipp_port, timeout_s=int(calls / rate * 3 + 30))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_drops = socket_drops(registrar.port)
     run = run_sipp(command, workdir, calls, rate, server_pids=registrar.pids,
                    timeout_s=int(calls / rate * 3 + 60))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sipp_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    run.sipp_cpu = sipp_cpu  # type: ignore[attr-defined]
     run.server_drops = socket_drops(registrar.port) - server_drops  # type: ignore[attr-defined]
     verdict = "clean" if sustained(run) else "NOT CLEAN"
     print(f"  {registrar.name:8} {label:7} rate {rate:7.0f}/s  calls {calls:6}  "
@@ -249,11 +244,16 @@ def run_step(registrar: Registrar, inf: Path, workdir: Path, users: int, rate: f
           f"drops {run.udp_drops:5} (server {run.server_drops})  "
           f"achieved {run.achieved_rate:7.0f}/s  p99 {run.p99_bucket:>8}  "
           f"server CPU {run.server_cpu / max(run.elapsed, 1e-9) * 100:4.0f}%  "
-          f"sipp CPU {sipp_cpu / max(run.elapsed, 1e-9) * 100:4.0f}%  "
+          f"sipp CPU {run.sipp_cpu / max(run.elapsed, 1e-9) * 100:4.0f}%  "
+          f"others {run.others_cpu * 100:4.0f}%  "
           f"load {run.load_before} -> {run.load_after}  {verdict}"
           + (f"  [{run.note}]" if run.note and not sustained(run) else ""), flush=True)
     if not registrar.alive():
         raise RuntimeError(f"{registrar.name} exited during the step at {rate:g}/s")
+    # Let a backlog drain before the next step: an OPTIONS queued behind it is
+    # answered only when the registrar has caught up.
+    if wait_options_200(registrar.port, 60, interval=0.5, alive=registrar.alive) is None:
+        raise RuntimeError(f"{registrar.name} stopped answering after the step at {rate:g}/s")
     return run
 
 
@@ -264,7 +264,7 @@ def sustained(run: SippRun) -> bool:
 def step_record(run: SippRun, label: str) -> dict:
     record = asdict(run)
     record.update(label=label, achieved_rate=round(run.achieved_rate, 1),
-                  sipp_cpu=round(getattr(run, "sipp_cpu", 0.0), 2),
+                  others_cpu=round(run.others_cpu, 2),
                   server_drops=getattr(run, "server_drops", 0),
                   sustained=sustained(run))
     record["command"] = " ".join(run.command)

@@ -6,12 +6,16 @@ directly in the shape sipd writes them, so the panel is tested on that shape.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from werkzeug.security import generate_password_hash
 
 from app import create_app
 from core.accounts import create_extension
-from core.models import Admin, AuthAttempt, Binding, db
+from core.models import Admin, AuthAttempt, Binding, Call, db
 
 ROOT = Path(__file__).resolve().parents[2]
 REALM = "pbx.test"
@@ -39,10 +43,8 @@ def make_app(tmp_path, **config):
         **config,
     })
     with db.connection_context():
-        for (username, password), role in ((ADMIN, "admin"), (VIEWER, "viewer")):
-            # A cheap hash keeps a test fast; verify_admin checks any werkzeug hash.
-            Admin.create(username=username, role=role, password_hash=generate_password_hash(
-                password, method="pbkdf2:sha256:1000"))
+        Rows().admin(*ADMIN)
+        Rows().admin(*VIEWER, role="viewer")
     return app
 
 
@@ -62,6 +64,11 @@ def csrf_token(html: str) -> str:
 class Rows:
     """Rows as the other writers make them: core.accounts for extensions, sipd's
     shape for bindings and authentication attempts."""
+
+    def admin(self, username, password, role="admin"):
+        # A cheap hash keeps a test fast; verify_admin checks any werkzeug hash.
+        return Admin.create(username=username, role=role, password_hash=generate_password_hash(
+            password, method="pbkdf2:sha256:1000"))
 
     def extension(self, number="1002", name="", password="correct-horse-1", enabled=True):
         extension, _, _ = create_extension(
@@ -100,6 +107,66 @@ class Rows:
         }
         values.update(fields)
         return AuthAttempt.create(**values)
+
+    def call(self, caller="1002", callee="1003", live=False, **fields):
+        """A call as sipd's B2BUA records it: ended and answered unless told otherwise."""
+        now = time.time()
+        values = {
+            "call_id": f"{caller}-{callee}-{time.monotonic_ns()}@192.0.2.10",
+            "caller": caller,
+            "callee": callee,
+            "caller_source": "192.0.2.10:5062/UDP",
+            "callee_contact": f"sip:{callee}@192.0.2.20:5060",
+            "state": "answered",
+            "started_at": now - 70,
+            "answered_at": now - 65,
+            "ended_at": None if live else now - 5,
+            "disposition": None if live else "ANSWERED",
+            "hangup_by": None if live else "caller",
+            "sip_status": None if live else 200,
+            "caller_media": "192.0.2.10:40000",
+            "callee_media": "192.0.2.20:41000",
+            "codec": "PCMU/8000",
+        }
+        values.update(fields)
+        return Call.create(**values)
+
+
+class FakeControl:
+    """sipd's control socket as core.control speaks to it: one JSON object per line.
+
+    `reply` answers each command (default: ok); `commands` keeps what was received.
+    The socket lives in a short temporary directory (a Unix socket path has ~100 bytes).
+    """
+
+    def __init__(self, reply=None):
+        self.reply = reply or (lambda command: {"ok": True})
+        self.commands: list[dict] = []
+        self.directory = tempfile.mkdtemp(prefix="pbx-ctl-")
+        self.path = os.path.join(self.directory, "sipd.sock")
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                for line in self.rfile:
+                    command = json.loads(line)
+                    fake.commands.append(command)
+                    self.wfile.write(json.dumps(fake.reply(command)).encode() + b"\n")
+
+        self.server = socketserver.ThreadingUnixStreamServer(self.path, Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeControl:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for name in os.listdir(self.directory):
+            os.unlink(os.path.join(self.directory, name))
+        os.rmdir(self.directory)
 
 
 class PanelProcess:

@@ -15,6 +15,10 @@ PROTECTED_PAGES = [
     "/extensions/1002/delete",
     "/registrations/",
     "/security/failures",
+    "/calls/",
+    "/calls/active",
+    "/calls/export.csv",
+    "/settings/",
 ]
 
 
@@ -48,9 +52,11 @@ def test_every_page_needs_a_login(client, rows, path):
 @pytest.mark.parametrize("path", [
     "/logout", "/extensions/new", "/extensions/1002/edit", "/extensions/1002/disable",
     "/extensions/1002/enable", "/extensions/1002/password", "/extensions/1002/delete",
+    "/calls/1/hangup",
 ])
 def test_every_post_needs_a_login(client, rows, path):
     rows.extension("1002")
+    rows.call(live=True)
     response = client.post(path, data={"name": "x", "enabled": "y", "mode": "generate"})
     assert response.status_code == 302
     assert response.location.startswith("/login")

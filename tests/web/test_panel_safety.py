@@ -17,20 +17,36 @@ def hostile(rows):
                  instance=f'"<urn:uuid:{SCRIPT}>"')
     rows.attempt("1002", user_agent=SCRIPT, reason=f"wrong password {SCRIPT}")
     rows.attempt(f"{SCRIPT}", user_agent=SCRIPT, reason="unknown extension")
+    for live in (False, True):
+        rows.call("1002", f"1003{SCRIPT}", live=live, caller_name=f"Eve {SCRIPT}",
+                  caller_source=f"192.0.2.1:5060/{SCRIPT}", callee_contact=f"sip:{SCRIPT}@x",
+                  reason=f"Busy {SCRIPT}", caller_media=SCRIPT, callee_media=SCRIPT, codec=SCRIPT)
     return extension
 
 
 @pytest.mark.parametrize("path", [
     "/extensions/", "/extensions/1002", "/registrations/", "/security/failures",
-    "/extensions/1002/edit", "/extensions/1002/delete",
+    "/extensions/1002/edit", "/extensions/1002/delete", "/calls/", "/calls/active",
+    "/calls/?extension=1002",
 ])
 def test_sip_originated_text_is_escaped(admin_client, hostile, path):
     response = admin_client.get(path)
     assert response.status_code == 200
-    page = response.data.decode()
+    # The one script the panel has, from /static, is not what we look for.
+    page = response.data.decode().replace(
+        '<script src="/static/active_calls.js" defer></script>', "")
     assert SCRIPT not in page
     assert "<script" not in page
     assert ESCAPED in page or "&lt;script&gt;" in page
+
+
+def test_the_live_calls_json_is_json(admin_client, hostile):
+    # The script puts these in with textContent; the response itself is never HTML.
+    response = admin_client.get("/calls/active.json")
+    assert response.mimetype == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    (call,) = response.get_json()["calls"]
+    assert call["caller_name"] == f"Eve {SCRIPT}"
 
 
 def test_escaped_on_the_password_page(admin_client):
@@ -52,6 +68,7 @@ def viewer_client(client, auth, rows):
 
 @pytest.mark.parametrize("path", [
     "/extensions/", "/extensions/1002", "/registrations/", "/security/failures",
+    "/calls/", "/calls/active", "/settings/",
 ])
 def test_viewer_can_look(viewer_client, path):
     response = viewer_client.get(path)
@@ -59,7 +76,7 @@ def test_viewer_can_look(viewer_client, path):
     page = response.data.decode()
     assert "viewer</span>" in page
     # No buttons that would only answer 403.
-    for action in ("/extensions/new", "/edit", "/password", "/disable", "/delete"):
+    for action in ("/extensions/new", "/edit", "/password", "/disable", "/delete", "/hangup"):
         assert f'{action}"' not in page
 
 

@@ -1,0 +1,41 @@
+"""The history filter: a GET form (no CSRF: it changes nothing, and links must carry it)."""
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, Optional, ValidationError
+
+from core.models import Call
+
+DISPOSITION_CHOICES = [SelectChoice("", "Any outcome")] + [
+    SelectChoice(d, d.capitalize()) for d in Call.DISPOSITIONS
+]
+
+
+class HistoryFilter(FlaskForm):
+    class Meta:
+        csrf = False
+
+    extension = StringField(
+        "Extension", validators=[Optional(), Length(max=64)], filters=[lambda v: (v or "").strip()],
+        render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "any"},
+    )
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To", validators=[Optional()])
+    disposition = SelectField("Outcome", choices=DISPOSITION_CHOICES, default="",
+                              validators=[Optional()])
+    submit = SubmitField("Filter")
+
+    def validate_until(self, field):
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date is before the start date.")
+
+    def args(self) -> dict[str, str]:
+        """The filter as query parameters, for links to other pages and the CSV."""
+        values = {
+            "extension": self.extension.data or "",
+            "since": self.since.data.isoformat() if self.since.data else "",
+            "until": self.until.data.isoformat() if self.until.data else "",
+            "disposition": self.disposition.data or "",
+        }
+        return {key: value for key, value in values.items() if value}

@@ -1,0 +1,131 @@
+import logging
+import time
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from app.auth.forms import EmptyForm
+from app.calls import bp
+from app.calls.forms import HistoryFilter
+from app.calls.history import Page, csv_lines, filtered, page_number
+from app.filters import format_duration
+from core import audit, control
+from core.models import Call, db
+
+log = logging.getLogger("panel")
+
+
+def _filter_form() -> HistoryFilter:
+    return HistoryFilter(formdata=request.args)
+
+
+def _filtered(form: HistoryFilter):
+    return filtered(form.extension.data or "", form.since.data, form.until.data,
+                    form.disposition.data or "")
+
+
+@bp.route("/")
+@login_required
+def history():
+    form = _filter_form()
+    if not form.validate():
+        # A filter we cannot apply shows nothing rather than everything.
+        return render_template("calls/history.html", form=form, page=None, filters={}), 400
+    page = Page(_filtered(form), page_number(request.args.get("page")),
+                current_app.config["PANEL_PAGE_SIZE"])
+    return render_template("calls/history.html", form=form, page=page, filters=form.args(),
+                           now=time.time())
+
+
+@bp.route("/export.csv")
+@login_required
+def export():
+    form = _filter_form()
+    if not form.validate():
+        abort(400, description="The filter is not valid: " + "; ".join(
+            f"{form[name].label.text}: {' '.join(errors)}" for name, errors in form.errors.items()))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Response(
+        stream_with_context(csv_lines(_filtered(form))),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
+    )
+
+
+def _live_calls():
+    return list(Call.active())
+
+
+def _as_json(call: Call, now: float) -> dict:
+    answered = call.answered_at is not None
+    return {
+        "id": call.id,
+        "caller": call.caller,
+        "caller_name": call.caller_name,
+        "callee": call.callee,
+        "state": call.state,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "duration": format_duration(now - (call.answered_at if answered else call.started_at)),
+        "caller_source": call.caller_source,
+        "caller_media": call.caller_media,
+        "callee_media": call.callee_media,
+        "codec": call.codec,
+        "hangup_url": url_for(".hangup", call_id=call.id),
+    }
+
+
+@bp.route("/active")
+@login_required
+def active():
+    return render_template("calls/active.html", calls=_live_calls(), now=time.time(),
+                           form=EmptyForm())
+
+
+@bp.route("/active.json")
+def active_json():
+    # JSON, not the login page, when the session is gone: the page's script says so.
+    if not current_user.is_authenticated:
+        return jsonify(error="Your session has expired. Please log in again."), 401
+    now = time.time()
+    calls = _live_calls()
+    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now) for call in calls])
+
+
+@bp.route("/<int:call_id>/hangup", methods=["POST"])
+@login_required
+def hangup(call_id: int):
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        abort(404, description="There is no such call.")
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for(".active"))
+    who = f"{call.caller} → {call.callee}"
+    if call.ended_at is not None:
+        flash(f"The call {who} has already ended.", "info")
+        return redirect(url_for(".active"))
+    settings = current_app.config["PBX_SETTINGS"]
+    try:
+        control.send(settings.control_socket, {"command": "hangup", "call_id": call.call_id})
+    except control.ControlError as error:
+        log.warning("Panel: %s could not hang up call %s: %s", current_user.username,
+                    call.call_id, error)
+        flash(f"Could not hang up the call {who}: {error}", "error")
+        return redirect(url_for(".active"))
+    with db.atomic():
+        audit.record(current_user.username, "call.hangup", who, request.remote_addr,
+                     f"Call-ID {call.call_id}")
+    log.info("Panel: %s hung up call %s (%s)", current_user.username, call.call_id, who)
+    flash(f"The call {who} is being hung up.", "success")
+    return redirect(url_for(".active"))

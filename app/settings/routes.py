@@ -1,0 +1,17 @@
+"""No forms: PBX_* settings come from the environment (/etc/pbx/pbx.env on a server)."""
+from flask import current_app, render_template
+from flask_login import login_required
+
+from app.settings import bp
+
+
+@bp.route("/")
+@login_required
+def index():
+    settings = current_app.config["PBX_SETTINGS"]
+    low, high = settings.rtp_ports
+    return render_template(
+        "settings/index.html",
+        settings=settings,
+        rtp_count=high - low + 1,
+    )

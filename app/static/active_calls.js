@@ -1,0 +1,120 @@
+// Live calls: ask the panel for the live calls every 2 s and redraw the table.
+// Everything a phone sent is put in with textContent, never as markup.
+"use strict";
+
+(function () {
+  const table = document.getElementById("active-calls");
+  if (!table) {
+    return;
+  }
+  const tbody = table.tBodies[0];
+  const empty = document.getElementById("no-calls");
+  const summary = document.getElementById("active-summary");
+  const problem = document.getElementById("poll-error");
+  const source = table.dataset.source;
+  const interval = Number(table.dataset.interval) || 2000;
+  const csrf = table.dataset.csrf;
+  let stopped = false;
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(child);
+      }
+    }
+    return node;
+  }
+
+  function pad(n) {
+    return String(n).padStart(2, "0");
+  }
+
+  function localTime(seconds) {
+    const d = new Date(seconds * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function party(number, name) {
+    const cell = [el("span", { class: "key" }, number)];
+    if (name) {
+      cell.push(" ", el("span", { class: "subtle" }, name));
+    }
+    return cell;
+  }
+
+  function row(call) {
+    const answered = call.state === "answered";
+    const caller = el("td", { "data-label": "Caller" }, ...party(call.caller, call.caller_name));
+    if (call.caller_source) {
+      caller.append(el("div", { class: "hint mono" }, call.caller_source));
+    }
+    const media = el("td", { "data-label": "Media", class: "media" },
+      el("div", { class: "line mono" }, `caller ${call.caller_media || "—"}`),
+      el("div", { class: "line mono" }, `callee ${call.callee_media || "—"}`));
+    if (call.codec) {
+      media.append(el("div", { class: "line" }, el("span", { class: "tag" }, call.codec)));
+    }
+    const tr = el("tr", { id: `live-${call.id}`, "data-state": call.state },
+      el("td", { "data-label": "Started", class: "nowrap" }, localTime(call.started_at)),
+      caller,
+      el("td", { "data-label": "Callee" }, ...party(call.callee)),
+      el("td", { "data-label": "State" },
+        el("span", { class: `badge ${answered ? "ok" : "warn"}` }, answered ? "talking" : call.state)),
+      el("td", { "data-label": "Duration", class: "nowrap" }, call.duration),
+      media);
+    if (csrf) {
+      tr.append(el("td", { "data-label": "" },
+        el("form", { method: "post", action: call.hangup_url, class: "inline" },
+          el("input", { type: "hidden", name: "csrf_token", value: csrf }),
+          el("button", { type: "submit", class: "button small danger" }, "Hang up"))));
+    }
+    return tr;
+  }
+
+  function show(data) {
+    tbody.replaceChildren(...data.calls.map(row));
+    table.hidden = data.count === 0;
+    empty.hidden = data.count !== 0;
+    summary.textContent = `${data.count} live call${data.count === 1 ? "" : "s"}`;
+    problem.hidden = true;
+  }
+
+  function fail(message) {
+    problem.textContent = message;
+    problem.hidden = false;
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(source, {
+        credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store",
+      });
+      const data = await response.json();
+      if (response.status === 401) {
+        stopped = true;
+        fail(`${data.error} Reload the page to log in.`);
+        return;
+      }
+      if (!response.ok) {
+        throw new Error(data.error || response.statusText);
+      }
+      show(data);
+    } catch (error) {
+      fail(`The panel does not answer (${error.message}); still trying.`);
+    }
+  }
+
+  async function loop() {
+    await poll();
+    if (!stopped) {
+      window.setTimeout(loop, interval);
+    }
+  }
+
+  window.setTimeout(loop, interval);
+}());
