@@ -383,6 +383,7 @@ class SipdServer:
         low = 30000 + (os.getpid() * 400) % 20000
         defaults["PBX_RTP_PORTS"] = f"{low}-{low + 399}"
         defaults.update(env)
+        self.env = defaults
         self.daemon = Sipd(self.db_path, **defaults)
 
     @property
@@ -395,6 +396,16 @@ class SipdServer:
 
     def stop(self) -> None:
         self.daemon.stop()
+
+    def kill9(self) -> None:
+        self.daemon.kill9()
+
+    def restart(self) -> SipdServer:
+        """A new sipd on the same port and database (after stop or kill9)."""
+        self.previous_log = getattr(self, "previous_log", "") + self.daemon.log()
+        self.daemon = Sipd(self.db_path, port=self.daemon.port, **self.env)
+        self.daemon.start()
+        return self
 
     def log(self) -> str:
         return self.daemon.log()
