@@ -9,12 +9,13 @@ covers it, and a viewer may look but never POST.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 from flask import Flask, abort, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from core.config import Settings, load_settings
+from core.config import ConfigError, Settings, load_settings
 from core.database import connect, secret_key
 from core.models import Admin, db
 
@@ -29,8 +30,11 @@ _SETTINGS_KEYS = {
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
 }
-# Endpoints a viewer may still POST to: leaving is not a change.
-_VIEWER_POST_ALLOWED = {"auth.logout"}
+# Endpoints a viewer may still POST to: arriving and leaving are not changes.
+_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout"}
+# A secret on a server must look random: at least this many different characters
+# (a placeholder such as "changeme" repeated, or one letter 40 times, has fewer).
+_MIN_SECRET_VARIETY = 10
 
 
 def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
@@ -56,6 +60,11 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         # On a server the panel sits behind nginx's HTTPS; in a checkout it is
         # plain http://127.0.0.1, where a Secure cookie would never come back.
         SESSION_COOKIE_SECURE=settings.server,
+        # __Host-: the browser keeps it only if Secure, for this host and path /.
+        SESSION_COOKIE_NAME="__Host-pbx-session" if settings.server else "session",
+        # The absolute lifetime of a login; an idle session ends sooner (app/auth/sessions.py).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PANEL_IDLE_TIMEOUT=30 * 60,
         PANEL_PAGE_SIZE=50,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
@@ -72,6 +81,12 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
             app.config["SECRET_KEY"] = secret_key(settings)
     finally:
         database.close()
+    if settings.server:
+        _require_a_real_secret(app.config["SECRET_KEY"])
+        # Behind nginx: the client's address from X-Forwarded-For, trusted from loopback only.
+        from app.proxy import LoopbackProxyFix
+
+        app.wsgi_app = LoopbackProxyFix(app.wsgi_app)
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -79,8 +94,11 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     login_manager.login_message_category = "info"
     csrf.init_app(app)
 
+    from app.auth import sessions
+
     app.before_request(_open_db)
     app.teardown_request(_close_db)
+    app.before_request(sessions.check)
     app.before_request(_viewers_only_look)
     app.after_request(_security_headers)
     for code in (400, 403, 404, 405):
@@ -103,6 +121,15 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(settings_bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("extensions.index")))
     return app
+
+
+def _require_a_real_secret(key: str) -> None:
+    if len(key) < 32 or len(set(key)) < _MIN_SECRET_VARIETY:
+        raise ConfigError(
+            "PBX_SECRET_KEY is not a real secret: use a random value of at least 32"
+            " characters, e.g. the output of: python3 -c 'import secrets;"
+            " print(secrets.token_urlsafe(48))'"
+        )
 
 
 @login_manager.user_loader
@@ -148,4 +175,12 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    response.headers.setdefault(
+        "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
+    )
+    if request.endpoint != "static":
+        # Pages carry what phones sent and who is logged in: never kept by a cache,
+        # nor shown again by the back button after logging out.
+        response.headers.setdefault("Cache-Control", "no-store")
     return response

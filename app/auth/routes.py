@@ -5,10 +5,11 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from app.auth import bp
+from app.auth import bp, sessions, throttle
 from app.auth.forms import EmptyForm, LoginForm
+from core import audit
 from core.accounts import verify_admin
-from core.models import Admin
+from core.models import Admin, db
 
 log = logging.getLogger("panel")
 
@@ -39,27 +40,49 @@ def login():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(safe_next(form.next.data) or url_for("extensions.index"))
     if form.validate_on_submit():
-        admin = verify_admin(form.username.data, form.password.data)
+        username, address = form.username.data, request.remote_addr
+        wait = throttle.wait_seconds(username, address)
+        if wait:
+            # Refused before the password is even looked at.
+            log.warning("Panel login refused for %r from %s: throttled for %d s",
+                        username, address, wait)
+            form.form_errors.append(too_many(wait))
+            return render_template("auth/login.html", form=form), 429
+        admin = verify_admin(username, form.password.data)
         if admin is None:
-            log.warning(
-                "Panel login failed for %r from %s", form.username.data, request.remote_addr
-            )
+            with db.atomic(lock_type="IMMEDIATE"):
+                locked = throttle.failed(username, address)
+                audit.record("", "login_failed", username, address,
+                             f"locked for {locked} s" if locked else "")
+            log.warning("Panel login failed for %r from %s", username, address)
             form.password.errors.append("Wrong user name or password.")
+            if locked:
+                form.form_errors.append(too_many(locked))
         else:
             target = safe_next(form.next.data) or url_for("extensions.index")
             # A fresh session for the new identity, with a fresh CSRF token.
             session.clear()
             login_user(admin)
-            Admin.update(last_login_at=time.time()).where(Admin.id == admin.id).execute()
-            log.info("Panel login of %s from %s", admin.username, request.remote_addr)
+            sessions.start()
+            with db.atomic():
+                throttle.succeeded(username, address)
+                Admin.update(last_login_at=time.time()).where(Admin.id == admin.id).execute()
+                audit.record(admin.username, "login", admin.username, address)
+            log.info("Panel login of %s from %s", admin.username, address)
             return redirect(target)
     return render_template("auth/login.html", form=form)
+
+
+def too_many(seconds: int) -> str:
+    return f"Too many failed logins, try again in {seconds} s."
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
     if EmptyForm().validate_on_submit():
+        audit.record(current_user.username, "logout", current_user.username,
+                     request.remote_addr)
         logout_user()
         session.clear()
         flash("You are logged out.", "info")

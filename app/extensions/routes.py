@@ -8,6 +8,7 @@ from flask import (
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -16,6 +17,7 @@ from app.auth.forms import EmptyForm
 from app.extensions import bp
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm
 from app.status import extensions_in_order, live_bindings_by_extension, live_bindings_of
+from core import audit
 from core.accounts import (
     AccountError,
     create_extension,
@@ -23,7 +25,7 @@ from core.accounts import (
     set_password,
     update_extension,
 )
-from core.models import AuthAttempt, Extension
+from core.models import AuthAttempt, Extension, db
 
 log = logging.getLogger("panel")
 
@@ -39,8 +41,21 @@ def _extension_or_404(number: str) -> Extension:
     return extension
 
 
-def _audit(action: str, number: str) -> None:
-    log.info("Panel: %s %s extension %s", current_user.username, action, number)
+def _audit(action: str, number: str, detail: str = "") -> None:
+    """Call inside the change's transaction: the row and the change go together."""
+    audit.record(current_user.username, f"extension.{action}", number, request.remote_addr,
+                 detail)
+    log.info("Panel: %s: extension.%s %s%s", current_user.username, action, number,
+             f" ({detail})" if detail else "")
+
+
+def _changes(extension: Extension, name: str, enabled: bool) -> str:
+    changes = []
+    if name != extension.name:
+        changes.append(f"name {extension.name!r} -> {name!r}")
+    if enabled != extension.enabled:
+        changes.append("enabled" if enabled else "disabled")
+    return ", ".join(changes) or "no change"
 
 
 def softphone_settings(extension: Extension, password: str) -> list[tuple[str, str]]:
@@ -90,15 +105,20 @@ def create():
     form = ExtensionForm()
     if form.validate_on_submit():
         try:
-            extension, password, generated = create_extension(
-                form.number.data, _settings().realm, name=form.name.data or "",
-                password=form.chosen_password, generate=form.mode.data == "generate",
-                enabled=form.enabled.data,
-            )
+            with db.atomic():
+                extension, password, generated = create_extension(
+                    form.number.data, _settings().realm, name=form.name.data or "",
+                    password=form.chosen_password, generate=form.mode.data == "generate",
+                    enabled=form.enabled.data,
+                )
+                _audit("create", extension.number, ", ".join(filter(None, [
+                    f"name {extension.name!r}" if extension.name else "",
+                    "generated password" if generated else "password set",
+                    "" if extension.enabled else "disabled",
+                ])))
         except AccountError as error:
             form.form_errors.append(str(error))
         else:
-            _audit("created", extension.number)
             return _show_password(extension, password, generated, created=True)
     return render_template("extensions/new.html", form=form)
 
@@ -126,11 +146,14 @@ def edit(number: str):
     form = EditForm(obj=extension)
     if form.validate_on_submit():
         try:
-            update_extension(extension.number, name=form.name.data or "", enabled=form.enabled.data)
+            with db.atomic():
+                detail = _changes(extension, (form.name.data or "").strip(), form.enabled.data)
+                update_extension(extension.number, name=form.name.data or "",
+                                 enabled=form.enabled.data)
+                _audit("edit", extension.number, detail)
         except AccountError as error:
             form.form_errors.append(str(error))
         else:
-            _audit("edited", extension.number)
             if extension.enabled and not form.enabled.data:
                 flash(f"Extension {extension.number} is disabled; its registrations were removed.",
                       "info")
@@ -155,8 +178,9 @@ def enable(number: str):
 def _set_enabled(number: str, enabled: bool):
     extension = _extension_or_404(number)
     if EmptyForm().validate_on_submit():
-        update_extension(extension.number, enabled=enabled)
-        _audit("enabled" if enabled else "disabled", extension.number)
+        with db.atomic():
+            update_extension(extension.number, enabled=enabled)
+            _audit("enable" if enabled else "disable", extension.number)
         if enabled:
             flash(f"Extension {extension.number} is enabled.", "success")
         else:
@@ -172,14 +196,16 @@ def password(number: str):
     form = PasswordForm(extension.number)
     if form.validate_on_submit():
         try:
-            extension, new_password, generated = set_password(
-                extension.number, _settings().realm, password=form.chosen_password,
-                generate=form.mode.data == "generate",
-            )
+            with db.atomic():
+                extension, new_password, generated = set_password(
+                    extension.number, _settings().realm, password=form.chosen_password,
+                    generate=form.mode.data == "generate",
+                )
+                _audit("password", extension.number,
+                       "generated password" if generated else "password set")
         except AccountError as error:
             form.form_errors.append(str(error))
         else:
-            _audit("set the password of", extension.number)
             return _show_password(extension, new_password, generated, created=False)
     return render_template("extensions/password.html", form=form, extension=extension)
 
@@ -190,8 +216,10 @@ def delete(number: str):
     extension = _extension_or_404(number)
     form = EmptyForm()
     if form.validate_on_submit():
-        delete_extension(extension.number)
-        _audit("deleted", extension.number)
+        with db.atomic():
+            delete_extension(extension.number)
+            _audit("delete", extension.number,
+                   f"name {extension.name!r}" if extension.name else "")
         flash(f"Extension {extension.number} deleted.", "success")
         return redirect(url_for(".index"))
     return render_template("extensions/delete.html", form=form, extension=extension)

@@ -1,4 +1,4 @@
-"""Failed authentication attempts across all numbers, including numbers that do not exist."""
+"""Security: failed SIP logins, the audit log (and bans, when sipd writes them)."""
 
 from flask import Blueprint
 

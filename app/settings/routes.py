@@ -14,4 +14,6 @@ def index():
         "settings/index.html",
         settings=settings,
         rtp_count=high - low + 1,
+        idle_minutes=current_app.config["PANEL_IDLE_TIMEOUT"] // 60,
+        lifetime_hours=current_app.permanent_session_lifetime.total_seconds() / 3600,
     )

@@ -15,6 +15,7 @@ PROTECTED_PAGES = [
     "/extensions/1002/delete",
     "/registrations/",
     "/security/failures",
+    "/security/audit",
     "/calls/",
     "/calls/active",
     "/calls/export.csv",
