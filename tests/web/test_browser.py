@@ -4,6 +4,9 @@ Log in, create an extension, read its password once, then register a phone
 (sipp, against a real sipd on the same database) with that password and see
 the extension listed as registered. Screenshots at desktop and phone width go
 to a temporary directory, or to $PBX_SCREENSHOTS if set (to look at them).
+Then what phones send (User-Agent, contact, display names, call reasons)
+carrying markup is shown as text and runs nothing, and the live calls page
+follows calls written to the database, polling, and hangs one up.
 Chromium or chromedriver missing is a failure, never a skip.
 """
 
@@ -11,10 +14,11 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from pathlib import Path
 
 import pytest
-from panel_testing import ADMIN, REALM, PanelProcess, free_tcp_port
+from panel_testing import ADMIN, REALM, FakeControl, PanelProcess, Rows, free_tcp_port
 
 from core.accounts import create_admin
 from core.config import load_settings
@@ -229,3 +233,149 @@ def test_create_extension_see_password_once_then_register(browser, panel, databa
     assert "/login" in browser.current_url
     assert_no_console_errors(browser)
 
+
+
+# What phones send, shown inert; the live calls page following the calls by itself.
+
+XSS = {
+    "script": "<script>window.__xss = 'script'</script>",
+    "img": "<img src=x onerror=\"window.__xss = 'img'\">",
+    "attribute": "\"><svg onload=\"window.__xss = 'attr'\">",
+}
+
+
+def log_in(driver, panel):
+    from selenium.webdriver.common.by import By
+
+    driver.get(panel.url + "/login")
+    driver.find_element(By.NAME, "username").send_keys(ADMIN[0])
+    driver.find_element(By.NAME, "password").send_keys(ADMIN[1])
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+    assert driver.current_url == panel.url + "/extensions/"
+
+
+def assert_inert(driver):
+    """No payload ran: no alert, no global set, nothing refused by the CSP or failed to load."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        text = driver.switch_to.alert.text
+    except NoAlertPresentException:
+        pass
+    else:
+        raise AssertionError(f"an alert opened: {text!r}")
+    assert driver.execute_script("return typeof window.__xss") == "undefined"
+    assert_no_console_errors(driver)
+
+
+def test_what_phones_send_is_shown_inert(browser, database, tmp_path):
+    """User-Agent, contact, display names and call reasons carrying markup show as text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with db.connection_context():
+        rows = Rows()
+        extension = rows.extension("1002", name=XSS["img"])
+        rows.binding(extension, user_agent=XSS["script"],
+                     contact=f"sip:1002@192.0.2.10;x={XSS['attribute']}")
+        rows.attempt("1002", user_agent=XSS["img"], reason=XSS["script"])
+        rows.attempt(XSS["attribute"], user_agent=XSS["script"])
+        rows.call("1002", "1003", caller_name=XSS["script"], reason=XSS["img"])
+        live = rows.call("1002", "1004", live=True, caller_name=XSS["img"],
+                         caller_source=XSS["attribute"], codec=XSS["script"])
+    db.close()
+    panel = PanelProcess(database, tmp_path, free_tcp_port()).start()
+    try:
+        log_in(browser, panel)
+        for path, element, payloads in (
+            ("/extensions/", "ext-1002", ("script", "img", "attribute")),
+            ("/extensions/1002", "bindings", ("script", "attribute")),
+            ("/extensions/1002", "attempts", ("script", "img")),
+            ("/registrations/", "registrations", ("script", "attribute")),
+            ("/security/failures", "failures", ("script", "img", "attribute")),
+            ("/calls/", "calls", ("script", "img")),
+        ):
+            browser.get(panel.url + path)
+            text = browser.find_element(By.ID, element).text
+            for name in payloads:
+                assert XSS[name] in text, (path, name)
+            assert_inert(browser)
+        # The live calls: first as the page came, then as the script redraws it.
+        browser.get(panel.url + "/calls/active")
+        row = browser.find_element(By.ID, f"live-{live.id}")
+        for name in ("img", "attribute", "script"):
+            assert XSS[name] in row.text
+        # Mark the row; the script's redraw replaces it with one without the mark.
+        browser.execute_script("arguments[0].dataset.old = '1'", row)
+        WebDriverWait(browser, 6).until(lambda d: d.execute_script(
+            "return !document.getElementById(arguments[0]).dataset.old", f"live-{live.id}"))
+        row = browser.find_element(By.ID, f"live-{live.id}")
+        for name in ("img", "attribute", "script"):
+            assert XSS[name] in row.text
+        assert_inert(browser)
+    finally:
+        assert panel.stop() == 0, panel.log()
+
+
+def test_live_calls_follow_the_database_and_hang_up(browser, database, tmp_path, screenshots):
+    """A call appears, is answered, is hung up from the page and disappears, while the page
+    stays the same page (polling, not reloading) until the button is pressed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from core.models import Call
+
+    with FakeControl() as sipd:
+        panel = PanelProcess(database, tmp_path, free_tcp_port(),
+                             PBX_CONTROL_SOCKET=sipd.path).start()
+        try:
+            log_in(browser, panel)
+            browser.get(panel.url + "/calls/active")
+            assert browser.find_element(By.ID, "no-calls").is_displayed()
+            browser.execute_script("window.samePage = true")
+            wait = WebDriverWait(browser, 6, poll_frequency=0.1)
+
+            with db.connection_context():
+                call = Rows().call("1002", "1003", live=True, state="ringing", answered_at=None,
+                                   caller_name="Reception", caller_media="", callee_media="")
+            row = wait.until(lambda d: d.find_elements(By.ID, f"live-{call.id}"))[0]
+            assert "Reception" in row.text and "ringing" in row.text
+            assert not browser.find_element(By.ID, "no-calls").is_displayed()
+            assert browser.find_element(By.ID, "active-summary").text == "1 live call"
+
+            with db.connection_context():
+                Call.update(state="answered", answered_at=time.time(),
+                            caller_media="198.51.100.7:40000", callee_media="192.0.2.20:41000",
+                            codec="PCMU/8000").where(Call.id == call.id).execute()
+            wait.until(lambda d: d.find_element(By.ID, f"live-{call.id}")
+                       .get_attribute("data-state") == "answered")
+            row = browser.find_element(By.ID, f"live-{call.id}")
+            assert "talking" in row.text and "198.51.100.7:40000" in row.text
+            assert browser.execute_script("return window.samePage") is True
+            save_screenshot(browser, screenshots / "live-calls-desktop.png")
+            save_screenshot(browser, screenshots / "live-calls-phone.png", PHONE)
+            assert_fits_a_phone(browser)
+
+            # The button the script drew posts with the session's CSRF token.
+            click_and_load(browser, row.find_element(By.XPATH, ".//button[.='Hang up']"))
+            assert "The call 1002 → 1003 is being hung up." in browser.page_source
+            assert sipd.commands == [{"command": "hangup", "call_id": call.call_id}]
+
+            browser.execute_script("window.samePage = true")
+            with db.connection_context():
+                Call.update(state="ended", ended_at=time.time(), disposition="ANSWERED",
+                            hangup_by="system").where(Call.id == call.id).execute()
+            wait.until(lambda d: d.find_element(By.ID, "no-calls").is_displayed())
+            assert not browser.find_elements(By.ID, f"live-{call.id}")
+            assert browser.find_element(By.ID, "active-summary").text == "0 live calls"
+            assert browser.execute_script("return window.samePage") is True
+
+            # And in the history, with the admin's hang-up in the audit log.
+            browser.get(panel.url + "/calls/")
+            assert "ANSWERED" in browser.find_element(By.ID, f"call-{call.id}").text
+            browser.get(panel.url + "/security/audit")
+            assert "hung up call 1002 → 1003" in browser.find_element(By.ID, "audit").text
+            save_screenshot(browser, screenshots / "audit-desktop.png")
+            assert_no_console_errors(browser)
+        finally:
+            assert panel.stop() == 0, panel.log()
