@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -346,14 +347,62 @@ def finish(*runs: Sipp, timeout: float = 60, server=None) -> None:
 
 # --- the servers ---------------------------------------------------------------------------
 
+def options_ok(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True if an OPTIONS over UDP to host:port gets a 200."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local = sock.getsockname()[1]
+        stamp = time.monotonic_ns()
+        request = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{local};branch=z9hG4bK-ping{stamp};rport\r\n"
+            f"From: <sip:ping@{host}>;tag=ping\r\nTo: <sip:{host}>\r\n"
+            f"Call-ID: ping-{stamp}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(request, (host, port))
+            return sock.recvfrom(65535)[0].startswith(b"SIP/2.0 200")
+        except OSError:
+            return False
+
+
+class HostSipd(Sipd):
+    """tests.support.Sipd listening on `host` instead of 127.0.0.1 (e.g. the
+    host's end of a test's veth)."""
+
+    def __init__(self, db_path, host: str, port: int | None = None, **env: str):
+        super().__init__(db_path, port=port, **env)
+        self.host = host
+        self.env["PBX_SIP_LISTEN"] = f"{host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15) -> HostSipd:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.process = subprocess.Popen([sys.executable, "-m", "sipd"], env=self.env, cwd=ROOT,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"sipd exited at start:\n{self.log()}")
+            if options_ok(self.host, self.port):
+                return self
+        raise AssertionError(f"sipd did not answer within {timeout} s:\n{self.log()}")
+
+
 class SipdServer:
-    """A real sipd with a fresh database and extensions."""
+    """A real sipd with a fresh database and extensions (on 127.0.0.1, or on
+    `host`)."""
 
     name = "sipd"
     has_history = True
 
     def __init__(self, tmp_path: Path, numbers=("1001", "1002", "1003"), disabled=(),
-                 **env: str):
+                 host: str = LOOPBACK, **env: str):
         from core import accounts
         from core.config import load_settings
         from core.database import connect
@@ -374,7 +423,7 @@ class SipdServer:
         database.close()
         defaults = {
             "PBX_RING_TIMEOUT": "4",
-            "PBX_PUBLIC_ADDRESS": LOOPBACK,
+            "PBX_PUBLIC_ADDRESS": host,
             "PBX_TRUSTED_NETWORKS": "127.0.0.0/8",
             "PBX_RUN_DIR": str(tmp_path / "run"),
         }
@@ -384,7 +433,13 @@ class SipdServer:
         defaults["PBX_RTP_PORTS"] = f"{low}-{low + 399}"
         defaults.update(env)
         self.env = defaults
-        self.daemon = Sipd(self.db_path, **defaults)
+        self.host = host
+        self.daemon = self._daemon()
+
+    def _daemon(self, port: int | None = None) -> Sipd:
+        if self.host == LOOPBACK:
+            return Sipd(self.db_path, port=port, **self.env)
+        return HostSipd(self.db_path, self.host, port=port, **self.env)
 
     @property
     def address(self) -> str:
@@ -403,7 +458,7 @@ class SipdServer:
     def restart(self) -> SipdServer:
         """A new sipd on the same port and database (after stop or kill9)."""
         self.previous_log = getattr(self, "previous_log", "") + self.daemon.log()
-        self.daemon = Sipd(self.db_path, port=self.daemon.port, **self.env)
+        self.daemon = self._daemon(self.daemon.port)
         self.daemon.start()
         return self
 
