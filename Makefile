@@ -37,6 +37,7 @@ test: install deps-test lint
 bench: install deps-bench
 	$(PY) bench/registrations.py
 	$(PY) bench/memory.py
+	$(PY) bench/calls.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,0 +1,501 @@
+"""Call setup rate: sipd's B2BUA against Kamailio 5.6 as an authenticating
+stateful proxy, same run, same load.
+
+Each call is tests/sip/scenarios/caller_call.xml: INVITE, 407, ACK, INVITE
+with digest credentials, 100/180, 200, ACK, 2 s of call, BYE, 200. The
+callers are --users extensions (the sipp injection file, round robin); they all
+call one extension, registered (register_auth.xml) by a sipp that answers
+every INVITE with callee_answer.xml (180, 200 with SDP, ACK, BYE) and echoes
+any RTP it gets (-rtp_echo). The callers send no RTP: this measures signalling;
+bench/media.py measures the relay.
+
+Kamailio (bench/kamailio/proxy.cfg): auth_db on db_sqlite (HA1), tm, rr,
+registrar/usrloc in memory, 2 UDP workers (one per core here). It relays the
+SDP untouched (no media relay). sipd: one gevent process and its RTP relay
+process; every call opens relay ports and is written to the `call` table.
+
+A step places rate x --duration calls at a fixed rate (sipp -r). It is clean
+when every call succeeded (none failed or timed out, on either sipp) and the
+last call ended within its 2 s + 5 s of the end of the placing. The rate is
+doubled until a step is not clean, then bisected; a step that is not clean is
+run once more before it counts (this 2-core machine is shared). The highest
+clean rate is each server's sustained call setup rate. For sipd, after each
+step every call must have its row ended in the database (no call left
+"active") and the rows must agree with sipp's count.
+
+    .venv/bin/python bench/calls.py                   # both
+    .venv/bin/python bench/calls.py --only sipd --json calls.json
+
+Traffic goes to 127.0.0.1 only; every step is bounded in calls and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "kamailio"))
+sys.path.insert(0, str(HERE.parent))
+
+from benchlib import (  # noqa: E402
+    LOOPBACK,
+    ROOT,
+    SCENARIOS,
+    SippRun,
+    bench_users,
+    free_udp_port,
+    loadavg,
+    machine,
+    process_tree,
+    read_sipp_stats,
+    run_sipp,
+    sipp_command,
+    stop_process,
+    users_csv,
+    wait_options_200,
+)
+from make_db import make_db  # noqa: E402
+
+REALM = "pbx.bench"
+CALLEE = "200000"
+CALL_MS = 2000
+PROXY_CFG = HERE / "kamailio" / "proxy.cfg"
+
+
+def free_pair() -> int:
+    """An even port p with p and p + 2 free (sipp binds its media port and +2)."""
+    for _ in range(100):
+        port = free_udp_port() & ~1
+        if port + 2 > 65535:
+            continue
+        ok = True
+        for candidate in (port, port + 2):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                try:
+                    sock.bind((LOOPBACK, candidate))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free media port pair")
+
+
+# --- the called phone ----------------------------------------------------------------------
+
+class Callee:
+    """A sipp that registers CALLEE from its port, then answers every call
+    (callee_answer.xml, -rtp_echo). Restarted for each step, so its own
+    statistics are the step's and its binding never expires."""
+
+    def __init__(self, workdir: Path, password: str):
+        self.workdir = workdir / "callee"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.inf = users_csv(self.workdir / "callee.csv", [(CALLEE, password)])
+        self.port = free_udp_port()
+        self.media_port = free_pair()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, target: str) -> None:
+        register = subprocess.run(
+            ["sipp", "-sf", str(SCENARIOS / "register_auth.xml"), "-inf", str(self.inf),
+             "-i", LOOPBACK, "-p", str(self.port), "-mp", str(self.media_port),
+             "-m", "1", "-timeout", "10", "-timeout_error", "-nostdin",
+             "-cp", str(free_udp_port()), target],
+            cwd=self.workdir, capture_output=True, text=True, timeout=30)
+        if register.returncode != 0:
+            raise RuntimeError(f"the callee could not register: {register.stdout[-500:]}")
+        self.stats = self.workdir / "stats.csv"
+        self.stats.unlink(missing_ok=True)
+        self._out = open(self.workdir / "sipp.out", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["sipp", "-sf", str(SCENARIOS / "callee_answer.xml"),
+             "-i", LOOPBACK, "-p", str(self.port), "-mi", LOOPBACK,
+             "-mp", str(self.media_port), "-rtp_echo",
+             "-nostdin", "-trace_stat", "-stf", str(self.stats), "-fd", "1",
+             "-trace_err", "-error_file", str(self.workdir / "errors.log"),
+             "-buff_size", "4194304", "-cp", str(free_udp_port())],
+            cwd=self.workdir, stdout=self._out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        time.sleep(0.3)
+        if self.process.poll() is not None:
+            raise RuntimeError("the callee sipp exited at start")
+
+    def stop(self) -> dict[str, str]:
+        """Stop it (ours, by pid) and return its last statistics row."""
+        if self.process is None:
+            return {}
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)  # sipp: quit, dumping statistics
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._out.close()
+        self.process = None
+        return read_sipp_stats(self.stats)
+
+
+# --- the servers ---------------------------------------------------------------------------
+
+class Server:
+    name = "?"
+    port = 0
+    process: subprocess.Popen | None = None
+    detail = ""
+    command: list[str] = []
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid) if self.process else []
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+
+    def check_step(self, calls: int) -> str:
+        """Anything wrong in the server's own records after a step ("" if fine)."""
+        return ""
+
+
+class Kamailio(Server):
+    name = "kamailio"
+
+    def __init__(self, workdir: Path, users, children: int):
+        self.workdir = workdir / "kamailio"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db = make_db(self.workdir / "kamailio.db", users, REALM)
+        self.port = free_udp_port()
+        self.command = [
+            "kamailio", "-DD", "-E", "-f", str(PROXY_CFG),
+            "-l", f"udp:{LOOPBACK}:{self.port}", "-n", str(children),
+            "-m", "256",
+            "-Y", str(self.workdir), "-P", str(self.workdir / "kamailio.pid"),
+            "-w", str(self.workdir),
+            "-A", f'DBURL="sqlite:///{self.db}"', "-A", f'REALM="{REALM}"',
+            "-A", "RING_TIMEOUT=30000",
+        ]
+        self.detail = (f"kamailio 5.6, {children} UDP workers, tm + rr, auth_db/db_sqlite, "
+                       "usrloc in memory, no media relay")
+
+    def start(self) -> None:
+        self.log = open(self.workdir / "kamailio.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=self.workdir)
+        if wait_options_200(self.port, 20, alive=self.alive) is None:
+            raise RuntimeError(f"kamailio did not answer OPTIONS; see {self.workdir}/kamailio.log")
+
+    def stop(self) -> None:
+        super().stop()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+class Sipd(Server):
+    name = "sipd"
+
+    def __init__(self, workdir: Path, users, rtp_ports: str):
+        from core.config import load_settings
+        from core.credentials import ha1_pair
+        from core.database import connect
+        from core.models import Extension
+
+        self.workdir = workdir / "sipd"
+        (self.workdir / "run").mkdir(parents=True, exist_ok=True)
+        self.db = self.workdir / "pbx.db"
+        self.port = free_udp_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
+        self.env.update({
+            "PBX_DB": str(self.db),
+            "PBX_SIP_LISTEN": f"{LOOPBACK}:{self.port}",
+            "PBX_REALM": REALM,
+            "PBX_LOG_LEVEL": "warning",
+            "PBX_RUN_DIR": str(self.workdir / "run"),
+            "PBX_SECRET_KEY": secrets.token_urlsafe(48),
+            "PBX_PUBLIC_ADDRESS": LOOPBACK,
+            "PBX_RTP_PORTS": rtp_ports,
+            "PBX_RING_TIMEOUT": "30",
+            # one address carries every phone's calls here: per-source limits and
+            # the concurrent call cap must not be what stops the benchmark
+            "PBX_TRUSTED_NETWORKS": "127.0.0.0/8",
+            "PBX_MAX_CALLS": "100000",
+            # sipp answers only the first challenge, and only MD5 (README)
+            "PBX_DIGEST_ALGORITHMS": "MD5,SHA-256",
+        })
+        settings = load_settings(self.env)
+        database = connect(settings)
+        rows = [{"number": number, "name": "", "enabled": True,
+                 **ha1_pair(number, REALM, password)} for number, password in users]
+        with database.atomic():
+            for start in range(0, len(rows), 500):
+                Extension.insert_many(rows[start:start + 500]).execute()
+        database.close()
+        self.command = [sys.executable, "-m", "sipd"]
+        self.detail = ("python -m sipd (gevent, one process) + its RTP relay process, "
+                       f"SQLite WAL, call rows written, RTP ports {rtp_ports}")
+        self.stderr_tail: list[str] = []
+        self.rows_seen = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+
+        def reader():
+            for raw in self.process.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                self.stderr_tail = (self.stderr_tail + [line])[-50:]
+
+        threading.Thread(target=reader, daemon=True).start()
+        if wait_options_200(self.port, 30, alive=self.alive) is None:
+            tail = "\n".join(self.stderr_tail[-10:])
+            raise RuntimeError(f"sipd did not answer OPTIONS:\n{tail}")
+
+    def check_step(self, calls: int) -> str:
+        """Every call of the step has its row, ended; none is left active."""
+        deadline = time.monotonic() + 10
+        while True:
+            connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+            try:
+                total, active, answered = connection.execute(
+                    "SELECT COUNT(*), SUM(ended_at IS NULL),"
+                    " SUM(disposition = 'ANSWERED') FROM call").fetchone()
+            finally:
+                connection.close()
+            active = active or 0
+            if not active or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        new = total - self.rows_seen
+        self.rows_seen = total
+        problems = []
+        if active:
+            problems.append(f"{active} call rows still active")
+        if new != calls:
+            problems.append(f"{new} call rows for {calls} calls")
+        self.answered = answered or 0
+        return "; ".join(problems)
+
+
+# --- the search ------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    name: str
+    detail: str = ""
+    steps: list[dict] = field(default_factory=list)
+    sustained: dict | None = None
+    error: str = ""
+    command: str = ""
+
+
+def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: float,
+             duration: float, label: str) -> tuple[SippRun, dict]:
+    calls = max(1, int(round(rate * duration)))
+    target = f"{LOOPBACK}:{server.port}"
+    callee.start(target)
+    stepdir = workdir / server.name / "steps"
+    stepdir.mkdir(parents=True, exist_ok=True)
+    placing = calls / rate
+    command = sipp_command(
+        "caller_call.xml", target, inf, calls, rate, stepdir, free_udp_port(),
+        extra=["-d", str(CALL_MS), "-mp", str(free_pair()), "-mi", LOOPBACK,
+               "-cp", str(free_udp_port())],
+        # room for every call that can be up at once, so sipp never throttles
+        limit=int(rate * (CALL_MS / 1000 + 6)) + 50,
+        timeout_s=int(placing + 60))
+    try:
+        run = run_sipp(command, stepdir, calls, rate, server_pids=server.pids,
+                       timeout_s=int(placing + 90))
+    finally:
+        callee_stats = callee.stop()
+    callee_failed = int(float(callee_stats.get("FailedCall(C)", "0") or 0))
+    callee_ok = int(float(callee_stats.get("SuccessfulCall(C)", "0") or 0))
+    late = run.elapsed - (placing + CALL_MS / 1000)
+    problems = server.check_step(calls) if server.alive() else f"{server.name} exited"
+    clean = (run.clean and callee_failed == 0 and late <= 5.0 and not problems)
+    record = asdict(run)
+    record.update(label=label, command=" ".join(run.command), callee_failed=callee_failed,
+                  callee_ok=callee_ok, late_s=round(late, 2), problems=problems, clean=clean)
+    print(f"  {server.name:8} {label:7} rate {rate:6.0f}/s calls {calls:6} "
+          f"ok {run.successful:6} failed {run.failed:4} (callee side {callee_failed:3}) "
+          f"retrans {run.retransmissions:5} setup mean {run.response_time_ms:6.1f} ms "
+          f"p99 {run.p99_bucket:>8} late {late:5.1f} s "
+          f"server CPU {run.server_cpu / max(run.wall, 1e-9) * 100:4.0f}% "
+          f"sipp CPU {run.sipp_cpu / max(run.wall, 1e-9) * 100:4.0f}% "
+          f"others {run.others_cpu * 100:4.0f}% load {run.load_after} "
+          f"{'clean' if clean else 'NOT CLEAN'}"
+          + (f" [{problems or run.note}]" if not clean else ""), flush=True)
+    if not server.alive():
+        raise RuntimeError(f"{server.name} exited during the step at {rate:g}/s")
+    time.sleep(2)  # let retransmissions and timers of the step die down
+    return run, record
+
+
+def search(server: Server, callee: Callee, inf: Path, workdir: Path, args,
+           result: Result) -> None:
+    started = time.monotonic()
+
+    def attempt(rate: float, label: str) -> dict:
+        _, record = run_step(server, callee, inf, workdir, rate, args.duration, label)
+        result.steps.append(record)
+        if not record["clean"]:
+            time.sleep(3)
+            _, again = run_step(server, callee, inf, workdir, rate, args.duration, label + "'")
+            result.steps.append(again)
+            if again["clean"]:
+                return again
+        return record
+
+    warm = attempt(args.start_rate / 2, "warm-up")
+    if not warm["clean"]:
+        result.error = f"not clean even at {args.start_rate / 2:g}/s"
+        return
+    good = bad = None
+    rate = args.start_rate
+    while rate <= args.max_rate and time.monotonic() - started < args.budget:
+        record = attempt(rate, "climb")
+        if record["clean"]:
+            good = record
+            rate *= 2
+        else:
+            bad = record
+            break
+    if good is not None and bad is not None:
+        for _ in range(args.bisect):
+            if time.monotonic() - started > args.budget:
+                break
+            low, high = good["target_rate"], bad["target_rate"]
+            if high - low <= max(10.0, 0.05 * low):
+                break
+            mid = round((low + high) / 2 / 5) * 5
+            record = attempt(mid, "bisect")
+            if record["clean"]:
+                good = record
+            else:
+                bad = record
+    if good is None:
+        result.error = f"not clean at {args.start_rate:g}/s"
+        return
+    result.sustained = good
+
+
+def bench(server: Server, users, inf: Path, workdir: Path, args) -> Result:
+    result = Result(server.name, detail=server.detail, command=" ".join(server.command))
+    callee = Callee(workdir / server.name, users[-1][1])
+    try:
+        server.start()
+        search(server, callee, inf, workdir, args, result)
+    except RuntimeError as error:
+        result.error = str(error)
+    finally:
+        callee.stop()
+        server.stop()
+    return result
+
+
+def table(results: list[Result], args) -> str:
+    lines = [
+        f"Call setup with {CALL_MS / 1000:g} s calls: INVITE, 407, INVITE+auth, 180, 200, ACK, "
+        f"BYE; {args.users} calling extensions, sipp over UDP on 127.0.0.1, "
+        f"{args.duration:g} s of calls per step",
+        "",
+        f"{'server':9} {'sustained':>10} {'calls':>6} {'failed':>6} {'retrans':>7} "
+        f"{'setup mean':>10} {'setup p99':>9} {'server CPU':>10}  first rate not clean",
+    ]
+    for r in results:
+        if r.sustained is None:
+            lines.append(f"{r.name:9} {'-':>10}  {r.error}")
+            continue
+        s = r.sustained
+        above = [st for st in r.steps if st["target_rate"] > s["target_rate"]
+                 and not st["clean"]]
+        first_bad = (f"{min(st['target_rate'] for st in above):.0f}/s" if above
+                     else f"none up to {s['target_rate']:.0f}/s (search ended)")
+        lines.append(
+            f"{r.name:9} {s['target_rate']:>8.0f}/s {s['calls']:>6} {s['failed']:>6} "
+            f"{s['retransmissions']:>7} {s['response_time_ms']:>7.1f} ms {s['p99_bucket']:>9} "
+            f"{s['server_cpu'] / max(s['wall'], 1e-9) * 100:>9.0f}%  {first_bad}")
+    by = {r.name: r for r in results}
+    if all(n in by and by[n].sustained for n in ("sipd", "kamailio")):
+        ratio = by["sipd"].sustained["target_rate"] / by["kamailio"].sustained["target_rate"]
+        lines += ["", f"sipd / kamailio sustained call rate: {ratio:.2f} (target >= 0.50)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="calling extensions")
+    parser.add_argument("--only", choices=("kamailio", "sipd"))
+    parser.add_argument("--start-rate", type=float, default=20.0)
+    parser.add_argument("--max-rate", type=float, default=2000.0)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per step")
+    parser.add_argument("--bisect", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=420.0,
+                        help="seconds of search per server at most")
+    parser.add_argument("--kamailio-children", type=int, default=2)
+    parser.add_argument("--rtp-ports", default="20000-39999", help="sipd's PBX_RTP_PORTS")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+
+    for tool in ("sipp",) + (() if args.only == "sipd" else ("kamailio",)):
+        if not shutil.which(tool):
+            print(f"{tool} is not installed (make deps-bench)", file=sys.stderr)
+            return 2
+    info = machine()
+    date = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; "
+          f"{info['sipp']}; {info['kamailio']}; load {loadavg()}")
+    print(f"date: {date}")
+    workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-calls-"))
+    try:
+        users = bench_users(args.users)
+        callee_user = bench_users(1, first=int(CALLEE))
+        inf = users_csv(workdir / "callers.csv", users, extra=[[CALLEE]] * len(users))
+        everyone = users + callee_user
+        results = []
+        if args.only in (None, "kamailio"):
+            print("kamailio:", flush=True)
+            results.append(bench(Kamailio(workdir, everyone, args.kamailio_children),
+                                 everyone, inf, workdir, args))
+        if args.only in (None, "sipd"):
+            print("sipd:", flush=True)
+            results.append(bench(Sipd(workdir, everyone, args.rtp_ports),
+                                 everyone, inf, workdir, args))
+        print()
+        print(table(results, args))
+        for r in results:
+            if r.error:
+                print(f"{r.name}: {r.error}")
+        if args.json:
+            args.json.write_text(json.dumps(
+                {"machine": info, "date": date, "args": {k: str(v) for k, v in vars(args).items()},
+                 "results": [asdict(r) for r in results]}, indent=2))
+        return 1 if any(r.sustained is None for r in results) else 0
+    finally:
+        if args.keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
