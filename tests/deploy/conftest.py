@@ -22,6 +22,8 @@ import pytest
 from tests.deploy.machine import ROOT, Machine, MachineError, require_tool, rootfs
 
 REALM = "pbx.test"
+# The checkout deployed: this one, or another (PBX_TEST_SOURCE) to try other code.
+SOURCE = Path(os.environ.get("PBX_TEST_SOURCE") or ROOT)
 LOGS = ROOT / "build"  # playbook output and timings of the last run (git-ignored)
 TIMINGS = LOGS / "deploy-timings.json"
 
@@ -66,13 +68,11 @@ class Deployment:
             "pbx_realm": REALM,
             "pbx_public_address": self.machine.address,
         }
-        # Deploy another checkout than this one (e.g. to try an upgrade).
-        if os.environ.get("PBX_TEST_SOURCE"):
-            host["pbx_source_dir"] = os.environ["PBX_TEST_SOURCE"]
+        host["pbx_source_dir"] = str(SOURCE)
         inventory = {"all": {"children": {"pbx": {"hosts": {"pbx-test": host}}}}}
         self.inventory.write_text(json.dumps(inventory, indent=2))  # JSON is YAML
 
-    def playbook(self, name: str) -> PlaybookRun:
+    def playbook(self, name: str, extra_vars: dict | None = None) -> PlaybookRun:
         binary = Path(sys.executable).parent / "ansible-playbook"
         if not binary.exists():
             raise MachineError(f"{binary} is missing (make install installs ansible-core)")
@@ -88,7 +88,8 @@ class Deployment:
         )
         started = time.monotonic()
         result = subprocess.run(
-            [str(binary), "-i", str(self.inventory), str(ROOT / "ansible" / "site.yml")],
+            [str(binary), "-i", str(self.inventory), str(ROOT / "ansible" / "site.yml")]
+            + (["--extra-vars", json.dumps(extra_vars)] if extra_vars else []),
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -7,15 +7,17 @@ is one the fixture created: the container's end of the veth, and the host's.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import time
 import uuid
 from http.client import HTTPConnection, HTTPSConnection
+from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import REALM
+from tests.deploy.conftest import REALM, SOURCE
 from tests.deploy.sipclient import Phone
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1800)]
@@ -189,6 +191,58 @@ def test_backup_and_restore(deployment):
     assert NUMBER in listed and "1999" not in listed, listed
     active = machine.ssh(f"systemctl is-active {' '.join(SERVICES)}", check=False).stdout.split()
     assert active == ["active", "active"]
+
+
+def newer_checkout(destination: Path) -> Path:
+    """The deployed checkout plus one migration: "newer code" for an upgrade."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "var", "__pycache__", ".vagrant")
+    shutil.copytree(SOURCE, destination, ignore=ignore)
+    (destination / "core" / "migrations" / "9000_deploy_upgrade_test.py").write_text(
+        '"""Added by tests/deploy to see an upgrade migrate the database."""\n\n\n'
+        "def up(migrator, db):\n"
+        '    db.execute_sql("CREATE TABLE deploy_upgrade_marker (id INTEGER PRIMARY KEY)")\n'
+    )
+    return destination
+
+
+def test_upgrade_migrates_and_rollback_is_one_command(deployment, tmp_path):
+    machine = deployment.machine
+
+    def link(name: str) -> str:
+        return machine.ssh(f"readlink /opt/pbx/{name} || true").stdout.strip()
+
+    old = link("current")
+    sipd_before = main_pid(deployment, "pbx-sipd")
+    (_, final), contact = register(deployment)
+    assert final.status == 200
+
+    newer = newer_checkout(tmp_path / "newer")
+    # The same requirements: the wheelhouse built for the first run serves.
+    upgrade = deployment.playbook(
+        "upgrade", {"pbx_source_dir": str(newer), "pbx_build_dir": str(SOURCE / "build")}
+    )
+    assert upgrade.returncode == 0, upgrade.tail(80)
+    new = link("current")
+    assert new != old and link("previous") == old
+    assert main_pid(deployment, "pbx-sipd") not in (0, sipd_before)  # restarted
+    tables = machine.ssh(
+        "runuser -u pbx -- sqlite3 /var/lib/pbx/pbx.db "
+        "\"SELECT name FROM sqlite_master WHERE name='deploy_upgrade_marker'\""
+    ).stdout
+    assert "deploy_upgrade_marker" in tables, "the upgrade did not migrate the database"
+    assert machine.ssh("ls /var/backups/pbx/ | grep -c '^pre-upgrade-'").stdout.strip() != "0"
+    assert NUMBER in deployment.pbxctl("ext list").stdout
+    (_, query), _ = register(deployment, expires=None, with_contact=False)
+    assert query.status == 200
+    assert any(contact.strip("<>").split(";")[0] in c for c in query.all("Contact")), query
+
+    rolled = deployment.pbxctl("rollback", check=False)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert link("current") == old and link("previous") == new
+    active = machine.ssh(f"systemctl is-active {' '.join(SERVICES)}", check=False).stdout.split()
+    assert active == ["active", "active"]
+    (_, final), _ = register(deployment)
+    assert final.status == 200
 
 
 def test_sipd_comes_back_after_kill_9(deployment):

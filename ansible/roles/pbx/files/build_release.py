@@ -123,12 +123,16 @@ def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def build_wheelhouse(requirements: Path, build_dir: Path) -> tuple[Path, bool]:
-    """`pip wheel -r requirements.txt` into a directory keyed by the requirements and Python."""
+    """`pip wheel -r requirements.txt`, keyed by the requirements and Python, as one tar.
+
+    The tar (uncompressed: wheels are zip files already) is what the server gets.
+    """
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
     key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
     wheelhouse = build_dir / "wheelhouse" / f"{key}-{tag}"
-    if (wheelhouse / ".complete").exists():
-        return wheelhouse, False
+    archive = wheelhouse.with_suffix(".tar")
+    if (wheelhouse / ".complete").exists() and archive.exists():
+        return archive, False
     wheelhouse.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=wheelhouse.parent))
     partial.chmod(0o755)
@@ -155,7 +159,15 @@ def build_wheelhouse(requirements: Path, build_dir: Path) -> tuple[Path, bool]:
         partial.rename(wheelhouse)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return wheelhouse, True
+    partial_archive = archive.with_suffix(".partial")
+    with tarfile.open(partial_archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for wheel in sorted(wheelhouse.glob("*.whl")):
+            info = _normalised(tar.gettarinfo(str(wheel), arcname=wheel.name))
+            info.mode = 0o644
+            with open(wheel, "rb") as data:
+                tar.addfile(info, data)
+    partial_archive.replace(archive)
+    return archive, True
 
 
 def main() -> int:
