@@ -38,6 +38,9 @@ API for the B2BUA:
         # closes them. Poll it every few seconds, e.g. periodic(5.0, ...).
     relay.info()                  # pid, sessions, ports free/total, packet totals
 
+Call start() from the main thread (any greenlet of sipd's hub is): the relay
+is also told to die with the thread that started it (PR_SET_PDEATHSIG).
+
 Every method raises MediaError (a subclass for exhaustion) with a message fit
 for the log; none blocks the hub for longer than one round trip to the relay,
 bounded by REPLY_TIMEOUT. If the relay process dies, the next call restarts it
@@ -131,12 +134,14 @@ def advertised_address(settings: Settings) -> str:
 
 class Relay:
     def __init__(self, settings: Settings, *, bind: str | None = None,
-                 address: str | None = None, python: str = sys.executable):
+                 address: str | None = None, python: str = sys.executable,
+                 coalesce_ms: float | None = None):
         self.settings = settings
         self.bind = bind or bind_address(settings)
         self.address = address or advertised_address(settings)
         self.ports = settings.rtp_ports
         self.python = python
+        self.coalesce_ms = coalesce_ms  # None: the relay's default (server.COALESCE)
         self.pidfile = (str(Path(settings.run_dir) / "media-relay.pid")
                         if settings.run_dir else None)
         self.process: subprocess.Popen | None = None
@@ -177,6 +182,11 @@ class Relay:
             command += ["--pidfile", self.pidfile]
         if self.settings.log_file:
             command += ["--log-file", self.settings.log_file]
+        # PBX_MEDIA_REALTIME (proposed setting, default on): see server.RELAY_RT_PRIORITY.
+        if not getattr(self.settings, "media_realtime", True):
+            command.append("--no-realtime")
+        if self.coalesce_ms is not None:
+            command += ["--coalesce-ms", str(self.coalesce_ms)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -336,8 +346,9 @@ class Relay:
 
     def apply_stream(self, session: MediaSession, leg: str, stream) -> None:
         """set_remote and set_direction from a sipd.sip.sdp.Stream (one m= line
-        of the SDP that phone sent)."""
-        if stream.host and not stream.hold_address and stream.port:
+        of the SDP that phone sent). A c= that is not an IPv4 address (a host
+        name, IPv6) sets no address: latching finds the phone from its packets."""
+        if _ipv4(stream.host) and not stream.hold_address and stream.port:
             self.set_remote(session, leg, stream.host, stream.port, stream.rtcp_port or None)
         self.set_direction(session, leg, stream.relay_direction if stream.port else "inactive")
 
@@ -366,6 +377,14 @@ class Relay:
 
     def info(self) -> dict:
         return self._call({"op": "info"})
+
+
+def _ipv4(host: str | None) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET, host or "")
+    except OSError:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

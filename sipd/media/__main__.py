@@ -7,7 +7,7 @@ import sys
 
 from core import logs
 from core.config import ConfigError, parse_port_range
-from sipd.media.server import serve
+from sipd.media.server import COALESCE, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pidfile")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-file")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="do not ask for SCHED_RR (nice -10 is still tried)")
+    parser.add_argument("--coalesce-ms", type=float, default=COALESCE * 1000,
+                        help="pause after each batch of packets (see server.COALESCE)")
     args = parser.parse_args(argv)
     try:
         low, high = parse_port_range(args.ports, "PBX_RTP_PORTS")
@@ -26,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sipd.media: {error}", file=sys.stderr)
         return 2
     logs.setup(args.log_level, args.log_file, "sipd-media")
-    return serve(args.control_fd, args.bind, low, high, args.parent, args.pidfile)
+    return serve(args.control_fd, args.bind, low, high, args.parent, args.pidfile,
+                 realtime=not args.no_realtime, coalesce=max(0.0, args.coalesce_ms) / 1000)
 
 
 if __name__ == "__main__":
