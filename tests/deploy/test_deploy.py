@@ -68,6 +68,17 @@ def test_services_are_active(deployment):
         assert "User=pbx" in shown and "WatchdogUSec=0" not in shown, shown
 
 
+def test_services_are_sandboxed(deployment):
+    for unit in SERVICES:
+        rating = deployment.machine.ssh(
+            f"systemd-analyze security --no-pager {unit}.service | tail -n 1"
+        ).stdout
+        # "→ Overall exposure level for pbx-sipd.service: 2.1 OK 🙂"
+        exposure = float(rating.split(":")[1].split()[0])
+        deployment.timings[f"{unit}_exposure"] = exposure
+        assert exposure <= 4.0, rating
+
+
 def test_settings_file_is_private_and_secret_generated(deployment):
     shown = deployment.machine.ssh(
         "stat -c '%a %U' /etc/pbx/pbx.env; grep -c '^PBX_SECRET_KEY=.\\{32,\\}' /etc/pbx/pbx.env"
@@ -285,4 +296,5 @@ def test_second_run_changes_nothing(deployment):
     second = deployment.playbook("second")
     assert second.returncode == 0, second.tail(80)
     assert second.recap.get("changed") == 0, second.tail(80)
+    assert "First admin" not in second.output  # its password was shown once, on the first run
     assert second.recap.get("failed") == 0 and second.recap.get("unreachable") == 0
