@@ -202,6 +202,21 @@ def test_hold_from_sdp_bodies(relay):
     assert b.receive() is not None
 
 
+def test_a_host_name_in_sdp_leaves_the_address_to_latching(relay):
+    a, b = Phone(), Phone()
+    session = relay.open_session("call-fqdn")
+    offer = SessionDescription.parse(
+        b"v=0\r\no=alice 1 1 IN IP4 host.atlanta.example.com\r\ns=\r\n"
+        b"c=IN IP4 host.atlanta.example.com\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n")
+    relay.apply_stream(session, "A", offer.streams()[0])  # no error, no address
+    relay.set_remote(session, "B", *b.address)
+    assert relay.stats(session)["legs"]["A"]["remote"] is None
+    a.send(session.leg("A").local_rtp_port, a.rtp())
+    assert b.receive() is not None
+    b.send(session.leg("B").local_rtp_port, b.rtp())
+    assert a.receive() is not None
+
+
 def test_ports_are_released_and_exhaustion_is_a_clear_error(tmp_path):
     relay = make_relay(tmp_path, pairs=4).start()  # two calls' worth
     try:
