@@ -783,8 +783,8 @@ class Calls:
             by,
             status,
             reason,
-            stats.get("A", ""),
-            stats.get("B", ""),
+            _latched(stats.get("legs", {}).get("A")),
+            _latched(stats.get("legs", {}).get("B")),
         )
         self.calls.pop(call.record_id, None)
         for call_id, (other, _) in list(self.by_call_id.items()):

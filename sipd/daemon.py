@@ -16,7 +16,7 @@ from sipd.handler import Handler
 from sipd.registrar import Registrar
 from sipd.sip.digest import NonceMinter
 from sipd.sip.registration import Policy
-from sipd.transport import TcpTransport, UdpTransport, bind_tcp, bind_udp, periodic
+from sipd.transport import TcpTransport, UdpTransport, bind_tcp, bind_udp, periodic, sender
 
 log = logging.getLogger("sipd")
 
@@ -80,6 +80,8 @@ class Sipd:
             UdpTransport(udp_socket, self.handler),
             TcpTransport(tcp_socket, self.handler),
         ]
+        # Calls are wired before any listener starts, so no INVITE meets a half-built daemon.
+        self._start_calls(host, port)
         for server in self.servers:
             server.start()
         self.port = port
@@ -102,12 +104,51 @@ class Sipd:
         )
         systemd.notify("READY=1\nSTATUS=serving")
 
+    def _start_calls(self, host: str, port: int) -> None:
+        """The media relay, the B2BUA and the control socket (the calls issue)."""
+        from sipd.calls import Calls, close_stale_calls
+        from sipd.control import ControlServer
+        from sipd.media import Relay
+
+        closed = close_stale_calls(time.time())
+        if closed:
+            log.info("Closed %d call(s) left active by a previous sipd", closed)
+        self.relay = Relay(self.settings).start()
+        streams = {
+            getattr(server, "transport", "TCP"): server
+            for server in self.servers
+            if hasattr(server, "connections")
+        }
+        send = sender(self.servers[0], streams)
+        local = self.settings.public_address or (
+            host if host not in ("0.0.0.0", "::", "") else self.relay.address
+        )
+        self.calls = Calls(
+            self.registrar, self.relay, send, self.handler.respond, local, port,
+            self.settings.realm, ring_timeout=self.settings.ring_timeout,
+            max_duration=self.settings.max_call_duration,
+            media_timeout=self.settings.media_timeout, max_calls=self.settings.max_calls,
+        )
+        self.handler.send = send
+        self.handler.calls = self.calls
+        periodic(5.0, self.calls.check_media, "dead media check")
+        try:
+            self.control = ControlServer(self.settings.control_socket, self.calls)
+            self.control.start()
+        except OSError as error:
+            log.warning("Control socket %s unavailable: %s", self.settings.control_socket, error)
+            self.control = None
+
     def _housekeeping(self) -> None:
         reap()
         self.registrar.nonce_counts.prune(time.time())
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
+        if getattr(self, "control", None) is not None:
+            self.control.close()
+        if getattr(self, "relay", None) is not None:
+            self.relay.stop()
         for server in self.servers:
             server.stop(timeout=1)
         self.database.close()

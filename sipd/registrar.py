@@ -174,7 +174,7 @@ class Registrar:
                 f"does not match extension {number}"
             )
         if credentials.uri != request.uri and not _same_uri(credentials.uri, request.uri):
-            # RFC 7616 §3.4.6: the digest uri must be the Request-URI, else 400.
+            # RFC 7616 §3.4.6: the digest uri should be the Request-URI, else 400.
             return fail("digest uri does not match the Request-URI", status=400)
 
         extension = store.extension(number)
@@ -331,8 +331,21 @@ def _summary(changes) -> str:
     return "queried"
 
 
-def _same_uri(a: str, b: str) -> bool:
+def _same_uri(digest_uri: str, request_uri: str) -> bool:
+    """The digest uri names the Request-URI, or at least the same server.
+
+    A deliberate leniency: some clients (sipp 3.6) sign sip:HOST:PORT of the
+    server instead of the full Request-URI of an INVITE (sip:1002@HOST:PORT).
+    The response still binds method, nonce and server; what is refused is a
+    credential made for another server.
+    """
     try:
-        return str(URI.parse(a)).lower() == str(URI.parse(b)).lower()
+        signed, requested = URI.parse(digest_uri), URI.parse(request_uri)
     except ParseError:
         return False
+    if str(signed).lower() == str(requested).lower():
+        return True
+    return (
+        signed.user is None and signed.host == requested.host
+        and (signed.port or 5060) == (requested.port or 5060)
+    )

@@ -60,7 +60,10 @@ class Sipd:
         self.db_path = str(db_path)
         self.port = port or free_port()
         self.env = base_env(self.db_path, PBX_SIP_LISTEN=f"{LOOPBACK}:{self.port}", **env)
-        self.log_path = Path(tempfile.mkdtemp(prefix="sipd-log-")) / "sipd.log"
+        self.run_dir = Path(tempfile.mkdtemp(prefix="sipd-run-"))
+        # Each daemon its own run directory: its media relay and control socket.
+        self.env.setdefault("PBX_RUN_DIR", str(self.run_dir))
+        self.log_path = self.run_dir / "sipd.log"
         self.process: subprocess.Popen | None = None
 
     @property
