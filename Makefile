@@ -38,6 +38,7 @@ bench: install deps-bench
 	$(PY) bench/registrations.py
 	$(PY) bench/memory.py
 	$(PY) bench/calls.py
+	$(PY) bench/media.py
 
 clean:
 	rm -rf $(VENV) var

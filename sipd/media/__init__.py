@@ -135,13 +135,16 @@ def advertised_address(settings: Settings) -> str:
 class Relay:
     def __init__(self, settings: Settings, *, bind: str | None = None,
                  address: str | None = None, python: str = sys.executable,
-                 coalesce_ms: float | None = None):
+                 coalesce_ms: float | None = None, realtime: bool | None = None):
         self.settings = settings
         self.bind = bind or bind_address(settings)
         self.address = address or advertised_address(settings)
         self.ports = settings.rtp_ports
         self.python = python
         self.coalesce_ms = coalesce_ms  # None: the relay's default (server.COALESCE)
+        # PBX_MEDIA_REALTIME (proposed setting, default on): see server.RELAY_RT_PRIORITY.
+        self.realtime = (realtime if realtime is not None
+                         else getattr(settings, "media_realtime", True))
         self.pidfile = (str(Path(settings.run_dir) / "media-relay.pid")
                         if settings.run_dir else None)
         self.process: subprocess.Popen | None = None
@@ -182,8 +185,7 @@ class Relay:
             command += ["--pidfile", self.pidfile]
         if self.settings.log_file:
             command += ["--log-file", self.settings.log_file]
-        # PBX_MEDIA_REALTIME (proposed setting, default on): see server.RELAY_RT_PRIORITY.
-        if not getattr(self.settings, "media_realtime", True):
+        if not self.realtime:
             command.append("--no-realtime")
         if self.coalesce_ms is not None:
             command += ["--coalesce-ms", str(self.coalesce_ms)]

@@ -359,12 +359,14 @@ def die_with_parent(parent: int) -> None:
 
 def raise_priority(realtime: bool) -> str:
     """Ask for real-time scheduling, else a lower nice value (see RELAY_NICE)."""
-    if realtime:
-        try:
+    try:
+        if realtime:
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(RELAY_RT_PRIORITY))
             return f"real-time (SCHED_RR {RELAY_RT_PRIORITY})"
-        except (OSError, AttributeError):
-            pass
+        # Not inherited either, if whoever started us runs real-time.
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
     try:
         os.setpriority(os.PRIO_PROCESS, 0, RELAY_NICE)
     except OSError:
