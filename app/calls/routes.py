@@ -19,7 +19,7 @@ from app.auth.forms import EmptyForm
 from app.calls import bp
 from app.calls.forms import HistoryFilter
 from app.calls.history import Page, csv_lines, filtered, page_number
-from app.filters import format_duration
+from app.filters import format_duration, format_time, format_utc
 from core import audit, control
 from core.models import Call, db
 
@@ -76,6 +76,9 @@ def _as_json(call: Call, now: float) -> dict:
         "callee": call.callee,
         "state": call.state,
         "started_at": call.started_at,
+        # Formatted here, in the server's zone like every other time in the panel.
+        "started": format_time(call.started_at),
+        "started_utc": format_utc(call.started_at),
         "answered_at": call.answered_at,
         "duration": format_duration(now - (call.answered_at if answered else call.started_at)),
         "caller_source": call.caller_source,
@@ -89,8 +92,7 @@ def _as_json(call: Call, now: float) -> dict:
 @bp.route("/active")
 @login_required
 def active():
-    return render_template("calls/active.html", calls=_live_calls(), now=time.time(),
-                           form=EmptyForm())
+    return render_template("calls/active.html", calls=_live_calls(), now=time.time())
 
 
 @bp.route("/active.json")

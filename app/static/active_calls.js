@@ -29,16 +29,6 @@
     return node;
   }
 
-  function pad(n) {
-    return String(n).padStart(2, "0");
-  }
-
-  function localTime(seconds) {
-    const d = new Date(seconds * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
-
   function party(number, name) {
     const cell = [el("span", { class: "key" }, number)];
     if (name) {
@@ -60,7 +50,7 @@
       media.append(el("div", { class: "line" }, el("span", { class: "tag" }, call.codec)));
     }
     const tr = el("tr", { id: `live-${call.id}`, "data-state": call.state },
-      el("td", { "data-label": "Started", class: "nowrap" }, localTime(call.started_at)),
+      el("td", { "data-label": "Started", class: "nowrap", title: call.started_utc }, call.started),
       caller,
       el("td", { "data-label": "Callee" }, ...party(call.callee)),
       el("td", { "data-label": "State" },
@@ -76,8 +66,38 @@
     return tr;
   }
 
+  // Rows and cells that did not change stay the same elements, so a button
+  // is never swapped from under a pointer about to click it.
+  function update(old, fresh) {
+    if (old.isEqualNode(fresh)) {
+      return old;
+    }
+    old.dataset.state = fresh.dataset.state;
+    Array.from(fresh.cells).forEach((cell, index) => {
+      const current = old.cells[index];
+      if (!current) {
+        old.append(cell);
+      } else if (!current.isEqualNode(cell)) {
+        old.replaceChild(cell, current);
+      }
+    });
+    return old;
+  }
+
   function show(data) {
-    tbody.replaceChildren(...data.calls.map(row));
+    const existing = new Map(Array.from(tbody.rows, (tr) => [tr.id, tr]));
+    const rows = data.calls.map((call) => {
+      const fresh = row(call);
+      const old = existing.get(fresh.id);
+      existing.delete(fresh.id);
+      return old ? update(old, fresh) : fresh;
+    });
+    existing.forEach((tr) => tr.remove());
+    rows.forEach((tr, index) => {
+      if (tbody.rows[index] !== tr) {
+        tbody.insertBefore(tr, tbody.rows[index] || null);
+      }
+    });
     table.hidden = data.count === 0;
     empty.hidden = data.count !== 0;
     summary.textContent = `${data.count} live call${data.count === 1 ? "" : "s"}`;

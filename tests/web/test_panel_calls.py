@@ -267,6 +267,8 @@ def test_active_json(admin_client, rows):
     assert (call["caller"], call["caller_name"], call["callee"], call["state"]) == (
         "1004", "Bob", "1005", "answered")
     assert call["duration"] == "1 min 1 s"
+    assert call["started"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(live.started_at))
+    assert call["started_utc"].endswith(" UTC")
     assert call["caller_media"] == "192.0.2.10:40000"
     assert call["callee_media"] == "192.0.2.20:41000"
     assert call["hangup_url"] == f"/calls/{live.id}/hangup"
