@@ -2,6 +2,7 @@
 hanging up through sipd's control socket (a fake one here); the media settings."""
 
 import csv
+import dataclasses
 import io
 import time
 from datetime import date, datetime
@@ -417,3 +418,19 @@ def test_dates_are_calendar_days_in_local_time():
     from app.calls.history import day_start
 
     assert datetime.fromtimestamp(day_start(date(2026, 3, 1))) == datetime(2026, 3, 1)
+
+
+def test_hang_up_speaks_the_real_sipd_protocol(tmp_path):
+    """The real daemon's control socket: a call it does not carry is refused, with its words."""
+    from tests.support import Sipd
+
+    app = make_app(tmp_path)
+    db.close()
+    with Sipd(tmp_path / "pbx.db") as sipd:
+        app.config["PBX_SETTINGS"] = dataclasses.replace(
+            app.config["PBX_SETTINGS"], control_socket=str(sipd.run_dir / "sipd.sock"))
+        client = login(app.test_client())
+        call = Rows().call(live=True)  # in the database only: sipd never saw its INVITE
+        page = client.post(f"/calls/{call.id}/hangup", follow_redirects=True).data.decode()
+        assert "Could not hang up the call 1002 → 1003: no such call (it may have ended)" in page
+    db.close()
