@@ -396,6 +396,60 @@ def cmd_logs(args, settings: Settings) -> int:
     return 0
 
 
+# -- bans ---------------------------------------------------------------------------
+
+
+def cmd_ban_list(args, settings: Settings) -> int:
+    from core import bans
+    from core.models import db
+
+    _db(settings)
+    now = time.time()
+    conn = db.connection()
+    rows = bans.history(conn, limit=args.last) if args.all else bans.active(conn, now)
+    if not rows:
+        print("No address is banned" if not args.all else "No bans yet")
+        return 0
+    table = [("ADDRESS", "STATE", "REASON", "OFFENCE", "BANNED", "EXPIRES IN")]
+    for ban in rows:
+        if ban.lifted_at is not None:
+            state = f"lifted by {ban.lifted_by or '?'}"
+        elif ban.expires_at <= now:
+            state = "expired"
+        else:
+            state = "banned"
+        table.append(
+            (
+                ban.address,
+                state,
+                ban.reason,
+                str(ban.offences),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(ban.created_at)),
+                _ago(ban.expires_at - now) if state == "banned" else "",
+            )
+        )
+    _table(table)
+    return 0
+
+
+def cmd_ban_rm(args, settings: Settings) -> int:
+    import getpass
+
+    from core import bans
+    from core.models import db
+
+    _db(settings)
+    try:
+        address = bans.normalize(args.address)
+        lifted = bans.lift(db.connection(), address, f"cli:{getpass.getuser()}", time.time())
+    except bans.BanError as error:
+        raise CliError(str(error)) from None
+    if not lifted:
+        raise CliError(f"{address} is not banned")
+    print(f"Ban of {address} lifted; sipd lets it in again within a second")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------
 
 
@@ -461,6 +515,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how many of the last calls (default 20)")
     calls.add_argument("--active", action="store_true", help="the calls in progress instead")
     calls.set_defaults(func=cmd_calls)
+    ban = sub.add_parser("ban", help="addresses sipd refuses to answer").add_subparsers(
+        dest="ban_command", required=True, metavar="ACTION"
+    )
+    ban_list = ban.add_parser("list", help="bans in force (--all: the history too)")
+    ban_list.add_argument("--all", action="store_true", help="lifted and expired bans too")
+    ban_list.add_argument("--last", type=int, default=100, help="with --all: how many")
+    ban_list.set_defaults(func=cmd_ban_list)
+    ban_rm = ban.add_parser("rm", help="lift the ban on an address")
+    ban_rm.add_argument("address")
+    ban_rm.set_defaults(func=cmd_ban_rm)
     logs = sub.add_parser("logs", help="show the daemons' logs")
     logs.add_argument("service", nargs="?", choices=("sipd", "panel"))
     logs.add_argument("-n", "--lines", type=int, default=50)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,31 @@ def parse_algorithms(value: str) -> tuple[str, ...]:
     return names
 
 
+# User-Agents of SIP scanners (matched as words, case-insensitively; see
+# sipd/security.py). "PortSIP VoIP SDK" is left out: real softphones are built on it.
+SCANNER_AGENTS = (
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "VaxSIPUserAgent",
+    "sundayddr",
+    "iWar",
+    "SIVuS",
+    "Gulp",
+    "sipv",
+    "smap",
+    "pplsip",
+    "siparmyknife",
+)
+
+
+def parse_agents(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return SCANNER_AGENTS
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -113,6 +138,20 @@ class Settings:
     # True on a deployed server, where a missing secret is an error rather
     # than something to generate into the database.
     server: bool = False
+    # SIP over TLS (off when tls_port is None), and sipd's defences (sipd/security.py).
+    sip_tls_host: str = "0.0.0.0"
+    sip_tls_port: int | None = None
+    tls_cert: str = ""
+    tls_key: str = ""
+    ban_threshold: int = 5
+    ban_window: int = 600
+    ban_time: int = 3600
+    scanner_agents: tuple[str, ...] = ()
+    rate_limit: int = 100
+    rate_burst: int = 400
+    max_tcp_per_source: int = 100
+    tcp_read_timeout: int = 10
+    nft_ban_command: str = ""
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -156,7 +195,23 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
+        tls_cert=env.get("PBX_TLS_CERT", ""),
+        tls_key=env.get("PBX_TLS_KEY", ""),
+        ban_threshold=_int(env, "PBX_BAN_THRESHOLD", 5),
+        ban_window=_int(env, "PBX_BAN_WINDOW", 600, 1),
+        ban_time=_int(env, "PBX_BAN_TIME", 3600, 1),
+        scanner_agents=parse_agents(env.get("PBX_SCANNER_AGENTS")),
+        rate_limit=_int(env, "PBX_RATE_LIMIT", 100),
+        rate_burst=_int(env, "PBX_RATE_BURST", 400, 1),
+        max_tcp_per_source=_int(env, "PBX_MAX_TCP_PER_SOURCE", 100),
+        tcp_read_timeout=_int(env, "PBX_TCP_READ_TIMEOUT", 10, 1),
+        nft_ban_command=env.get("PBX_NFT_BAN_COMMAND", "").strip(),
     )
+    if env.get("PBX_SIP_TLS_LISTEN"):
+        tls_host, tls_port = parse_hostport(env["PBX_SIP_TLS_LISTEN"], "PBX_SIP_TLS_LISTEN", 5061)
+        if not settings.tls_cert or not settings.tls_key:
+            raise ConfigError("PBX_SIP_TLS_LISTEN needs PBX_TLS_CERT and PBX_TLS_KEY")
+        settings = replace(settings, sip_tls_host=tls_host, sip_tls_port=tls_port)
     if settings.min_expires > settings.max_expires:
         raise ConfigError("PBX_MIN_EXPIRES is larger than PBX_MAX_EXPIRES")
     if settings.server and not settings.secret_key:

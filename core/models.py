@@ -176,6 +176,28 @@ class Call(BaseModel):
         return cls.select().where(cls.ended_at.is_null()).order_by(cls.started_at)
 
 
+class Ban(BaseModel):
+    """An address sipd drops without answering, until `expires_at` or a lift.
+
+    Written by sipd (sipd/security.py), lifted by the panel or `pbxctl ban rm`
+    (core/bans.py); sipd notices a lift within a second through data_version.
+    """
+
+    address = CharField(max_length=64, index=True)  # as ipaddress writes it
+    reason = CharField(max_length=255)  # e.g. "5 failed authentications in 600 s"
+    failures = IntegerField()  # offences counted in the window that led to it
+    offences = IntegerField()  # 1 for a first ban; the time doubles with each
+    created_at = FloatField(default=time.time)
+    expires_at = FloatField(index=True)
+    lifted_at = FloatField(null=True)
+    lifted_by = CharField(max_length=64, null=True)  # panel user, or "cli:<unix user>"
+
+    @classmethod
+    def active(cls, now: float | None = None):
+        now = time.time() if now is None else now
+        return cls.select().where(cls.lifted_at.is_null(), cls.expires_at > now)
+
+
 class AuditEntry(BaseModel):
     """One change to the PBX: who, what, when, from where (see core/audit.py).
 
@@ -219,6 +241,6 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = [
-    Admin, Extension, Binding, AuthAttempt, Call, AuditEntry, LoginThrottle, Setting,
-    SchemaVersion,
+    Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
+    Setting, SchemaVersion,
 ]
