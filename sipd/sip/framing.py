@@ -29,6 +29,9 @@ class StreamFramer:
     def __init__(self, max_message: int = MAX_MESSAGE):
         self._buffer = bytearray()
         self.max_message = max_message
+        # How far the buffer is known to hold no CRLFCRLF, so that a peer
+        # dribbling a header byte by byte costs linear time, not quadratic.
+        self._scanned = 0
 
     def feed(self, data: bytes) -> list[bytes | Ping]:
         self._buffer += data
@@ -50,14 +53,17 @@ class StreamFramer:
         while buffer.startswith(b"\r\n"):
             if buffer.startswith(b"\r\n\r\n"):
                 del buffer[:4]
+                self._scanned = 0
                 return Ping()
             if len(buffer) < 4 and b"\r\n\r\n".startswith(bytes(buffer)):
                 return None  # could still become a ping
             del buffer[:2]
-        end = buffer.find(b"\r\n\r\n")
+            self._scanned = 0
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
         if end < 0:
             if len(buffer) > self.max_message:
                 raise ParseError("headers too large", status=513)
+            self._scanned = len(buffer)
             return None
         head_end = end + 4
         match = _CONTENT_LENGTH.search(bytes(buffer[:end]))
@@ -75,4 +81,5 @@ class StreamFramer:
             return None
         message = bytes(buffer[: head_end + length])
         del buffer[: head_end + length]
+        self._scanned = 0
         return message

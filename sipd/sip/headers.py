@@ -243,7 +243,9 @@ class Credentials:
 def parse_expires(text: str) -> int:
     """Expires header or parameter: delta-seconds (§20.19); huge values are capped."""
     text = text.strip()
-    if not text.isdigit():
-        raise ParseError(f"malformed Expires value {text!r}")
-    # §20.19: values over 2**32-1 are treated as 2**32-1.
-    return min(int(text), 2**32 - 1)
+    if not (text.isascii() and text.isdigit()):  # "²" is a digit to str.isdigit()
+        raise ParseError(f"malformed Expires value {text[:32]!r}")
+    # §20.19: values over 2**32-1 are treated as 2**32-1 (and int() refuses
+    # strings of thousands of digits, so those are capped before it sees them).
+    digits = text.lstrip("0") or "0"
+    return 2**32 - 1 if len(digits) > 10 else min(int(digits), 2**32 - 1)

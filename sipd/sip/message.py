@@ -386,10 +386,13 @@ def _check_length(message: Message, stream: bool, errors: list[str]) -> None:
     raw = message.headers.get("Content-Length")
     if raw is None:
         return
-    if not raw.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses;
+    # and int() refuses thousands of digits, which are anyway more than we hold.
+    if not (raw.isascii() and raw.isdigit()):
         errors.append("Content-Length is not a number")
         return
-    length = int(raw)
+    digits = raw.lstrip("0") or "0"
+    length = int(digits) if len(digits) <= 10 else MAX_MESSAGE + 1
     if length > len(message.body):
         # RFC 3261 §18.3: over a datagram, a body shorter than Content-Length
         # is an error (400); over a stream the framer never hands us one.
