@@ -345,6 +345,25 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def others_busy(own_pids=(), window: float = 2.0) -> float:
+    """Cores' worth of CPU that processes other than own_pids use, over `window` s."""
+    busy, own = machine_busy(), sum(process_cpu(pid) for pid in own_pids)
+    time.sleep(window)
+    busy_after, own_after = machine_busy(), sum(process_cpu(pid) for pid in own_pids)
+    return max(0.0, (busy_after - busy) - (own_after - own)) / window
+
+
+def wait_quiet(limit: float, deadline: float, own_pids=()) -> tuple[float, float]:
+    """Wait until other work uses at most `limit` cores (2 s windows), for at
+    most `deadline` s. Returns (their last share, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        share = others_busy(own_pids)
+        waited = time.monotonic() - started
+        if share <= limit or waited >= deadline:
+            return share, waited
+
+
 def udp_rcvbuf_errors() -> int:
     """The kernel's count of UDP datagrams dropped for a full receive buffer."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()

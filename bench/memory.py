@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=2,
                         help="registration passes over all extensions (the 2nd refreshes: "
                              "does memory grow with traffic, or only with bindings?)")
+    parser.add_argument("--idle", type=float, default=40.0,
+                        help="seconds idle after the passes before RSS is read again")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
@@ -135,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         figures["hwm_after_fill_mb"] = round(vm_hwm_kib(pid) / 1024, 1)
         print(f"RSS with {extensions} live bindings (registered through sipp): "
               f"{figures['rss_after_fill_mb']} MB (peak VmHWM {figures['hwm_after_fill_mb']} MB)")
+        if args.idle > 0:
+            # UDP non-INVITE server transactions live 64*T1 = 32 s after their
+            # final response (RFC 3261 §17.2.2 Timer J): after that, what is
+            # left is what the bindings (and caches) cost, not the traffic.
+            print(f"idle {args.idle:g} s (past Timer J) ...", flush=True)
+            time.sleep(args.idle)
+            figures["rss_after_idle_mb"] = round(vm_rss_kib(pid) / 1024, 1)
+            print(f"RSS after {args.idle:g} s idle: {figures['rss_after_idle_mb']} MB")
         sipd.stop()
 
         starts, rss_restart = [], []

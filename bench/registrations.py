@@ -59,6 +59,7 @@ from benchlib import (  # noqa: E402
     stop_process,
     users_csv,
     wait_options_200,
+    wait_quiet,
 )
 from make_db import make_db  # noqa: E402
 
@@ -227,9 +228,31 @@ def step_calls(users: int, rate: float, duration: float) -> int:
     return passes * users
 
 
+class Quiet:
+    """Before each step, wait for the machine's other work to quieten down
+    (it is shared), within a per-step and an overall budget."""
+
+    def __init__(self, limit: float, per_step: float, total: float):
+        self.limit, self.per_step, self.left = limit, per_step, total
+
+    def wait(self, registrar: Registrar) -> float:
+        if self.limit <= 0:
+            return 0.0
+        share, waited = wait_quiet(self.limit, min(self.per_step, self.left), registrar.pids())
+        self.left = max(0.0, self.left - waited)
+        if waited >= 4:
+            print(f"  (waited {waited:.0f} s for other work to quieten: it now uses "
+                  f"{share * 100:.0f}% of a core)", flush=True)
+        return share
+
+
+QUIET = Quiet(0, 0, 0)
+
+
 def run_step(registrar: Registrar, inf: Path, workdir: Path, users: int, rate: float,
              duration: float, label: str) -> SippRun:
     calls = step_calls(users, rate, duration)
+    QUIET.wait(registrar)
     # One local port for every step: the Contact stays the same, so a step
     # refreshes each extension's binding instead of adding one (max_contacts).
     command = sipp_command(SCENARIO, f"{LOOPBACK}:{registrar.port}", inf, calls, rate, workdir,
@@ -238,7 +261,10 @@ def run_step(registrar: Registrar, inf: Path, workdir: Path, users: int, rate: f
     run = run_sipp(command, workdir, calls, rate, server_pids=registrar.pids,
                    timeout_s=int(calls / rate * 3 + 60))
     run.server_drops = socket_drops(registrar.port) - server_drops  # type: ignore[attr-defined]
-    verdict = "clean" if sustained(run) else "NOT CLEAN"
+    if label == "final":
+        verdict = "all registered" if run.clean else "NOT ALL REGISTERED"
+    else:
+        verdict = "clean" if sustained(run) else "NOT CLEAN"
     print(f"  {registrar.name:8} {label:7} rate {rate:7.0f}/s  calls {calls:6}  "
           f"ok {run.successful:6}  failed {run.failed:4}  retrans {run.retransmissions:5}  "
           f"drops {run.udp_drops:5} (server {run.server_drops})  "
@@ -297,7 +323,19 @@ def search(registrar: Registrar, inf: Path, workdir: Path, args, result: Result)
     good: SippRun | None = None
     bad: SippRun | None = None
     rate = args.start_rate
-    while rate <= args.max_rate and time.monotonic() - started < args.budget:
+    # Not clean at the start rate: step down until a rate is (or 25/s is not).
+    while time.monotonic() - started < args.budget:
+        run = attempt(rate, "down" if rate < args.start_rate else "climb")
+        if sustained(run):
+            good = run
+            rate *= 2
+            break
+        bad = run
+        if rate / 2 < 25:
+            break
+        rate /= 2
+    while (bad is None and good is not None and rate <= args.max_rate
+           and time.monotonic() - started < args.budget):
         run = attempt(rate, "climb")
         if sustained(run):
             good = run
@@ -319,7 +357,7 @@ def search(registrar: Registrar, inf: Path, workdir: Path, args, result: Result)
             else:
                 bad = run
     if good is None:
-        result.error = f"not clean even at {args.start_rate:g}/s"
+        result.error = f"not clean even at {rate:g}/s"
         return
     result.sustained = step_record(good, "sustained")
     # The last pass: every extension once more at the sustained rate.
@@ -414,6 +452,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of search per registrar at most")
     parser.add_argument("--kamailio-children", type=int, default=2,
                         help="UDP worker processes of Kamailio (2 = one per core here)")
+    parser.add_argument("--quiet", type=float, default=0.5,
+                        help="before a step, wait until other work uses at most this many "
+                             "cores (0: do not wait)")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait for quiet before one step at most")
+    parser.add_argument("--quiet-budget", type=float, default=600.0,
+                        help="seconds to wait for quiet in the whole run at most")
     parser.add_argument("--json", type=Path, help="write every step here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -422,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         print("sipp is not installed (Debian package sip-tester; make deps-bench)",
               file=sys.stderr)
         return 2
+    global QUIET
+    QUIET = Quiet(args.quiet, args.quiet_wait, args.quiet_budget)
     info = machine()
     print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; "
           f"{info['sipp']}; {info['kamailio']}; load {loadavg()}")
