@@ -69,7 +69,7 @@ COALESCE = 0.0005
 BEHIND = COALESCE + 0.004
 DRAIN = 16
 # Bind attempts for one leg before giving up (ports held by other programs).
-BIND_ATTEMPTS = 32
+BIND_ATTEMPTS = 256
 MAX_LINE = 65536
 
 
