@@ -38,11 +38,13 @@ def require(path: str) -> str:
     return path
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """One Chromium for the module: starting it is the slowest step of these tests."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    tmp_path = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = require(CHROMIUM)
     for argument in (
@@ -59,6 +61,17 @@ def browser(tmp_path):
     driver.implicitly_wait(0)
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The shared Chromium, as if new: blank page, no cookies, no console lines left over."""
+    chromium.get("about:blank")
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    chromium.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    chromium.get_log("browser")
+    yield chromium
+    chromium.get("about:blank")
 
 
 @pytest.fixture
