@@ -540,6 +540,10 @@ class Calls:
     def _ring_timeout(self, call: Call) -> None:
         if call.phase is not Phase.RINGING:
             return
+        self._give_up_ringing(call, f"no answer within {self.ring_timeout:g} s")
+
+    def _give_up_ringing(self, call: Call, reason: str) -> None:
+        """CANCEL every branch and tell the caller 480: no answer (ring timeout, admin)."""
         for branch in call.branches:
             self._cancel_branch(branch)
         self._reply(
@@ -549,7 +553,7 @@ class Calls:
             "Temporarily Unavailable",
             to_tag=call.a_dialog.local_tag,
         )
-        self._end(call, "NO ANSWER", "system", 480, f"no answer within {self.ring_timeout:g} s")
+        self._end(call, "NO ANSWER", "system", 480, reason)
 
     # -- requests within a call -----------------------------------------------------------
 
@@ -746,16 +750,7 @@ class Calls:
         if call.phase is Phase.ENDED:
             return
         if call.phase is Phase.RINGING:
-            for branch in call.branches:
-                self._cancel_branch(branch)
-            self._reply(
-                call.a_txn,
-                call.a_request,
-                480,
-                "Temporarily Unavailable",
-                to_tag=call.a_dialog.local_tag,
-            )
-            self._end(call, "NO ANSWER", "system", 480, reason)
+            self._give_up_ringing(call, reason)
             return
         self._bye_other(call, "A")
         self._bye_other(call, "B")
