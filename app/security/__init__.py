@@ -1,4 +1,4 @@
-"""Security: failed SIP logins, the audit log (and bans, when sipd writes them)."""
+"""Security: failed SIP logins, bans (lifting them), the audit log."""
 
 from flask import Blueprint
 

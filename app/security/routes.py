@@ -1,12 +1,22 @@
-"""Failed SIP authentications, and the audit log of every change."""
-from flask import current_app, render_template, request
-from flask_login import login_required
+"""Failed SIP authentications, bans (and lifting them), and the audit log of every change."""
+import logging
+import time
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
 
 from app.calls.history import Page, page_number
 from app.security import bp
+from app.security.forms import LiftForm
 from app.status import known_numbers, recent_failures
+from core import audit as audit_log
+from core import bans as ban_rows
 from core.audit import ACTIONS
-from core.models import AuditEntry
+from core.models import AuditEntry, db
+
+log = logging.getLogger("panel")
+# Bans shown below the ones in force: the latest, lifted or expired.
+BAN_HISTORY = 50
 
 
 @bp.route("/failures")
@@ -27,3 +37,45 @@ def audit():
     page = Page(query, page_number(request.args.get("page")),
                 current_app.config["PANEL_PAGE_SIZE"])
     return render_template("security/audit.html", page=page, actions=ACTIONS)
+
+
+@bp.route("/bans")
+@login_required
+def bans():
+    now = time.time()
+    conn = db.connection()
+    return render_template(
+        "security/bans.html",
+        active=ban_rows.active(conn, now),
+        history=[ban for ban in ban_rows.history(conn, BAN_HISTORY)
+                 if ban.lifted_at is not None or ban.expires_at <= now],
+        form=LiftForm(),
+        now=now,
+    )
+
+
+@bp.route("/bans/lift", methods=["POST"])
+@login_required
+def lift():
+    form = LiftForm()
+    if not form.validate_on_submit():
+        flash("Nothing lifted: the form was incomplete.", "error")
+        return redirect(url_for(".bans"))
+    try:
+        address = ban_rows.normalize(form.address.data)
+    except ban_rows.BanError as error:
+        flash(f"Nothing lifted: {error}.", "error")
+        return redirect(url_for(".bans"))
+    # The same UPDATE as `pbxctl ban rm`, with its audit row in one transaction.
+    with db.atomic():
+        lifted = ban_rows.lift(db.connection(), address, current_user.username, time.time())
+        if lifted:
+            audit_log.record(current_user.username, "ban.lift", address, request.remote_addr,
+                             f"{lifted} ban{'s' if lifted > 1 else ''}")
+    if lifted:
+        log.info("Panel: %s lifted the ban of %s", current_user.username, address)
+        flash(f"The ban of {address} is lifted; sipd answers it again within a second.",
+              "success")
+    else:
+        flash(f"{address} is not banned (any more).", "info")
+    return redirect(url_for(".bans"))

@@ -16,6 +16,7 @@ PROTECTED_PAGES = [
     "/registrations/",
     "/security/failures",
     "/security/audit",
+    "/security/bans",
     "/calls/",
     "/calls/active",
     "/calls/export.csv",
@@ -53,7 +54,7 @@ def test_every_page_needs_a_login(client, rows, path):
 @pytest.mark.parametrize("path", [
     "/logout", "/extensions/new", "/extensions/1002/edit", "/extensions/1002/disable",
     "/extensions/1002/enable", "/extensions/1002/password", "/extensions/1002/delete",
-    "/calls/1/hangup",
+    "/calls/1/hangup", "/security/bans/lift",
 ])
 def test_every_post_needs_a_login(client, rows, path):
     rows.extension("1002")

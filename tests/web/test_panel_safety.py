@@ -68,7 +68,7 @@ def viewer_client(client, auth, rows):
 
 @pytest.mark.parametrize("path", [
     "/extensions/", "/extensions/1002", "/registrations/", "/security/failures",
-    "/calls/", "/calls/active", "/security/audit", "/settings/",
+    "/calls/", "/calls/active", "/security/audit", "/security/bans", "/settings/",
 ])
 def test_viewer_can_look(viewer_client, path):
     response = viewer_client.get(path)
