@@ -410,6 +410,7 @@ class Machine:
             with suppress(FileNotFoundError):
                 (STATE / f"{self.index}.pid").unlink()
             self.index = None
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _free_index() -> int:
