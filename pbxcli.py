@@ -438,10 +438,13 @@ def cmd_ban_rm(args, settings: Settings) -> int:
     from core import bans
     from core.models import db
 
-    _db(settings)
+    database = _db(settings)
     try:
         address = bans.normalize(args.address)
-        lifted = bans.lift(db.connection(), address, f"cli:{getpass.getuser()}", time.time())
+        with database.atomic():
+            lifted = bans.lift(db.connection(), address, f"cli:{getpass.getuser()}", time.time())
+            if lifted:
+                _audit("ban.lift", address, f"{lifted} ban{'s' if lifted > 1 else ''}")
     except bans.BanError as error:
         raise CliError(str(error)) from None
     if not lifted:

@@ -144,3 +144,17 @@ def test_a_refused_change_writes_no_audit_row(pbx):
     status, _, err = pbx("ext", "rm", "1009")
     assert status == 1
     assert [row[1] for row in rows()] == ["extension.create"]
+
+
+def test_pbxctl_ban_rm_is_audited(pbx):
+    from core import bans
+
+    pbx("init")
+    now = time.time()
+    bans.add(db.connection(), "203.0.113.7", "5 failed authentications in 600 s", 5, 1, now,
+             now + 3600)
+    assert pbx("ban", "rm", "203.0.113.7")[0] == 0
+    assert rows() == [(me(), "ban.lift", "203.0.113.7", "local", "1 ban")]
+    status, _, err = pbx("ban", "rm", "203.0.113.7")  # not banned any more: nothing written
+    assert status == 1 and "is not banned" in err
+    assert len(rows()) == 1
