@@ -48,8 +48,9 @@ TOS_EF = 0xB8
 # a media packet held up by the scheduler is heard as a gap, a SIP response a
 # few ms late is not. First choice: SCHED_RR at the lowest real-time priority
 # (what Asterisk's -p and FreeSWITCH's -rp do), so a busy machine cannot keep
-# the relay off the CPU for more than a moment: bench/media.py measured p99
-# latency on a loaded 2-core machine fall from 12-85 ms to under 2 ms. The
+# the relay off the CPU for more than a moment: on a loaded 2-core machine
+# (docs/benchmarks.md) 300 calls at nice -10 lost 11-51 % of their packets
+# with a p99 of seconds; at SCHED_RR 1 none, with a p99 of 1.1 ms. The
 # kernel's real-time throttling (sched_rt_runtime_us, 95% by default) leaves
 # every other process some CPU whatever the relay does, and the relay uses a
 # third of one core at 300 calls. Second choice: nice -10. Only a process that
@@ -60,9 +61,10 @@ RELAY_NICE = -10
 # After each batch of packets the loop sleeps this long before polling again,
 # so the packets of many calls are handled per wake-up instead of one wake-up
 # (two context switches) per packet. Measured at 300 calls (bench/media.py,
-# docs/benchmarks.md): 0 -> 24 us CPU per packet, p99 0.09 ms; 0.1 ms -> 16 us,
-# p99 0.34 ms; 0.5 ms -> 12 us, p99 1.1 ms; 1 ms -> 12 us, p99 2.3 ms. Half a
-# millisecond halves the CPU for a delay no jitter buffer (20-60 ms) notices.
+# docs/benchmarks.md): 0 -> 23.6 us CPU per packet, p99 0.07 ms; 0.1 ms ->
+# 17.8 us, p99 0.45 ms; 0.5 ms -> 12.4 us, p99 1.1 ms; 1 ms -> 13.3 us, p99
+# 2.5 ms. Half a millisecond halves the CPU for a delay no jitter buffer
+# (20-60 ms) notices.
 COALESCE = 0.0005
 # A gap this long between polls means the relay was kept waiting; it then reads
 # up to DRAIN packets per socket per poll (see run()).

@@ -56,7 +56,9 @@ VERSION_RE = re.compile(r"^0$")
 # origin-field = %s"o" "=" username SP sess-id SP sess-version SP
 #                nettype SP addrtype SP unicast-address CRLF
 # sess-id = 1*DIGIT; sess-version = 1*DIGIT
-ORIGIN_RE = re.compile(r"^(\S+) ([0-9]+) ([0-9]+) (\S+) (\S+) (\S+)$")
+# RFC 3264 §5 wants both to fit a 64-bit integer; we allow 64 digits, and refuse
+# more rather than hand int() thousands of them.
+ORIGIN_RE = re.compile(r"^(\S+) ([0-9]{1,64}) ([0-9]{1,64}) (\S+) (\S+) (\S+)$")
 
 # connection-field = [%s"c" "=" nettype SP addrtype SP connection-address CRLF]
 # connection-address = multicast-address / ipv4-address / ipv6-address / FQDN / extn-addr
@@ -65,17 +67,17 @@ CONNECTION_RE = re.compile(r"^(\S+) (\S+) ([^\s/]+)(/\S*)?$")
 
 # media-field = %s"m" "=" media SP port ["/" integer] SP proto 1*(SP fmt) CRLF
 # port = 1*DIGIT; proto = token *("/" token); fmt = token
-MEDIA_RE = re.compile(r"^(\S+) ([0-9]+)(?:/([0-9]+))? (\S+)((?: \S+)*)$")
+MEDIA_RE = re.compile(r"^(\S+) ([0-9]{1,5})(?:/([0-9]{1,5}))? (\S+)((?: \S+)*)$")
 
 # attribute = (attribute-name ":" attribute-value) / attribute-name
 ATTRIBUTE_RE = re.compile(r"^([^:\s]+)(?::(.*))?$", re.S)
 
 # RFC 3605 §2.1: rtcp-attribute = "a=rtcp:" port [nettype space addrtype space
 #                                  connection-address] CRLF
-RTCP_RE = re.compile(r"^([0-9]+)(?: (\S+) (\S+) ([^\s/]+))?$")
+RTCP_RE = re.compile(r"^([0-9]{1,5})(?: (\S+) (\S+) ([^\s/]+))?$")
 
 # RFC 8866 §6.6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]
-RTPMAP_RE = re.compile(r"^([0-9]+) ([^/\s]+)/([0-9]+)(?:/(\S+))?$")
+RTPMAP_RE = re.compile(r"^([0-9]{1,3}) ([^/\s]+)/([0-9]{1,10})(?:/(\S+))?$")
 
 
 class SdpError(Exception):

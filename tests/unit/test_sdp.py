@@ -286,6 +286,14 @@ def test_origin_version_follows_content_changes():
     (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp:x\r\n",
      "malformed a=rtcp"),
     (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nhello\r\n", "not an SDP line"),
+    # Numbers of thousands of digits are refused, not handed to int().
+    (b"v=0\r\no=- 1 " + b"9" * 5000 + b" IN IP4 1.2.3.4\r\n", "malformed o= line"),
+    (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio " + b"9" * 5000 + b" RTP/AVP 0\r\n",
+     "malformed m= line"),
+    (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 4000/" + b"9" * 5000 + b" RTP/AVP 0\r\n",
+     "malformed m= line"),
+    (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp:" + b"9" * 5000
+     + b"\r\n", "malformed a=rtcp"),
 ])
 def test_malformed_bodies_raise_sdp_error(body, message):
     with pytest.raises(SdpError, match=message) as raised:
@@ -310,6 +318,11 @@ def test_fuzz_contract_truncated_and_mutated_bodies():
                 rewrite(sdp, RELAY, {0: 10000})
             except SdpError:
                 pass
+
+
+def test_huge_rtpmap_numbers_are_left_out_not_an_error():
+    body = ALL_BODIES["sipp"].replace(b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:" + b"9" * 5000 + b" X/8000")
+    assert SessionDescription.parse(body).streams()[0].rtpmap == {}
 
 
 def test_unparseable_rtpmap_is_left_out_not_an_error():
