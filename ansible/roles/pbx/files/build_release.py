@@ -100,10 +100,11 @@ def write_archive(source: Path, names: list[str], archive: Path) -> None:
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             tar.addfile(_normalised(info), io.BytesIO(data))
     archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_suffix(".partial")
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-        out.write(buffer.getvalue())
-    partial.replace(archive)
+    with tempfile.NamedTemporaryFile(dir=archive.parent, suffix=".partial", delete=False) as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            out.write(buffer.getvalue())
+    os.chmod(raw.name, 0o644)
+    os.replace(raw.name, archive)
 
 
 def _with_parents(directories: list[str]) -> list[str]:
@@ -154,19 +155,25 @@ def build_wheelhouse(requirements: Path, build_dir: Path) -> tuple[Path, bool]:
             stdout=sys.stderr,
         )
         (partial / ".complete").write_text(requirements.read_text())
-        if wheelhouse.exists():
+        if wheelhouse.exists() and not (wheelhouse / ".complete").exists():
             shutil.rmtree(wheelhouse)
-        partial.rename(wheelhouse)
+        try:
+            partial.rename(wheelhouse)
+        except OSError:
+            # Another run built the same wheelhouse meanwhile: use that one.
+            if not (wheelhouse / ".complete").exists():
+                raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    partial_archive = archive.with_suffix(".partial")
-    with tarfile.open(partial_archive, "w", format=tarfile.PAX_FORMAT) as tar:
-        for wheel in sorted(wheelhouse.glob("*.whl")):
-            info = _normalised(tar.gettarinfo(str(wheel), arcname=wheel.name))
-            info.mode = 0o644
-            with open(wheel, "rb") as data:
-                tar.addfile(info, data)
-    partial_archive.replace(archive)
+    with tempfile.NamedTemporaryFile(dir=archive.parent, suffix=".partial", delete=False) as raw:
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for wheel in sorted(wheelhouse.glob("*.whl")):
+                info = _normalised(tar.gettarinfo(str(wheel), arcname=wheel.name))
+                info.mode = 0o644
+                with open(wheel, "rb") as data:
+                    tar.addfile(info, data)
+    os.chmod(raw.name, 0o644)
+    os.replace(raw.name, archive)
     return archive, True
 
 
