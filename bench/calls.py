@@ -18,7 +18,9 @@ A step places rate x --duration calls at a fixed rate (sipp -r). It is clean
 when every call succeeded (none failed or timed out, on either sipp) and the
 last call ended within its 2 s + 5 s of the end of the placing. The rate is
 doubled until a step is not clean, then bisected; a step that is not clean is
-run once more before it counts (this 2-core machine is shared). The highest
+run once more before it counts (this 2-core machine is shared), and after a
+step that is not clean the server is restarted, so that the next step starts
+from a fresh process rather than from what an overload left behind. The highest
 clean rate is each server's sustained call setup rate. For sipd, after each
 step every call must have its row ended in the database (no call left
 "active") and the rows must agree with sipp's count.
@@ -61,6 +63,7 @@ from benchlib import (  # noqa: E402
     free_udp_port,
     loadavg,
     machine,
+    process_cpu,
     process_tree,
     read_sipp_stats,
     run_sipp,
@@ -139,6 +142,7 @@ class Callee:
         """Stop it (ours, by pid) and return its last statistics row."""
         if self.process is None:
             return {}
+        self.cpu = process_cpu(self.process.pid)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGUSR1)  # sipp: quit, dumping statistics
             try:
@@ -173,6 +177,12 @@ class Server:
     def check_step(self, calls: int) -> str:
         """Anything wrong in the server's own records after a step ("" if fine)."""
         return ""
+
+    def restart(self) -> None:
+        """A fresh process after a step that was not clean, so that what a
+        collapse left behind does not decide the next step."""
+        self.stop()
+        self.start()
 
 
 class Kamailio(Server):
@@ -284,13 +294,22 @@ class Sipd(Server):
                 break
             time.sleep(0.5)
         new = total - self.rows_seen
-        self.rows_seen = total
         problems = []
         if active:
             problems.append(f"{active} call rows still active")
         if new != calls:
             problems.append(f"{new} call rows for {calls} calls")
-        self.answered = answered or 0
+        connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            outcomes = connection.execute(
+                "SELECT disposition, sip_status, reason, COUNT(*) FROM call WHERE id > ?"
+                " GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 4", (self.rows_seen,)).fetchall()
+        finally:
+            connection.close()
+        self.rows_seen = total
+        if outcomes and problems:
+            problems.append("rows: " + ", ".join(
+                f"{n} x {d or 'active'} {st or ''} {r!r}" for d, st, r, n in outcomes))
         return "; ".join(problems)
 
 
@@ -333,14 +352,15 @@ def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: flo
     clean = (run.clean and callee_failed == 0 and late <= 5.0 and not problems)
     record = asdict(run)
     record.update(label=label, command=" ".join(run.command), callee_failed=callee_failed,
+                  callee_cpu=round(getattr(callee, "cpu", 0.0), 2),
                   callee_ok=callee_ok, late_s=round(late, 2), problems=problems, clean=clean)
     print(f"  {server.name:8} {label:7} rate {rate:6.0f}/s calls {calls:6} "
           f"ok {run.successful:6} failed {run.failed:4} (callee side {callee_failed:3}) "
           f"retrans {run.retransmissions:5} setup mean {run.response_time_ms:6.1f} ms "
           f"p99 {run.p99_bucket:>8} late {late:5.1f} s "
           f"server CPU {run.server_cpu / max(run.wall, 1e-9) * 100:4.0f}% "
-          f"sipp CPU {run.sipp_cpu / max(run.wall, 1e-9) * 100:4.0f}% "
-          f"others {run.others_cpu * 100:4.0f}% load {run.load_after} "
+          f"sipp CPU {(run.sipp_cpu + record['callee_cpu']) / max(run.wall, 1e-9) * 100:4.0f}% "
+          f"others {others_cores(record) * 100:4.0f}% load {run.load_after} "
           f"{'clean' if clean else 'NOT CLEAN'}"
           + (f" [{problems or run.note}]" if not clean else ""), flush=True)
     if not server.alive():
@@ -357,10 +377,13 @@ def search(server: Server, callee: Callee, inf: Path, workdir: Path, args,
         _, record = run_step(server, callee, inf, workdir, rate, args.duration, label)
         result.steps.append(record)
         if not record["clean"]:
+            server.restart()
             time.sleep(3)
             _, again = run_step(server, callee, inf, workdir, rate, args.duration, label + "'")
             result.steps.append(again)
-            if again["clean"]:
+            if not again["clean"]:
+                server.restart()
+            else:
                 return again
         return record
 
@@ -411,6 +434,14 @@ def bench(server: Server, users, inf: Path, workdir: Path, args) -> Result:
     return result
 
 
+def others_cores(step: dict) -> float:
+    """Cores' worth of CPU other work on the machine took during the step."""
+    if step["wall"] <= 0:
+        return 0.0
+    ours = step["server_cpu"] + step["sipp_cpu"] + step.get("callee_cpu", 0.0)
+    return max(0.0, step["machine_cpu"] - ours) / step["wall"]
+
+
 def table(results: list[Result], args) -> str:
     lines = [
         f"Call setup with {CALL_MS / 1000:g} s calls: INVITE, 407, INVITE+auth, 180, 200, ACK, "
@@ -418,7 +449,8 @@ def table(results: list[Result], args) -> str:
         f"{args.duration:g} s of calls per step",
         "",
         f"{'server':9} {'sustained':>10} {'calls':>6} {'failed':>6} {'retrans':>7} "
-        f"{'setup mean':>10} {'setup p99':>9} {'server CPU':>10}  first rate not clean",
+        f"{'setup mean':>10} {'setup p99':>9} {'server CPU':>10} {'CPU/call':>9} {'others':>6}"
+        "  first rate not clean",
     ]
     for r in results:
         if r.sustained is None:
@@ -432,7 +464,9 @@ def table(results: list[Result], args) -> str:
         lines.append(
             f"{r.name:9} {s['target_rate']:>8.0f}/s {s['calls']:>6} {s['failed']:>6} "
             f"{s['retransmissions']:>7} {s['response_time_ms']:>7.1f} ms {s['p99_bucket']:>9} "
-            f"{s['server_cpu'] / max(s['wall'], 1e-9) * 100:>9.0f}%  {first_bad}")
+            f"{s['server_cpu'] / max(s['wall'], 1e-9) * 100:>9.0f}% "
+            f"{s['server_cpu'] / max(s['successful'], 1) * 1000:>6.2f} ms "
+            f"{others_cores(s) * 100:>5.0f}%  {first_bad}")
     by = {r.name: r for r in results}
     if all(n in by and by[n].sustained for n in ("sipd", "kamailio")):
         ratio = by["sipd"].sustained["target_rate"] / by["kamailio"].sustained["target_rate"]
@@ -451,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=420.0,
                         help="seconds of search per server at most")
     parser.add_argument("--kamailio-children", type=int, default=2)
-    parser.add_argument("--rtp-ports", default="20000-39999", help="sipd's PBX_RTP_PORTS")
+    parser.add_argument("--rtp-ports", default="10000-19999",
+                        help="sipd's PBX_RTP_PORTS (below Linux's ephemeral ports, "
+                        "where every sipp and client socket of the machine lands)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
