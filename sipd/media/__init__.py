@@ -41,6 +41,12 @@ API for the B2BUA:
 Call start() from the main thread (any greenlet of sipd's hub is): the relay
 is also told to die with the thread that started it (PR_SET_PDEATHSIG).
 
+Options: Relay(settings, realtime=False) keeps the relay off real-time
+scheduling (default: it asks for SCHED_RR 1, else nice -10, see server.py and
+docs/benchmarks.md; under systemd it needs LimitRTPRIO=1 to get it);
+coalesce_ms sets its pause per batch of packets (default 0.5 ms); bind= and
+address= override where it binds and what goes into SDP.
+
 Every method raises MediaError (a subclass for exhaustion) with a message fit
 for the log; none blocks the hub for longer than one round trip to the relay,
 bounded by REPLY_TIMEOUT. If the relay process dies, the next call restarts it
