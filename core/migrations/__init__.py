@@ -1,9 +1,10 @@
 """Numbered schema migrations and the tiny runner that applies them.
 
-Each module `NNNN_name.py` has `up(migrator, db)`; the runner applies, in one
-transaction each, those whose number is above the highest recorded in
-`schema_version`. Running it again is a no-op, so `pbxctl init` and both
-daemons call it at start.
+Each module `NNNN_name.py` has `up(migrator, db)`; the runner applies, in
+number order and in one transaction each, every one not yet recorded in
+`schema_version` (not only those above the highest: branches merged out of
+order must not leave a migration behind). Running it again is a no-op, so
+`pbxctl init` and both daemons call it at start.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ def current_version(database) -> int:
     return latest.version if latest else 0
 
 
+def applied_versions(database) -> set[int]:
+    database.create_tables([SchemaVersion], safe=True)
+    return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+
+
 def migrate(database) -> list[int]:
     """Apply pending migrations; return the numbers applied."""
     applied = []
-    version = current_version(database)
+    done = applied_versions(database)
     migrator = SqliteMigrator(database)
     for number, name in available():
-        if number <= version:
+        if number in done:
             continue
         module = importlib.import_module(f"{__name__}.{name}")
         with database.atomic():
