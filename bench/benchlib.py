@@ -338,11 +338,13 @@ def wait_options_200(port: int, deadline_s: float, interval: float = 0.01,
 # --- the machine ---------------------------------------------------------------
 
 def machine_busy() -> float:
-    """CPU seconds all cores have spent not idle since boot (user, nice, system,
-    irq, softirq, steal), from /proc/stat."""
+    """CPU seconds all cores have spent busy since boot (user, system, irq,
+    softirq, steal), from /proc/stat. Time of niced processes (the "nice"
+    column) is left out: background work at nice > 0 yields to ours, so it is
+    not competition."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    user, _nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + system + irq + softirq + steal) / CLK_TCK
 
 
 def others_busy(own_pids=(), window: float = 2.0) -> float:
