@@ -12,6 +12,7 @@ from core import systemd
 from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
+from sipd import security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
 from sipd.sip.digest import NonceMinter
@@ -68,6 +69,9 @@ class Sipd:
             settings.realm, minter, policy, algorithms=settings.digest_algorithms
         )
         self.handler = Handler(self.registrar)
+        # Bans, rate and connection limits, scanners (sipd/security.py).
+        self.guard = security.build(settings, spawn=gevent.spawn)
+        self.registrar.on_failure = self.guard.auth_failed
         self.servers = []
 
     def start(self) -> None:
@@ -77,9 +81,16 @@ class Sipd:
         port = udp_socket.getsockname()[1]
         tcp_socket = bind_tcp(host, port)
         self.servers = [
-            UdpTransport(udp_socket, self.handler),
-            TcpTransport(tcp_socket, self.handler),
+            UdpTransport(udp_socket, self.handler, self.guard),
+            TcpTransport(
+                tcp_socket,
+                self.handler,
+                guard=self.guard,
+                read_timeout=self.settings.tcp_read_timeout,
+            ),
         ]
+        if self.settings.sip_tls_port is not None:
+            self.servers.append(tls.listener(self.settings, self.handler, self.guard))
         # Calls are wired before any listener starts, so no INVITE meets a half-built daemon.
         self._start_calls(host, port)
         for server in self.servers:
@@ -91,6 +102,7 @@ class Sipd:
         periodic(0.1, self.handler.tick, "transaction timers")
         periodic(1.0, self.handler.expire, "transaction expiry")
         periodic(30.0, self._housekeeping, "housekeeping")
+        periodic(0.5, self.guard.refresh, "ban list")
         interval = systemd.watchdog_interval()
         if interval:
             periodic(interval, lambda: systemd.notify("WATCHDOG=1"), "watchdog")
@@ -142,6 +154,7 @@ class Sipd:
     def _housekeeping(self) -> None:
         reap()
         self.registrar.nonce_counts.prune(time.time())
+        self.guard.prune()
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")

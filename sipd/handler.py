@@ -220,9 +220,13 @@ class Handler:
         return make_response(request, 501, None, [("Allow", ALLOW)])
 
     def _bad(self, request, source, reliable, reason, via=None) -> list[Outgoing]:
-        log.warning("[SIP] Bad request from %s: %s", source, reason)
         if via is None:
-            via = Via.parse(request.headers.get("Via"))
+            try:
+                via = Via.parse(request.headers.get("Via"))
+            except ParseError as error:  # nowhere to answer (found by tests/fuzz)
+                log.info("[SIP] Dropped %s from %s: %s, %s", request.method, source, reason, error)
+                return []
+        log.warning("[SIP] Bad request from %s: %s", source, reason)
         return self._send(
             make_response(request, 400, f"Bad Request: {reason}"), via, source, reliable
         )

@@ -78,6 +78,9 @@ class Registrar:
         self.policy = policy
         self.nonce_counts = digest.NonceCounts(minter.lifetime)
         self.clock = clock
+        # Told of failures that could tell a password guesser something
+        # (sipd.security.Guard.auth_failed, set by the daemon).
+        self.on_failure = None
         # Opaque is echoed by clients; it carries nothing, but some phones
         # refuse challenges without one.
         self.opaque = digest.H("MD5", f"opaque:{realm}")[:16]
@@ -159,9 +162,11 @@ class Registrar:
             )
             return self.challenge(request, proxy=proxy)
 
-        def fail(reason: str, status: int = 403, stale: bool = False, fresh: bool = False):
+        def fail(reason, status=403, stale=False, fresh=False, guess=False):
             self._record(number, source, user_agent, "failure", reason, request.method)
             log.warning("[SIP] Authentication failed for %s from %s: %s", number, source, reason)
+            if guess and self.on_failure is not None:
+                self.on_failure(number, source, reason)
             if fresh or stale:
                 return self.challenge(request, stale=stale, proxy=proxy)
             if status == 400:
@@ -171,7 +176,8 @@ class Registrar:
         if credentials.username != number:
             return fail(
                 f"authentication user {clean_text(credentials.username, 64)} "
-                f"does not match extension {number}"
+                f"does not match extension {number}",
+                guess=True,
             )
         if credentials.uri != request.uri and not _same_uri(credentials.uri, request.uri):
             # RFC 7616 §3.4.6: the digest uri should be the Request-URI, else 400.
@@ -185,18 +191,20 @@ class Registrar:
             ha1 = extension.ha1_sha256 if algorithm == "SHA-256" else extension.ha1_md5
         verdict = digest.verify(credentials, ha1, request.method, self.minter, now)
 
-        if extension is None:
-            return fail("unknown extension")
-        if extension.realm != self.realm:
-            return fail(
-                f"password was set for realm {extension.realm!r}, not {self.realm!r}; set it again"
-            )
+        # Verdicts that do not depend on the password come first, so that an
+        # unknown extension gets exactly what a known one would (no enumeration).
         if verdict is digest.Verdict.INVALID_NONCE:
             return fail(verdict.value, fresh=True)
         if verdict is digest.Verdict.MALFORMED:
             return fail(verdict.value, status=400)
+        if extension is None:
+            return fail("unknown extension", guess=True)
+        if extension.realm != self.realm:
+            return fail(
+                f"password was set for realm {extension.realm!r}, not {self.realm!r}; set it again"
+            )
         if verdict is not digest.Verdict.OK and verdict is not digest.Verdict.STALE:
-            return fail(verdict.value)
+            return fail(verdict.value, guess=verdict is digest.Verdict.WRONG)
         if algorithm not in self.algorithms:
             return fail(f"digest algorithm {algorithm} is not offered")
         if not extension.enabled:
@@ -258,28 +266,9 @@ class Registrar:
             }
             store.delete_bindings([b.id for b in changes.remove])
             for binding, contact in changes.refresh:
-                store.refresh_binding(
-                    binding.id,
-                    dict(
-                        common,
-                        contact=contact.uri,
-                        expires_at=now + contact.expires,
-                        instance=contact.instance,
-                        q=contact.q,
-                    ),
-                )
+                store.refresh_binding(binding.id, _binding_values(common, contact, now))
             for contact in changes.add:
-                store.add_binding(
-                    extension.id,
-                    dict(
-                        common,
-                        contact=contact.uri,
-                        expires_at=now + contact.expires,
-                        instance=contact.instance,
-                        q=contact.q,
-                    ),
-                    now,
-                )
+                store.add_binding(extension.id, _binding_values(common, contact, now), now)
             if not changes.query_only:
                 self._record(
                     extension.number,
@@ -319,6 +308,11 @@ class Registrar:
             )
         for binding in changes.remove:
             log.info("Extension %s unregistered %s from %s", number, binding.contact, source)
+
+
+def _binding_values(common: dict, contact, now: float) -> dict:
+    return dict(common, contact=contact.uri, expires_at=now + contact.expires,
+                instance=contact.instance, q=contact.q)
 
 
 def _summary(changes) -> str:

@@ -8,6 +8,7 @@ closed. A connection's failure never reaches another peer or the daemon.
 from __future__ import annotations
 
 import logging
+import time
 
 import gevent
 from gevent import socket
@@ -24,6 +25,9 @@ log = logging.getLogger("sipd")
 # (or sends keep-alives) well within it; anything quieter is a leaked socket.
 TCP_IDLE_TIMEOUT = 900
 TCP_READ = 65536
+# A message begun on a stream (and a connection's first one) must be complete
+# within this long, so slow senders cannot hold connections (slowloris).
+TCP_READ_TIMEOUT = 10
 
 
 def _host(address) -> str:
@@ -32,12 +36,15 @@ def _host(address) -> str:
 
 
 class UdpTransport(DatagramServer):
-    def __init__(self, listener, handler: Handler):
+    def __init__(self, listener, handler: Handler, guard=None):
         super().__init__(listener)
         self.handler = handler
+        self.guard = guard  # sipd.security.Guard: bans, rate limit, scanners
 
     def handle(self, data, address):
         source = Source(_host(address), address[1], "UDP")
+        if self.guard is not None and not self.guard.admit(data, source):
+            return  # no answer at all
         for out in self.handler.handle(data, source):
             try:
                 self.socket.sendto(out.data, out.destination or address)
@@ -46,28 +53,67 @@ class UdpTransport(DatagramServer):
 
 
 class TcpTransport(StreamServer):
-    def __init__(self, listener, handler: Handler, idle_timeout: float = TCP_IDLE_TIMEOUT):
+    transport = "TCP"
+
+    def __init__(
+        self,
+        listener,
+        handler: Handler,
+        idle_timeout: float = TCP_IDLE_TIMEOUT,
+        guard=None,
+        read_timeout: float = TCP_READ_TIMEOUT,
+    ):
         super().__init__(listener)
         self.handler = handler
         self.idle_timeout = idle_timeout
+        self.guard = guard
+        self.read_timeout = read_timeout
         # Open connections by peer address: a phone registered over TCP is
         # reached on the connection it registered on (it may be behind NAT).
         self.connections: dict[tuple[str, int], object] = {}
 
     def handle(self, sock, address):
-        source = Source(_host(address), address[1], "TCP")
+        source = Source(_host(address), address[1], self.transport)
+        guard = self.guard
+        if guard is not None and not guard.tcp_opened(source):
+            sock.close()
+            return
+        try:
+            sock = self.wrap(sock, source)
+            if sock is not None:
+                self.serve(sock, source)
+        finally:
+            if guard is not None:
+                guard.tcp_closed(source)
+
+    def wrap(self, sock, source):
+        """The stream to speak SIP on (TLS wraps it here), or None to close."""
+        return sock
+
+    def serve(self, sock, source):
         framer = StreamFramer()
         self.connections[(source.host, source.port)] = sock
-        sock.settimeout(self.idle_timeout)
+        begun = time.monotonic()  # of the message being read; None between messages
         try:
             while True:
+                if begun is None:
+                    sock.settimeout(self.idle_timeout)
+                else:
+                    sock.settimeout(max(0.01, begun + self.read_timeout - time.monotonic()))
                 try:
                     data = sock.recv(TCP_READ)
                 except TimeoutError:
-                    log.debug("[SIP] Closing idle TCP connection from %s", source)
+                    if begun is None:
+                        log.debug("[SIP] Closing idle connection from %s", source)
+                    elif self.guard is not None:
+                        self.guard.dropped(
+                            source, f"no complete message in {self.read_timeout} s", "connection"
+                        )
                     return
                 if not data:
                     return
+                if begun is None:
+                    begun = time.monotonic()
                 try:
                     items = framer.feed(data)
                 except ParseError as error:
@@ -78,8 +124,12 @@ class TcpTransport(StreamServer):
                     if isinstance(item, Ping):
                         sock.sendall(PONG)
                         continue
+                    if self.guard is not None and not self.guard.admit(item, source):
+                        return  # banned, over its rate or a scanner: close, unanswered
                     for out in self.handler.handle(item, source, stream=True):
                         sock.sendall(out.data)
+                if items:
+                    begun = time.monotonic() if framer.pending else None
         except OSError as error:
             log.debug("[SIP] TCP connection from %s ended: %s", source, error)
         finally:

@@ -198,6 +198,7 @@ def run_sipp(
     transport: str = "u1",
     timeout: float = 60,
     extra: list[str] | None = None,
+    local_ip: str = LOOPBACK,
 ) -> SippResult:
     """Run a sipp scenario (a path, or a name in tests/sip/scenarios) against `target`."""
     sipp = require_tool("sipp")
@@ -215,7 +216,7 @@ def run_sipp(
         "-r",
         str(rate),
         "-i",
-        LOOPBACK,
+        local_ip,
         "-p",
         str(local_port or free_port()),
         "-t",
