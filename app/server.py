@@ -9,11 +9,20 @@ from __future__ import annotations
 import logging
 import signal
 
+from core import systemd
 from core.config import Settings
 
 log = logging.getLogger("panel")
 
 STOP_TIMEOUT = 5.0
+
+
+def _watchdog(interval: float) -> None:
+    import gevent
+
+    while True:
+        systemd.notify("WATCHDOG=1")
+        gevent.sleep(interval)
 
 
 def serve(settings: Settings, app=None) -> None:
@@ -50,8 +59,17 @@ def serve(settings: Settings, app=None) -> None:
         host, port = server.address[:2]
         shown = f"[{host}]" if ":" in host else host
         log.info("Panel listening on http://%s:%d", shown, port)
+        # Type=notify: ready once the socket is bound; the watchdog is pinged from
+        # a greenlet on this hub, so a stuck event loop stops the pings.
+        systemd.notify("READY=1\nSTATUS=serving")
+        interval = systemd.watchdog_interval()
+        if interval:
+            watchdog = gevent.spawn(_watchdog, interval)
         stopping.wait()
         log.info("Panel stopping")
+        systemd.notify("STOPPING=1")
+        if interval:
+            watchdog.kill(block=False)
     finally:
         server.stop(timeout=STOP_TIMEOUT)
         for handler in handlers:
