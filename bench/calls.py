@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200, help="calling extensions")
     parser.add_argument("--only", choices=("kamailio", "sipd"))
     parser.add_argument("--start-rate", type=float, default=20.0)
-    parser.add_argument("--max-rate", type=float, default=2000.0)
+    parser.add_argument("--max-rate", type=float, default=4000.0)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per step")
     parser.add_argument("--bisect", type=int, default=3)
     parser.add_argument("--max-p99-ms", type=float, default=1000.0,
