@@ -27,6 +27,14 @@ from tests.support import LOOPBACK, ROOT, SCENARIOS, Sipd, options_ping, require
 PASSWORD = "correct-horse-9"
 REALM = "pbx.test"
 
+# Where sipp and baresip runs keep their logs: a test sets it to its tmp_path
+# (pytest keeps the last runs' for reading), else the system's temp directory.
+WORK_ROOT: Path | None = None
+
+
+def workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=WORK_ROOT))
+
 
 # --- ports -------------------------------------------------------------------------
 
@@ -158,7 +166,7 @@ class Sipp:
         self.local_port = local_port or free_ports()
         self.media_port = media_port or free_ports(2, 2)
         self.timeout = timeout
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
+        self.workdir = workdir(f"sipp-{name}-")
         scenario_path = Path(scenario)
         if not scenario_path.is_absolute():
             scenario_path = SCENARIOS / scenario

@@ -23,11 +23,11 @@ import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import time
 import wave
 from pathlib import Path
 
+from tests.sip.callkit import workdir
 from tests.support import require_tool
 
 RATE = 8000
@@ -116,7 +116,7 @@ class Baresip:
         self.number = number
         self.registrar = registrar
         self.netns = netns
-        self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{name}-"))
+        self.dir = workdir(f"baresip-{name}-")
         self.tone = write_tone(self.dir / "tone.wav", tone_hz, 30.0)
         self.ctrl = (ctrl_host, ctrl_port) if ctrl_port else None
         self.quit_after = quit_after
@@ -340,7 +340,7 @@ class NatLab:
 
     def dir(self) -> Path:
         if not hasattr(self, "_dir"):
-            self._dir = Path(tempfile.mkdtemp(prefix="natlab-"))
+            self._dir = workdir("natlab-")
         return self._dir
 
     def close(self) -> None:

@@ -85,6 +85,11 @@ def the_call(server) -> dict:
     return rows[0]
 
 
+@pytest.fixture(autouse=True)
+def _logs_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "WORK_ROOT", tmp_path)
+
+
 @pytest.fixture
 def phones():
     started: list[Baresip] = []

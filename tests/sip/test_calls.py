@@ -45,6 +45,11 @@ def make_server(tmp_path, **env):
                          **settings)
 
 
+@pytest.fixture(autouse=True)
+def _logs_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "WORK_ROOT", tmp_path)
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = make_server(tmp_path).start()
