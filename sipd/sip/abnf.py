@@ -76,7 +76,12 @@ ABSOLUTE_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+\-.]*):(\S+)$")
 
 # name-addr      =  [ display-name ] LAQUOT addr-spec RAQUOT
 # display-name   =  *(token LWS)/ quoted-string
-NAME_ADDR_RE = re.compile(rf"^\s*({QUOTED_STRING}|(?:{TOKEN}[ \t]*)*)\s*<([^<>]*)>(.*)$", re.S)
+# Written as tokens *separated* by blanks: the literal (token [ \t]*)* let a run of
+# token characters split in exponentially many ways, so "From: aaaa...a@" (40
+# letters, no "<") kept the regex engine, and so the whole daemon, busy for days.
+NAME_ADDR_RE = re.compile(
+    rf"^\s*({QUOTED_STRING}|(?:{TOKEN}(?:[ \t]+{TOKEN})*)?)\s*<([^<>]*)>(.*)$", re.S
+)
 
 # auth-param = auth-param-name EQUAL ( token / quoted-string )
 AUTH_PARAM_RE = re.compile(rf"\s*({TOKEN})\s*=\s*({TOKEN}|{QUOTED_STRING})\s*(?:,|$)")
