@@ -761,11 +761,13 @@ class Calls:
             return
         call.phase = Phase.ENDED
         now = self.clock()
-        for timer in call.timers:
-            timer.kill(block=False)
-        for pending in call.pending_2xx.values():
-            if pending.greenlet is not None:
-                pending.greenlet.kill(block=False)
+        # The call's timers stop, except the one running this (a ring timeout or a
+        # 2xx retransmitter ends calls too): a greenlet killed from inside itself
+        # would die at its next wait, before the record below is written.
+        current = gevent.getcurrent()
+        for timer in call.timers + [p.greenlet for p in call.pending_2xx.values()]:
+            if timer is not None and timer is not current:
+                timer.kill(block=False)
         stats = {}
         try:
             stats = self.relay.close_session(call.media) or {}
