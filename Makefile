@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests and benchmarks drive for real.
-TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables
+TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables sipvicious openssl util-linux
 BENCH_DEBS := kamailio kamailio-sqlite-modules sip-tester
 
 .PHONY: install run test lint bench deps-test deps-bench clean

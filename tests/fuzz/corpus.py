@@ -20,13 +20,19 @@ from tests.unit import test_message as message_vectors
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 # `make test` runs a bounded, fixed set of examples (derandomized, so a run is
-# repeatable). To fuzz for longer, with fresh random examples and no time limit:
-#   PBX_FUZZ_EXAMPLES=200000 PBX_FUZZ_RANDOM=1 .venv/bin/python -m pytest -q \
-#       -p no:cacheprovider --timeout=0 tests/fuzz/test_parser.py tests/fuzz/test_framing.py
+# repeatable). To fuzz for longer, with fresh random examples, no overall time
+# limit, a 2 s limit per example (slow inputs fail) and a stack dump of any
+# test stuck for 10 minutes (an input that never returns, as a regex can):
+#   PBX_FUZZ_EXAMPLES=200000 PBX_FUZZ_RANDOM=1 PBX_FUZZ_DEADLINE_MS=2000 \
+#   .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=0 \
+#       -o faulthandler_timeout=600 \
+#       tests/fuzz/test_parser.py tests/fuzz/test_framing.py tests/fuzz/test_sdp.py
 EXAMPLES = int(os.environ.get("PBX_FUZZ_EXAMPLES", "400"))
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=None,
+    deadline=int(os.environ["PBX_FUZZ_DEADLINE_MS"])
+    if os.environ.get("PBX_FUZZ_DEADLINE_MS")
+    else None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=os.environ.get("PBX_FUZZ_RANDOM", "") == "",
     database=None,
