@@ -194,8 +194,8 @@ def record_call_attempt(
 
 def answer_call(record_id: int, now: float, contact: str, codec: str) -> None:
     _conn().execute(
-        "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?"
-        " WHERE id = ?",
+        "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?,"
+        " sip_status = 200 WHERE id = ?",
         (now, contact, codec[:32], record_id),
     )
 

@@ -91,7 +91,7 @@ class Sipd:
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
-            return ""
+            return getattr(self, "_log_text", "")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -103,12 +103,21 @@ class Sipd:
                 self.process.wait()
         if getattr(self, "_log", None):
             self._log.close()
+        self._clean_run_dir()
 
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self._log.close()
+        self._clean_run_dir()
+
+    def _clean_run_dir(self) -> None:
+        """Remove the run directory this object made (keeping its log readable)."""
+        if self.env.get("PBX_RUN_DIR") != str(self.run_dir) or not self.run_dir.exists():
+            return
+        self._log_text = self.log()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self) -> Sipd:
         return self.start()
