@@ -11,14 +11,15 @@ from core.config import ConfigError, Settings
 from core.models import Setting, open_database
 
 
-def connect(settings: Settings, migrate: bool = True):
-    """Open (creating if needed) the SQLite database and bring its schema up to date."""
+def connect(settings: Settings, migrate: bool = True, shared: bool = False):
+    """Open (creating if needed) the SQLite database and bring its schema up to date.
+    `shared`: one connection for the whole process (see open_database)."""
     path = Path(settings.db_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"PBX_DB: cannot create {path.parent}: {error.strerror}") from None
-    database = open_database(str(path))
+    database = open_database(str(path), shared=shared)
     try:
         database.connect(reuse_if_open=True)
     except Exception as error:  # peewee wraps sqlite3's errors

@@ -37,9 +37,18 @@ PRAGMAS = {
 }
 
 
-def open_database(path: str) -> SqliteDatabase:
-    """Bind the proxy to the SQLite file at `path` and return the database."""
-    database = SqliteDatabase(path, pragmas=PRAGMAS, check_same_thread=False)
+def open_database(path: str, shared: bool = False) -> SqliteDatabase:
+    """Bind the proxy to the SQLite file at `path` and return the database.
+
+    By default each thread has its own connection; under gevent's monkey
+    patching that means each greenlet, so a process that spawns one per
+    message (sipd) would open, set up and drop a connection per message.
+    `shared`: one connection for the process, for a single-threaded gevent
+    process whose transactions never yield to another greenlet (sipd's do not).
+    """
+    database = SqliteDatabase(
+        path, pragmas=PRAGMAS, check_same_thread=False, thread_safe=not shared
+    )
     db.initialize(database)
     return database
 

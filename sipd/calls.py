@@ -784,8 +784,10 @@ class Calls:
             _latched(stats.get("legs", {}).get("B")),
         )
         self.calls.pop(call.record_id, None)
-        for call_id, (other, _) in list(self.by_call_id.items()):
-            if other is call:
+        # Only this call's own Call-IDs (its A leg and one per fork) can map to it.
+        for call_id in [call.a_call_id] + [b.request.headers.get("Call-ID") for b in call.branches]:
+            found = self.by_call_id.get(call_id)
+            if found is not None and found[0] is call:
                 del self.by_call_id[call_id]
         talk = f", talked {now - call.answered_at:.0f} s" if call.answered_at else ""
         log.info(

@@ -54,7 +54,7 @@ def reap(now: float | None = None) -> int:
 class Sipd:
     def __init__(self, settings: Settings):
         self.settings = settings
-        database = connect(settings)
+        database = connect(settings, shared=True)  # one connection, not one per greenlet
         ensure_private(settings.db_path)
         secret = secret_key(settings)
         minter = NonceMinter(secret, settings.realm, settings.nonce_lifetime)

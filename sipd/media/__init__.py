@@ -22,7 +22,8 @@ API for the B2BUA:
     # the offer to the callee with *leg B's* ports (the callee sends to leg B):
     offer = SessionDescription.parse(body)       # sipd.sip.sdp; SdpError -> 400
     stream = offer.streams()[0]                  # one session per relayed m= line
-    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below
+    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below, in
+                                                 # one round trip to the relay
     body_to_callee = bytes(rewrite(offer, relay.address, {0: session.leg("B").local_rtp_port}))
     # ... and the callee's answer the other way round: apply_stream(session, "B", ...)
     # and rewrite(answer, relay.address, {0: session.leg("A").local_rtp_port}).
@@ -356,9 +357,13 @@ class Relay:
         """set_remote and set_direction from a sipd.sip.sdp.Stream (one m= line
         of the SDP that phone sent). A c= that is not an IPv4 address (a host
         name, IPv6) sets no address: latching finds the phone from its packets."""
+        self._live(session)
+        remote = None
         if _ipv4(stream.host) and not stream.hold_address and stream.port:
-            self.set_remote(session, leg, stream.host, stream.port, stream.rtcp_port or None)
-        self.set_direction(session, leg, stream.relay_direction if stream.port else "inactive")
+            remote = {"host": stream.host, "rtp": stream.port, "rtcp": stream.rtcp_port or None}
+        # One round trip (op "apply") where set_remote + set_direction took two.
+        self._call({"op": "apply", "session": session.id, "leg": leg, "remote": remote,
+                    "direction": stream.relay_direction if stream.port else "inactive"})
 
     def stats(self, session: MediaSession) -> dict:
         self._live(session)

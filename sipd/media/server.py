@@ -13,6 +13,9 @@ object per line each way, strictly request/reply:
     <- {"ok": true, "session": 7, "legs": {"A": [10000, 10001], "B": [10002, 10003]}}
     -> {"op": "remote", "session": 7, "leg": "A", "host": "...", "rtp": 4000, "rtcp": 4001}
     -> {"op": "direction", "session": 7, "leg": "A", "direction": "sendonly"}
+    -> {"op": "apply", "session": 7, "leg": "A", "direction": "sendrecv",
+        "remote": {"host": "...", "rtp": 4000, "rtcp": null}}   (remote may be null:
+                                            both of the above in one round trip)
     -> {"op": "stats", "session": 7}        <- {"ok": true, "stats": {...}}
     -> {"op": "close", "session": 7}        <- {"ok": true, "stats": {...}}  (final figures)
     -> {"op": "dead", "timeout": 60, "hold_timeout": null}
@@ -298,6 +301,15 @@ class RelayServer:
         leg = self._session(request).leg(request.get("leg"))
         leg.set_direction(request.get("direction"))
         return {}
+
+    def op_apply(self, request: dict, now: float) -> dict:
+        """remote (when the request has one) then direction, in one round trip:
+        what the B2BUA sends for each SDP a phone sends (Relay.apply_stream)."""
+        remote = request.get("remote")
+        if remote is not None:
+            self.op_remote({**remote, "session": request.get("session"),
+                            "leg": request.get("leg")}, now)
+        return self.op_direction(request, now)
 
     def op_stats(self, request: dict, now: float) -> dict:
         return {"stats": self._session(request).stats(now)}
