@@ -156,6 +156,19 @@ def canonical_name(name: str) -> str:
     return result
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    """canonical_name(name).lower(), what Headers compares; cached like canonical_name."""
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        key = canonical_name(name).lower()
+        if len(_KEY_CACHE) < 4096:  # bounded: names come from peers
+            _KEY_CACHE[name] = key
+    return key
+
+
 def split_list(value: str) -> list[str]:
     """Split a list header at commas outside quotes and angle brackets."""
     if "," not in value and '"' not in value:
@@ -212,29 +225,28 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        wanted = canonical_name(name).lower()
+        wanted = _key(name)
         try:
             return self._items[self._keys.index(wanted)][1]
         except ValueError:
             return default
 
     def get_all(self, name: str) -> list[str]:
-        wanted = canonical_name(name).lower()
+        wanted = _key(name)
         if wanted not in self._keys:
             return []
         return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
     def add(self, name: str, value: str) -> None:
-        name = canonical_name(name)
-        self._items.append((name, value))
-        self._keys.append(name.lower())
+        self._items.append((canonical_name(name), value))
+        self._keys.append(_key(name))
 
     def set(self, name: str, value: str) -> None:
         self.remove(name)
         self.add(name, value)
 
     def remove(self, name: str) -> None:
-        wanted = canonical_name(name).lower()
+        wanted = _key(name)
         if wanted in self._keys:
             self.items = [
                 item for key, item in zip(self._keys, self._items, strict=True) if key != wanted

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 CRLF = "\r\n"
 
@@ -108,7 +109,7 @@ class Line:
     def with_value(self, value: str) -> Line:
         return replace(self, value=value)
 
-    @property
+    @cached_property  # a Line is frozen; streams() and rewrite() ask many times
     def attribute(self) -> tuple[str, str | None] | None:
         """(name, value or None) for an a= line, else None."""
         if self.type != "a":
