@@ -16,6 +16,8 @@ def unquote_string(value: str) -> str:
     """The content of a quoted-string with its quoted-pairs resolved (§25.1)."""
     if len(value) >= 2 and value[0] == value[-1] == '"':
         inner, out, escaped = value[1:-1], [], False
+        if "\\" not in inner:
+            return inner  # no quoted-pair: nothing to resolve (nonces, digests, URIs)
         for char in inner:
             if escaped:
                 out.append(char)
