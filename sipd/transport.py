@@ -12,6 +12,7 @@ import time
 
 import gevent
 from gevent import socket
+from gevent.pool import Pool
 from gevent.server import DatagramServer, StreamServer
 
 from sipd.handler import Handler
@@ -35,9 +36,16 @@ def _host(address) -> str:
     return host[7:] if host.startswith("::ffff:") else host  # IPv4-mapped IPv6
 
 
+# Datagrams handled at once. Past this the server stops reading its socket, so an
+# overload waits (and, past the socket buffer, is dropped) in the kernel instead
+# of piling up as greenlets that answer requests their senders gave up on long ago
+# (docs/benchmarks.md: unbounded, goodput fell below the clean rate and RSS grew).
+UDP_CONCURRENCY = 256
+
+
 class UdpTransport(DatagramServer):
-    def __init__(self, listener, handler: Handler, guard=None):
-        super().__init__(listener)
+    def __init__(self, listener, handler: Handler, guard=None, concurrency=UDP_CONCURRENCY):
+        super().__init__(listener, spawn=Pool(concurrency))
         self.handler = handler
         self.guard = guard  # sipd.security.Guard: bans, rate limit, scanners
 
