@@ -49,6 +49,15 @@ class UdpTransport(DatagramServer):
         self.handler = handler
         self.guard = guard  # sipd.security.Guard: bans, rate limit, scanners
 
+    def do_read(self):
+        # gevent's DatagramServer reads 8192 bytes at most; a SIP datagram may be
+        # up to 65535 (RFC 3261 §18.1.1 only asks for TCP above the path MTU).
+        try:
+            data, address = self._socket.recvfrom(65535)
+        except BlockingIOError:
+            return None
+        return data, address
+
     def handle(self, data, address):
         source = Source(_host(address), address[1], "UDP")
         if self.guard is not None and not self.guard.admit(data, source):

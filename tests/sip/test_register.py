@@ -200,3 +200,14 @@ def test_malformed_input_does_not_stop_the_daemon(sipd):
 def test_tcp_keepalive_ping_gets_pong(sipd):
     replies = sip_exchange(sipd.port, b"\r\n\r\n", timeout=1, transport="TCP")
     assert replies == [b"\r\n"]
+
+
+def test_large_udp_datagram_is_read_whole(sipd):
+    # gevent's DatagramServer reads 8192 bytes by default; SIP allows up to 65535.
+    big = (
+        "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKbig;rport\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: big\r\nCSeq: 1 OPTIONS\r\n"
+        f"X-Pad: {'a' * 20000}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    replies = sip_exchange(sipd.port, big, timeout=2)
+    assert replies and replies[0].startswith(b"SIP/2.0 200 OK")
