@@ -161,7 +161,9 @@ def sipp_command(scenario: str, target: str, inf: Path, calls: int, rate: float,
         "sipp", "-sf", str(SCENARIOS / scenario), "-inf", str(inf),
         "-i", LOOPBACK, "-p", str(local_port), "-t", "u1",
         "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000",
-        "-l", str(limit if limit is not None else max(200, int(rate * 2))),
+        # At most 2 s worth of registrations open at once (16,000 at most: above
+        # that sipp warns that open calls could exceed its file descriptors).
+        "-l", str(limit if limit is not None else min(16000, max(200, int(rate * 2)))),
         "-recv_timeout", "5000", "-timeout", str(timeout_s), "-timeout_error",
         "-nostdin", "-trace_stat", "-stf", str(stats), "-fd", "1",
         "-trace_err", "-error_file", str(workdir / "errors.log"),
@@ -221,7 +223,8 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     errors = workdir / "errors.log"
     if errors.exists() and errors.stat().st_size:
         first = next((line for line in errors.read_text(errors="replace").splitlines()
-                      if line.strip() and not line.startswith("The following events")), "")
+                      if line.strip() and not line.startswith("The following events")
+                      and "Maximum number of open sockets" not in line), "")
         note = first.split(": ", 1)[-1][:160]
     return SippRun(
         target_rate=rate, calls=calls, returncode=returncode,
