@@ -68,6 +68,39 @@ def test_services_are_active(deployment):
         assert "User=pbx" in shown and "WatchdogUSec=0" not in shown, shown
 
 
+def test_sipd_bans_reach_the_firewall_set(deployment):
+    """A ban queued the way sipd queues it (as pbx, unprivileged) lands in the nft set.
+
+    192.0.2.77 is a documentation address: it only becomes a set element here,
+    no packet is sent to it.
+    """
+    env = "$(grep '^PBX_NFT' /etc/pbx/pbx.env | xargs)"
+    queued = deployment.machine.ssh(
+        f"runuser -u pbx -- env {env} /usr/local/sbin/pbx-nft-ban add 192.0.2.77 600",
+        check=False,
+    )
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    listing = ""
+    for _ in range(50):
+        listing = deployment.machine.ssh(
+            "nft list set inet pbx pbx_banned_v4", check=False
+        ).stdout
+        if "192.0.2.77" in listing:
+            break
+        time.sleep(0.2)
+    assert "192.0.2.77" in listing, listing
+    lifted = deployment.machine.ssh(
+        f"runuser -u pbx -- env {env} /usr/local/sbin/pbx-nft-ban del 192.0.2.77", check=False
+    )
+    assert lifted.returncode == 0, lifted.stderr
+    for _ in range(50):
+        listing = deployment.machine.ssh("nft list set inet pbx pbx_banned_v4").stdout
+        if "192.0.2.77" not in listing:
+            break
+        time.sleep(0.2)
+    assert "192.0.2.77" not in listing, listing
+
+
 def test_services_are_sandboxed(deployment):
     for unit in SERVICES:
         rating = deployment.machine.ssh(
