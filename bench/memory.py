@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'start-up to serving (max of ' + str(args.starts) + ')':44} "
               f"{figures['startup_max_s']:>8.3f} s {'< 2 s':>10}  "
               f"{'ok' if ok_start else 'OVER'}")
-        print(f"{'live bindings after the sipp pass':44} {figures['live_bindings']:>10} "
-              f"{args.bindings:>10}  {'ok' if ok_fill else 'MISSING'}")
+        print(f"{'live bindings after the sipp passes':44} {figures['live_bindings']:>10} "
+              f"{args.bindings:>10}  "
+              + ("ok" if ok_fill else "MISSING" if figures["live_bindings"] != args.bindings
+                 else f"{run.failed} registrations failed in the last pass"))
         print(f"load at the end: {figures['load_end']}")
         if args.json:
             args.json.write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
