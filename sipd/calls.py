@@ -109,6 +109,7 @@ class Call:
     relayed: dict = field(default_factory=dict)  # our client txn key -> (origin leg, txn)
     timers: list = field(default_factory=list)
     answered_at: float | None = None
+    media_shown: bool = False  # latched sources written to the call's row
 
     def leg_of(self, call_id: str) -> str | None:
         if call_id == self.a_call_id:
@@ -474,7 +475,9 @@ class Calls:
         call.timers = [
             gevent.spawn_later(
                 self.max_duration, self.hangup, call, "maximum call duration reached"
-            )
+            ),
+            # Media usually latches within a packet time; the check repeats every 5 s.
+            gevent.spawn_later(1.5, self._show_media, call),
         ]
         if answer is None:
             self.hangup(call, "callee answered without SDP")
@@ -878,6 +881,20 @@ class Calls:
                     self.media_timeout,
                 )
                 self.hangup(call, f"no media for {self.media_timeout:g} s")
+            elif call.phase is Phase.ANSWERED and not call.media_shown:
+                self._show_media(call)
+
+    def _show_media(self, call: Call) -> None:
+        """Write where each leg's media really comes from, once both legs latched,
+        so the live calls page shows it during the call and not only after."""
+        try:
+            legs = self.relay.stats(call.media).get("legs", {})
+        except Exception:
+            return
+        caller, callee = _latched(legs.get("A")), _latched(legs.get("B"))
+        if caller and callee:
+            store.show_call_media(call.record_id, caller, callee)
+            call.media_shown = True
 
     def hangup_by_id(self, call_id: str, reason: str = "hung up by an admin") -> bool:
         found = self.by_call_id.get(call_id)

@@ -127,19 +127,24 @@ class Sipd:
             log.info("Closed %d call(s) left active by a previous sipd", closed)
         self.relay = Relay(self.settings).start()
         streams = {
-            getattr(server, "transport", "TCP"): server
-            for server in self.servers
-            if hasattr(server, "connections")
+            server.transport: server for server in self.servers if hasattr(server, "connections")
         }
         send = sender(self.servers[0], streams)
         local = self.settings.public_address or (
             host if host not in ("0.0.0.0", "::", "") else self.relay.address
         )
         self.calls = Calls(
-            self.registrar, self.relay, send, self.handler.respond, local, port,
-            self.settings.realm, ring_timeout=self.settings.ring_timeout,
+            self.registrar,
+            self.relay,
+            send,
+            self.handler.respond,
+            local,
+            port,
+            self.settings.realm,
+            ring_timeout=self.settings.ring_timeout,
             max_duration=self.settings.max_call_duration,
-            media_timeout=self.settings.media_timeout, max_calls=self.settings.max_calls,
+            media_timeout=self.settings.media_timeout,
+            max_calls=self.settings.max_calls,
         )
         self.handler.send = send
         self.handler.calls = self.calls

@@ -200,6 +200,13 @@ def answer_call(record_id: int, now: float, contact: str, codec: str) -> None:
     )
 
 
+def show_call_media(record_id: int, caller_media: str, callee_media: str) -> None:
+    _conn().execute(
+        "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ? AND ended_at IS NULL",
+        (caller_media[:80], callee_media[:80], record_id),
+    )
+
+
 def end_call(
     record_id: int,
     now: float,
