@@ -244,7 +244,9 @@ def test_forking_to_two_contacts_first_answer_wins(server):
     assert abs(first - second) < 0.5, (answering.flow(), ringing.flow())
     cancel_at = ringing.received()[1].at
     answered_at = next(m.at for m in answering.sent() if m.status == 200)
-    assert 0 <= cancel_at - answered_at < 1.0
+    # Two sipp processes stamp their traces around the syscalls, so the CANCEL
+    # caused by the 200 can be logged a fraction of a millisecond "before" it.
+    assert -0.05 <= cancel_at - answered_at < 1.0, (answering.flow(), ringing.flow())
     row = the_call(server, disposition="ANSWERED", hangup_by="caller")
     if row:
         assert row["callee_contact"].endswith(f":{answering.local_port}"), row
