@@ -65,7 +65,8 @@ class Branch:
     transaction: ClientTransaction
     final: int | None = None
     to_tag: str | None = None
-    cancelled: bool = False
+    cancelled: bool = False  # we want it cancelled (CANCEL waits for a 1xx, §9.1)
+    cancel_sent: bool = False
 
 
 @dataclass
@@ -422,18 +423,7 @@ class Calls:
         call.winner = branch
         call.phase = Phase.ANSWERED
         call.answered_at = self.clock()
-        to = NameAddr.parse(response.headers.get("To"))
-        call.b_dialog = Dialog(
-            call_id=branch.request.headers.get("Call-ID"),
-            local_tag=NameAddr.parse(branch.request.headers.get("From")).tag,
-            remote_tag=to.tag,
-            local_uri=f"<sip:{call.caller}@{self.realm}>",
-            remote_uri=f"<sip:{call.callee}@{self.realm}>",
-            remote_target=self._contact_uri(response) or branch.contact,
-            local_seq=1,
-            route_set=list(reversed(response.headers.get_all("Record-Route"))),
-            local_display=NameAddr.parse(branch.request.headers.get("From")).display_name,
-        )
+        call.b_dialog = self._branch_dialog(branch, response)
         call.b_dest = branch.destination
         self._ack_b(call, 1)
         for other in call.branches:
@@ -491,17 +481,23 @@ class Calls:
         )
         self.send(bytes(ack), call.b_dest)
 
-    def _ack_and_bye(self, branch: Branch, response: Response) -> None:
-        to = NameAddr.parse(response.headers.get("To"))
-        dialog = Dialog(
+    def _branch_dialog(self, branch: Branch, response: Response) -> Dialog:
+        """The dialog a 2xx to one of our INVITEs makes (§12.1.2): we are its UAC."""
+        ours = NameAddr.parse(branch.request.headers.get("From"))
+        return Dialog(
             call_id=branch.request.headers.get("Call-ID"),
-            local_tag=NameAddr.parse(branch.request.headers.get("From")).tag,
-            remote_tag=to.tag,
+            local_tag=ours.tag,
+            remote_tag=NameAddr.parse(response.headers.get("To")).tag,
             local_uri=f"<sip:{branch.call.caller}@{self.realm}>",
             remote_uri=f"<sip:{branch.call.callee}@{self.realm}>",
             remote_target=self._contact_uri(response) or branch.contact,
             local_seq=1,
+            route_set=list(reversed(response.headers.get_all("Record-Route"))),
+            local_display=ours.display_name,
         )
+
+    def _ack_and_bye(self, branch: Branch, response: Response) -> None:
+        dialog = self._branch_dialog(branch, response)
         transport = branch.destination.transport
         self.send(bytes(dialog.request("ACK", self.via(transport), "", cseq=1)), branch.destination)
         bye = dialog.request("BYE", self.via(transport), "")
@@ -516,9 +512,9 @@ class Calls:
             self._send_cancel(branch)
 
     def _send_cancel(self, branch: Branch) -> None:
-        if getattr(branch, "_cancel_sent", False):
+        if branch.cancel_sent:
             return
-        branch._cancel_sent = True  # type: ignore[attr-defined]
+        branch.cancel_sent = True
         self._start(build_cancel(branch.request), branch.destination, None)
 
     def _all_failed(self, call: Call) -> None:
