@@ -128,13 +128,9 @@ class Handler:
             log.info("[SIP] Dropped %s from %s: %s", request.method, source, error)
             return []
         for name in SINGULAR:
-            if len(request.headers.get_all(name)) > 1:
+            if request.headers.count(name) > 1:
                 return self._bad(request, source, reliable, f"more than one {name} header", via)
-        vias = request.headers.get_all("Via")
-        request.headers.remove("Via")
-        request.headers.add("Via", str(via))
-        for other in vias[1:]:
-            request.headers.add("Via", other)
+        request.headers.replace_first("Via", str(via))
         try:
             cseq = CSeq.parse(request.headers.get("CSeq"))
             if cseq.method != request.method:

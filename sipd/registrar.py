@@ -60,6 +60,8 @@ def clean_text(value: str | None, limit: int = MAX_UA) -> str:
     """A peer-supplied string made safe to store and log: printable, bounded."""
     if not value:
         return ""
+    if value.isprintable():
+        return value[:limit]
     return "".join(c if c.isprintable() else "?" for c in value)[:limit]
 
 
@@ -241,7 +243,12 @@ class Registrar:
         cseq = CSeq.parse(request.headers.get("CSeq") or "")
         aor = to.uri.address_of_record()
         with db.atomic():
-            store.delete_expired(extension.id, now)
+            # Expired bindings are gone (§10.3): deleted with this request's removals
+            # and left out of what the plan and the 200 see. One read, and the 200's
+            # list is worked out here instead of read back.
+            rows, expired = [], []
+            for row in store.bindings(extension.id):
+                (rows if row.expires_at > now else expired).append(row)
             existing = [
                 Existing(
                     id=b.id,
@@ -251,7 +258,7 @@ class Registrar:
                     instance=b.instance,
                     registered_at=b.registered_at,
                 )
-                for b in store.bindings(extension.id)
+                for b in rows
             ]
             changes = plan(existing, wanted, call_id, cseq.number, self.policy)
             common = {
@@ -264,9 +271,11 @@ class Registrar:
                 "updated_at": now,
                 "aor": aor[:255],
             }
-            store.delete_bindings([b.id for b in changes.remove])
+            store.delete_bindings([b.id for b in expired] + [b.id for b in changes.remove])
+            refreshed = {}
             for binding, contact in changes.refresh:
                 store.refresh_binding(binding.id, _binding_values(common, contact, now))
+                refreshed[binding.id] = (contact.uri, now + contact.expires)
             for contact in changes.add:
                 store.add_binding(extension.id, _binding_values(common, contact, now), now)
             if not changes.query_only:
@@ -278,14 +287,17 @@ class Registrar:
                     _summary(changes),
                     request.method,
                 )
-            current = store.bindings(extension.id)
+        removed = {b.id for b in changes.remove}
+        current = [
+            refreshed.get(b.id, (b.contact, b.expires_at)) for b in rows if b.id not in removed
+        ] + [(contact.uri, now + contact.expires) for contact in changes.add]
         self._log_changes(extension.number, source, user_agent, changes)
         headers = [
-            ("Contact", f"<{b.contact}>;expires={max(0, int(round(b.expires_at - now)))}")
-            for b in current
+            ("Contact", f"<{contact}>;expires={max(0, int(round(expires_at - now)))}")
+            for contact, expires_at in current
         ]
         # §10.3 step 8: the 200 lists all current bindings and SHOULD carry a Date.
-        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        headers.append(("Date", _http_date(now)))
         return make_response(request, 200, "OK", headers)
 
     def _log_changes(self, number, source, user_agent, changes) -> None:
@@ -308,6 +320,17 @@ class Registrar:
             )
         for binding in changes.remove:
             log.info("Extension %s unregistered %s from %s", number, binding.contact, source)
+
+
+_DATE = [0, ""]
+
+
+def _http_date(now: float) -> str:
+    """The Date header (§20.17), formatted once a second rather than once a request."""
+    second = int(now)
+    if _DATE[0] != second:
+        _DATE[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return _DATE[1]
 
 
 def _binding_values(common: dict, contact, now: float) -> dict:

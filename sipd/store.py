@@ -60,12 +60,6 @@ def bindings(extension_id: int) -> list[BindingRow]:
     return [BindingRow(*row) for row in rows]
 
 
-def delete_expired(extension_id: int, now: float) -> None:
-    _conn().execute(
-        "DELETE FROM binding WHERE extension_id = ? AND expires_at <= ?", (extension_id, now)
-    )
-
-
 def delete_bindings(ids: list[int]) -> None:
     if ids:
         _conn().execute(f"DELETE FROM binding WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))

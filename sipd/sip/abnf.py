@@ -29,7 +29,8 @@ STATUS_LINE_RE = re.compile(rf"^({SIP_VERSION}) ([1-6][0-9][0-9]) ?(.*)$")
 
 # header-name  =  token ; message-header = field-name HCOLON field-value
 # HCOLON  =  *( SP / HTAB ) ":" SWS
-HEADER_LINE_RE = re.compile(rf"^({TOKEN})[ \t]*:[ \t]*(.*)$", re.S)
+# (a header line is split at its first ":" and the name checked with TOKEN_RE,
+# see sipd.sip.message._header_name)
 
 # quoted-string  =  SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 # qdtext         =  LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII

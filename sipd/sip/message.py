@@ -200,11 +200,12 @@ def split_list(value: str) -> list[str]:
 class Headers:
     """Ordered (name, value) pairs; names canonical, list headers one item per pair.
 
-    Lookups compare lower-cased names kept beside the pairs, since a message is
-    read many more times than it is changed.
+    Beside the pairs, an index from lower-cased name to that header's values in
+    order: a message is read many more times than it is changed, and every
+    request is read by the transaction layer, the handler and the registrar.
     """
 
-    __slots__ = ("_items", "_keys")
+    __slots__ = ("_items", "_index")
 
     def __init__(self, items: list[tuple[str, str]] | None = None):
         self.items = list(items or [])
@@ -216,7 +217,15 @@ class Headers:
     @items.setter
     def items(self, items: list[tuple[str, str]]) -> None:
         self._items = items
-        self._keys = [name.lower() for name, _ in items]
+        index: dict[str, list[str]] = {}
+        for name, value in items:
+            key = _key(name)
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -225,35 +234,52 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        wanted = _key(name)
-        try:
-            return self._items[self._keys.index(wanted)][1]
-        except ValueError:
-            return default
+        values = self._index.get(_key(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        wanted = _key(name)
-        if wanted not in self._keys:
-            return []
-        return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
+        values = self._index.get(_key(name))
+        return list(values) if values else []
+
+    def count(self, name: str) -> int:
+        values = self._index.get(_key(name))
+        return len(values) if values else 0
 
     def add(self, name: str, value: str) -> None:
+        key = _key(name)
         self._items.append((canonical_name(name), value))
-        self._keys.append(_key(name))
+        values = self._index.get(key)
+        if values is None:
+            self._index[key] = [value]
+        else:
+            values.append(value)
 
     def set(self, name: str, value: str) -> None:
         self.remove(name)
         self.add(name, value)
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Change the value of the first `name` header where it stands (a Via stamped
+        with received/rport, §18.2.1); add it if there is none."""
+        key = _key(name)
+        values = self._index.get(key)
+        if not values:
+            self.add(name, value)
+            return
+        values[0] = value
+        items = self._items
+        for position, (item_name, _) in enumerate(items):
+            if _key(item_name) == key:
+                items[position] = (item_name, value)
+                return
+
     def remove(self, name: str) -> None:
-        wanted = _key(name)
-        if wanted in self._keys:
-            self.items = [
-                item for key, item in zip(self._keys, self._items, strict=True) if key != wanted
-            ]
+        key = _key(name)
+        if self._index.pop(key, None) is not None:
+            self._items = [item for item in self._items if _key(item[0]) != key]
 
     def __contains__(self, name: str) -> bool:
-        return self.get(name) is not None
+        return bool(self._index.get(_key(name)))
 
     def copy(self) -> Headers:
         return Headers(list(self._items))
@@ -355,29 +381,60 @@ def parse(data: bytes, stream: bool = False) -> Request | Response:
             headers=Headers(), status=int(status_match.group(2)), reason=status_match.group(3)
         )
     errors = []
-    for line in _unfold(header_lines):
+    items, index = message.headers._items, message.headers._index
+    if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:
+        header_lines = _unfold(header_lines)
+    for line in header_lines:
         if not line:
             continue
-        match = abnf.HEADER_LINE_RE.match(line)
-        if not match:
+        name, colon, raw = line.partition(":")
+        known = _NAMES.get(name)
+        if known is None:
+            known = _header_name(name) if colon else False
+        if not known:
             errors.append("malformed header line")
             continue
-        header, raw = canonical_name(match.group(1)), match.group(2).strip()
-        if header.lower() in LIST_HEADERS:
+        header, key, is_list = known
+        raw = raw.strip()
+        if is_list:
             try:
                 values = split_list(raw)
             except ParseError as error:
                 errors.append(f"{header}: {error}")
                 continue
-            for item in values:
-                message.headers.add(header, item)
         else:
-            message.headers.add(header, raw)
+            values = (raw,)
+        for value in values:
+            items.append((header, value))
+            same = index.get(key)
+            if same is None:
+                index[key] = [value]
+            else:
+                same.append(value)
     message.body = body
     _check_length(message, stream, errors)
     if errors:
         raise ParseError(errors[0], partial=message)
     return message
+
+
+# What a header name as received stands for: (canonical name, its Headers key,
+# is a list header), or False when it is not a token. Cached, bounded: names come from peers.
+_NAMES: dict[str, tuple[str, str, bool] | bool] = {}
+
+
+def _header_name(name: str) -> tuple[str, str, bool] | bool:
+    """§7.3.1: header-name HCOLON, where HCOLON = *( SP / HTAB ) ":" SWS."""
+    bare = name.rstrip(" \t")
+    if abnf.TOKEN_RE.match(bare):
+        canonical = canonical_name(bare)
+        key = canonical.lower()
+        known: tuple[str, str, bool] | bool = (canonical, key, key in LIST_HEADERS)
+    else:
+        known = False
+    if len(_NAMES) < 4096:
+        _NAMES[name] = known
+    return known
 
 
 def _unfold(lines: list[str]):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
-from sipd.sip.headers import NameAddr, Via
-from sipd.sip.message import REASONS, Headers, ParseError, Request, Response
+from sipd.sip.headers import Via
+from sipd.sip.message import REASONS, Headers, Request, Response
 
 
 def stamp_via(via: Via, source: tuple[str, int]) -> Via:
@@ -36,35 +37,38 @@ def make_response(
     to_tag: str | None = None,
 ) -> Response:
     """§8.2.6.2: copy Via (all, in order), From, Call-ID, CSeq; To gets a tag."""
-    out = Headers()
-    for value in request.headers.get_all("Via"):
-        out.add("Via", value)
+    copied = request.headers
+    items = [("Via", value) for value in copied.get_all("Via")]
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = request.headers.get(name)
+        value = copied.get(name)
         if value is not None:
-            out.add(name, value)
-    to_value = request.headers.get("To")
-    if status > 100 and to_value is not None:
-        try:
-            to = NameAddr.parse(to_value)
-            if to.tag is None:
-                to.params["tag"] = to_tag or to_tag_for(request)
-                out.set("To", str(to))
-                # keep the header order: To right after From
-                out.items = _reorder(out.items)
-        except ParseError:
-            pass  # an unparseable To is echoed as it came (only in a 400)
-    timestamp = request.headers.get("Timestamp")
+            if name == "To" and status > 100:
+                value = _tagged(value, to_tag or to_tag_for(request))
+            items.append((name, value))
+    timestamp = copied.get("Timestamp")
     if status == 100 and timestamp is not None:
-        out.add("Timestamp", timestamp)  # §8.2.6.1
-    for name, value in headers or []:
-        out.add(name, value)
-    return Response(headers=out, status=status, reason=reason or REASONS.get(status, ""), body=body)
+        items.append(("Timestamp", timestamp))  # §8.2.6.1
+    if headers:
+        items.extend(headers)
+    return Response(
+        headers=Headers(items), status=status, reason=reason or REASONS.get(status, ""), body=body
+    )
 
 
-def _reorder(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    order = {"Via": 0, "From": 1, "To": 2, "Call-ID": 3, "CSeq": 4}
-    return sorted(items, key=lambda item: order.get(item[0], 5))
+# A tag parameter of a To/From value: after the closing ">" of a name-addr (a
+# display name may hold anything), or anywhere in an addr-spec, whose parameters
+# are all header parameters (§20.10).
+_TAG_RE = re.compile(r";\s*tag\s*=", re.I)
+
+
+def _tagged(to_value: str, tag: str) -> str:
+    """The To value with our tag added unless it has one (§8.2.6.2). Appending to
+    the text keeps the peer's spelling; "<uri>;tag=x" and "uri;tag=x" both put the
+    tag among the header parameters."""
+    params = to_value[to_value.rfind(">") + 1 :] if "<" in to_value else to_value
+    if _TAG_RE.search(params):
+        return to_value
+    return f"{to_value};tag={tag}"
 
 
 def response_destination(top_via: Via, source: tuple[str, int], reliable: bool):

@@ -8,8 +8,11 @@ methods return what to (re)send, and `tick(now)` runs the timers.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import Headers, Request, Response
@@ -33,7 +36,7 @@ class State(Enum):
 # -- server side ----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerTransaction:
     key: tuple
     method: str
@@ -74,9 +77,49 @@ class Received(Enum):
     RETRANSMISSION = "retransmission"  # absorbed; resend `last_response` if not None
 
 
+# A transaction still Trying after this long was abandoned by its TU (non-INVITE:
+# its client gave up at Timer F, 64*T1; INVITE: a call rings for minutes at most).
+ABANDONED_NON_INVITE = 64 * T1
+ABANDONED_INVITE = 300.0
+
+
+class Deadlines:
+    """A heap of (when, key): the moments a table must look at one of its entries.
+
+    Walking a whole table on every tick cost more than the traffic once thousands
+    of transactions were alive (Timer J keeps each REGISTER's for 32 s). An entry
+    is only a reminder: the caller checks the transaction's own timers when it
+    comes due, so a timer that moved leaves a harmless stale entry behind.
+    """
+
+    __slots__ = ("_heap", "_order")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, tuple]] = []
+        self._order = itertools.count()
+
+    def add(self, when: float | None, key: tuple) -> None:
+        if when is not None:
+            heapq.heappush(self._heap, (when, next(self._order), key))
+
+    def due(self, now: float) -> list[tuple]:
+        """The keys with a reminder at or before `now`, each once, oldest first."""
+        heap, keys, seen = self._heap, [], set()
+        while heap and heap[0][0] <= now:
+            key = heapq.heappop(heap)[2]
+            if key not in seen:
+                seen.add(key)
+                keys.append(key)
+        return keys
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
 class ServerTransactions:
     def __init__(self) -> None:
         self._table: dict[tuple, ServerTransaction] = {}
+        self._deadlines = Deadlines()
         # INVITE transactions waiting for an ACK: the only ones with a timer finer
         # than a second, kept apart so the frequent tick does not walk the table.
         self._waiting_ack: dict[tuple, ServerTransaction] = {}
@@ -97,6 +140,8 @@ class ServerTransactions:
             key=key, method=request.method, reliable=reliable, created=now
         )
         self._table[key] = transaction
+        abandoned = ABANDONED_INVITE if transaction.is_invite else ABANDONED_NON_INVITE
+        self._deadlines.add(now + abandoned, key)
         return Received.NEW, transaction
 
     def find(self, request: Request, top_via: Via, method: str) -> ServerTransaction | None:
@@ -116,6 +161,7 @@ class ServerTransactions:
             # (§13.3.1.4) and INVITE retransmissions are absorbed for Timer L.
             transaction.state = State.ACCEPTED
             transaction.timer_j = now + 64 * T1
+            self._deadlines.add(transaction.timer_j, transaction.key)
             return
         transaction.state = State.COMPLETED
         if transaction.is_invite:
@@ -129,6 +175,7 @@ class ServerTransactions:
             return
         # Timer J: 64*T1 for unreliable transports, zero for reliable ones.
         transaction.timer_j = now + (0 if transaction.reliable else 64 * T1)
+        self._deadlines.add(transaction.timer_j, transaction.key)
 
     def ack(self, transaction: ServerTransaction, now: float) -> None:
         """The ACK for a final non-2xx arrived (§17.2.1): Confirmed, then Timer I."""
@@ -137,6 +184,7 @@ class ServerTransactions:
             transaction.timer_g = transaction.timer_h = None
             transaction.timer_j = now + (0 if transaction.reliable else T4)  # Timer I
             self._waiting_ack.pop(transaction.key, None)
+            self._deadlines.add(transaction.timer_j, transaction.key)
 
     def tick(self, now: float) -> list[ServerTransaction]:
         """Timers G and H (often): the transactions whose final response must be resent."""
@@ -154,13 +202,16 @@ class ServerTransactions:
                 transaction.timer_g = now + transaction.g_interval
         return resend
 
-    def expire(self, now: float, trying_limit: float = 64 * T1) -> int:
+    def expire(self, now: float) -> int:
         """Timers J, I and L (every second or so): drop the transactions that are over."""
         removed = 0
-        for key, transaction in list(self._table.items()):
+        for key in self._deadlines.due(now):
+            transaction = self._table.get(key)
+            if transaction is None:
+                continue
             done = transaction.timer_j is not None and transaction.timer_j <= now
-            abandoned = transaction.state is State.TRYING and now - transaction.created > (
-                trying_limit if not transaction.is_invite else 300
+            abandoned = transaction.state is State.TRYING and now - transaction.created >= (
+                ABANDONED_INVITE if transaction.is_invite else ABANDONED_NON_INVITE
             )
             if done or abandoned:
                 transaction.state = State.TERMINATED
@@ -203,8 +254,9 @@ class ClientTransaction:
     def branch(self) -> str:
         return Via.parse(self.request.headers.get("Via")).branch or ""
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, str]:
+        # Looked up on every response and timer; the request's Via never changes.
         return (self.branch, self.method)
 
     @property
@@ -254,6 +306,11 @@ def build_cancel(request: Request) -> Request:
 class ClientTransactions:
     def __init__(self) -> None:
         self._table: dict[tuple[str, str], ClientTransaction] = {}
+        self._deadlines = Deadlines()
+
+    def _remind(self, transaction: ClientTransaction) -> None:
+        self._deadlines.add(transaction.next_send, transaction.key)
+        self._deadlines.add(transaction.timeout, transaction.key)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -269,6 +326,7 @@ class ClientTransactions:
         transaction.next_send = None if reliable else now + T1
         transaction.timeout = now + 64 * T1
         self._table[transaction.key] = transaction
+        self._remind(transaction)
         return transaction
 
     def match(self, response: Response) -> ClientTransaction | None:
@@ -283,6 +341,12 @@ class ClientTransactions:
     def receive(self, transaction: ClientTransaction, response: Response,
                 now: float) -> tuple[Event, bytes | None]:
         """A response for `transaction`: what the TU gets, and anything to send now."""
+        result = self._receive(transaction, response, now)
+        self._remind(transaction)
+        return result
+
+    def _receive(self, transaction: ClientTransaction, response: Response,
+                 now: float) -> tuple[Event, bytes | None]:
         status = response.status
         state = transaction.state
         if transaction.is_invite:
@@ -321,7 +385,10 @@ class ClientTransactions:
     def tick(self, now: float) -> tuple[list[ClientTransaction], list[ClientTransaction]]:
         """Run the timers: (transactions to retransmit, transactions that timed out)."""
         resend, timed_out = [], []
-        for key, transaction in list(self._table.items()):
+        for key in self._deadlines.due(now):
+            transaction = self._table.get(key)
+            if transaction is None:
+                continue
             if transaction.next_send is not None and transaction.next_send <= now:
                 resend.append(transaction)
                 if transaction.is_invite:
@@ -331,6 +398,7 @@ class ClientTransactions:
                 else:
                     transaction.interval = min(2 * transaction.interval, T2)
                 transaction.next_send = now + transaction.interval
+                self._deadlines.add(transaction.next_send, key)
             if transaction.timeout is not None and transaction.timeout <= now:
                 if transaction.state in (State.CALLING, State.TRYING, State.PROCEEDING):
                     timed_out.append(transaction)  # Timer B / F
