@@ -155,11 +155,12 @@ def read_sipp_stats(path: Path) -> dict[str, str]:
 
 def sipp_command(scenario: str, target: str, inf: Path, calls: int, rate: float,
                  workdir: Path, local_port: int, extra: list[str] | None = None,
-                 limit: int | None = None, timeout_s: int = 120) -> list[str]:
+                 limit: int | None = None, timeout_s: int = 120,
+                 local_ip: str = LOOPBACK) -> list[str]:
     stats = workdir / "stats.csv"
     command = [
         "sipp", "-sf", str(SCENARIOS / scenario), "-inf", str(inf),
-        "-i", LOOPBACK, "-p", str(local_port), "-t", "u1",
+        "-i", local_ip, "-p", str(local_port), "-t", "u1",
         "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000",
         # At most 2 s worth of registrations open at once (16,000 at most: above
         # that sipp warns that open calls could exceed its file descriptors).
@@ -183,9 +184,17 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     server_pids: a callable giving the server's process ids, to measure the CPU
     it used during the run.
     """
-    stats = workdir / "stats.csv"
-    for stale in (stats, workdir / "errors.log"):
-        stale.unlink(missing_ok=True)
+    return run_sipps([(command, workdir)], calls, rate, server_pids, timeout_s)
+
+
+def run_sipps(runs: list[tuple[list[str], Path]], calls: int, rate: float,
+              server_pids=None, timeout_s: int = 150) -> SippRun:
+    """Several sipp processes at once (each its command and work directory, e.g.
+    one per source address), to completion; their statistics added up. `calls`
+    and `rate` are the totals asked of all of them."""
+    for _, workdir in runs:
+        for stale in (workdir / "stats.csv", workdir / "errors.log"):
+            stale.unlink(missing_ok=True)
     pids = list(server_pids()) if server_pids else []
     cpu_before = sum(process_cpu(pid) for pid in pids)
     load_before = loadavg()
@@ -193,53 +202,84 @@ def run_sipp(command: list[str], workdir: Path, calls: int, rate: float,
     busy_before = machine_busy()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    with open(workdir / "sipp.out", "wb") as out:
-        process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                returncode = process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                returncode = process.wait()
+    outputs = [open(workdir / "sipp.out", "wb") for _, workdir in runs]
+    try:
+        processes = [
+            subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+            for (command, workdir), out in zip(runs, outputs, strict=True)
+        ]
+        returncodes = [_wait_sipp(p, started + timeout_s) for p in processes]
+    finally:
+        for out in outputs:
+            out.close()
     wall = time.monotonic() - started
     busy = machine_busy() - busy_before
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_cpu = ((children_after.ru_utime + children_after.ru_stime)
                 - (children_before.ru_utime + children_before.ru_stime))
     cpu_after = sum(process_cpu(pid) for pid in (server_pids() if server_pids else []))
-    row = read_sipp_stats(stats)
+    rows = [read_sipp_stats(workdir / "stats.csv") for _, workdir in runs]
 
-    def number(name: str) -> int:
+    def number(row: dict[str, str], name: str) -> int:
         try:
             return int(float(row.get(name, "0") or 0))
         except ValueError:
             return 0
 
+    def total(name: str) -> int:
+        return sum(number(row, name) for row in rows)
+
     note = ""
-    errors = workdir / "errors.log"
-    if errors.exists() and errors.stat().st_size:
-        first = next((line for line in errors.read_text(errors="replace").splitlines()
-                      if line.strip() and not line.startswith("The following events")
-                      and "Maximum number of open sockets" not in line), "")
-        note = first.split(": ", 1)[-1][:160]
+    for _, workdir in runs:
+        errors = workdir / "errors.log"
+        if not note and errors.exists() and errors.stat().st_size:
+            first = next((line for line in errors.read_text(errors="replace").splitlines()
+                          if line.strip() and not line.startswith("The following events")
+                          and "Maximum number of open sockets" not in line), "")
+            note = first.split(": ", 1)[-1][:160]
+    successful = total("SuccessfulCall(C)")
+    # ElapsedTime(C) counts whole seconds only; the timestamps are exact. Together
+    # the runs took from the first start to the last end.
+    starts = [_epoch(row.get("StartTime", "")) for row in rows if row]
+    ends = [_epoch(row.get("CurrentTime", "")) for row in rows if row]
+    elapsed = max(0.0, max(ends) - min(starts)) if starts and ends else 0.0
+    response = sum(_duration(row.get("ResponseTime1(C)", "0:0:0")) * number(
+        row, "SuccessfulCall(C)") for row in rows) / max(successful, 1)
     return SippRun(
-        target_rate=rate, calls=calls, returncode=returncode,
-        successful=number("SuccessfulCall(C)"), failed=number("FailedCall(C)"),
-        retransmissions=number("Retransmissions(C)"),
-        # ElapsedTime(C) counts whole seconds only; the timestamps are exact.
-        elapsed=max(0.0, _epoch(row.get("CurrentTime", "")) - _epoch(row.get("StartTime", ""))),
-        wall=wall,
-        response_time_ms=_duration(row.get("ResponseTime1(C)", "0:0:0")) * 1000,
-        p99_bucket=p99_bucket(row),
+        target_rate=rate, calls=calls, returncode=max(returncodes),
+        successful=successful, failed=total("FailedCall(C)"),
+        retransmissions=total("Retransmissions(C)"),
+        elapsed=elapsed, wall=wall,
+        response_time_ms=response * 1000,
+        p99_bucket=p99_bucket(_sum_buckets(rows)),
         server_cpu=max(0.0, cpu_after - cpu_before),
         load_before=load_before, load_after=loadavg(),
         udp_drops=udp_rcvbuf_errors() - drops_before, machine_cpu=busy, sipp_cpu=sipp_cpu,
-        command=command, note=note,
+        command=runs[0][0], note=note,
     )
+
+
+def _sum_buckets(rows: list[dict[str, str]]) -> dict[str, str]:
+    """The response-time buckets of several runs added up, in sipp's order."""
+    summed: dict[str, str] = {}
+    for row in rows:
+        for name, value in row.items():
+            if name.startswith("ResponseTimeRepartition1_"):
+                summed[name] = str(int(summed.get(name, "0")) + int(value or 0))
+    return summed
+
+
+def _wait_sipp(process: subprocess.Popen, deadline: float) -> int:
+    try:
+        return process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 # --- processes ---------------------------------------------------------------

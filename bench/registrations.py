@@ -53,7 +53,7 @@ from benchlib import (  # noqa: E402
     loadavg,
     machine,
     process_tree,
-    run_sipp,
+    run_sipps,
     sipp_command,
     socket_drops,
     stop_process,
@@ -249,17 +249,48 @@ class Quiet:
 QUIET = Quiet(0, 0, 0)
 
 
-def run_step(registrar: Registrar, inf: Path, workdir: Path, users: int, rate: float,
+@dataclass
+class Site:
+    """One sipp process: a source address and the extensions registering from it."""
+
+    address: str
+    inf: Path
+    users: int
+
+
+def sites(workdir: Path, users: list[tuple[str, str]], count: int) -> list[Site]:
+    """The extensions dealt over `count` source addresses 127.0.0.10, .11, ...:
+    offices behind their NAT addresses, each phone with its own Contact."""
+    result = []
+    for index in range(count):
+        share = users[index::count]
+        directory = workdir / f"site-{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        result.append(Site(f"127.0.0.{10 + index}", users_csv(directory / "users.csv", share),
+                           len(share)))
+    return result
+
+
+def run_step(registrar: Registrar, sources: list[Site], workdir: Path, rate: float,
              duration: float, label: str) -> SippRun:
-    calls = step_calls(users, rate, duration)
+    share = rate / len(sources)
+    per_site = [step_calls(site.users, share, duration) for site in sources]
+    calls = sum(per_site)
     QUIET.wait(registrar)
     # One local port for every step: the Contact stays the same, so a step
     # refreshes each extension's binding instead of adding one (max_contacts).
-    command = sipp_command(SCENARIO, f"{LOOPBACK}:{registrar.port}", inf, calls, rate, workdir,
-                           registrar.sipp_port, timeout_s=int(calls / rate * 3 + 30))
+    runs = []
+    for index, (site, site_calls) in enumerate(zip(sources, per_site, strict=True)):
+        directory = workdir / f"site-{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        command = sipp_command(SCENARIO, f"{LOOPBACK}:{registrar.port}", site.inf, site_calls,
+                               share, directory, registrar.sipp_port,
+                               timeout_s=int(site_calls / share * 3 + 30),
+                               local_ip=site.address)
+        runs.append((command, directory))
     server_drops = socket_drops(registrar.port)
-    run = run_sipp(command, workdir, calls, rate, server_pids=registrar.pids,
-                   timeout_s=int(calls / rate * 3 + 60))
+    run = run_sipps(runs, calls, rate, server_pids=registrar.pids,
+                    timeout_s=int(calls / rate * 3 + 60))
     run.server_drops = socket_drops(registrar.port) - server_drops  # type: ignore[attr-defined]
     if label == "final":
         verdict = "all registered" if run.clean else "NOT ALL REGISTERED"
@@ -297,18 +328,18 @@ def step_record(run: SippRun, label: str) -> dict:
     return record
 
 
-def search(registrar: Registrar, inf: Path, workdir: Path, args, result: Result) -> None:
-    users = args.users
+def search(registrar: Registrar, sources: list[Site], workdir: Path, args,
+           result: Result) -> None:
     stepdir = workdir / registrar.name / "sipp"
     stepdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
     def attempt(rate: float, label: str) -> SippRun:
-        run = run_step(registrar, inf, stepdir, users, rate, args.duration, label)
+        run = run_step(registrar, sources, stepdir, rate, args.duration, label)
         result.steps.append(step_record(run, label))
         if not sustained(run):
             time.sleep(2)
-            again = run_step(registrar, inf, stepdir, users, rate, args.duration, label + "'")
+            again = run_step(registrar, sources, stepdir, rate, args.duration, label + "'")
             result.steps.append(step_record(again, label + "'"))
             if sustained(again):
                 return again
@@ -316,7 +347,7 @@ def search(registrar: Registrar, inf: Path, workdir: Path, args, result: Result)
         return run
 
     # Warm-up: one pass over every extension at a gentle rate (not counted).
-    warm = run_step(registrar, inf, stepdir, users, args.start_rate, 0, "warm-up")
+    warm = run_step(registrar, sources, stepdir, args.start_rate, 0, "warm-up")
     result.steps.append(step_record(warm, "warm-up"))
     time.sleep(1)
 
@@ -361,12 +392,12 @@ def search(registrar: Registrar, inf: Path, workdir: Path, args, result: Result)
         return
     result.sustained = step_record(good, "sustained")
     # The last pass: every extension once more at the sustained rate.
-    final = run_step(registrar, inf, stepdir, users, good.target_rate, 0, "final")
+    final = run_step(registrar, sources, stepdir, good.target_rate, 0, "final")
     result.final = step_record(final, "final")
     result.steps.append(result.final)
 
 
-def bench_kamailio(workdir: Path, users, inf: Path, args) -> Result:
+def bench_kamailio(workdir: Path, users, sources: list[Site], args) -> Result:
     result = Result("kamailio")
     if not shutil.which("kamailio"):
         result.error = "kamailio is not installed (make deps-bench)"
@@ -375,7 +406,7 @@ def bench_kamailio(workdir: Path, users, inf: Path, args) -> Result:
     result.detail, result.command = registrar.detail, " ".join(registrar.command)
     try:
         registrar.start()
-        search(registrar, inf, workdir, args, result)
+        search(registrar, sources, workdir, args, result)
     except RuntimeError as error:
         result.error = str(error)
     finally:
@@ -383,7 +414,7 @@ def bench_kamailio(workdir: Path, users, inf: Path, args) -> Result:
     return result
 
 
-def bench_sipd(workdir: Path, users, inf: Path, args) -> Result:
+def bench_sipd(workdir: Path, users, sources: list[Site], args) -> Result:
     result = Result("sipd")
     if not (ROOT / "sipd" / "__main__.py").exists():
         result.error = "sipd/__main__.py does not exist yet"
@@ -393,7 +424,7 @@ def bench_sipd(workdir: Path, users, inf: Path, args) -> Result:
     result.command = "PBX_DB=... PBX_SIP_LISTEN=127.0.0.1:PORT python -m sipd"
     try:
         registrar.start()
-        search(registrar, inf, workdir, args, result)
+        search(registrar, sources, workdir, args, result)
         result.bindings_live = registrar.live_bindings()[1]
         registrar.kill()
         rows, extensions = registrar.live_bindings()
@@ -443,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--only", choices=("kamailio", "sipd"))
+    parser.add_argument("--sources", type=int, default=8,
+                        help="source addresses (127.0.0.10, .11, ...), one sipp each, the "
+                             "extensions dealt over them")
     parser.add_argument("--start-rate", type=float, default=250.0)
     parser.add_argument("--max-rate", type=float, default=32000.0)
     parser.add_argument("--duration", type=float, default=10.0,
@@ -476,14 +510,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-reg-"))
     try:
         users = bench_users(args.users)
-        inf = users_csv(workdir / "users.csv", users)
+        sources = sites(workdir, users, args.sources)
         results = []
         if args.only in (None, "kamailio"):
             print("kamailio:", flush=True)
-            results.append(bench_kamailio(workdir, users, inf, args))
+            results.append(bench_kamailio(workdir, users, sources, args))
         if args.only in (None, "sipd"):
             print("sipd:", flush=True)
-            results.append(bench_sipd(workdir, users, inf, args))
+            results.append(bench_sipd(workdir, users, sources, args))
         print()
         print(table(results, args.users))
         for r in results:

@@ -152,6 +152,19 @@ class Settings:
     max_tcp_per_source: int = 100
     tcp_read_timeout: int = 10
     nft_ban_command: str = ""
+    # Registration worker processes beside the main sipd (sipd/workers.py).
+    sip_workers: int = 0
+
+
+def parse_workers(raw: str, cpus: int | None = None) -> int:
+    """PBX_SIP_WORKERS: a number (0-16), or "auto": one per core beyond the first,
+    at most 3, so none on a one-core server, where they would only compete."""
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return max(0, min((cpus or os.cpu_count() or 1) - 1, 3))
+    if not value.isdigit() or int(value) > 16:
+        raise ConfigError(f"PBX_SIP_WORKERS: expected auto or a number from 0 to 16, got {raw!r}")
+    return int(value)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -191,6 +204,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_call_duration=_int(env, "PBX_MAX_CALL_DURATION", 4 * 3600, 10),
         max_calls=_int(env, "PBX_MAX_CALLS", 500, 1),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
+        sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),

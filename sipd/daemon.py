@@ -18,6 +18,7 @@ from sipd.registrar import Registrar
 from sipd.sip.digest import NonceMinter
 from sipd.sip.registration import Policy
 from sipd.transport import TcpTransport, UdpTransport, bind_tcp, bind_udp, periodic, sender
+from sipd.workers import Workers, attach_steering
 
 log = logging.getLogger("sipd")
 
@@ -51,35 +52,60 @@ def reap(now: float | None = None) -> int:
     return len(expired)
 
 
-class Sipd:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        database = connect(settings, shared=True)  # one connection, not one per greenlet
+class Registration:
+    """What answers REGISTER in a process: database, registrar, handler, guard.
+    The main sipd has one and so does each registration worker (sipd.workers)."""
+
+    def __init__(self, settings: Settings, origin: int = 0):
+        # One connection for the process, not one per greenlet. The main process
+        # migrates; a worker starts after it has.
+        self.database = connect(settings, migrate=origin == 0, shared=True)
         ensure_private(settings.db_path)
-        secret = secret_key(settings)
-        minter = NonceMinter(secret, settings.realm, settings.nonce_lifetime)
+        minter = NonceMinter(
+            secret_key(settings), settings.realm, settings.nonce_lifetime, origin=origin
+        )
         policy = Policy(
             min_expires=settings.min_expires,
             max_expires=settings.max_expires,
             default_expires=settings.default_expires,
             max_contacts=settings.max_contacts,
         )
-        self.database = database
         self.registrar = Registrar(
             settings.realm, minter, policy, algorithms=settings.digest_algorithms
         )
         self.handler = Handler(self.registrar)
         # Bans, rate and connection limits, scanners (sipd/security.py).
         self.guard = security.build(settings, spawn=gevent.spawn)
-        self.registrar.on_failure = self.guard.auth_failed
+        # Through the handler: inside a batch the ban is written after the commit.
+        self.registrar.on_failure = lambda *failure: self.handler.after_commit(
+            self.guard.auth_failed, *failure
+        )
+
+    def housekeeping(self) -> None:
+        self.registrar.nonce_counts.prune(time.time())
+        self.guard.prune()
+
+
+class Sipd:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        stack = Registration(settings)
+        self.stack = stack
+        self.database, self.registrar = stack.database, stack.registrar
+        self.handler, self.guard = stack.handler, stack.guard
         self.servers = []
+        self.workers = None
 
     def start(self) -> None:
         host, port = self.settings.sip_host, self.settings.sip_port
-        udp_socket = bind_udp(host, port)
+        count = self.settings.sip_workers
+        udp_socket = bind_udp(host, port, reuseport=count > 0)
         # With port 0 the kernel picks; TCP then listens on the same number.
         port = udp_socket.getsockname()[1]
         tcp_socket = bind_tcp(host, port)
+        if count:
+            # Bound first, so this process is index 0 of the group (sipd/workers.py).
+            attach_steering(udp_socket, count + 1)
         self.servers = [
             UdpTransport(udp_socket, self.handler, self.guard),
             TcpTransport(
@@ -93,6 +119,9 @@ class Sipd:
             self.servers.append(tls.listener(self.settings, self.handler, self.guard))
         # Calls are wired before any listener starts, so no INVITE meets a half-built daemon.
         self._start_calls(host, port)
+        if count:
+            self.workers = Workers(count, port).start()
+            self.workers.wait_ready()
         for server in self.servers:
             server.start()
         self.port = port
@@ -158,13 +187,14 @@ class Sipd:
 
     def _housekeeping(self) -> None:
         reap()
-        self.registrar.nonce_counts.prune(time.time())
-        self.guard.prune()
+        self.stack.housekeeping()
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
         if getattr(self, "control", None) is not None:
             self.control.close()
+        if self.workers is not None:
+            self.workers.stop()
         if getattr(self, "relay", None) is not None:
             self.relay.stop()
         for server in self.servers:
@@ -184,10 +214,34 @@ def run(settings: Settings) -> int:
             error.strerror or error,
         )
         return 1
+    _wait_for_signal()
+    log.info("sipd stopping")
+    daemon.stop()
+    return 0
+
+
+def _wait_for_signal() -> None:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     stop.wait()
-    log.info("sipd stopping")
-    daemon.stop()
+
+
+def run_worker(settings: Settings, index: int, port: int, parent: int) -> int:
+    """A registration worker (sipd/workers.py): REGISTERs steered to it on `port`."""
+    from sipd.media.server import die_with_parent
+
+    die_with_parent(parent)
+    stack = Registration(settings, origin=index)
+    udp = UdpTransport(bind_udp(settings.sip_host, port, reuseport=True, first=False),
+                       stack.handler, stack.guard)
+    udp.start()
+    print("ready", flush=True)  # to the main process (Workers.wait_ready)
+    periodic(1.0, stack.handler.expire, "transaction expiry")
+    periodic(30.0, stack.housekeeping, "housekeeping")
+    periodic(0.5, stack.guard.refresh, "ban list")
+    log.info("Registration worker %d ready on udp %s:%d", index, settings.sip_host, port)
+    _wait_for_signal()
+    udp.stop(timeout=1)
+    stack.database.close()
     return 0

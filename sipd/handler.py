@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 
+from sipd import store
 from sipd.registrar import Destination, Registrar, Source
 from sipd.sip.headers import URI, CSeq, Via
 from sipd.sip.message import ParseError, Request, Response, parse
@@ -63,6 +65,46 @@ class Handler:
         # send(data, Destination) for what is not an immediate answer.
         self.calls = None
         self.send = None
+        # Inside batch(): the transactions begun and the work to run after the commit.
+        self._begun: list | None = None
+        self._after: list | None = None
+
+    @contextmanager
+    def batch(self):
+        """Handle several requests with one database commit (group commit).
+
+        The registrar's writes are queued and committed together at the end
+        (sipd/store.py), so the responses must only be sent after this block,
+        once the bindings they report are on disk. Work that writes through
+        another connection (a ban) also waits for the end, so it never waits on
+        the lock of our own transaction. If the commit fails, the transactions
+        begun here are forgotten, so a retransmission is handled afresh instead
+        of answered from memory.
+        """
+        self._begun, self._after = [], []
+        store.begin_batch()
+        try:
+            yield
+            store.commit_batch()
+        except Exception:
+            for transaction in self._begun:
+                self.transactions.forget(transaction)
+            raise
+        finally:
+            store.end_batch()
+            after, self._begun, self._after = self._after, None, None
+            for function, args in after:
+                try:
+                    function(*args)
+                except Exception:
+                    log.exception("[SIP] Deferred work failed")
+
+    def after_commit(self, function, *args) -> None:
+        """Run function(*args) now, or at the end of the current batch()."""
+        if self._after is None:
+            function(*args)
+        else:
+            self._after.append((function, args))
 
     def respond(self, transaction, response: Response) -> None:
         """Send a response through its server transaction, now or later (the B2BUA's path)."""
@@ -153,6 +195,8 @@ class Handler:
             received, transaction = self.transactions.receive(request, via, reliable, now)
         except ParseError as error:
             return self._bad(request, source, reliable, str(error), via)
+        if self._begun is not None and received is Received.NEW:
+            self._begun.append(transaction)
         if received is Received.RETRANSMISSION:
             if transaction.last_response is None:
                 return []

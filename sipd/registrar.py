@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
+from contextlib import nullcontext
 
 from core.credentials import ha1 as make_ha1
 from core.models import db
@@ -95,6 +96,16 @@ class Registrar:
     # -- the entry point ------------------------------------------------------
 
     def register(self, request: Request, source: Source) -> Response:
+        # A request that fails half-way leaves nothing queued (in a batch, the
+        # savepoint of a transaction of its own is this mark).
+        position = store.mark()
+        try:
+            return self._register(request, source)
+        except BaseException:
+            store.undo(position)
+            raise
+
+    def _register(self, request: Request, source: Source) -> Response:
         now = self.clock()
         user_agent = clean_text(request.headers.get("User-Agent"))
         try:
@@ -242,7 +253,10 @@ class Registrar:
         call_id = request.headers.get("Call-ID") or ""
         cseq = CSeq.parse(request.headers.get("CSeq") or "")
         aor = to.uri.address_of_record()
-        with db.atomic():
+        store.touch(extension.id)
+        # In a batch the writes are queued and committed together (sipd/store.py);
+        # alone, the read and the writes are one transaction.
+        with nullcontext() if store.batching() else db.atomic():
             # Expired bindings are gone (§10.3): deleted with this request's removals
             # and left out of what the plan and the 200 see. One read, and the 200's
             # list is worked out here instead of read back.

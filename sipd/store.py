@@ -38,6 +38,83 @@ def _conn():
     return db.connection()
 
 
+# -- group commit ---------------------------------------------------------------------
+#
+# Inside batched(), the registrar's writes are queued instead of executed, and
+# run together by commit_batch() in one BEGIN IMMEDIATE ... COMMIT. The reads and
+# all the CPU work of a registration (parsing, digest, planning) then happen
+# outside the write lock, which sipd's registration workers (sipd/workers.py)
+# share through the SQLite file; only the statements themselves hold it.
+
+_batch: list[tuple[str, tuple]] | None = None
+_batch_extensions: set[int] = set()
+
+
+def batching() -> bool:
+    return _batch is not None
+
+
+def begin_batch() -> None:
+    global _batch
+    _batch = []
+    _batch_extensions.clear()
+
+
+def end_batch() -> None:
+    """Leave batch mode; what was not committed is dropped."""
+    global _batch
+    _batch = None
+    _batch_extensions.clear()
+
+
+def touch(extension_id: int) -> None:
+    """About to read an extension's bindings to change them: if this batch already
+    queued changes to them, commit those first, so the read sees them."""
+    if _batch is None:
+        return
+    if extension_id in _batch_extensions:
+        commit_batch()
+    _batch_extensions.add(extension_id)
+
+
+def commit_batch() -> None:
+    """Run the queued writes in one transaction; raises (after a rollback) if it fails."""
+    global _batch
+    if not _batch:
+        return
+    statements, _batch = _batch, []
+    _batch_extensions.clear()
+    conn = _conn()
+    # IMMEDIATE: take the write lock first. A deferred transaction that read and
+    # then wrote could fail at once with SQLITE_BUSY if another process committed
+    # in between; this one waits (busy_timeout) like any other writer.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def mark() -> int:
+    """Where the queue stands, to drop what a request queued if it then fails."""
+    return len(_batch) if _batch is not None else 0
+
+
+def undo(position: int) -> None:
+    if _batch is not None:
+        del _batch[position:]
+
+
+def _write(sql: str, params: tuple) -> None:
+    if _batch is None:
+        _conn().execute(sql, params)
+    else:
+        _batch.append((sql, params))
+
+
 def extension(number: str) -> ExtensionRow | None:
     row = (
         _conn()
@@ -62,7 +139,7 @@ def bindings(extension_id: int) -> list[BindingRow]:
 
 def delete_bindings(ids: list[int]) -> None:
     if ids:
-        _conn().execute(f"DELETE FROM binding WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        _write(f"DELETE FROM binding WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
 
 
 _COLUMNS = (
@@ -72,7 +149,7 @@ _COLUMNS = (
 
 
 def refresh_binding(binding_id: int, values: dict) -> None:
-    _conn().execute(
+    _write(
         "UPDATE binding SET aor = ?, contact = ?, source_host = ?, source_port = ?,"
         " transport = ?, expires_at = ?, call_id = ?, cseq = ?, user_agent = ?, instance = ?,"
         " q = ?, updated_at = ? WHERE id = ?",
@@ -82,7 +159,7 @@ def refresh_binding(binding_id: int, values: dict) -> None:
 
 def add_binding(extension_id: int, values: dict, now: float) -> None:
     # A leftover row for the same contact (unique per extension) is replaced.
-    _conn().execute(
+    _write(
         f"INSERT OR REPLACE INTO binding (extension_id, {_COLUMNS}, registered_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (extension_id, *_values(values), now),
@@ -117,7 +194,7 @@ def record_attempt(
     result: str,
     reason: str,
 ) -> None:
-    _conn().execute(
+    _write(
         "INSERT INTO auth_attempt (created_at, number, method, source_host, source_port,"
         " transport, user_agent, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now, number, method, host, port, transport, user_agent, result, reason),

@@ -1,9 +1,11 @@
 """HTTP Digest for SIP: RFC 7616 with the SIP rules of RFC 8760 and RFC 3261 §22.
 
-Stateless nonces: a nonce is its issue time and an HMAC over that time and
-the realm, keyed by the PBX secret. Any sipd holding the secret can verify it,
-so a nonce issued before a restart stays valid for its lifetime afterwards.
-The clock is an argument; nothing here reads it.
+Stateless nonces: a nonce is its issue time, the number of the sipd process
+that issued it, and an HMAC over both and the realm, keyed by the PBX secret. A
+nonce issued before a restart stays valid for its lifetime afterwards. The nc
+replay check needs the counts the issuing process keeps, so another process (a
+registration worker, sipd.workers) treats the nonce as stale and challenges
+again. The clock is an argument; nothing here reads it.
 """
 
 from __future__ import annotations
@@ -38,23 +40,28 @@ class NonceState(Enum):
 
 
 class NonceMinter:
-    """Mints and verifies HMAC-keyed nonces (RFC 7616 §3.3 suggests this shape)."""
+    """Mints and verifies HMAC-keyed nonces (RFC 7616 §3.3 suggests this shape).
 
-    def __init__(self, secret: str | bytes, realm: str, lifetime: float):
+    `origin` (0-255) is the process: 0 the main sipd, 1.. its registration workers.
+    """
+
+    def __init__(self, secret: str | bytes, realm: str, lifetime: float, origin: int = 0):
         self._key = hashlib.sha256(
             b"sipd-nonce:" + (secret.encode() if isinstance(secret, str) else secret)
         ).digest()
         self.realm = realm
         self.lifetime = lifetime
+        self.origin = origin
+        self._origin = bytes([origin])
 
     def _mac(self, stamp: bytes) -> bytes:
         return hmac.new(self._key, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
 
     def mint(self, now: float) -> str:
-        # Issue time in milliseconds plus 8 random bytes: every challenge gets its
-        # own nonce even under load, so the nc replay check (which is per nonce)
-        # never confuses two phones challenged in the same millisecond.
-        stamp = struct.pack(">Q", int(now * 1000)) + os.urandom(8)
+        # Issue time in milliseconds, the origin, 7 random bytes: every challenge
+        # gets its own nonce even under load, so the nc replay check (which is per
+        # nonce) never confuses two phones challenged in the same millisecond.
+        stamp = struct.pack(">Q", int(now * 1000)) + self._origin + os.urandom(7)
         return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode().rstrip("=")
 
     def check(self, nonce: str, now: float) -> NonceState:
@@ -70,7 +77,8 @@ class NonceMinter:
         issued = struct.unpack(">Q", stamp[:8])[0] / 1000
         if issued > now + 5:  # from the future: a clock that jumped back, or a forgery
             return NonceState.INVALID
-        if now - issued > self.lifetime:
+        if now - issued > self.lifetime or stamp[8:9] != self._origin:
+            # Old, or issued by another process, which holds its nonce counts.
             return NonceState.STALE
         return NonceState.VALID
 

@@ -78,6 +78,17 @@ def test_nonce_survives_a_restart(minter):
     assert again.check(nonce, 1100.0) is NonceState.VALID
 
 
+def test_a_nonce_is_stale_at_a_process_that_did_not_issue_it(minter):
+    # sipd.workers: the issuing process keeps the nonce counts; elsewhere the
+    # phone is asked again with stale=true rather than risk a replay.
+    worker = NonceMinter(SECRET, "pbx.test", lifetime=300, origin=1)
+    ours, theirs = minter.mint(1000.0), worker.mint(1000.0)
+    assert worker.check(theirs, 1000.0) is NonceState.VALID
+    assert minter.check(theirs, 1000.0) is NonceState.STALE
+    assert worker.check(ours, 1000.0) is NonceState.STALE
+    assert minter.check(ours, 1000.0) is NonceState.VALID
+
+
 @pytest.mark.parametrize("tamper", ["other-secret", "other-realm", "flip", "garbage"])
 def test_foreign_or_tampered_nonce_is_invalid(minter, tamper):
     nonce = minter.mint(1000.0)
