@@ -169,9 +169,9 @@ class Handler:
         except ParseError as error:
             log.info("[SIP] Dropped %s from %s: %s", request.method, source, error)
             return []
-        for name in SINGULAR:
-            if request.headers.count(name) > 1:
-                return self._bad(request, source, reliable, f"more than one {name} header", via)
+        repeated = request.headers.first_repeated(SINGULAR)
+        if repeated is not None:
+            return self._bad(request, source, reliable, f"more than one {repeated} header", via)
         request.headers.replace_first("Via", str(via))
         try:
             cseq = CSeq.parse(request.headers.get("CSeq"))

@@ -35,7 +35,10 @@ STATUS_LINE_RE = re.compile(rf"^({SIP_VERSION}) ([1-6][0-9][0-9]) ?(.*)$")
 # quoted-string  =  SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 # qdtext         =  LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII
 # quoted-pair    =  "\" (%x00-09 / %x0B-0C / %x0E-7F)
-QUOTED_STRING = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+# Written "unrolled" (runs of plain characters between quoted-pairs) rather than as
+# a repeated alternation, which the regex engine tries character by character: the
+# nonces and digests of every Authorization header are quoted strings.
+QUOTED_STRING = r'"[^"\\\r\n]*(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f][^"\\\r\n]*)*"'
 
 # generic-param  =  token [ EQUAL gen-value ]
 # gen-value      =  token / host / quoted-string
@@ -65,7 +68,9 @@ HOST_RE = re.compile(rf"^{HOST}$")
 # userinfo =  ( user / telephone-subscriber ) [ ":" password ] "@"
 # user     =  1*( unreserved / escaped / user-unreserved )
 # escaped  =  "%" HEXDIG HEXDIG
-USER = r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+"
+# (unrolled as QUOTED_STRING is, with a look-ahead for the one-or-more)
+_USER_CHARS = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]"
+USER = rf"(?={_USER_CHARS}|%[0-9A-Fa-f]{{2}}){_USER_CHARS}*(?:%[0-9A-Fa-f]{{2}}{_USER_CHARS}*)*"
 PASSWORD = r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*"
 SIP_URI_RE = re.compile(
     rf"^(sips?):(?:({USER})(?::({PASSWORD}))?@)?({HOST})(?::([0-9]{{1,5}}))?"
@@ -86,3 +91,5 @@ NAME_ADDR_RE = re.compile(
 
 # auth-param = auth-param-name EQUAL ( token / quoted-string )
 AUTH_PARAM_RE = re.compile(rf"\s*({TOKEN})\s*=\s*({TOKEN}|{QUOTED_STRING})\s*(?:,|$)")
+# credentials = ... auth-param *(COMMA auth-param): the whole list, for a fullmatch
+AUTH_PARAMS_RE = re.compile(rf"(?:\s*{TOKEN}\s*=\s*(?:{TOKEN}|{QUOTED_STRING})\s*(?:,|$))*")

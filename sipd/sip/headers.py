@@ -113,10 +113,19 @@ class URI:
         return f"{self.scheme}:{_escape_user(self.user or '')}@{self.host}"
 
 
+# What the user ABNF allows unescaped (§25.1: unreserved / user-unreserved).
+_USER_ALLOWED = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/"
+)
+
+
 def _escape_user(user: str) -> str:
     # Re-escape only what the user ABNF does not allow unescaped.
-    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/")
-    return "".join(c if c in allowed else "".join(f"%{b:02X}" for b in c.encode()) for c in user)
+    if user.isalnum() and user.isascii():
+        return user  # extension numbers, nearly always
+    return "".join(
+        c if c in _USER_ALLOWED else "".join(f"%{b:02X}" for b in c.encode()) for c in user
+    )
 
 
 @dataclass
@@ -227,15 +236,13 @@ class Credentials:
     @classmethod
     def parse(cls, text: str) -> Credentials:
         scheme, _, rest = text.strip().partition(" ")
-        params: dict[str, str] = {}
-        position = 0
         rest = rest.strip()
-        while position < len(rest):
-            match = abnf.AUTH_PARAM_RE.match(rest, position)
-            if not match or match.end() == position:
-                raise ParseError("malformed Authorization header")
-            params[match.group(1).lower()] = unquote_string(match.group(2))
-            position = match.end()
+        # One pass to check the whole list, one to take it apart (both in C).
+        if not abnf.AUTH_PARAMS_RE.fullmatch(rest):
+            raise ParseError("malformed Authorization header")
+        params = {
+            name.lower(): unquote_string(value) for name, value in abnf.AUTH_PARAM_RE.findall(rest)
+        }
         return cls(scheme=scheme, params=params)
 
     def get(self, name: str) -> str | None:
