@@ -50,12 +50,13 @@ class NonceMinter:
             b"sipd-nonce:" + (secret.encode() if isinstance(secret, str) else secret)
         ).digest()
         self.realm = realm
+        self._realm = realm.encode()
         self.lifetime = lifetime
         self.origin = origin
         self._origin = bytes([origin])
 
     def _mac(self, stamp: bytes) -> bytes:
-        return hmac.new(self._key, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
+        return hmac.digest(self._key, stamp + self._realm, "sha256")[:16]
 
     def mint(self, now: float) -> str:
         # Issue time in milliseconds, the origin, 7 random bytes: every challenge
