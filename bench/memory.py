@@ -37,6 +37,7 @@ from benchlib import (  # noqa: E402
     bench_users,
     loadavg,
     machine,
+    process_tree,
     run_sipp,
     sipp_command,
     users_csv,
@@ -53,6 +54,17 @@ def vm_hwm_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def sip_pids(sipd) -> list[int]:
+    """sipd's SIP processes: the main one and its registration workers (not the media
+    relay, a process of its own whose memory does not depend on the bindings)."""
+    return [pid for pid in process_tree(sipd.process.pid)
+            if b"sipd.media" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def sip_rss_kib(sipd) -> int:
+    return sum(vm_rss_kib(pid) for pid in sip_pids(sipd))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
         empty_start = sipd.start()
         figures["startup_empty_s"] = round(empty_start, 3)
-        figures["rss_empty_mb"] = round(vm_rss_kib(sipd.process.pid) / 1024, 1)
+        figures["rss_empty_mb"] = round(sip_rss_kib(sipd) / 1024, 1)
         print(f"start-up with no bindings: {empty_start:.3f} s, "
               f"RSS {figures['rss_empty_mb']} MB")
 
@@ -109,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                            timeout_s=int(args.bindings / args.rate * 3 + 60))
             print(f"  {run.successful} registered, {run.failed} failed, "
                   f"{run.retransmissions} retransmissions; "
-                  f"RSS {vm_rss_kib(sipd.process.pid) / 1024:.1f} MB", flush=True)
-            rss_passes.append(round(vm_rss_kib(sipd.process.pid) / 1024, 1))
+                  f"RSS {sip_rss_kib(sipd) / 1024:.1f} MB", flush=True)
+            rss_passes.append(round(sip_rss_kib(sipd) / 1024, 1))
             if run.failed:
                 break
         figures["rss_per_pass_mb"] = rss_passes
@@ -128,13 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  live bindings in the database: {rows} rows, {extensions} extensions")
 
         time.sleep(2)
-        pid = sipd.process.pid
         samples = []
         for _ in range(5):
-            samples.append(vm_rss_kib(pid))
+            samples.append(sip_rss_kib(sipd))
             time.sleep(0.2)
         figures["rss_after_fill_mb"] = round(max(samples) / 1024, 1)
-        figures["hwm_after_fill_mb"] = round(vm_hwm_kib(pid) / 1024, 1)
+        figures["hwm_after_fill_mb"] = round(
+            sum(vm_hwm_kib(pid) for pid in sip_pids(sipd)) / 1024, 1)
+        figures["processes"] = {
+            " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1:4]):
+            round(vm_rss_kib(pid) / 1024, 1) for pid in process_tree(sipd.process.pid)}
+        print(f"RSS per process: {figures['processes']}")
         print(f"RSS with {extensions} live bindings (registered through sipp): "
               f"{figures['rss_after_fill_mb']} MB (peak VmHWM {figures['hwm_after_fill_mb']} MB)")
         if args.idle > 0:
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             # left is what the bindings (and caches) cost, not the traffic.
             print(f"idle {args.idle:g} s (past Timer J) ...", flush=True)
             time.sleep(args.idle)
-            figures["rss_after_idle_mb"] = round(vm_rss_kib(pid) / 1024, 1)
+            figures["rss_after_idle_mb"] = round(sip_rss_kib(sipd) / 1024, 1)
             print(f"RSS after {args.idle:g} s idle: {figures['rss_after_idle_mb']} MB")
         sipd.stop()
 
@@ -151,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.starts):
             starts.append(sipd.start())
             time.sleep(0.5)
-            rss_restart.append(vm_rss_kib(sipd.process.pid))
+            rss_restart.append(sip_rss_kib(sipd))
             sipd.stop()
             time.sleep(0.3)
         rows, extensions = sipd.live_bindings()

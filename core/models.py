@@ -46,8 +46,13 @@ def open_database(path: str, shared: bool = False) -> SqliteDatabase:
     `shared`: one connection for the process, for a single-threaded gevent
     process whose transactions never yield to another greenlet (sipd's do not).
     """
+    # Transactions begin IMMEDIATE: with several writers (sipd, its registration
+    # workers, the panel, pbxctl), a deferred transaction that read and then
+    # wrote fails at once (SQLITE_BUSY, busy_timeout does not apply) if another
+    # connection committed in between; an immediate one waits for the lock.
     database = SqliteDatabase(
-        path, pragmas=PRAGMAS, check_same_thread=False, thread_safe=not shared
+        path, pragmas=PRAGMAS, check_same_thread=False, thread_safe=not shared,
+        lock_type="IMMEDIATE",
     )
     db.initialize(database)
     return database

@@ -255,7 +255,7 @@ class Registrar:
         aor = to.uri.address_of_record()
         store.touch(extension.id)
         # In a batch the writes are queued and committed together (sipd/store.py);
-        # alone, the read and the writes are one transaction.
+        # alone (TCP, TLS), the read and the writes are one (immediate) transaction.
         with nullcontext() if store.batching() else db.atomic():
             # Expired bindings are gone (§10.3): deleted with this request's removals
             # and left out of what the plan and the 200 see. One read, and the 200's

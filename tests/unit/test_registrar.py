@@ -5,6 +5,7 @@ No sockets: bytes in, responses out, as the transports would see them.
 
 import itertools
 import re
+import sqlite3
 
 import pytest
 
@@ -392,3 +393,50 @@ def test_rport_and_received(handler):
 )
 def test_garbage_is_dropped_without_an_answer(handler, data):
     assert handler.handle(data, Source("192.0.2.7", 5062, "UDP")) == []
+
+
+def test_a_batch_whose_commit_fails_answers_nothing_and_forgets_its_transactions(
+    handler, database, settings
+):
+    """Group commit (sipd/store.py): a 200 leaves only once its binding is on disk.
+
+    Another connection holds SQLite's write lock, so the batch cannot commit: the
+    batch raises (the UDP listener then sends none of its answers), and the same
+    REGISTER sent again (a retransmission, same branch) is handled afresh rather
+    than answered from the transaction's memory with a 200 for a binding that is
+    not there. Its nonce count was spent, so it is challenged again (stale=true,
+    which phones answer at once), and that answer registers.
+    """
+    phone = Phone(handler)
+    challenge = phone.send(expires=300)
+    auth = phone.authorization(challenge)
+    phone.cseq += 1
+    data = (
+        f"REGISTER sip:{REALM} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {phone.source.host}:{phone.source.port};branch=z9hG4bKbatch;rport\r\n"
+        f"From: <sip:1002@{REALM}>;tag=t\r\nTo: <sip:1002@{REALM}>\r\n"
+        f"Call-ID: {phone.call_id}\r\nCSeq: {phone.cseq} REGISTER\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:1002@{phone.source.host}:{phone.source.port}>\r\nExpires: 300\r\n"
+        f"Authorization: {auth}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    database.execute_sql("PRAGMA busy_timeout = 100")
+    blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    answers = []
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with handler.batch():
+                answers.append(handler.handle(data, phone.source))
+        assert answers and parse(answers[0][0].data).status == 200  # built, never sent
+        assert live_contacts() == []
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with handler.batch():
+        again = parse(handler.handle(data, phone.source)[0].data)
+    assert again.status == 401
+    assert "stale=true" in again.headers.get("WWW-Authenticate")
+    assert live_contacts() == []
+    with handler.batch():
+        assert phone.send(expires=300, auth=phone.authorization(again)).status == 200
+    assert live_contacts() == [f"sip:1002@{phone.source.host}:{phone.source.port}"]
