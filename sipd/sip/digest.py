@@ -11,8 +11,10 @@ again. The clock is an argument; nothing here reads it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import itertools
 import os
 import struct
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ class NonceState(Enum):
     INVALID = "invalid"  # not ours, or tampered with
 
 
+_SERIAL_MASK = (1 << 56) - 1
+
+
 class NonceMinter:
     """Mints and verifies HMAC-keyed nonces (RFC 7616 §3.3 suggests this shape).
 
@@ -54,15 +59,22 @@ class NonceMinter:
         self.lifetime = lifetime
         self.origin = origin
         self._origin = bytes([origin])
+        self._serial = itertools.count(int.from_bytes(os.urandom(7), "big"))
 
     def _mac(self, stamp: bytes) -> bytes:
         return hmac.digest(self._key, stamp + self._realm, "sha256")[:16]
 
     def mint(self, now: float) -> str:
-        # Issue time in milliseconds, the origin, 7 random bytes: every challenge
-        # gets its own nonce even under load, so the nc replay check (which is per
-        # nonce) never confuses two phones challenged in the same millisecond.
-        stamp = struct.pack(">Q", int(now * 1000)) + self._origin + os.urandom(7)
+        # Issue time in milliseconds, the origin, a 56-bit serial number (from a
+        # random start, so a restart does not repeat them): every challenge gets its
+        # own nonce even under load, so the nc replay check (which is per nonce)
+        # never confuses two phones challenged in the same millisecond. Nonces are
+        # public; the MAC, not the serial, is what cannot be guessed.
+        stamp = (
+            struct.pack(">Q", int(now * 1000))
+            + self._origin
+            + (next(self._serial) & _SERIAL_MASK).to_bytes(7, "big")
+        )
         return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode().rstrip("=")
 
     def check(self, nonce: str, now: float) -> NonceState:
@@ -86,16 +98,17 @@ class NonceMinter:
 
 def challenge(realm: str, nonce: str, algorithm: str, opaque: str, stale: bool = False) -> str:
     """One WWW-Authenticate / Proxy-Authenticate value (RFC 7616 §3.3)."""
-    parts = [
-        f"realm={quote_string(realm)}",
-        f"nonce={quote_string(nonce)}",
-        f"opaque={quote_string(opaque)}",
-        f"algorithm={algorithm}",
-        'qop="auth"',
-    ]
+    before, after = _challenge_parts(realm, algorithm, opaque, stale)
+    return before + quote_string(nonce) + after
+
+
+@functools.lru_cache(maxsize=64)
+def _challenge_parts(realm: str, algorithm: str, opaque: str, stale: bool) -> tuple[str, str]:
+    """The text of a challenge around its nonce: the same for every challenge."""
+    after = [f"opaque={quote_string(opaque)}", f"algorithm={algorithm}", 'qop="auth"']
     if stale:
-        parts.append("stale=true")
-    return "Digest " + ", ".join(parts)
+        after.append("stale=true")
+    return f"Digest realm={quote_string(realm)}, nonce=", ", " + ", ".join(after)
 
 
 def challenges(

@@ -234,11 +234,12 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._index.get(_key(name))
+        # The cache lookup inlined: this runs some twenty times per message.
+        values = self._index.get(_KEY_CACHE.get(name) or _key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        values = self._index.get(_key(name))
+        values = self._index.get(_KEY_CACHE.get(name) or _key(name))
         return list(values) if values else []
 
     def count(self, name: str) -> int:
