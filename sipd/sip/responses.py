@@ -24,7 +24,8 @@ def stamp_via(via: Via, source: tuple[str, int]) -> Via:
 
 def to_tag_for(request: Request) -> str:
     """A To tag stable for one request, so retransmitted answers match (§8.2.6.2)."""
-    seed = "|".join(request.headers.get(n) or "" for n in ("Via", "Call-ID", "CSeq", "From"))
+    get = request.headers.get
+    seed = f"{get('Via') or ''}|{get('Call-ID') or ''}|{get('CSeq') or ''}|{get('From') or ''}"
     return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
 
 
