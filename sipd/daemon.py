@@ -220,10 +220,10 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(signals=(signal.SIGTERM, signal.SIGINT)) -> None:
     stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.signal_handler(signal.SIGINT, stop.set)
+    for number in signals:
+        gevent.signal_handler(number, stop.set)
     stop.wait()
 
 
@@ -241,7 +241,11 @@ def run_worker(settings: Settings, index: int, port: int, parent: int) -> int:
     periodic(30.0, stack.housekeeping, "housekeeping")
     periodic(0.5, stack.guard.refresh, "ban list")
     log.info("Registration worker %d ready on udp %s:%d", index, settings.sip_host, port)
-    _wait_for_signal()
+    # Ctrl-C in a terminal reaches the whole process group: a worker leaves its
+    # stopping to the main process (SIGTERM), which would otherwise see it exit
+    # first and start it again.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _wait_for_signal((signal.SIGTERM,))
     udp.stop(timeout=1)
     stack.database.close()
     return 0
