@@ -132,6 +132,11 @@ class Workers:
             code = process.wait()  # cooperative: subprocess is gevent's here
             if self._stopping:
                 return
+            if code == 0:
+                # Stopped with SIGTERM: under systemd the whole unit gets it at
+                # once, so this is the service stopping, not a crash.
+                log.info("Registration worker %d (pid %d) stopped", index, process.pid)
+                return
             log.error("Registration worker %d (pid %d) exited with %s; starting it again",
                       index, process.pid, code)
             gevent.sleep(RESTART_DELAY)
