@@ -116,12 +116,27 @@ def save_screenshot(driver, path: Path, device: dict | None = None) -> Path:
 
 def click_and_load(driver, element):
     """Click what leads to another page, and wait until that page has replaced this one."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     html = driver.find_element("tag name", "html")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(html))
+
+    def replaced(_driver) -> bool:
+        # selenium's staleness_of knows only the stale-element error; while the old
+        # document is being torn down, ChromeDriver 156 may instead answer "Node with
+        # given id does not belong to the document" (seen in CI): just as stale.
+        try:
+            html.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 10).until(replaced)
 
 
 def assert_fits_a_phone(driver):
