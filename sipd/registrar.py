@@ -17,7 +17,7 @@ from core.credentials import ha1 as make_ha1
 from core.models import db
 from sipd import store
 from sipd.sip import digest
-from sipd.sip.headers import URI, Credentials, CSeq, NameAddr
+from sipd.sip.headers import URI, Credentials, CSeq, shared_name_addr
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.registration import Existing, Policy, Refusal, plan, wanted_contacts
 from sipd.sip.responses import make_response
@@ -109,7 +109,7 @@ class Registrar:
         now = self.clock()
         user_agent = clean_text(request.headers.get("User-Agent"))
         try:
-            to = NameAddr.parse(request.headers.get("To", ""))
+            to, _ = shared_name_addr(request.headers.get("To", ""))  # read only
             if not to.uri.is_sip:
                 raise Refusal(416, "Unsupported URI Scheme")
             if not to.uri.user:

@@ -5,6 +5,7 @@ Each type has `parse(text)` raising `ParseError` and `__str__` giving wire form.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -164,6 +165,19 @@ class NameAddr:
             return "*"
         display = f"{quote_string(self.display_name)} " if self.display_name else ""
         return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def shared_name_addr(text: str) -> tuple[NameAddr, str]:
+    """NameAddr.parse(text) and its URI as text, for callers that only read them.
+
+    The registrar parses the same To and Contact values on every refresh of every
+    phone; these are kept (the most recent 4,096) instead. The objects are shared
+    between callers, so they must never be changed: callers that set a tag or a
+    parameter parse their own with NameAddr.parse.
+    """
+    value = NameAddr.parse(text)
+    return value, str(value.uri)
 
 
 @dataclass

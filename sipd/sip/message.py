@@ -217,15 +217,22 @@ class Headers:
     @items.setter
     def items(self, items: list[tuple[str, str]]) -> None:
         self._items = items
-        index: dict[str, list[str]] = {}
-        for name, value in items:
-            key = _key(name)
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
-        self._index = index
+        # Built on the first lookup: most responses are only ever serialized.
+        self._index: dict[str, list[str]] | None = None if items else {}
+
+    def _indexed(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                key = _key(name)
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -235,20 +242,23 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         # The cache lookup inlined: this runs some twenty times per message.
-        values = self._index.get(_KEY_CACHE.get(name) or _key(name))
+        index = self._index
+        if index is None:
+            index = self._indexed()
+        values = index.get(_KEY_CACHE.get(name) or _key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        values = self._index.get(_KEY_CACHE.get(name) or _key(name))
+        values = self._indexed().get(_KEY_CACHE.get(name) or _key(name))
         return list(values) if values else []
 
     def count(self, name: str) -> int:
-        values = self._index.get(_key(name))
+        values = self._indexed().get(_key(name))
         return len(values) if values else 0
 
     def first_repeated(self, names: tuple[str, ...]) -> str | None:
         """The first of `names` that appears more than once, if any."""
-        index = self._index
+        index = self._indexed()
         for name in names:
             values = index.get(_key(name))
             if values is not None and len(values) > 1:
@@ -256,11 +266,14 @@ class Headers:
         return None
 
     def add(self, name: str, value: str) -> None:
-        key = _key(name)
         self._items.append((canonical_name(name), value))
-        values = self._index.get(key)
+        index = self._index
+        if index is None:
+            return  # the lookup that builds it will see this pair
+        key = _key(name)
+        values = index.get(key)
         if values is None:
-            self._index[key] = [value]
+            index[key] = [value]
         else:
             values.append(value)
 
@@ -272,7 +285,7 @@ class Headers:
         """Change the value of the first `name` header where it stands (a Via stamped
         with received/rport, §18.2.1); add it if there is none."""
         key = _key(name)
-        values = self._index.get(key)
+        values = self._indexed().get(key)
         if not values:
             self.add(name, value)
             return
@@ -285,11 +298,11 @@ class Headers:
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        if self._index.pop(key, None) is not None:
+        if self._indexed().pop(key, None) is not None:
             self._items = [item for item in self._items if _key(item[0]) != key]
 
     def __contains__(self, name: str) -> bool:
-        return bool(self._index.get(_key(name)))
+        return bool(self._indexed().get(_key(name)))
 
     def copy(self) -> Headers:
         return Headers(list(self._items))

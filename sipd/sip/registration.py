@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sipd.sip.headers import NameAddr, parse_expires
+from sipd.sip.headers import parse_expires, shared_name_addr
 from sipd.sip.message import ParseError, Request
 
 
@@ -75,16 +75,16 @@ def wanted_contacts(request: Request, policy: Policy) -> Wanted:
         default = (
             parse_expires(header_expires) if header_expires is not None else policy.default_expires
         )
-        values = [NameAddr.parse(v) for v in request.headers.get_all("Contact")]
+        values = [shared_name_addr(v) for v in request.headers.get_all("Contact")]  # read only
     except ParseError as error:
         raise Refusal(400, f"Bad Request: {error}") from None
-    if any(v.wildcard for v in values):
+    if any(v.wildcard for v, _ in values):
         # §10.3 step 6: "*" only alone and only with Expires: 0.
         if len(values) != 1 or header_expires is None or default != 0:
             raise Refusal(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
         return Wanted(contacts=[], remove_all=True)
     contacts: dict[str, WantedContact] = {}
-    for value in values:
+    for value, uri in values:
         if not value.uri.is_sip:
             raise Refusal(416, "Unsupported URI Scheme")
         try:
@@ -98,7 +98,6 @@ def wanted_contacts(request: Request, policy: Policy) -> Wanted:
         expires = min(expires, policy.max_expires)
         instance = (value.params.get("+sip.instance") or "").strip('"')[:255]
         q = _q(value.params.get("q"))
-        uri = str(value.uri)
         contacts[uri] = WantedContact(uri=uri, expires=expires, instance=instance, q=q)
     return Wanted(contacts=list(contacts.values()))
 
