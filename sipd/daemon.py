@@ -23,7 +23,6 @@ from sipd.workers import Workers, attach_steering
 log = logging.getLogger("sipd")
 
 AUTH_HISTORY_DAYS = 30
-AUTH_HISTORY_PER_NUMBER = 200
 
 
 def reap(now: float | None = None) -> int:
@@ -40,13 +39,7 @@ def reap(now: float | None = None) -> int:
         AuthAttempt.delete().where(
             AuthAttempt.created_at < now - AUTH_HISTORY_DAYS * 86400
         ).execute()
-        # Bound the history of any one number, so a guesser cannot fill the disk.
-        db.execute_sql(
-            "DELETE FROM auth_attempt WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() "
-            "OVER (PARTITION BY number ORDER BY created_at DESC, id DESC) AS n "
-            "FROM auth_attempt) WHERE n > ?)",
-            (AUTH_HISTORY_PER_NUMBER,),
-        )
+        # Each number's history is bounded as it is written (sipd/store.py).
     for binding in expired:
         log.info("Registration of %s expired (%s)", binding.aor, binding.contact)
     return len(expired)

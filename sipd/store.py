@@ -8,10 +8,15 @@ written out once and reused; the schema is still core/models.py.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from core.models import db
+
+# Authentication attempts kept per number (the newest; about TRIM_EVERY more at most).
+AUTH_HISTORY_PER_NUMBER = 200
+TRIM_EVERY = 16
 
 
 # Rows as named tuples: built for every REGISTER, and a frozen dataclass costs
@@ -204,6 +209,16 @@ def record_attempt(
         " transport, user_agent, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now, number, method, host, port, transport, user_agent, result, reason),
     )
+    # Bound each number's history (a guesser must not fill the disk) a little at a
+    # time: now and then, trim the number just written to. A sweep over the whole
+    # table (a window function every 30 s) took 0.3 s with 300,000 rows, holding
+    # the write lock, and stalled every process of sipd at once.
+    if random.random() < 1 / TRIM_EVERY:
+        _write(
+            "DELETE FROM auth_attempt WHERE number = ? AND id <= (SELECT id FROM auth_attempt"
+            " WHERE number = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (number, number, AUTH_HISTORY_PER_NUMBER),
+        )
 
 
 def live_bindings(extension_id: int, now: float) -> list:

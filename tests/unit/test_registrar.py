@@ -440,3 +440,19 @@ def test_a_batch_whose_commit_fails_answers_nothing_and_forgets_its_transactions
     with handler.batch():
         assert phone.send(expires=300, auth=phone.authorization(again)).status == 200
     assert live_contacts() == [f"sip:1002@{phone.source.host}:{phone.source.port}"]
+
+
+def test_each_numbers_history_is_bounded_as_it_is_written(database, monkeypatch):
+    from sipd import store
+
+    monkeypatch.setattr(store, "TRIM_EVERY", 1)  # trim at every write, to count exactly
+    monkeypatch.setattr(store, "AUTH_HISTORY_PER_NUMBER", 20)
+    for i in range(30):
+        store.record_attempt(1000.0 + i, "1002", "REGISTER", "192.0.2.7", 5060, "UDP", "ua",
+                             "failure", f"try {i}")
+    store.record_attempt(1000.0, "1003", "REGISTER", "192.0.2.7", 5060, "UDP", "ua",
+                         "success", "registered")
+    kept = [a.reason for a in AuthAttempt.select().where(AuthAttempt.number == "1002")
+            .order_by(AuthAttempt.id)]
+    assert kept == [f"try {i}" for i in range(10, 30)]  # the newest 20
+    assert AuthAttempt.select().where(AuthAttempt.number == "1003").count() == 1
