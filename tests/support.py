@@ -53,6 +53,24 @@ def base_env(db_path: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def database_with(path, numbers, password: str, realm: str = "pbx.test"):
+    """A fresh SQLite database at `path` (migrated) holding these extensions."""
+    from core import accounts
+    from core.config import load_settings
+    from core.database import connect
+
+    database = connect(load_settings({"PBX_DB": str(path), "PBX_REALM": realm}))
+    for number in numbers:
+        accounts.create_extension(number, realm, password=password)
+    database.close()
+    return path
+
+
+def inject_row(number: str, password: str, *extra: str) -> list[str]:
+    """A line of register_auth.xml's injection file (see the scenario's comment)."""
+    return [number, password, f"[authentication username={number} password={password}]", *extra]
+
+
 class Sipd:
     """A real `python -m sipd` on a loopback port; `start`, `stop`, `kill9`."""
 

@@ -225,12 +225,7 @@ class Headers:
         if index is None:
             index = {}
             for name, value in self._items:
-                key = _key(name)
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
+                index.setdefault(_key(name), []).append(value)
             self._index = index
         return index
 
@@ -268,14 +263,8 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), value))
         index = self._index
-        if index is None:
-            return  # the lookup that builds it will see this pair
-        key = _key(name)
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
+        if index is not None:  # else the lookup that builds it will see this pair
+            index.setdefault(_key(name), []).append(value)
 
     def set(self, name: str, value: str) -> None:
         self.remove(name)

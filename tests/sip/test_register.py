@@ -9,24 +9,18 @@ import pytest
 from core import accounts
 from core.config import load_settings
 from core.database import connect
-from tests.support import Sipd, free_port, run_sipp, sip_exchange
+from tests.support import Sipd, database_with, free_port, inject_row, run_sipp, sip_exchange
 
 PASSWORD = "correct-horse-9"
 
 
 def row(number, password=PASSWORD, *extra):
-    return [number, password, f"[authentication username={number} password={password}]", *extra]
+    return inject_row(number, password, *extra)
 
 
 @pytest.fixture
 def db_path(tmp_path):
-    path = tmp_path / "pbx.db"
-    settings = load_settings({"PBX_DB": str(path), "PBX_REALM": "pbx.test"})
-    database = connect(settings)
-    for number in ("1001", "1002"):
-        accounts.create_extension(number, "pbx.test", password=PASSWORD)
-    database.close()
-    return path
+    return database_with(tmp_path / "pbx.db", ["1001", "1002"], PASSWORD)
 
 
 @pytest.fixture

@@ -13,9 +13,6 @@ import time
 
 import pytest
 
-from core import accounts
-from core.config import load_settings
-from core.database import connect
 from tests.sip.attack import (
     masked,
     options_from,
@@ -25,7 +22,7 @@ from tests.sip.attack import (
     udp_ask,
     wait_until,
 )
-from tests.support import ROOT, Sipd, base_env, free_port, run_sipp
+from tests.support import ROOT, Sipd, base_env, database_with, free_port, inject_row, run_sipp
 
 PASSWORD = "correct-horse-9"
 ATTACKER = "127.0.0.2"
@@ -35,17 +32,12 @@ DISGUISE = "Yealink SIP-T46S 66.86.0.15"
 
 
 def row(number, password=PASSWORD):
-    return [number, password, f"[authentication username={number} password={password}]"]
+    return inject_row(number, password)
 
 
 @pytest.fixture
 def db_path(tmp_path):
-    path = tmp_path / "pbx.db"
-    database = connect(load_settings({"PBX_DB": str(path), "PBX_REALM": "pbx.test"}))
-    for number in ("1001", "1002"):
-        accounts.create_extension(number, "pbx.test", password=PASSWORD)
-    database.close()
-    return path
+    return database_with(tmp_path / "pbx.db", ["1001", "1002"], PASSWORD)
 
 
 @pytest.fixture

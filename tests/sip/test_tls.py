@@ -15,12 +15,10 @@ import time
 
 import pytest
 
-from core import accounts
 from core.config import load_settings
 from core.credentials import ha1
-from core.database import connect
 from sipd.sip.digest import expected_response
-from tests.support import LOOPBACK, ROOT, Sipd, base_env, free_port, require_tool
+from tests.support import LOOPBACK, ROOT, Sipd, base_env, database_with, free_port, require_tool
 
 PASSWORD = "correct-horse-9"
 REALM = "pbx.test"
@@ -57,11 +55,7 @@ def certificate(tmp_path_factory):
 
 @pytest.fixture
 def db_path(tmp_path):
-    path = tmp_path / "pbx.db"
-    database = connect(load_settings({"PBX_DB": str(path), "PBX_REALM": REALM}))
-    accounts.create_extension("1002", REALM, password=PASSWORD)
-    database.close()
-    return path
+    return database_with(tmp_path / "pbx.db", ["1002"], PASSWORD, REALM)
 
 
 @pytest.fixture

@@ -16,11 +16,8 @@ import uuid
 
 import pytest
 
-from core import accounts
-from core.config import load_settings
-from core.database import connect
 from sipd.workers import attach_steering
-from tests.support import LOOPBACK, Sipd, free_port, run_sipp
+from tests.support import LOOPBACK, Sipd, database_with, free_port, inject_row, run_sipp
 
 PASSWORD = "correct-horse-9"
 REALM = "pbx.test"
@@ -37,16 +34,12 @@ def address_for(index: int, processes: int = 3, skip: int = 0) -> str:
 
 
 def row(number, password=PASSWORD):
-    return [number, password, f"[authentication username={number} password={password}]"]
+    return inject_row(number, password)
 
 
 @pytest.fixture
 def db_path(tmp_path):
-    path = tmp_path / "pbx.db"
-    database = connect(load_settings({"PBX_DB": str(path), "PBX_REALM": REALM}))
-    accounts.create_extension("1001", REALM, password=PASSWORD)
-    database.close()
-    return path
+    return database_with(tmp_path / "pbx.db", ["1001"], PASSWORD, REALM)
 
 
 def worker_pids(parent: int) -> list[int]:
