@@ -7,6 +7,7 @@ is logged, and the daemon goes on serving everyone else.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from contextlib import contextmanager
@@ -178,7 +179,7 @@ class Handler:
             if cseq.method != request.method:
                 # §8.1.1.5: the CSeq method MUST match the request's.
                 raise ParseError("CSeq method does not match the request method")
-            uri = URI.parse(request.uri)
+            is_sip = _is_sip_uri(request.uri)
         except ParseError as error:
             return self._bad(request, source, reliable, str(error), via)
         now = self.clock()
@@ -209,7 +210,7 @@ class Handler:
             ]
         if log.isEnabledFor(logging.INFO):
             log.info("[SIP] Received %s from %s", request.method, source)
-        if self.calls is not None and uri.is_sip and self._for_calls(request):
+        if self.calls is not None and is_sip and self._for_calls(request):
             transaction.destination = _destination(via, source, reliable)
             if request.method == "INVITE" and not _has_to_tag(request):
                 self.calls.invite(request, via, source, transaction)
@@ -220,7 +221,7 @@ class Handler:
             else:
                 self.calls.in_dialog(request, source, transaction)
             return []
-        if not uri.is_sip:
+        if not is_sip:
             response = make_response(request, 416)  # §8.2.2.1
         else:
             response = self._dispatch(request, source)
@@ -289,6 +290,14 @@ class Handler:
                 self.send(transaction.last_response, transaction.destination)
         if self.calls is not None:
             self.calls.tick()
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_sip_uri(text: str) -> bool:
+    """Whether a Request-URI is sip: or sips: (ParseError if it is no URI at all).
+
+    Kept per distinct text: every phone of a domain registers to the same one."""
+    return URI.parse(text).is_sip
 
 
 def _has_to_tag(request: Request) -> bool:

@@ -196,7 +196,8 @@ class Registrar:
             # RFC 7616 §3.4.6: the digest uri should be the Request-URI, else 400.
             return fail("digest uri does not match the Request-URI", status=400)
 
-        extension = store.extension(number)
+        # A REGISTER reads the bindings with the extension (one statement).
+        extension = store.extension(number, bindings=not proxy)
         algorithm = credentials.algorithm or "MD5"
         if extension is None or extension.realm != self.realm:
             ha1 = self._dummy.get(algorithm, self._dummy["MD5"])
@@ -253,15 +254,16 @@ class Registrar:
         call_id = request.headers.get("Call-ID") or ""
         cseq = CSeq.parse(request.headers.get("CSeq") or "")
         aor = to.uri.address_of_record()
-        store.touch(extension.id)
-        # In a batch the writes are queued and committed together (sipd/store.py);
-        # alone (TCP, TLS), the read and the writes are one (immediate) transaction.
+        # In a batch the writes are queued and committed together (sipd/store.py),
+        # and the bindings were read with the extension; alone (TCP, TLS), they are
+        # read again inside one (immediate) transaction with the writes.
         with nullcontext() if store.batching() else db.atomic():
+            found = extension.bindings if store.batching() else store.bindings(extension.id)
             # Expired bindings are gone (§10.3): deleted with this request's removals
-            # and left out of what the plan and the 200 see. One read, and the 200's
-            # list is worked out here instead of read back.
+            # and left out of what the plan and the 200 see. The 200's list is
+            # worked out here instead of read back.
             rows, expired = [], []
-            for row in store.bindings(extension.id):
+            for row in found:
                 (rows if row.expires_at > now else expired).append(row)
             existing = [
                 Existing(

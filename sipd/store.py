@@ -19,6 +19,16 @@ AUTH_HISTORY_PER_NUMBER = 200
 TRIM_EVERY = 16
 
 
+class BindingRow(NamedTuple):
+    id: int
+    contact: str
+    call_id: str
+    cseq: int
+    instance: str
+    registered_at: float
+    expires_at: float
+
+
 # Rows as named tuples: built for every REGISTER, and a frozen dataclass costs
 # several times as much to construct.
 class ExtensionRow(NamedTuple):
@@ -28,16 +38,8 @@ class ExtensionRow(NamedTuple):
     realm: str
     ha1_md5: str
     ha1_sha256: str
-
-
-class BindingRow(NamedTuple):
-    id: int
-    contact: str
-    call_id: str
-    cseq: int
-    instance: str
-    registered_at: float
-    expires_at: float
+    # Read with the extension for a REGISTER (extension(number, bindings=True)).
+    bindings: list[BindingRow] | None = None
 
 
 def _conn():
@@ -54,8 +56,27 @@ def _conn():
 # share through the SQLite file; only the statements themselves hold it.
 
 _batch: list[tuple[str, tuple]] | None = None
-_batch_extensions: set[int] = set()
+_batch_extensions: set[str] = set()  # numbers
 _batch_conn = None
+_batch_reading = False
+
+
+def _reader():
+    """The connection for a read; in a batch, inside one read transaction."""
+    global _batch_reading
+    if _batch_conn is None:
+        return db.connection()
+    if not _batch_reading:
+        _batch_conn.execute("BEGIN")
+        _batch_reading = True
+    return _batch_conn
+
+
+def _end_read() -> None:
+    global _batch_reading
+    if _batch_reading:
+        _batch_reading = False
+        _batch_conn.execute("COMMIT")
 
 
 def batching() -> bool:
@@ -72,19 +93,21 @@ def begin_batch() -> None:
 def end_batch() -> None:
     """Leave batch mode; what was not committed is dropped."""
     global _batch, _batch_conn
+    if _batch_conn is not None:
+        _end_read()
     _batch = None
     _batch_extensions.clear()
     _batch_conn = None
 
 
-def touch(extension_id: int) -> None:
+def touch(number: str) -> None:
     """About to read an extension's bindings to change them: if this batch already
     queued changes to them, commit those first, so the read sees them."""
     if _batch is None:
         return
-    if extension_id in _batch_extensions:
+    if number in _batch_extensions:
         commit_batch()
-    _batch_extensions.add(extension_id)
+    _batch_extensions.add(number)
 
 
 def commit_batch() -> None:
@@ -94,6 +117,7 @@ def commit_batch() -> None:
         return
     statements, _batch = _batch, []
     _batch_extensions.clear()
+    _end_read()
     conn = _conn()
     # IMMEDIATE: take the write lock first. A deferred transaction that read and
     # then wrote could fail at once with SQLITE_BUSY if another process committed
@@ -125,21 +149,45 @@ def _write(sql: str, params: tuple) -> None:
         _batch.append((sql, params))
 
 
-def extension(number: str) -> ExtensionRow | None:
-    row = (
-        _conn()
+def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
+    """The extension `number`; with `bindings`, its bindings too, read with it.
+
+    A REGISTER needs both, so they are one statement: each statement is a walk
+    down the indexes, and in a batch the first read after another process's
+    commit finds SQLite's page cache emptied.
+    """
+    if not bindings:
+        row = (
+            _reader()
+            .execute(
+                "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256 FROM extension"
+                " WHERE number = ?",
+                (number,),
+            )
+            .fetchone()
+        )
+        return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5]) if row else None
+    touch(number)
+    rows = (
+        _reader()
         .execute(
-            "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256 FROM extension"
-            " WHERE number = ?",
+            "SELECT e.id, e.number, e.enabled, e.realm, e.ha1_md5, e.ha1_sha256, b.id, b.contact,"
+            " b.call_id, b.cseq, b.instance, b.registered_at, b.expires_at"
+            " FROM extension e LEFT JOIN binding b ON b.extension_id = e.id"
+            " WHERE e.number = ? ORDER BY b.registered_at, b.id",
             (number,),
         )
-        .fetchone()
+        .fetchall()
     )
-    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5]) if row else None
+    if not rows:
+        return None
+    row = rows[0]
+    found = [BindingRow._make(r[6:]) for r in rows] if row[6] is not None else []
+    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], found)
 
 
 def bindings(extension_id: int) -> list[BindingRow]:
-    rows = _conn().execute(
+    rows = _reader().execute(
         "SELECT id, contact, call_id, cseq, instance, registered_at, expires_at FROM binding"
         " WHERE extension_id = ? ORDER BY registered_at, id",
         (extension_id,),

@@ -413,7 +413,7 @@ def test_a_known_and_an_unknown_extension_cost_the_same_work(handler, monkeypatc
     work = []
     lookup, verify = registrar_module.store.extension, registrar_module.digest.verify
     monkeypatch.setattr(
-        registrar_module.store, "extension", lambda n: work.append("read") or lookup(n)
+        registrar_module.store, "extension", lambda *a, **k: work.append("read") or lookup(*a, **k)
     )
     monkeypatch.setattr(
         registrar_module.digest, "verify", lambda *a: work.append("digest") or verify(*a)
