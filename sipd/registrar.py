@@ -19,7 +19,7 @@ from sipd import store
 from sipd.sip import digest
 from sipd.sip.headers import URI, Credentials, CSeq, shared_name_addr
 from sipd.sip.message import ParseError, Request, Response
-from sipd.sip.registration import Existing, Policy, Refusal, plan, wanted_contacts
+from sipd.sip.registration import Policy, Refusal, plan, wanted_contacts
 from sipd.sip.responses import make_response
 
 log = logging.getLogger("sipd")
@@ -265,18 +265,7 @@ class Registrar:
             rows, expired = [], []
             for row in found:
                 (rows if row.expires_at > now else expired).append(row)
-            existing = [
-                Existing(
-                    id=b.id,
-                    contact=b.contact,
-                    call_id=b.call_id,
-                    cseq=b.cseq,
-                    instance=b.instance,
-                    registered_at=b.registered_at,
-                )
-                for b in rows
-            ]
-            changes = plan(existing, wanted, call_id, cseq.number, self.policy)
+            changes = plan(rows, wanted, call_id, cseq.number, self.policy)
             common = {
                 "source_host": source.host,
                 "source_port": source.port,
