@@ -481,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rate", type=float, default=32000.0)
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds of load per step (at least one pass over the extensions)")
-    parser.add_argument("--bisect", type=int, default=3, help="bisection steps after the climb")
+    parser.add_argument("--bisect", type=int, default=4,
+                        help="bisection steps after the climb (4: to 1/16 of the last doubling)")
     parser.add_argument("--budget", type=float, default=600.0,
                         help="seconds of search per registrar at most")
     parser.add_argument("--kamailio-children", type=int, default=2,
