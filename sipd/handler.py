@@ -16,7 +16,8 @@ from sipd import store
 from sipd.registrar import Destination, Registrar, Source
 from sipd.sip.headers import URI, CSeq, Via
 from sipd.sip.message import ParseError, Request, Response, parse
-from sipd.sip.responses import make_response, response_destination, stamp_via
+from sipd.sip.message import key as header_key
+from sipd.sip.responses import make_response, response_destination, stamp_via, stamped_text
 from sipd.sip.transaction import Received, ServerTransactions
 
 log = logging.getLogger("sipd")
@@ -46,6 +47,9 @@ SERVER = "pbx-sipd"
 REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 # Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 §3.3.8-9).
 SINGULAR = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Expires")
+# With the keys Headers.index() uses, looked up once here rather than per request.
+_REQUIRED_KEYS = tuple((name, header_key(name)) for name in REQUIRED)
+_SINGULAR_KEYS = tuple((name, header_key(name)) for name in SINGULAR)
 
 
 class Outgoing:
@@ -158,22 +162,28 @@ class Handler:
         return []
 
     def _request(self, request: Request, source: Source, reliable: bool) -> list[Outgoing]:
-        for name in REQUIRED:
-            if not request.headers.get(name):
+        index = request.headers.index()
+        for name, key in _REQUIRED_KEYS:
+            values = index.get(key)
+            if not values or not values[0]:
                 raise_missing = f"missing {name} header"
                 if name == "Via":
                     log.info("[SIP] Dropped %s from %s: %s", request.method, source, raise_missing)
                     return []
                 return self._bad(request, source, reliable, raise_missing)
         try:
-            via = stamp_via(Via.parse(request.headers.get("Via")), (source.host, source.port))
+            top = index["via"][0]
+            # The Via as received (what the transaction and the response's
+            # destination read), and in the request the stamped one (§18.2.1).
+            via = Via.parse(top)
         except ParseError as error:
             log.info("[SIP] Dropped %s from %s: %s", request.method, source, error)
             return []
-        repeated = request.headers.first_repeated(SINGULAR)
-        if repeated is not None:
-            return self._bad(request, source, reliable, f"more than one {repeated} header", via)
-        request.headers.replace_first("Via", str(via))
+        for name, key in _SINGULAR_KEYS:
+            values = index.get(key)
+            if values is not None and len(values) > 1:
+                return self._bad(request, source, reliable, f"more than one {name} header", via)
+        request.headers.replace_first("Via", stamped_text(top, via, (source.host, source.port)))
         try:
             cseq = CSeq.parse(request.headers.get("CSeq"))
             if cseq.method != request.method:

@@ -169,6 +169,11 @@ def _key(name: str) -> str:
     return key
 
 
+def key(name: str) -> str:
+    """The name as Headers.index() holds it ("v" and "VIA" are "via")."""
+    return _KEY_CACHE.get(name) or _key(name)
+
+
 def split_list(value: str) -> list[str]:
     """Split a list header at commas outside quotes and angle brackets."""
     if "," not in value and '"' not in value:
@@ -242,6 +247,11 @@ class Headers:
             index = self._indexed()
         values = index.get(_KEY_CACHE.get(name) or _key(name))
         return values[0] if values else default
+
+    def index(self) -> dict[str, list[str]]:
+        """The values by lower-cased canonical name (see `key`); read only."""
+        index = self._index
+        return index if index is not None else self._indexed()
 
     def get_all(self, name: str) -> list[str]:
         values = self._indexed().get(_KEY_CACHE.get(name) or _key(name))

@@ -22,6 +22,25 @@ def stamp_via(via: Via, source: tuple[str, int]) -> Via:
     return Via(transport=via.transport, host=via.host, port=via.port, params=params)
 
 
+def stamped_text(text: str, via: Via, source: tuple[str, int]) -> str:
+    """The top Via value `text` (parsed: `via`) as stamp_via would leave it, as text.
+
+    Where the stamp only appends (no received= yet, and rport, if asked for, is
+    the last parameter) the peer's own text gets the parameters appended, the
+    usual case; otherwise the stamped Via is written out again.
+    """
+    params = via.params
+    if "received" not in params:
+        host, port = source
+        if "rport" not in params:
+            if via.host.strip("[]").lower() == host.lower():
+                return text
+            return f"{text};received={host}"
+        if params["rport"] is None and text.endswith(";rport"):
+            return f"{text}={port};received={host}"
+    return str(stamp_via(via, source))
+
+
 def to_tag_for(request: Request) -> str:
     """A To tag stable for one request, so retransmitted answers match (§8.2.6.2)."""
     get = request.headers.get

@@ -323,3 +323,29 @@ def test_captured_registers_of_real_phones(name):
     assert via.branch.startswith("z9hG4bK")
     assert "rport" in via.params
     assert parse(bytes(message)).headers.items == message.headers.items
+
+
+@pytest.mark.parametrize(
+    "text, source",
+    [
+        # RFC 3581 §4: an empty rport is filled and received= added (the fast path).
+        ("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;rport", ("198.51.100.9", 40123)),
+        # rport not last, or in another spelling: written out again.
+        ("SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bKa", ("198.51.100.9", 40123)),
+        ("SIP/2.0/udp 10.0.0.5 ; branch=z9hG4bKa ; RPORT", ("198.51.100.9", 40123)),
+        # §18.2.1: no rport, sent-by is not the source: received= only.
+        ("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa", ("198.51.100.9", 5060)),
+        # sent-by is the source: nothing to add.
+        ("SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKa", ("198.51.100.9", 5060)),
+        ("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa", ("2001:db8::1", 5060)),
+        # A received= already there (a proxy before us) is replaced.
+        ("SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;received=192.0.2.1;rport", ("198.51.100.9", 1)),
+        ("SIP/2.0/UDP 10.0.0.5;rport=7;branch=z9hG4bKa", ("198.51.100.9", 40123)),
+    ],
+)
+def test_stamped_via_text_says_what_stamp_via_says(text, source):
+    from sipd.sip.responses import stamp_via, stamped_text
+
+    via = Via.parse(text)
+    stamped = Via.parse(stamped_text(text, via, source))
+    assert stamped == stamp_via(via, source)
