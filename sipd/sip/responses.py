@@ -43,8 +43,16 @@ def stamped_text(text: str, via: Via, source: tuple[str, int]) -> str:
 
 def to_tag_for(request: Request) -> str:
     """A To tag stable for one request, so retransmitted answers match (§8.2.6.2)."""
-    get = request.headers.get
-    seed = f"{get('Via') or ''}|{get('Call-ID') or ''}|{get('CSeq') or ''}|{get('From') or ''}"
+    index = request.headers.index()
+    return _to_tag(*(index.get(key) for key in ("via", "call-id", "cseq", "from")))
+
+
+def _to_tag(via, call_id, cseq, sender) -> str:
+    # The first value of each (or nothing), as to_tag_for always hashed them.
+    seed = (
+        f"{via[0] if via else ''}|{call_id[0] if call_id else ''}|"
+        f"{cseq[0] if cseq else ''}|{sender[0] if sender else ''}"
+    )
     return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
 
 
@@ -57,17 +65,26 @@ def make_response(
     to_tag: str | None = None,
 ) -> Response:
     """§8.2.6.2: copy Via (all, in order), From, Call-ID, CSeq; To gets a tag."""
-    copied = request.headers
-    items = [("Via", value) for value in copied.get_all("Via")]
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        value = copied.get(name)
-        if value is not None:
-            if name == "To" and status > 100:
-                value = _tagged(value, to_tag or to_tag_for(request))
-            items.append((name, value))
-    timestamp = copied.get("Timestamp")
-    if status == 100 and timestamp is not None:
-        items.append(("Timestamp", timestamp))  # §8.2.6.1
+    index = request.headers.index()
+    vias, sender, to, call_id, cseq = (
+        index.get(key) for key in ("via", "from", "to", "call-id", "cseq")
+    )
+    items = [("Via", value) for value in vias] if vias else []
+    if sender:
+        items.append(("From", sender[0]))
+    if to:
+        value = to[0]
+        if status > 100:
+            value = _tagged(value, to_tag or _to_tag(vias, call_id, cseq, sender))
+        items.append(("To", value))
+    if call_id:
+        items.append(("Call-ID", call_id[0]))
+    if cseq:
+        items.append(("CSeq", cseq[0]))
+    if status == 100:
+        timestamp = index.get("timestamp")
+        if timestamp:
+            items.append(("Timestamp", timestamp[0]))  # §8.2.6.1
     if headers:
         items.extend(headers)
     return Response(
