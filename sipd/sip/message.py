@@ -423,21 +423,23 @@ def parse(data: bytes, stream: bool = False) -> Request | Response:
             continue
         header, key, is_list = known
         raw = raw.strip()
-        if is_list:
+        if is_list and ("," in raw or '"' in raw or not raw):
             try:
                 values = split_list(raw)
             except ParseError as error:
                 errors.append(f"{header}: {error}")
                 continue
+            for value in values:
+                items.append((header, value))
+                index.setdefault(key, []).append(value)
+            continue
+        # One value (most lines): no list to split, no loop.
+        items.append((header, raw))
+        same = index.get(key)
+        if same is None:
+            index[key] = [raw]
         else:
-            values = (raw,)
-        for value in values:
-            items.append((header, value))
-            same = index.get(key)
-            if same is None:
-                index[key] = [value]
-            else:
-                same.append(value)
+            same.append(raw)
     message.body = body
     _check_length(message, stream, errors)
     if errors:
