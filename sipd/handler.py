@@ -202,6 +202,17 @@ class Handler:
             elif self.calls is not None:
                 self.calls.ack(request)
             return []
+        if request.method == "REGISTER" and "authorization" not in index:
+            # §8.2.7: a request without credentials, which gets a challenge, is
+            # answered statelessly, so that a flood of them leaves no transaction
+            # state behind (it was half of what a registration storm held for
+            # Timer J's 32 s). A retransmission gets a new challenge, as valid as
+            # the first, with the same To tag (to_tag_for).
+            if log.isEnabledFor(logging.INFO):
+                log.info("[SIP] Received %s from %s", request.method, source)
+            response = self._answer(request, source, is_sip)
+            destination = response_destination(via, (source.host, source.port), reliable)
+            return [Outgoing(bytes(response), destination)]
         try:
             received, transaction = self.transactions.receive(request, via, reliable, now)
         except ParseError as error:
@@ -231,14 +242,18 @@ class Handler:
             else:
                 self.calls.in_dialog(request, source, transaction)
             return []
-        if not is_sip:
-            response = make_response(request, 416)  # §8.2.2.1
-        else:
-            response = self._dispatch(request, source)
-        response.headers.add("Server", SERVER)
+        response = self._answer(request, source, is_sip)
         data = bytes(response)
         self.transactions.respond(transaction, response.status, data, now)
         return [Outgoing(data, response_destination(via, (source.host, source.port), reliable))]
+
+    def _answer(self, request: Request, source: Source, is_sip: bool) -> Response:
+        if is_sip:
+            response = self._dispatch(request, source)
+        else:
+            response = make_response(request, 416)  # §8.2.2.1
+        response.headers.add("Server", SERVER)
+        return response
 
     def _for_calls(self, request: Request) -> bool:
         method = request.method

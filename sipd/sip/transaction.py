@@ -174,8 +174,14 @@ class ServerTransactions:
             self._waiting_ack[transaction.key] = transaction
             return
         # Timer J: 64*T1 for unreliable transports, zero for reliable ones.
-        transaction.timer_j = now + (0 if transaction.reliable else 64 * T1)
-        self._deadlines.add(transaction.timer_j, transaction.key)
+        if transaction.reliable:
+            transaction.timer_j = now
+            self._deadlines.add(now, transaction.key)
+        else:
+            # No reminder of its own: the one receive() left for an abandoned
+            # transaction comes due first (created + 64*T1) and expire() then
+            # moves it here. One heap entry per REGISTER instead of two.
+            transaction.timer_j = now + 64 * T1
 
     def ack(self, transaction: ServerTransaction, now: float) -> None:
         """The ACK for a final non-2xx arrived (§17.2.1): Confirmed, then Timer I."""
@@ -218,6 +224,8 @@ class ServerTransactions:
                 del self._table[key]
                 self._waiting_ack.pop(key, None)
                 removed += 1
+            elif transaction.timer_j is not None:
+                self._deadlines.add(transaction.timer_j, key)  # not yet: look again then
         return removed
 
     def forget(self, transaction: ServerTransaction) -> None:

@@ -151,3 +151,21 @@ def test_challenges_offer_both_algorithms_in_order():
     assert [v.split("algorithm=")[1].split(",")[0] for v in values] == ["MD5", "SHA-256"]
     assert all('qop="auth"' in v and "stale=true" in v for v in values)
     assert challenges("pbx.test", "n", "o", algorithms=("SHA-256",))[0].count("SHA-256") == 1
+
+
+def test_nonce_counts_forget_the_oldest_after_their_lifetime():
+    counts = NonceCounts(lifetime=300)
+    for second in range(100):
+        for n in range(5):
+            assert counts.accept(f"n{second}-{n}", "00000001", float(second))
+    # A reused nonce keeps its place (the time it was first seen).
+    assert counts.accept("n0-0", "00000002", 50.0)
+    counts.prune(350.0)  # horizon 40: what was first seen before it is gone
+    assert len(counts) < 500
+    assert counts.accept("n10-0", "00000001", 350.0)  # forgotten: accepted as new
+    assert not counts.accept("n99-0", "00000001", 350.0)  # still known: a replay
+    counts.prune(1000.0)
+    assert len(counts) <= 1
+    # Kept at least its lifetime (this one longer: it came after the last mark).
+    counts.prune(1000.5)
+    assert not counts.accept("n10-0", "00000001", 1000.5)

@@ -296,15 +296,41 @@ def test_unsupported_require_is_420(handler):
 
 
 def test_retransmitted_register_gets_the_same_answer(handler):
+    """With credentials: a transaction, and its answer again (§17.2.2)."""
+    phone = Phone(handler)
+    challenge = phone.send()
+    auth = phone.authorization(challenge)
+    data = (
+        b"REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKsame\r\n"
+        b"From: <sip:1002@pbx.test>;tag=1\r\nTo: <sip:1002@pbx.test>\r\nCall-ID: r\r\n"
+        b"CSeq: 1 REGISTER\r\nContact: <sip:1002@192.0.2.7:5062>\r\n"
+        + f"Authorization: {auth}\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    first = handler.handle(data, phone.source)[0].data
+    again = handler.handle(data, phone.source)[0].data
+    assert first.startswith(b"SIP/2.0 200 ")
+    # Answered from the transaction: a second handling would have failed on the
+    # nonce count (a replay) or the CSeq (§10.3 step 7) instead.
+    assert first == again
+    assert len(handler.transactions) == 1
+
+
+def test_a_register_without_credentials_is_challenged_statelessly(handler):
+    """§8.2.7: no transaction for what only gets a challenge; a retransmission
+    gets a fresh challenge with the same To tag, and both nonces are good."""
     phone = Phone(handler)
     data = (
         b"REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKsame\r\n"
         b"From: <sip:1002@pbx.test>;tag=1\r\nTo: <sip:1002@pbx.test>\r\nCall-ID: r\r\n"
         b"CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
     )
-    first = handler.handle(data, phone.source)[0].data
-    again = handler.handle(data, phone.source)[0].data
-    assert first == again  # same nonce too: the answer came from the transaction
+    first, again = (parse(handler.handle(data, phone.source)[0].data) for _ in range(2))
+    assert first.status == again.status == 401
+    assert first.headers.get("To") == again.headers.get("To")
+    assert first.headers.get("WWW-Authenticate") != again.headers.get("WWW-Authenticate")
+    assert len(handler.transactions) == 0
+    for challenge in (first, again):
+        assert phone.send(auth=phone.authorization(challenge)).status == 200
 
 
 @pytest.mark.parametrize(
