@@ -18,7 +18,7 @@ from sipd.sip.headers import URI, CSeq, Via
 from sipd.sip.message import ParseError, Request, Response, parse
 from sipd.sip.message import key as header_key
 from sipd.sip.responses import make_response, response_destination, stamp_via, stamped_text
-from sipd.sip.transaction import Received, ServerTransactions
+from sipd.sip.transaction import Received, ServerTransaction, ServerTransactions
 
 log = logging.getLogger("sipd")
 
@@ -114,7 +114,8 @@ class Handler:
     def respond(self, transaction, response: Response) -> None:
         """Send a response through its server transaction, now or later (the B2BUA's path)."""
         data = bytes(response)
-        self.transactions.respond(transaction, response.status, data, self.clock())
+        if not transaction.stateless:
+            self.transactions.respond(transaction, response.status, data, self.clock())
         if self.send is not None and transaction.destination is not None:
             self.send(data, transaction.destination)
 
@@ -213,6 +214,25 @@ class Handler:
             response = self._answer(request, source, is_sip)
             destination = response_destination(via, (source.host, source.port), reliable)
             return [Outgoing(bytes(response), destination)]
+        if (
+            request.method == "INVITE"
+            and self.calls is not None
+            and is_sip
+            and "authorization" not in index
+            and "proxy-authorization" not in index
+            and not _has_to_tag(request)
+        ):
+            # The same for a call: without credentials it gets a 407 (or a 400),
+            # sent once, never retransmitted (Timer G), its ACK ignored (§8.2.7);
+            # a lost 407 is recovered by the caller retransmitting the INVITE.
+            if log.isEnabledFor(logging.INFO):
+                log.info("[SIP] Received %s from %s", request.method, source)
+            transaction = ServerTransaction(
+                key=None, method="INVITE", reliable=reliable, created=now, stateless=True,
+                destination=_destination(via, source, reliable),
+            )
+            self.calls.invite(request, via, source, transaction)
+            return []
         try:
             received, transaction = self.transactions.receive(request, via, reliable, now)
         except ParseError as error:

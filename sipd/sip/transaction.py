@@ -50,6 +50,9 @@ class ServerTransaction:
     g_interval: float = T1
     timer_h: float | None = None  # give up waiting for the ACK
     context: object = None  # the TU's own state (e.g. the call)
+    # Not in the table: its response is sent once and forgotten (§8.2.7, a
+    # challenge to a request without credentials).
+    stateless: bool = False
 
     @property
     def is_invite(self) -> bool:

@@ -324,3 +324,29 @@ def register_phone_tcp(daemon):
     return run_sipp(
         "register_auth.xml", daemon.address, inject=[row("1001")], local_ip=PHONE, transport="t1"
     )
+
+
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
+def test_a_request_without_credentials_gets_one_stateless_challenge(sipd, method):
+    """RFC 3261 §8.2.7: the challenge to a request without credentials is sent
+    statelessly, so a flood of them leaves no transaction state. Observable: each
+    copy of the request gets a challenge of its own (a fresh nonce, the same To
+    tag), and a 407 left unACKed is not retransmitted (no Timer G, §17.2.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((PHONE, 0))
+        data = request(method, "1002", sipd.port, sock.getsockname(), caller="1001")
+        for _ in range(2):  # the request and its retransmission (same branch)
+            sock.sendto(data, ("127.0.0.1", sipd.port))
+        answers = []
+        deadline = time.monotonic() + 2.0  # Timer G would resend at 0.5 s and 1.5 s
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                answers.append(sock.recvfrom(65535)[0])
+            except TimeoutError:
+                break
+    status = b"401" if method == "REGISTER" else b"407"
+    assert [a.split(b" ")[1] for a in answers] == [status, status], answers
+    nonces = {re.search(rb'nonce="([^"]+)"', a).group(1) for a in answers}
+    tags = {re.search(rb"\r\nTo: [^\r]*;tag=([^;\r]+)", a).group(1) for a in answers}
+    assert len(nonces) == 2 and len(tags) == 1
