@@ -158,7 +158,14 @@ class Relay:
         self.generation = 0
         self._sock: socket.socket | None = None
         self._buffer = b""
+        # _lock: starting, stopping and restarting the relay, and sending to it.
+        # Replies are awaited outside it, so requests of many calls are in flight
+        # at once (the relay answers a batch of them per loop); _reading lets one
+        # waiter at a time read the socket and file every reply it finds.
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
+        self._waiting: set[int] = set()
+        self._replies: dict[int, dict] = {}
         self._next_request = 1
         self._sessions: dict[int, MediaSession] = {}
         # Sessions a relay process had when it died, by (generation, id).
@@ -273,19 +280,77 @@ class Relay:
                 self._restart()
             request_id = self._next_request
             self._next_request += 1
+            generation = self.generation
             data = json.dumps({**request, "id": request_id}).encode() + b"\n"
+            self._waiting.add(request_id)
             try:
                 self._sock.sendall(data)
-                reply = self._read_reply(request_id, REPLY_TIMEOUT)
-            except (MediaError, OSError) as error:
-                log.error("[RTP] Media relay failed (%s); restarting it", error)
-                self._restart()
-                raise MediaError(f"media relay failed: {error}") from None
+            except OSError as error:
+                self._waiting.discard(request_id)
+                self._failed(generation, error)
+        try:
+            reply = self._await(request_id, REPLY_TIMEOUT)
+        except (MediaError, OSError) as error:
+            with self._lock:
+                self._failed(generation, error)
+        finally:
+            self._waiting.discard(request_id)
+            self._replies.pop(request_id, None)
         if not reply.get("ok"):
             if reply.get("code") == "exhausted":
                 raise PortsExhausted(reply.get("error", "out of media ports"))
             raise MediaError(reply.get("error", "media relay refused the request"))
         return reply
+
+    def _failed(self, generation: int, error: Exception) -> None:
+        """With _lock held: restart the relay (unless a failure seen by another
+        request of the same relay did already) and raise MediaError."""
+        if generation == self.generation:
+            log.error("[RTP] Media relay failed (%s); restarting it", error)
+            self._restart()
+        raise MediaError(f"media relay failed: {error}") from None
+
+    def _await(self, request_id: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._replies.pop(request_id, None)
+            if reply is not None:
+                return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MediaError(f"no reply from the media relay within {timeout:g} s")
+            if not self._reading.acquire(timeout=remaining):
+                continue
+            try:
+                if request_id not in self._replies:
+                    self._read_replies(remaining)
+            finally:
+                self._reading.release()
+
+    def _read_replies(self, timeout: float) -> None:
+        """One read from the relay; file the replies that someone waits for (a reply
+        to a request that timed out is dropped)."""
+        sock = self._sock
+        if sock is None:
+            raise MediaError("the media relay is not running")
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return
+        if sock is not self._sock:
+            raise MediaError("the media relay was restarted")
+        if not chunk:
+            raise MediaError("the media relay closed its control socket")
+        self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                raise MediaError("unreadable reply from the media relay") from None
+            if reply.get("id") in self._waiting:
+                self._replies[reply["id"]] = reply
 
     def _restart(self) -> None:
         was_running = self.process is not None

@@ -386,3 +386,50 @@ def test_the_client_is_cooperative_under_gevent(tmp_path):
     ticks, max_gap, sessions = out.stdout.split()
     assert int(ticks) == 400 and int(sessions) == 0
     assert float(max_gap) < 0.25  # no request held the hub (generous on a busy machine)
+
+
+def test_requests_of_many_calls_in_flight_at_once_each_get_their_own_reply(tmp_path):
+    """sipd's greenlets (here threads) do not wait for one another's round trip:
+    each request is sent at once and its reply, read by whichever waiter reads
+    the socket, is matched to it by id."""
+    import threading
+
+    relay = make_relay(tmp_path, pairs=200).start()
+    results, errors = {}, []
+
+    def one_call(n: int) -> None:
+        try:
+            session = relay.open_session(f"call-{n}")
+            relay.set_remote(session, "A", LOOPBACK, 20000 + 2 * n)
+            stats = relay.stats(session)
+            results[n] = (session.id, session.leg("A").local_rtp_port, stats)
+            relay.close_session(session)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append((n, error))
+
+    threads = [threading.Thread(target=one_call, args=(n,)) for n in range(64)]
+    try:
+        # With the relay stopped, the first requests pile up unanswered: they are
+        # all sent (in flight together) rather than queued behind the first.
+        os.kill(relay.pid, signal.SIGSTOP)
+        try:
+            for thread in threads[:8]:
+                thread.start()
+            deadline = time.monotonic() + 3
+            while len(relay._waiting) < 8 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            in_flight = len(relay._waiting)
+        finally:
+            os.kill(relay.pid, signal.SIGCONT)
+        for thread in threads[8:]:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        relay.stop()
+    assert in_flight == 8
+    assert errors == []
+    assert len(results) == 64
+    assert len({session_id for session_id, _, _ in results.values()}) == 64
+    assert len({port for _, port, _ in results.values()}) == 64
+    assert all(isinstance(stats, dict) for _, _, stats in results.values())
