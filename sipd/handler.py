@@ -203,30 +203,20 @@ class Handler:
             elif self.calls is not None:
                 self.calls.ack(request)
             return []
-        if request.method == "REGISTER" and "authorization" not in index:
-            # §8.2.7: a request without credentials, which gets a challenge, is
-            # answered statelessly, so that a flood of them leaves no transaction
-            # state behind (it was half of what a registration storm held for
-            # Timer J's 32 s). A retransmission gets a new challenge, as valid as
-            # the first, with the same To tag (to_tag_for).
+        if self._challenge_only(request, index, is_sip):
+            # §8.2.7: a request without credentials, which gets a challenge (401,
+            # 407) or an error, is answered statelessly, so that a flood of them
+            # leaves no transaction state behind (the 401s were half of what a
+            # registration storm held for Timer J's 32 s). A retransmission gets
+            # a new challenge, as valid as the first, with the same To tag
+            # (to_tag_for); a 407 is never retransmitted (no Timer G), its ACK is
+            # ignored, and a lost one is recovered by the caller's retransmission.
             if log.isEnabledFor(logging.INFO):
                 log.info("[SIP] Received %s from %s", request.method, source)
-            response = self._answer(request, source, is_sip)
-            destination = response_destination(via, (source.host, source.port), reliable)
-            return [Outgoing(bytes(response), destination)]
-        if (
-            request.method == "INVITE"
-            and self.calls is not None
-            and is_sip
-            and "authorization" not in index
-            and "proxy-authorization" not in index
-            and not _has_to_tag(request)
-        ):
-            # The same for a call: without credentials it gets a 407 (or a 400),
-            # sent once, never retransmitted (Timer G), its ACK ignored (§8.2.7);
-            # a lost 407 is recovered by the caller retransmitting the INVITE.
-            if log.isEnabledFor(logging.INFO):
-                log.info("[SIP] Received %s from %s", request.method, source)
+            if request.method == "REGISTER":
+                response = self._answer(request, source, is_sip)
+                destination = response_destination(via, (source.host, source.port), reliable)
+                return [Outgoing(bytes(response), destination)]
             transaction = ServerTransaction(
                 key=None, method="INVITE", reliable=reliable, created=now, stateless=True,
                 destination=_destination(via, source, reliable),
@@ -274,6 +264,21 @@ class Handler:
             response = make_response(request, 416)  # §8.2.2.1
         response.headers.add("Server", SERVER)
         return response
+
+    def _challenge_only(self, request: Request, index: dict, is_sip: bool) -> bool:
+        """A REGISTER without Authorization, or a new call (the B2BUA's) with
+        neither Authorization nor Proxy-Authorization: all it can get is a
+        challenge or an error."""
+        if request.method == "REGISTER":
+            return "authorization" not in index
+        return (
+            request.method == "INVITE"
+            and self.calls is not None
+            and is_sip
+            and "authorization" not in index
+            and "proxy-authorization" not in index
+            and not _has_to_tag(request)
+        )
 
     def _for_calls(self, request: Request) -> bool:
         method = request.method

@@ -93,8 +93,7 @@ def begin_batch() -> None:
 def end_batch() -> None:
     """Leave batch mode; what was not committed is dropped."""
     global _batch, _batch_conn
-    if _batch_conn is not None:
-        _end_read()
+    _end_read()
     _batch = None
     _batch_extensions.clear()
     _batch_conn = None
@@ -166,7 +165,7 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
             )
             .fetchone()
         )
-        return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5]) if row else None
+        return _extension_row(row) if row else None
     touch(number)
     rows = (
         _reader()
@@ -181,9 +180,12 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
     )
     if not rows:
         return None
-    row = rows[0]
-    found = [BindingRow._make(r[6:]) for r in rows] if row[6] is not None else []
-    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], found)
+    found = [BindingRow._make(r[6:]) for r in rows] if rows[0][6] is not None else []
+    return _extension_row(rows[0], found)
+
+
+def _extension_row(row: tuple, bindings: list[BindingRow] | None = None) -> ExtensionRow:
+    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], bindings)
 
 
 def bindings(extension_id: int) -> list[BindingRow]:

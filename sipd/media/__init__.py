@@ -218,7 +218,7 @@ class Relay:
         self._buffer = b""
         self.generation += 1
         try:
-            hello = self._read_reply(None, START_TIMEOUT)
+            hello = self._read_hello(START_TIMEOUT)
         except MediaError:
             self._terminate()
             raise
@@ -343,14 +343,18 @@ class Relay:
         if not chunk:
             raise MediaError("the media relay closed its control socket")
         self._buffer += chunk
+        for reply in self._complete_replies():
+            if reply.get("id") in self._waiting:
+                self._replies[reply["id"]] = reply
+
+    def _complete_replies(self):
+        """The replies whole in the buffer, taken out of it in order."""
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
             try:
-                reply = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 raise MediaError("unreadable reply from the media relay") from None
-            if reply.get("id") in self._waiting:
-                self._replies[reply["id"]] = reply
 
     def _restart(self) -> None:
         was_running = self.process is not None
@@ -368,18 +372,13 @@ class Relay:
         else:
             raise MediaError("media relay is not running (Relay.start() was not called)")
 
-    def _read_reply(self, request_id: int | None, timeout: float) -> dict:
+    def _read_hello(self, timeout: float) -> dict:
+        """The relay's first line, read as it starts (nothing else is sent before)."""
         deadline = time.monotonic() + timeout
         while True:
-            while b"\n" in self._buffer:
-                line, self._buffer = self._buffer.split(b"\n", 1)
-                try:
-                    reply = json.loads(line)
-                except ValueError:
-                    raise MediaError("unreadable reply from the media relay") from None
-                # A reply to a request that timed out earlier is skipped.
-                if request_id is None or reply.get("id") == request_id:
-                    return reply
+            reply = next(self._complete_replies(), None)
+            if reply is not None:
+                return reply
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise MediaError(f"no reply from the media relay within {timeout:g} s")
