@@ -24,8 +24,8 @@ from enum import Enum
 
 import gevent
 
-from core.models import db
 from sipd import store
+from sipd.history import History
 from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.sip.dialog import Dialog, new_branch, new_call_id, new_tag
 from sipd.sip.headers import CSeq, NameAddr, Via
@@ -110,7 +110,6 @@ class Call:
     relayed: dict = field(default_factory=dict)  # our client txn key -> (origin leg, txn)
     timers: list = field(default_factory=list)
     answered_at: float | None = None
-    media_shown: bool = False  # latched sources written to the call's row
 
     def leg_of(self, call_id: str) -> str | None:
         if call_id == self.a_call_id:
@@ -137,6 +136,7 @@ class Calls:
         media_timeout: float = 60,
         max_calls: int = 500,
         clock=time.time,
+        history: History | None = None,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -150,6 +150,7 @@ class Calls:
         self.media_timeout = media_timeout
         self.max_calls = max_calls
         self.clock = clock
+        self.history = history or History()
         self.client = ClientTransactions()
         self.by_call_id: dict[str, tuple[Call, str]] = {}
         self.calls: dict[int, Call] = {}
@@ -223,7 +224,7 @@ class Calls:
 
         def refuse(status: int, reason: str, disposition: str, headers=None, phrase=None):
             self._reply(txn, request, status, phrase, headers)
-            store.record_call_attempt(
+            self.history.refused(
                 now, request.headers.get("Call-ID"), record, status, disposition, reason
             )
             log.info("Call %s -> %s refused: %d %s", caller.number, callee_number, status, reason)
@@ -258,7 +259,8 @@ class Calls:
                 phrase="Not Acceptable Here",
             )
         try:
-            media = self.relay.open_session(request.headers.get("Call-ID"))
+            # Leg A is set from the caller's offer in the same round trip.
+            media = self.relay.open_session(request.headers.get("Call-ID"), _audio(offer))
         except Exception as error:  # the relay says why: no ports, or it is down
             return refuse(503, f"media relay: {error}", "FAILED", [("Retry-After", "5")])
 
@@ -276,7 +278,7 @@ class Calls:
             remote_display=caller_addr.display_name,
         )
         a_dialog.local_uri = _strip_tag(request.headers.get("To"))
-        record_id = store.open_call(now, a_dialog.call_id, record)
+        record_id = self.history.opened(now, a_dialog.call_id, record)
         call = Call(
             a_call_id=a_dialog.call_id,
             record_id=record_id,
@@ -292,7 +294,6 @@ class Calls:
         txn.context = call
         self.calls[record_id] = call
         self.by_call_id[call.a_call_id] = (call, "A")
-        self._set_media("A", call, offer, source)
         self._reply(txn, request, 100, to_tag=None)
         log.info(
             "Call %s -> %s from %s, ringing %d contact(s)",
@@ -453,7 +454,7 @@ class Calls:
         self._retransmit_2xx(
             call, "A", bytes(ok), call.a_dest, CSeq.parse(call.a_request.headers.get("CSeq")).number
         )
-        store.answer_call(
+        self.history.answered(
             call.record_id,
             call.answered_at,
             branch.contact,
@@ -466,8 +467,6 @@ class Calls:
             gevent.spawn_later(
                 self.max_duration, self.hangup, call, "maximum call duration reached"
             ),
-            # Media usually latches within a packet time; the check repeats every 5 s.
-            gevent.spawn_later(1.5, self._show_media, call),
         ]
         if answer is None:
             self.hangup(call, "callee answered without SDP")
@@ -772,7 +771,7 @@ class Calls:
             stats = self.relay.close_session(call.media) or {}
         except Exception as error:  # the call ends whatever the relay says
             log.warning("Media relay did not release call %s: %s", call.a_call_id, error)
-        store.end_call(
+        self.history.ended(
             call.record_id,
             now,
             disposition,
@@ -806,8 +805,12 @@ class Calls:
         if description is None:
             return
         stream = _audio(description)
-        if stream is not None:
+        if stream is None:
+            return
+        try:
             self.relay.apply_stream(call.media, leg, stream)
+        except Exception as error:  # the relay restarted: the call has lost its media
+            log.warning("Call %s -> %s: media relay: %s", call.caller, call.callee, error)
 
     def _sdp_for(self, call: Call, description: SessionDescription, leg: str) -> bytes:
         """`description` as the phone on `leg` must see it: the relay's address and
@@ -860,15 +863,21 @@ class Calls:
                 self._reply(context.txn, context.request, 408)
 
     def check_media(self) -> None:
-        """Hang up calls whose media has been dead on both legs too long (or lost)."""
+        """Hang up calls whose media has been dead on both legs too long (or lost),
+        and write where each leg's media comes from once both legs latched, so
+        that the live calls page shows it during the call (one relay round trip
+        for all calls, every few seconds)."""
         try:
-            dead = self.relay.dead_sessions(self.media_timeout)
+            check = self.relay.check(self.media_timeout)
         except Exception as error:
             log.warning("Media relay did not answer the dead-media check: %s", error)
             return
-        ids = {(session.generation, session.id) for session in dead}
+        ids = {(session.generation, session.id) for session in check.dead}
         for call in list(self.calls.values()):
             media = call.media
+            latched = check.latched.get(media)
+            if latched is not None:
+                self.history.media(call.record_id, *latched)
             if (media.generation, media.id) in ids and call.phase is Phase.ANSWERED:
                 log.warning(
                     "Call %s -> %s: no media for %g s on both legs; hanging up",
@@ -877,20 +886,6 @@ class Calls:
                     self.media_timeout,
                 )
                 self.hangup(call, f"no media for {self.media_timeout:g} s")
-            elif call.phase is Phase.ANSWERED and not call.media_shown:
-                self._show_media(call)
-
-    def _show_media(self, call: Call) -> None:
-        """Write where each leg's media really comes from, once both legs latched,
-        so the live calls page shows it during the call and not only after."""
-        try:
-            legs = self.relay.stats(call.media).get("legs", {})
-        except Exception:
-            return
-        caller, callee = _latched(legs.get("A")), _latched(legs.get("B"))
-        if caller and callee:
-            store.show_call_media(call.record_id, caller, callee)
-            call.media_shown = True
 
     def hangup_by_id(self, call_id: str, reason: str = "hung up by an admin") -> bool:
         found = self.by_call_id.get(call_id)
@@ -947,9 +942,3 @@ def _strip_tag(value: str) -> str:
 
 def _request(method: str, uri: str, headers: list[tuple[str, str]], body: bytes) -> Request:
     return Request(headers=Headers(list(headers)), method=method, uri=uri, body=body)
-
-
-def close_stale_calls(now: float) -> int:
-    """After a crash or restart no call may stay "active" (the calls issue)."""
-    with db.atomic():
-        return store.close_stale_calls(now)

@@ -23,6 +23,9 @@ from sipd.workers import Workers, attach_steering
 log = logging.getLogger("sipd")
 
 AUTH_HISTORY_DAYS = 30
+# How often the relay is asked for dead media (hung up after PBX_MEDIA_TIMEOUT)
+# and for the legs that latched since, written to the live call's row.
+MEDIA_CHECK_INTERVAL = 2.0
 
 
 def reap(now: float | None = None) -> int:
@@ -140,11 +143,13 @@ class Sipd:
 
     def _start_calls(self, host: str, port: int) -> None:
         """The media relay, the B2BUA and the control socket (the calls issue)."""
-        from sipd.calls import Calls, close_stale_calls
+        from sipd.calls import Calls
         from sipd.control import ControlServer
+        from sipd.history import History
         from sipd.media import Relay
 
-        closed = close_stale_calls(time.time())
+        self.history = History()
+        closed = self.history.close_stale(time.time())
         if closed:
             log.info("Closed %d call(s) left active by a previous sipd", closed)
         self.relay = Relay(self.settings).start()
@@ -167,10 +172,11 @@ class Sipd:
             max_duration=self.settings.max_call_duration,
             media_timeout=self.settings.media_timeout,
             max_calls=self.settings.max_calls,
+            history=self.history,
         )
         self.handler.send = send
         self.handler.calls = self.calls
-        periodic(5.0, self.calls.check_media, "dead media check")
+        periodic(MEDIA_CHECK_INTERVAL, self.calls.check_media, "media check")
         try:
             self.control = ControlServer(self.settings.control_socket, self.calls)
             self.control.start()
@@ -192,6 +198,8 @@ class Sipd:
             self.relay.stop()
         for server in self.servers:
             server.stop(timeout=1)
+        if getattr(self, "history", None) is not None:
+            self.history.flush()  # what the last turn of the loop recorded
         self.database.close()
 
 

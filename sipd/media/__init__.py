@@ -6,7 +6,8 @@ and the relay exits when sipd does, so after a crash or restart the port pool
 starts clean. This module is the client sipd uses. It does blocking socket I/O
 through the standard library, which gevent's monkey-patching (sipd/__main__.py)
 makes cooperative: a request waits for the relay's reply without holding the
-hub (replies take well under a millisecond). Requests are serialized by a lock.
+hub (replies take well under a millisecond). The requests of many calls are in
+flight at once, each reply matched to its request by id.
 
 API for the B2BUA:
 
@@ -14,7 +15,9 @@ API for the B2BUA:
     relay.address                        # the address to write into SDP (PBX_PUBLIC_ADDRESS,
                                          # else detected: see advertised_address())
 
-    session = relay.open_session(call_id)        # raises PortsExhausted -> 503 + Retry-After
+    session = relay.open_session(call_id, stream=None)  # raises PortsExhausted -> 503 +
+                                                 # Retry-After; with the caller's offer's
+                                                 # Stream, leg A is applied in the same trip
     session.leg("A").local_rtp_port              # A faces the caller, B the callee;
     session.leg("A").local_rtcp_port             # RTCP is always RTP + 1
 
@@ -22,8 +25,8 @@ API for the B2BUA:
     # the offer to the callee with *leg B's* ports (the callee sends to leg B):
     offer = SessionDescription.parse(body)       # sipd.sip.sdp; SdpError -> 400
     stream = offer.streams()[0]                  # one session per relayed m= line
-    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below, in
-                                                 # one round trip to the relay
+    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below,
+                                                 # sent without waiting for a reply
     body_to_callee = bytes(rewrite(offer, relay.address, {0: session.leg("B").local_rtp_port}))
     # ... and the callee's answer the other way round: apply_stream(session, "B", ...)
     # and rewrite(answer, relay.address, {0: session.leg("A").local_rtp_port}).
@@ -37,6 +40,9 @@ API for the B2BUA:
         # seconds (calls on hold: hold_timeout, None = never), plus every session the
         # relay lost by crashing: the B2BUA hangs these calls up (BYE both sides) and
         # closes them. Poll it every few seconds, e.g. periodic(5.0, ...).
+    relay.check(timeout=60, hold_timeout=None)
+        # MediaCheck(dead=dead_sessions(...), latched={session: ("host:port", "host:port")}):
+        # also, once per session, the sources legs A and B latched to (for the live calls page)
     relay.info()                  # pid, sessions, ports free/total, packet totals
 
 Call start() from the main thread (any greenlet of sipd's hub is): the relay
@@ -274,20 +280,27 @@ class Relay:
 
     # --- requests ---------------------------------------------------------------
 
-    def _call(self, request: dict) -> dict:
+    def _call(self, request: dict, wait: bool = True) -> dict | None:
+        """Send a request and return its reply; with wait=False, send it and go on
+        (the relay answers only if it fails, and _read_replies logs that)."""
         with self._lock:
             if self.process is None or self.process.poll() is not None:
                 self._restart()
             request_id = self._next_request
             self._next_request += 1
             generation = self.generation
-            data = json.dumps({**request, "id": request_id}).encode() + b"\n"
-            self._waiting.add(request_id)
+            if not wait:
+                request = {**request, "reply": False}
+            data = json.dumps({**request, "id": request_id}, separators=(",", ":")).encode()
+            if wait:
+                self._waiting.add(request_id)
             try:
-                self._sock.sendall(data)
+                self._sock.sendall(data + b"\n")
             except OSError as error:
                 self._waiting.discard(request_id)
                 self._failed(generation, error)
+        if not wait:
+            return None
         try:
             reply = self._await(request_id, REPLY_TIMEOUT)
         except (MediaError, OSError) as error:
@@ -346,6 +359,9 @@ class Relay:
         for reply in self._complete_replies():
             if reply.get("id") in self._waiting:
                 self._replies[reply["id"]] = reply
+            elif not reply.get("ok"):
+                # A request nobody waits for (wait=False) failed.
+                log.warning("[RTP] Media relay refused a request: %s", reply.get("error"))
 
     def _complete_replies(self):
         """The replies whole in the buffer, taken out of it in order."""
@@ -399,8 +415,13 @@ class Relay:
 
     # --- the API ------------------------------------------------------------------
 
-    def open_session(self, call_id: str) -> MediaSession:
-        reply = self._call({"op": "open", "call_id": call_id})
+    def open_session(self, call_id: str, stream=None) -> MediaSession:
+        """A session for a call; with `stream` (the caller's offer, a Stream) leg
+        A is set from it in the same round trip (as apply_stream would)."""
+        request = {"op": "open", "call_id": call_id}
+        if stream is not None:
+            request["apply"] = _apply(stream)
+        reply = self._call(request)
         legs = {name: LegPorts(name, ports[0], ports[1]) for name, ports in reply["legs"].items()}
         session = MediaSession(reply["session"], call_id, legs, self.generation)
         self._sessions[session.id] = session
@@ -420,14 +441,15 @@ class Relay:
     def apply_stream(self, session: MediaSession, leg: str, stream) -> None:
         """set_remote and set_direction from a sipd.sip.sdp.Stream (one m= line
         of the SDP that phone sent). A c= that is not an IPv4 address (a host
-        name, IPv6) sets no address: latching finds the phone from its packets."""
+        name, IPv6) sets no address: latching finds the phone from its packets.
+
+        Sent without waiting for the relay: it applies requests in order, so
+        whatever is asked next sees this done, and what could fail (an address
+        it refuses) leaves the leg to latching, which finds the phone anyway.
+        That spares the B2BUA a round trip on every answer and re-INVITE."""
         self._live(session)
-        remote = None
-        if _ipv4(stream.host) and not stream.hold_address and stream.port:
-            remote = {"host": stream.host, "rtp": stream.port, "rtcp": stream.rtcp_port or None}
-        # One round trip (op "apply") where set_remote + set_direction took two.
-        self._call({"op": "apply", "session": session.id, "leg": leg, "remote": remote,
-                    "direction": stream.relay_direction if stream.port else "inactive"})
+        self._call({"op": "apply", "session": session.id, "leg": leg, **_apply(stream)},
+                   wait=False)
 
     def stats(self, session: MediaSession) -> dict:
         self._live(session)
@@ -446,14 +468,37 @@ class Relay:
         except MediaError:
             return None
 
-    def dead_sessions(self, timeout: float, hold_timeout: float | None = None
-                      ) -> list[MediaSession]:
+    def check(self, timeout: float, hold_timeout: float | None = None) -> MediaCheck:
+        """The dead sessions (see dead_sessions) and, once each, the sessions whose
+        two legs have both latched since the last check, with their sources."""
         reply = self._call({"op": "dead", "timeout": timeout, "hold_timeout": hold_timeout})
         dead = [self._sessions[i] for i in reply["sessions"] if i in self._sessions]
-        return list(self._lost.values()) + dead
+        latched = {
+            self._sessions[i]: (f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}")
+            for i, a, b in reply.get("latched", ()) if i in self._sessions
+        }
+        return MediaCheck(list(self._lost.values()) + dead, latched)
+
+    def dead_sessions(self, timeout: float, hold_timeout: float | None = None
+                      ) -> list[MediaSession]:
+        return self.check(timeout, hold_timeout).dead
 
     def info(self) -> dict:
         return self._call({"op": "info"})
+
+
+@dataclass(frozen=True)
+class MediaCheck:
+    dead: list[MediaSession]
+    latched: dict[MediaSession, tuple[str, str]]  # "host:port" of legs A and B
+
+
+def _apply(stream) -> dict:
+    """What op "apply" (and "open" for leg A) needs from a Stream."""
+    remote = None
+    if _ipv4(stream.host) and not stream.hold_address and stream.port:
+        remote = {"host": stream.host, "rtp": stream.port, "rtcp": stream.rtcp_port or None}
+    return {"remote": remote, "direction": stream.relay_direction if stream.port else "inactive"}
 
 
 def _ipv4(host: str | None) -> bool:

@@ -7,9 +7,12 @@ never delays a SIP response, and a slow database write in sipd never delays
 media.
 
 Control: a Unix stream socket inherited from sipd (a socketpair), one JSON
-object per line each way, strictly request/reply:
+object per line each way, each request answered in order, except that a
+request with "reply": false gets no reply when it succeeds (sipd does not wait
+for it; an error is still answered, and logged by sipd when it reads it):
 
-    -> {"op": "open", "call_id": "..."}
+    -> {"op": "open", "call_id": "...", "apply": {...}}   (apply, optional: leg A's
+                                            "remote" and "direction" as in op "apply")
     <- {"ok": true, "session": 7, "legs": {"A": [10000, 10001], "B": [10002, 10003]}}
     -> {"op": "remote", "session": 7, "leg": "A", "host": "...", "rtp": 4000, "rtcp": 4001}
     -> {"op": "direction", "session": 7, "leg": "A", "direction": "sendonly"}
@@ -19,7 +22,9 @@ object per line each way, strictly request/reply:
     -> {"op": "stats", "session": 7}        <- {"ok": true, "stats": {...}}
     -> {"op": "close", "session": 7}        <- {"ok": true, "stats": {...}}  (final figures)
     -> {"op": "dead", "timeout": 60, "hold_timeout": null}
-    <- {"ok": true, "sessions": [7, 9]}
+    <- {"ok": true, "sessions": [7, 9], "latched": [[8, ["198.51.100.7", 4000], [...]]]}
+                                            (latched: sessions whose two legs both
+                                            latched since the last "dead", each once)
     -> {"op": "info"}                       <- {"ok": true, "pid": ..., "sessions": 2, ...}
     an error:                               <- {"ok": false, "error": "...", "code": "..."}
 
@@ -187,7 +192,9 @@ class RelayServer:
         while b"\n" in self.pending:
             line, self.pending = self.pending.split(b"\n", 1)
             if line.strip():
-                self._reply(self._handle(line, now))
+                reply = self._handle(line, now)
+                if reply is not None:
+                    self._reply(reply)
 
     def _reply(self, reply: dict) -> None:
         data = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
@@ -199,7 +206,7 @@ class RelayServer:
         finally:
             self.control.setblocking(False)
 
-    def _handle(self, line: bytes, now: float) -> dict:
+    def _handle(self, line: bytes, now: float) -> dict | None:
         request = None
         try:
             request = json.loads(line)
@@ -215,6 +222,8 @@ class RelayServer:
             reply = {"ok": False, "error": str(error), "code": error.code}
         except (ValueError, TypeError, KeyError) as error:
             reply = {"ok": False, "error": f"bad request: {error}", "code": "bad_request"}
+        if reply["ok"] and request.get("reply") is False:
+            return None  # sipd does not wait for this one (Relay.apply_stream)
         # The id lets the client skip a late reply to a request it gave up on.
         reply["id"] = request.get("id") if isinstance(request, dict) else None
         return reply
@@ -253,6 +262,16 @@ class RelayServer:
                                      (b_rtp, b, RTP, a_rtp), (b_rtcp, b, RTCP, a_rtcp)):
             self.endpoints[sock.fileno()] = (sock, leg, kind, out)
             self.epoll.register(sock.fileno(), select.EPOLLIN)
+        apply = request.get("apply")
+        if apply is not None:
+            # The caller's offer with the open: one round trip per call saved.
+            try:
+                if not isinstance(apply, dict):
+                    raise ControlError("apply is a JSON object")
+                self.op_apply({**apply, "session": session.id, "leg": "A"}, now)
+            except (ControlError, ValueError, TypeError, KeyError):
+                self.op_close({"session": session.id}, now)
+                raise
         return {"session": session.id,
                 "legs": {name: list(leg.ports) for name, leg in session.legs.items()}}
 
@@ -336,8 +355,14 @@ class RelayServer:
         timeout = float(request["timeout"])
         hold = request.get("hold_timeout")
         hold_timeout = float(hold) if hold is not None else None
-        return {"sessions": [s.id for s in self.sessions.values()
-                             if s.dead(now, timeout, hold_timeout)]}
+        dead, latched = [], []
+        for session in self.sessions.values():
+            if session.dead(now, timeout, hold_timeout):
+                dead.append(session.id)
+            sources = session.newly_latched()
+            if sources is not None:
+                latched.append([session.id, *sources])
+        return {"sessions": dead, "latched": latched}
 
     def op_info(self, request: dict, now: float) -> dict:
         totals = dict(self.closed_totals)

@@ -211,7 +211,7 @@ class Leg:
 class Session:
     """One relayed stream of a call: legs A (caller side) and B (callee side)."""
 
-    __slots__ = ("id", "call_id", "opened", "legs")
+    __slots__ = ("id", "call_id", "opened", "legs", "latch_reported")
 
     def __init__(self, session_id: int, call_id: str, ports_a: tuple[int, int],
                  ports_b: tuple[int, int], now: float, notes: list | None = None):
@@ -222,6 +222,7 @@ class Session:
         b = Leg("B", *ports_b, notes=notes, call_id=call_id)
         a.peer, b.peer = b, a
         self.legs = {"A": a, "B": b}
+        self.latch_reported = False  # both legs' sources told to sipd (op "check")
 
     def leg(self, name: str) -> Leg:
         try:
@@ -246,6 +247,16 @@ class Session:
         still ends them)."""
         limit = hold_timeout if self.on_hold else timeout
         return limit is not None and self.idle(now) >= limit
+
+    def newly_latched(self) -> list[list] | None:
+        """The RTP source of each leg, the first time both are known (else None)."""
+        if self.latch_reported:
+            return None
+        a, b = self.legs["A"].latched[RTP], self.legs["B"].latched[RTP]
+        if a is None or b is None:
+            return None
+        self.latch_reported = True
+        return [list(a), list(b)]
 
     def stats(self, now: float) -> dict:
         return {

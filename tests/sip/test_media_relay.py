@@ -202,6 +202,64 @@ def test_hold_from_sdp_bodies(relay):
     assert b.receive() is not None
 
 
+def _offer(port: int, direction: str = "sendrecv", host: str = LOOPBACK) -> SessionDescription:
+    return SessionDescription.parse(
+        f"v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na={direction}\r\n".encode())
+
+
+def test_the_callers_offer_is_applied_with_the_open(relay):
+    """open_session(call_id, stream): leg A set in the same round trip (the B2BUA's
+    INVITE path), the reply counted: one request on the control socket, not two."""
+    a = Phone()
+    before = relay._next_request
+    session = relay.open_session("call-open", _offer(a.address[1], "sendonly").streams()[0])
+    assert relay._next_request == before + 1
+    legs = relay.stats(session)["legs"]
+    assert legs["A"]["remote"] == [LOOPBACK, a.address[1]]
+    assert legs["A"]["direction"] == "sendonly"
+    # An offer the relay refuses does not leave a session (and its ports) behind.
+    free = relay.info()["ports_free"]
+    with pytest.raises(MediaError, match="IPv4"):
+        relay._call({"op": "open", "call_id": "bad",
+                     "apply": {"remote": {"host": "not-an-address", "rtp": 4000, "rtcp": None},
+                               "direction": "sendrecv"}})
+    assert relay.info()["ports_free"] == free and relay.info()["sessions"] == 1
+
+
+def test_apply_stream_is_not_waited_for_and_its_failure_is_logged(relay, caplog):
+    """apply_stream sends without waiting: the relay answers only a failure, which
+    the client logs when it next reads; a request after it sees it applied."""
+    b = Phone()
+    session = relay.open_session("call-nowait")
+    relay.apply_stream(session, "B", _offer(b.address[1], "recvonly").streams()[0])
+    assert not relay._waiting  # nothing waits for it
+    legs = relay.stats(session)["legs"]
+    assert legs["B"]["remote"] == [LOOPBACK, b.address[1]] and legs["B"]["direction"] == "recvonly"
+    # A refused one (sent by hand: apply_stream itself only sends IPv4 addresses).
+    relay._call({"op": "apply", "session": session.id, "leg": "B", "direction": "sendrecv",
+                 "remote": {"host": "300.1.1.1", "rtp": 4000, "rtcp": None}}, wait=False)
+    with caplog.at_level("WARNING", logger="sipd.media"):
+        assert relay.stats(session)["legs"]["B"]["direction"] == "recvonly"
+    assert any("refused a request" in r.getMessage() and "IPv4" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_check_reports_each_session_once_both_legs_have_latched(relay):
+    a, b = Phone(), Phone()
+    session = call(relay, a, b, "call-latch")
+    a.send(session.leg("A").local_rtp_port, a.rtp())
+    assert b.receive() is not None
+    assert relay.check(timeout=60).latched == {}  # only leg A so far
+    b.send(session.leg("B").local_rtp_port, b.rtp())
+    assert a.receive() is not None
+    check = relay.check(timeout=60)
+    assert check.latched == {session: (f"{LOOPBACK}:{a.address[1]}",
+                                       f"{LOOPBACK}:{b.address[1]}")}
+    assert check.dead == []
+    assert relay.check(timeout=60).latched == {}  # once
+
+
 def test_a_host_name_in_sdp_leaves_the_address_to_latching(relay):
     a, b = Phone(), Phone()
     session = relay.open_session("call-fqdn")

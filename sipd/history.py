@@ -1,0 +1,182 @@
+"""Call history: the rows of the `call` table (core.models.Call), written in
+group commits.
+
+A call writes its row three or four times (opened, answered, where its media
+comes from, ended). Each of those as its own transaction was a WAL commit of
+several pages: a fifth of the CPU sipd spent on a call. Here the statements
+are queued and written together by one greenlet that runs as soon as the
+greenlets already scheduled have run: with a few calls an hour that is at
+once (the row is there within the same turn of the event loop), under load
+one transaction carries the writes of every call the last batch of datagrams
+touched.
+
+The ids of new rows are given here (the largest id + 1 at start, then
+counting), so that a call knows its row's id before the row is written; sipd
+is the only writer of this table. What is queued but not yet written when the
+process is killed is lost: at most the writes of one turn of the loop, a few
+milliseconds of call events, whose calls are then closed as stale at the next
+start anyway. A write that fails for a passing reason (the database locked
+beyond busy_timeout, a full disk) stays queued and is retried every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import gevent
+
+from core.models import db
+
+log = logging.getLogger("sipd")
+
+RETRY_AFTER = 1.0
+# Beyond this many unwritten statements (a database that has been failing for a
+# long time) the oldest are dropped, so that memory stays bounded.
+MAX_QUEUED = 100_000
+
+_OPEN = (
+    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, callee, caller_source,"
+    " callee_contact, state, started_at, reason, caller_media, callee_media, codec)"
+    " VALUES (?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '')"
+)
+_REFUSED = (
+    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, callee, caller_source,"
+    " callee_contact, state, started_at, ended_at, disposition, hangup_by, sip_status,"
+    " reason, caller_media, callee_media, codec)"
+    " VALUES (?, ?, ?, ?, ?, ?, '', 'ended', ?, ?, ?, 'system', ?, ?, '', '', '')"
+)
+_ANSWERED = (
+    "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?,"
+    " sip_status = 200 WHERE id = ?"
+)
+_MEDIA = "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ? AND ended_at IS NULL"
+_ENDED = (
+    "UPDATE call SET state = 'ended', ended_at = ?, disposition = ?, hangup_by = ?,"
+    " sip_status = COALESCE(?, sip_status), reason = ?, caller_media = ?, callee_media = ?"
+    " WHERE id = ? AND ended_at IS NULL"
+)
+
+
+class History:
+    """The call rows of one sipd. `spawn` and `spawn_later` are gevent's (tests
+    may pass their own to control when the writes happen)."""
+
+    def __init__(self, spawn=gevent.spawn, spawn_later=gevent.spawn_later):
+        self._spawn, self._spawn_later = spawn, spawn_later
+        self._queue: list[tuple[str, tuple, str | None]] = []
+        self._next_id: int | None = None
+        self._scheduled = False
+        self._failing = False
+
+    # -- what the B2BUA records ------------------------------------------------------
+
+    def opened(self, now: float, call_id: str, record: dict) -> int:
+        """A call starts ringing: its row, state ringing. Returns the row's id."""
+        row_id = self._new_id()
+        self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now), call_id)
+        return row_id
+
+    def refused(self, now: float, call_id: str | None, record: dict, status: int,
+                disposition: str, reason: str) -> None:
+        """A call refused before ringing (404, 480, 503...) belongs in the history too."""
+        call_id = call_id or ""
+        self._queue_write(_REFUSED, (self._new_id(), call_id[:255], *_caller(record), now, now,
+                                     disposition, status, reason[:255]), call_id)
+
+    def answered(self, row_id: int, now: float, contact: str, codec: str) -> None:
+        self._queue_write(_ANSWERED, (now, contact, codec[:32], row_id))
+
+    def media(self, row_id: int, caller_media: str, callee_media: str) -> None:
+        """Where each leg's media really comes from (latched), while the call lasts."""
+        self._queue_write(_MEDIA, (caller_media[:80], callee_media[:80], row_id))
+
+    def ended(self, row_id: int, now: float, disposition: str, by: str, status: int | None,
+              reason: str, caller_media: str, callee_media: str) -> None:
+        self._queue_write(_ENDED, (now, disposition, by, status, reason[:255],
+                                   caller_media[:80], callee_media[:80], row_id))
+
+    def close_stale(self, now: float) -> int:
+        """At start, before any call: no call may stay "active" after a crash or
+        restart (the calls issue). Written at once; returns how many."""
+        self.flush()
+        with db.atomic():
+            cursor = db.connection().execute(
+                "UPDATE call SET state = 'ended', ended_at = ?, hangup_by = 'system',"
+                " disposition = CASE WHEN answered_at IS NULL THEN 'FAILED' ELSE 'ANSWERED' END,"
+                " reason = 'sipd restarted during the call' WHERE ended_at IS NULL",
+                (now,),
+            )
+            return cursor.rowcount
+
+    # -- writing -------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _new_id(self) -> int:
+        if self._next_id is None:
+            row = db.connection().execute("SELECT COALESCE(MAX(id), 0) FROM call").fetchone()
+            # Rows this process queued but has not written yet are above it too.
+            self._next_id = row[0] + 1
+        row_id = self._next_id
+        self._next_id += 1
+        return row_id
+
+    def _queue_write(self, sql: str, params: tuple, call_id: str | None = None) -> None:
+        self._queue.append((sql, params, call_id))
+        if len(self._queue) > MAX_QUEUED:
+            dropped = len(self._queue) - MAX_QUEUED
+            del self._queue[:dropped]
+            log.error("Call history: %d unwritten change(s) dropped (the database has been "
+                      "failing for a long time)", dropped)
+        if not self._scheduled:
+            self._scheduled = True
+            self._spawn(self._write_scheduled)
+
+    def _write_scheduled(self) -> None:
+        self._scheduled = False
+        if not self.flush() and not self._scheduled:
+            self._scheduled = True
+            self._spawn_later(RETRY_AFTER, self._write_scheduled)
+
+    def flush(self) -> bool:
+        """Write what is queued in one transaction. False (and kept for a retry)
+        when the database refuses the transaction."""
+        if not self._queue:
+            return True
+        statements, self._queue = self._queue, []
+        conn = db.connection()
+        try:
+            # IMMEDIATE: wait for the write lock (busy_timeout) before reading
+            # anything, as the registrar's group commit does (sipd/store.py).
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params, call_id in statements:
+                    cursor = conn.execute(sql, params)
+                    if call_id is not None and cursor.rowcount == 0:
+                        # INSERT OR IGNORE: a Call-ID already in the history (a phone
+                        # that reuses Call-IDs); the call goes on without a row.
+                        log.warning("Call history: Call-ID %s is already recorded; this "
+                                    "call has no row of its own", call_id)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            self._queue[:0] = statements
+            if not self._failing:
+                log.error("Call history: could not write %d change(s), retrying: %s",
+                          len(statements), error)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("Call history: written again")
+            self._failing = False
+        return True
+
+
+def _caller(record: dict) -> tuple:
+    return (record["caller"], record["caller_name"], record["callee"][:64],
+            record["caller_source"][:80])
