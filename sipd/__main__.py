@@ -1,7 +1,11 @@
 """`python -m sipd`: the SIP daemon in the foreground (what pbxctl sipd runs)."""
 
+import gevent
 from gevent import monkey
 
+# Greenlets do not record who spawned them (a stack walk and a dict per spawn;
+# sipd spawns one per datagram and several per call, and reads none of it).
+gevent.config.track_greenlet_tree = False
 monkey.patch_all()
 
 import argparse  # noqa: E402

@@ -4,11 +4,9 @@ group commits.
 A call writes its row three or four times (opened, answered, where its media
 comes from, ended). Each of those as its own transaction was a WAL commit of
 several pages: a fifth of the CPU sipd spent on a call. Here the statements
-are queued and written together by one greenlet that runs as soon as the
-greenlets already scheduled have run: with a few calls an hour that is at
-once (the row is there within the same turn of the event loop), under load
-one transaction carries the writes of every call the last batch of datagrams
-touched.
+are queued and written together, WRITE_DELAY after the first of them: the
+history and the live calls page are that much behind the calls, and under load
+one transaction carries the writes of every call of those milliseconds.
 
 The ids of new rows are given here (the largest id + 1 at start, then
 counting), so that a call knows its row's id before the row is written; sipd
@@ -30,6 +28,9 @@ from core.models import db
 
 log = logging.getLogger("sipd")
 
+# Long enough to gather the events of several calls under load (at 500 calls/s,
+# some twenty statements per commit), short against anything a person sees.
+WRITE_DELAY = 0.02
 RETRY_AFTER = 1.0
 # Beyond this many unwritten statements (a database that has been failing for a
 # long time) the oldest are dropped, so that memory stays bounded.
@@ -59,11 +60,11 @@ _ENDED = (
 
 
 class History:
-    """The call rows of one sipd. `spawn` and `spawn_later` are gevent's (tests
-    may pass their own to control when the writes happen)."""
+    """The call rows of one sipd. `spawn_later` is gevent's (tests pass their
+    own to decide when the writes happen)."""
 
-    def __init__(self, spawn=gevent.spawn, spawn_later=gevent.spawn_later):
-        self._spawn, self._spawn_later = spawn, spawn_later
+    def __init__(self, spawn_later=gevent.spawn_later):
+        self._spawn_later = spawn_later
         self._queue: list[tuple[str, tuple, str | None]] = []
         self._next_id: int | None = None
         self._scheduled = False
@@ -133,7 +134,7 @@ class History:
                       "failing for a long time)", dropped)
         if not self._scheduled:
             self._scheduled = True
-            self._spawn(self._write_scheduled)
+            self._spawn_later(WRITE_DELAY, self._write_scheduled)
 
     def _write_scheduled(self) -> None:
         self._scheduled = False

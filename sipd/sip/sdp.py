@@ -382,7 +382,7 @@ class SessionDescription:
                 return Origin.parse(line.value)
         raise SdpError("SDP has no o= line (RFC 8866 §5.2)")
 
-    @property
+    @cached_property
     def connection(self) -> Connection | None:
         """The session-level c=, if there is one."""
         for line in self.session:
@@ -396,6 +396,13 @@ class SessionDescription:
         return _direction(self.session)
 
     def streams(self) -> list[Stream]:
+        """One Stream per m= line. Worked out once: a description is not changed
+        after parsing (rewrite() makes a new one), and the B2BUA asks for the
+        streams of each SDP several times (relay, rewrite, codec, history)."""
+        return self._streams
+
+    @cached_property
+    def _streams(self) -> list[Stream]:
         session_connection = self.connection
         session_direction = self.direction or "sendrecv"
         streams = []

@@ -13,7 +13,7 @@ import pytest
 
 from core.config import load_settings
 from core.database import connect
-from sipd.history import History
+from sipd.history import RETRY_AFTER, WRITE_DELAY, History
 
 RECORD = {"caller": "1001", "caller_name": "Alice", "callee": "1002",
           "caller_source": "192.0.2.10:5060/UDP"}
@@ -27,21 +27,20 @@ def database(tmp_path):
 
 
 class Scheduled:
-    """Stands for gevent.spawn / spawn_later: remembers, runs on demand."""
+    """Stands for gevent.spawn_later: remembers, runs on demand."""
 
     def __init__(self):
-        self.soon, self.later = [], []
+        self.waiting = []
 
-    def spawn(self, function, *args):
-        self.soon.append((function, args))
+    def __call__(self, seconds, function, *args):
+        self.waiting.append((seconds, function, args))
 
-    def spawn_later(self, seconds, function, *args):
-        self.later.append((seconds, function, args))
-
-    def run_soon(self):
-        soon, self.soon = self.soon, []
-        for function, args in soon:
+    def run(self) -> list[float]:
+        """Run what waits; the delays it was scheduled with."""
+        waiting, self.waiting = self.waiting, []
+        for _, function, args in waiting:
             function(*args)
+        return [seconds for seconds, _, _ in waiting]
 
 
 def rows(path) -> list[tuple]:
@@ -53,17 +52,17 @@ def rows(path) -> list[tuple]:
 
 def test_a_calls_writes_wait_for_one_commit_and_its_id_is_known_before(database):
     scheduled = Scheduled()
-    history = History(scheduled.spawn, scheduled.spawn_later)
+    history = History(scheduled)
     first = history.opened(100.0, "a@x", RECORD)
     second = history.opened(100.5, "b@x", RECORD)
     history.answered(first, 101.0, "sip:1002@192.0.2.20", "PCMU/8000")
     history.media(first, "192.0.2.10:4000", "192.0.2.20:4002")
     history.refused(102.0, "c@x", RECORD, 486, "BUSY", "callee busy")
     assert second == first + 1 and rows(database) == []  # queued, one write scheduled
-    assert len(scheduled.soon) == 1 and history.pending == 5
+    assert [s for s, _, _ in scheduled.waiting] == [WRITE_DELAY] and history.pending == 5
     history.ended(first, 103.0, "ANSWERED", "caller", None, "caller hung up",
                   "192.0.2.10:4000", "192.0.2.20:4002")
-    scheduled.run_soon()
+    assert scheduled.run() == [WRITE_DELAY]
     assert history.pending == 0
     assert rows(database) == [
         (first, "a@x", "ended", "ANSWERED", "caller", 200, "192.0.2.10:4000",
@@ -72,12 +71,12 @@ def test_a_calls_writes_wait_for_one_commit_and_its_id_is_known_before(database)
         (second + 1, "c@x", "ended", "BUSY", "system", 486, "", "", ""),
     ]
     # The next rows continue after the largest id, across a new History (a restart).
-    assert History(scheduled.spawn).opened(104.0, "d@x", RECORD) == second + 2
+    assert History(scheduled).opened(104.0, "d@x", RECORD) == second + 2
 
 
 def test_one_transaction_carries_every_queued_write(database):
     scheduled = Scheduled()
-    history = History(scheduled.spawn, scheduled.spawn_later)
+    history = History(scheduled)
     watcher = sqlite3.connect(database)
     watcher.execute("SELECT 1").fetchall()
     before = watcher.execute("PRAGMA data_version").fetchone()[0]
@@ -85,7 +84,7 @@ def test_one_transaction_carries_every_queued_write(database):
         row = history.opened(float(n), f"{n}@x", RECORD)
         history.ended(row, n + 1.0, "CANCELLED", "caller", 487, "caller hung up before answer",
                       "", "")
-    scheduled.run_soon()
+    scheduled.run()
     # data_version moves once per commit seen by another connection.
     assert watcher.execute("PRAGMA data_version").fetchone()[0] == before + 1
     assert len(rows(database)) == 20
@@ -93,36 +92,34 @@ def test_one_transaction_carries_every_queued_write(database):
 
 def test_a_locked_database_keeps_the_writes_and_retries(database, caplog):
     scheduled = Scheduled()
-    history = History(scheduled.spawn, scheduled.spawn_later)
+    history = History(scheduled)
     from core.models import db
     db.connection().execute("PRAGMA busy_timeout = 50")
     row = history.opened(100.0, "a@x", RECORD)
     blocker = sqlite3.connect(database)
     blocker.execute("BEGIN IMMEDIATE")
     with caplog.at_level(logging.ERROR, logger="sipd"):
-        scheduled.run_soon()
-    assert history.pending == 1 and len(scheduled.later) == 1
+        scheduled.run()
+    assert history.pending == 1 and [s for s, _, _ in scheduled.waiting] == [RETRY_AFTER]
     assert "could not write 1 change(s), retrying" in caplog.text
-    # More calls meanwhile join the same queue; no second retry is scheduled.
+    # More calls meanwhile join the same queue; no second write is scheduled.
     history.ended(row, 101.0, "FAILED", "system", 480, "callee not registered", "", "")
-    assert history.pending == 2 and scheduled.soon == []
+    assert history.pending == 2 and len(scheduled.waiting) == 1
     blocker.rollback()
-    seconds, function, args = scheduled.later.pop()
-    assert seconds == 1.0
-    function(*args)
+    scheduled.run()
     assert history.pending == 0 and rows(database)[0][2:4] == ("ended", "FAILED")
 
 
 def test_a_reused_call_id_is_logged_and_the_others_are_written(database, caplog):
     scheduled = Scheduled()
-    history = History(scheduled.spawn, scheduled.spawn_later)
+    history = History(scheduled)
     history.opened(100.0, "same@x", RECORD)
-    scheduled.run_soon()
+    scheduled.run()
     with caplog.at_level(logging.WARNING, logger="sipd"):
         again = history.opened(200.0, "same@x", RECORD)
         other = history.opened(200.0, "other@x", RECORD)
         history.ended(again, 201.0, "ANSWERED", "caller", None, "x", "", "")
-        scheduled.run_soon()
+        scheduled.run()
     assert "Call-ID same@x is already recorded" in caplog.text
     assert [r[1:3] for r in rows(database)] == [("same@x", "ringing"), ("other@x", "ringing")]
     assert other == again + 1
@@ -130,7 +127,7 @@ def test_a_reused_call_id_is_logged_and_the_others_are_written(database, caplog)
 
 def test_close_stale_writes_what_is_queued_first(database):
     scheduled = Scheduled()
-    history = History(scheduled.spawn, scheduled.spawn_later)
+    history = History(scheduled)
     history.opened(100.0, "a@x", RECORD)
     assert history.close_stale(200.0) == 1
     assert rows(database)[0][2:5] == ("ended", "FAILED", "system")
