@@ -39,12 +39,15 @@ from sipd.sip.transaction import (
     ClientTransactions,
     Event,
     ServerTransaction,
+    State,
     build_cancel,
 )
 
 log = logging.getLogger("sipd")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+# Client INVITE transactions that have had their final response.
+_FINAL_STATES = (State.ACCEPTED, State.COMPLETED, State.TERMINATED)
 SERVER = "pbx-sipd"
 
 
@@ -560,12 +563,12 @@ class Calls:
 
     def cancel(self, request: Request, txn: ServerTransaction, invite_txn) -> None:
         """CANCEL from the caller (§9.2): 200 to the CANCEL, 487 to the INVITE."""
-        call = invite_txn.context if invite_txn is not None else None
-        if not isinstance(call, Call):
+        if invite_txn is None:
             self._reply(txn, request, 481)
             return
         self._reply(txn, request, 200)
-        if call.phase is not Phase.RINGING:
+        call = invite_txn.context  # None once the call has ended (_end)
+        if not isinstance(call, Call) or call.phase is not Phase.RINGING:
             return
         for branch in call.branches:
             self._cancel_branch(branch)
@@ -797,6 +800,23 @@ class Calls:
             reason,
             talk,
         )
+        # The transactions outlive the call (RFC 6026's Accepted state, 32 s) and
+        # need nothing more of it: unhooked, what the call built is freed now
+        # rather than 32 s later (at 500 calls/s, 16,000 calls' objects alive
+        # for the cyclic collector to walk). A branch still waiting for its final
+        # response keeps its call: a 2xx crossing our CANCEL is ACKed and BYEd.
+        call.a_txn.context = None
+        for branch in call.branches:
+            if branch.transaction.state in _FINAL_STATES:
+                branch.transaction.context = None
+                branch.transaction.last_response = None
+        # And the call lets go of what points back at it (branches, timers,
+        # relayed requests): freed by reference counting, not by the collector.
+        call.branches = [b for b in call.branches if b.transaction.context is b]
+        call.winner = None
+        call.timers = []
+        call.pending_2xx.clear()
+        call.relayed.clear()
 
     # -- media and timers ------------------------------------------------------------------
 
