@@ -82,6 +82,25 @@ class Relayed:
     request: Request
 
 
+class Timer:
+    """Run function(*args) in a greenlet of its own after `seconds`, unless killed.
+
+    A timer watcher on gevent's loop, not a greenlet waiting: a call sets three
+    of these (ring timeout, maximum duration, its 2xx's retransmissions) and
+    nearly all are killed unfired, and a greenlet per timer, each with its own
+    frame stack mapped and unmapped, was a measurable part of a call's cost. The
+    function gets a greenlet when it fires, since it may wait (on the relay)."""
+
+    __slots__ = ("_watcher",)
+
+    def __init__(self, seconds: float, function, *args):
+        self._watcher = gevent.get_hub().loop.timer(seconds)
+        self._watcher.start(gevent.spawn, function, *args)
+
+    def kill(self, block: bool = False) -> None:
+        self._watcher.close()
+
+
 @dataclass
 class Pending2xx:
     """A 2xx to an INVITE that we retransmit until its ACK (§13.3.1.4)."""
@@ -89,7 +108,9 @@ class Pending2xx:
     data: bytes
     destination: Destination
     cseq: int
-    greenlet: object = None
+    timer: Timer | None = None
+    interval: float = T1
+    waited: float = 0.0
 
 
 @dataclass
@@ -307,7 +328,7 @@ class Calls:
         )
         for binding in bindings:
             self._fork(call, binding, caller_name, offer, request)
-        call.timers.append(gevent.spawn_later(self.ring_timeout, self._ring_timeout, call))
+        call.timers.append(Timer(self.ring_timeout, self._ring_timeout, call))
 
     def _contact_uri(self, message) -> str | None:
         value = message.headers.get("Contact")
@@ -466,11 +487,7 @@ class Calls:
         log.info("Call %s -> %s answered by %s", call.caller, call.callee, branch.contact)
         for timer in call.timers:
             timer.kill(block=False)
-        call.timers = [
-            gevent.spawn_later(
-                self.max_duration, self.hangup, call, "maximum call duration reached"
-            ),
-        ]
+        call.timers = [Timer(self.max_duration, self.hangup, call, "maximum call duration reached")]
         if answer is None:
             self.hangup(call, "callee answered without SDP")
 
@@ -583,7 +600,7 @@ class Calls:
         cseq = CSeq.parse(request.headers.get("CSeq")).number
         pending = call.pending_2xx.get(leg)
         if pending is not None and pending.cseq == cseq:
-            pending.greenlet.kill(block=False)
+            pending.timer.kill()
             del call.pending_2xx[leg]
 
     def in_dialog(self, request: Request, source: Source, txn: ServerTransaction) -> None:
@@ -762,13 +779,11 @@ class Calls:
             return
         call.phase = Phase.ENDED
         now = self.clock()
-        # The call's timers stop, except the one running this (a ring timeout or a
-        # 2xx retransmitter ends calls too): a greenlet killed from inside itself
-        # would die at its next wait, before the record below is written.
-        current = gevent.getcurrent()
-        for timer in call.timers + [p.greenlet for p in call.pending_2xx.values()]:
-            if timer is not None and timer is not current:
-                timer.kill(block=False)
+        # The call's timers stop (one that fired runs in a greenlet of its own,
+        # which this does not kill: it may be what is ending the call).
+        for timer in call.timers + [p.timer for p in call.pending_2xx.values()]:
+            if timer is not None:
+                timer.kill()
         stats = {}
         try:
             stats = self.relay.close_session(call.media) or {}
@@ -846,25 +861,26 @@ class Calls:
     ) -> None:
         """§13.3.1.4: resend the 2xx from T1 doubling to T2 until the ACK, for 64*T1."""
         previous = call.pending_2xx.pop(leg, None)
-        if previous is not None and previous.greenlet is not None:
-            previous.greenlet.kill(block=False)
+        if previous is not None and previous.timer is not None:
+            previous.timer.kill()
         if dest.reliable:
             return  # the transport is reliable: sent once is enough (§13.3.1.4)
         pending = Pending2xx(data=data, destination=dest, cseq=cseq)
+        pending.timer = Timer(T1, self._resend_2xx, call, leg, pending)
+        call.pending_2xx[leg] = pending
 
-        def loop():
-            interval, waited = T1, 0.0
-            while waited < 64 * T1:
-                gevent.sleep(interval)
-                waited += interval
-                self.send(data, dest)
-                interval = min(2 * interval, T2)
+    def _resend_2xx(self, call: Call, leg: str, pending: Pending2xx) -> None:
+        if call.pending_2xx.get(leg) is not pending:
+            return  # its ACK came (or a newer 2xx took over) as the timer fired
+        pending.waited += pending.interval
+        self.send(pending.data, pending.destination)
+        if pending.waited >= 64 * T1:
             log.warning("Call %s -> %s: no ACK for our 2xx; hanging up", call.caller, call.callee)
             call.pending_2xx.pop(leg, None)
             self.hangup(call, "no ACK received")
-
-        pending.greenlet = gevent.spawn(loop)
-        call.pending_2xx[leg] = pending
+            return
+        pending.interval = min(2 * pending.interval, T2)
+        pending.timer = Timer(pending.interval, self._resend_2xx, call, leg, pending)
 
     def tick(self) -> None:
         """Client transaction timers: retransmissions and timeouts (Timer A/B/E/F)."""
