@@ -824,7 +824,6 @@ class Calls:
         for branch in call.branches:
             if branch.transaction.state in _FINAL_STATES:
                 branch.transaction.context = None
-                branch.transaction.last_response = None
         # And the call lets go of what points back at it (branches, timers,
         # relayed requests): freed by reference counting, not by the collector.
         call.branches = [b for b in call.branches if b.transaction.context is b]

@@ -243,10 +243,11 @@ class ServerTransactions:
 class ClientTransaction:
     """One request we send and what came back (§17.1.1 INVITE, §17.1.2 non-INVITE)."""
 
-    request: Request
+    request: Request | None  # let go of once a final response came (see _final)
     data: bytes
     reliable: bool
     created: float
+    method: str = ""
     destination: object = None
     state: State = State.TRYING
     interval: float = T1
@@ -256,10 +257,6 @@ class ClientTransaction:
     ack: bytes | None = None  # our ACK to a non-2xx final (§17.1.1.3), resent on repeats
     context: object = None  # the TU's own state
     cancel_pending: bool = False
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     @property
     def branch(self) -> str:
@@ -314,6 +311,17 @@ def build_cancel(request: Request) -> Request:
     return Request(headers=headers, method="CANCEL", uri=request.uri)
 
 
+def _final(transaction: ClientTransaction) -> None:
+    """A final response came: what is left of the transaction (Timer D, K or M,
+    up to 32 s) only absorbs or passes on repeats of it, by key. The request and
+    the response objects go (the ACK to a non-2xx is kept as bytes): under call
+    load tens of thousands of these were alive, a good part of the objects the
+    cyclic collector kept walking."""
+    transaction.key  # noqa: B018  (cached: worked out from the request, kept without it)
+    transaction.request = None
+    transaction.last_response = None
+
+
 class ClientTransactions:
     def __init__(self) -> None:
         self._table: dict[tuple[str, str], ClientTransaction] = {}
@@ -330,7 +338,7 @@ class ClientTransactions:
               destination=None, context=None) -> ClientTransaction:
         transaction = ClientTransaction(
             request=request, data=bytes(request), reliable=reliable, created=now,
-            destination=destination, context=context,
+            method=request.method, destination=destination, context=context,
             state=State.CALLING if request.method == "INVITE" else State.TRYING,
         )
         # Timer A / E: retransmit over UDP from T1; Timer B / F: give up at 64*T1.
@@ -372,10 +380,12 @@ class ClientTransactions:
                     # RFC 6026 §7.2: Accepted, Timer M absorbs further 2xx for the TU.
                     transaction.state = State.ACCEPTED
                     transaction.timeout = now + 64 * T1
+                    _final(transaction)
                     return Event.DELIVER, None
                 transaction.state = State.COMPLETED
                 transaction.ack = bytes(build_ack(transaction.request, response))
                 transaction.timeout = now + (0 if transaction.reliable else 32)  # Timer D
+                _final(transaction)
                 return Event.DELIVER, transaction.ack
             if state is State.ACCEPTED and 200 <= status < 300:
                 return Event.DELIVER, None  # a 2xx retransmission: the TU ACKs again
@@ -390,6 +400,7 @@ class ClientTransactions:
             transaction.state = State.COMPLETED
             transaction.next_send = None
             transaction.timeout = now + (0 if transaction.reliable else T4)  # Timer K
+            _final(transaction)
             return Event.DELIVER, None
         return Event.ABSORB, None
 
