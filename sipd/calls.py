@@ -178,6 +178,8 @@ class Calls:
         self.client = ClientTransactions()
         self.by_call_id: dict[str, tuple[Call, str]] = {}
         self.calls: dict[int, Call] = {}
+        # Ended calls' media sessions, until the relay reports their last sources.
+        self._closed_media: dict[object, int] = {}
 
     # -- helpers -------------------------------------------------------------------
 
@@ -784,21 +786,14 @@ class Calls:
         for timer in call.timers + [p.timer for p in call.pending_2xx.values()]:
             if timer is not None:
                 timer.kill()
-        stats = {}
         try:
-            stats = self.relay.close_session(call.media) or {}
+            # Not waited for: where the legs' media last came from is reported by
+            # the next check_media() and written to the call's row then.
+            self.relay.close_session(call.media, wait=False)
+            self._closed_media[call.media] = call.record_id
         except Exception as error:  # the call ends whatever the relay says
             log.warning("Media relay did not release call %s: %s", call.a_call_id, error)
-        self.history.ended(
-            call.record_id,
-            now,
-            disposition,
-            by,
-            status,
-            reason,
-            _latched(stats.get("legs", {}).get("A")),
-            _latched(stats.get("legs", {}).get("B")),
-        )
+        self.history.ended(call.record_id, now, disposition, by, status, reason)
         self.calls.pop(call.record_id, None)
         # Only this call's own Call-IDs (its A leg and one per fork) can map to it.
         for call_id in [call.a_call_id] + [b.request.headers.get("Call-ID") for b in call.branches]:
@@ -908,6 +903,12 @@ class Calls:
             log.warning("Media relay did not answer the dead-media check: %s", error)
             return
         ids = {(session.generation, session.id) for session in check.dead}
+        for session, sources in check.closed.items():
+            row_id = self._closed_media.pop(session, None)
+            if row_id is not None and any(sources):
+                self.history.media(row_id, *sources)
+        for session in [s for s in self._closed_media if s.generation != self.relay.generation]:
+            del self._closed_media[session]  # closed by a relay that has since died
         for call in list(self.calls.values()):
             media = call.media
             latched = check.latched.get(media)
@@ -953,13 +954,6 @@ def _codec(description: SessionDescription) -> str:
     return {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000", "18": "G729/8000"}.get(
         first, first
     )
-
-
-def _latched(leg: dict | None) -> str:
-    if not leg or not leg.get("latched"):
-        return ""
-    host, port = leg["latched"][:2]
-    return f"{host}:{port}"
 
 
 def method_is_offer(request: Request) -> bool:

@@ -51,11 +51,10 @@ _ANSWERED = (
     "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?,"
     " sip_status = 200 WHERE id = ?"
 )
-_MEDIA = "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ? AND ended_at IS NULL"
+_MEDIA = "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ?"
 _ENDED = (
     "UPDATE call SET state = 'ended', ended_at = ?, disposition = ?, hangup_by = ?,"
-    " sip_status = COALESCE(?, sip_status), reason = ?, caller_media = ?, callee_media = ?"
-    " WHERE id = ? AND ended_at IS NULL"
+    " sip_status = COALESCE(?, sip_status), reason = ? WHERE id = ? AND ended_at IS NULL"
 )
 
 
@@ -89,13 +88,13 @@ class History:
         self._queue_write(_ANSWERED, (now, contact, codec[:32], row_id))
 
     def media(self, row_id: int, caller_media: str, callee_media: str) -> None:
-        """Where each leg's media really comes from (latched), while the call lasts."""
+        """Where each leg's media really comes from (latched): while the call
+        lasts (the live calls page), and the last sources once it has ended."""
         self._queue_write(_MEDIA, (caller_media[:80], callee_media[:80], row_id))
 
     def ended(self, row_id: int, now: float, disposition: str, by: str, status: int | None,
-              reason: str, caller_media: str, callee_media: str) -> None:
-        self._queue_write(_ENDED, (now, disposition, by, status, reason[:255],
-                                   caller_media[:80], callee_media[:80], row_id))
+              reason: str) -> None:
+        self._queue_write(_ENDED, (now, disposition, by, status, reason[:255], row_id))
 
     def close_stale(self, now: float) -> int:
         """At start, before any call: no call may stay "active" after a crash or

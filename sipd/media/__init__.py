@@ -41,8 +41,9 @@ API for the B2BUA:
         # relay lost by crashing: the B2BUA hangs these calls up (BYE both sides) and
         # closes them. Poll it every few seconds, e.g. periodic(5.0, ...).
     relay.check(timeout=60, hold_timeout=None)
-        # MediaCheck(dead=dead_sessions(...), latched={session: ("host:port", "host:port")}):
-        # also, once per session, the sources legs A and B latched to (for the live calls page)
+        # MediaCheck(dead=dead_sessions(...), latched={session: ("host:port", "host:port")},
+        # closed={...}): also, once per session, the sources legs A and B latched to (for
+        # the live calls page), and those of sessions closed with wait=False (the history)
     relay.info()                  # pid, sessions, ports free/total, packet totals
 
 Call start() from the main thread (any greenlet of sipd's hub is): the relay
@@ -174,6 +175,8 @@ class Relay:
         self._replies: dict[int, dict] = {}
         self._next_request = 1
         self._sessions: dict[int, MediaSession] = {}
+        # Closed without waiting, until the relay reports them (check()).
+        self._closing: dict[int, MediaSession] = {}
         # Sessions a relay process had when it died, by (generation, id).
         self._lost: dict[tuple[int, int], MediaSession] = {}
 
@@ -382,6 +385,7 @@ class Relay:
         for session in self._sessions.values():
             self._lost[(session.generation, session.id)] = session
         self._sessions.clear()
+        self._closing.clear()  # their reports died with the relay
         self._terminate()
         if was_running:
             self._start()
@@ -455,15 +459,21 @@ class Relay:
         self._live(session)
         return self._call({"op": "stats", "session": session.id})["stats"]
 
-    def close_session(self, session: MediaSession) -> dict | None:
+    def close_session(self, session: MediaSession, wait: bool = True) -> dict | None:
         """Release the session's ports. Returns the final stats, or None when the
-        session was already closed or lost with a relay that died."""
+        session was already closed or lost with a relay that died. With
+        wait=False it does not wait for the relay (None): the sources the legs
+        had latched to come with the next check(), as MediaCheck.closed."""
         if self._lost.pop((session.generation, session.id), None) is not None:
             return None
         if session.generation != self.generation or session.id not in self._sessions:
             return None
         del self._sessions[session.id]
         try:
+            if not wait:
+                self._closing[session.id] = session
+                self._call({"op": "close", "session": session.id}, wait=False)
+                return None
             return self._call({"op": "close", "session": session.id})["stats"]
         except MediaError:
             return None
@@ -474,10 +484,14 @@ class Relay:
         reply = self._call({"op": "dead", "timeout": timeout, "hold_timeout": hold_timeout})
         dead = [self._sessions[i] for i in reply["sessions"] if i in self._sessions]
         latched = {
-            self._sessions[i]: (f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}")
+            self._sessions[i]: (_source(a), _source(b))
             for i, a, b in reply.get("latched", ()) if i in self._sessions
         }
-        return MediaCheck(list(self._lost.values()) + dead, latched)
+        closed = {
+            self._closing.pop(i): (_source(a), _source(b))
+            for i, a, b in reply.get("closed", ()) if i in self._closing
+        }
+        return MediaCheck(list(self._lost.values()) + dead, latched, closed)
 
     def dead_sessions(self, timeout: float, hold_timeout: float | None = None
                       ) -> list[MediaSession]:
@@ -491,6 +505,13 @@ class Relay:
 class MediaCheck:
     dead: list[MediaSession]
     latched: dict[MediaSession, tuple[str, str]]  # "host:port" of legs A and B
+    # Closed with wait=False since the last check: their legs' last sources
+    # ("" for a leg that never latched).
+    closed: dict[MediaSession, tuple[str, str]] = field(default_factory=dict)
+
+
+def _source(address: list | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else ""
 
 
 def _apply(stream) -> dict:

@@ -22,9 +22,12 @@ for it; an error is still answered, and logged by sipd when it reads it):
     -> {"op": "stats", "session": 7}        <- {"ok": true, "stats": {...}}
     -> {"op": "close", "session": 7}        <- {"ok": true, "stats": {...}}  (final figures)
     -> {"op": "dead", "timeout": 60, "hold_timeout": null}
-    <- {"ok": true, "sessions": [7, 9], "latched": [[8, ["198.51.100.7", 4000], [...]]]}
+    <- {"ok": true, "sessions": [7, 9], "latched": [[8, ["198.51.100.7", 4000], [...]]],
+        "closed": [[6, ["198.51.100.7", 4000], null]]}
                                             (latched: sessions whose two legs both
-                                            latched since the last "dead", each once)
+                                            latched since the last "dead", each once;
+                                            closed: sessions closed since then with
+                                            "reply": false, with their legs' sources)
     -> {"op": "info"}                       <- {"ok": true, "pid": ..., "sessions": 2, ...}
     an error:                               <- {"ok": false, "error": "...", "code": "..."}
 
@@ -66,6 +69,8 @@ TOS_EF = 0xB8
 # gets either; otherwise the relay runs at normal priority.
 RELAY_RT_PRIORITY = 1
 RELAY_NICE = -10
+# Closed sessions kept for the next op "dead" at most (sipd asks every 2 s).
+MAX_UNREPORTED = 100_000
 # After each batch of packets the loop sleeps this long before polling again,
 # so the packets of many calls are handled per wake-up instead of one wake-up
 # (two context switches) per packet. Measured at 300 calls (bench/media.py,
@@ -108,6 +113,9 @@ class RelayServer:
         self.coalesce = COALESCE
         # Counters of sessions already closed, so info() gives totals since start.
         self.closed_totals = {"packets_in": 0, "packets_out": 0, "bytes_in": 0, "bytes_out": 0}
+        # Sessions closed without a reply ("reply": false), with the sources their
+        # legs had latched to: told to sipd with the next op "dead".
+        self.closed_unreported: list[list] = []
         self.epoll.register(control.fileno(), select.EPOLLIN)
 
     # --- the loop ---------------------------------------------------------------
@@ -349,6 +357,11 @@ class RelayServer:
             for name in self.closed_totals:
                 self.closed_totals[name] += getattr(leg, name)
         del self.sessions[session.id]
+        if request.get("reply") is False:
+            a, b = session.legs["A"].latched[RTP], session.legs["B"].latched[RTP]
+            self.closed_unreported.append([session.id, a and list(a), b and list(b)])
+            if len(self.closed_unreported) > MAX_UNREPORTED:  # nobody asks: keep the newest
+                del self.closed_unreported[:-MAX_UNREPORTED]
         return {"stats": stats}
 
     def op_dead(self, request: dict, now: float) -> dict:
@@ -362,7 +375,8 @@ class RelayServer:
             sources = session.newly_latched()
             if sources is not None:
                 latched.append([session.id, *sources])
-        return {"sessions": dead, "latched": latched}
+        closed, self.closed_unreported = self.closed_unreported, []
+        return {"sessions": dead, "latched": latched, "closed": closed}
 
     def op_info(self, request: dict, now: float) -> dict:
         totals = dict(self.closed_totals)

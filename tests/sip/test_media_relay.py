@@ -260,6 +260,24 @@ def test_check_reports_each_session_once_both_legs_have_latched(relay):
     assert relay.check(timeout=60).latched == {}  # once
 
 
+def test_a_session_closed_without_waiting_is_reported_by_the_next_check(relay):
+    """close_session(wait=False): ports released at once (the relay handles its
+    requests in order), the legs' last sources come with the next check."""
+    a, b = Phone(), Phone()
+    session = call(relay, a, b, "call-closing")
+    a.send(session.leg("A").local_rtp_port, a.rtp())
+    assert b.receive() is not None
+    silent = call(relay, Phone(), Phone(), "call-silent")
+    free = relay.info()["ports_free"]
+    assert relay.close_session(session, wait=False) is None
+    assert relay.close_session(silent, wait=False) is None
+    assert relay.info()["ports_free"] == free + 8  # two sessions, two pairs each
+    check = relay.check(timeout=60)
+    assert check.closed == {session: (f"{LOOPBACK}:{a.address[1]}", ""), silent: ("", "")}
+    assert relay.check(timeout=60).closed == {}  # once
+    assert relay.close_session(session, wait=False) is None  # already closed: nothing sent
+
+
 def test_a_host_name_in_sdp_leaves_the_address_to_latching(relay):
     a, b = Phone(), Phone()
     session = relay.open_session("call-fqdn")

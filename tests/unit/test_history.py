@@ -60,8 +60,7 @@ def test_a_calls_writes_wait_for_one_commit_and_its_id_is_known_before(database)
     history.refused(102.0, "c@x", RECORD, 486, "BUSY", "callee busy")
     assert second == first + 1 and rows(database) == []  # queued, one write scheduled
     assert [s for s, _, _ in scheduled.waiting] == [WRITE_DELAY] and history.pending == 5
-    history.ended(first, 103.0, "ANSWERED", "caller", None, "caller hung up",
-                  "192.0.2.10:4000", "192.0.2.20:4002")
+    history.ended(first, 103.0, "ANSWERED", "caller", None, "caller hung up")
     assert scheduled.run() == [WRITE_DELAY]
     assert history.pending == 0
     assert rows(database) == [
@@ -82,8 +81,7 @@ def test_one_transaction_carries_every_queued_write(database):
     before = watcher.execute("PRAGMA data_version").fetchone()[0]
     for n in range(20):
         row = history.opened(float(n), f"{n}@x", RECORD)
-        history.ended(row, n + 1.0, "CANCELLED", "caller", 487, "caller hung up before answer",
-                      "", "")
+        history.ended(row, n + 1.0, "CANCELLED", "caller", 487, "caller hung up before answer")
     scheduled.run()
     # data_version moves once per commit seen by another connection.
     assert watcher.execute("PRAGMA data_version").fetchone()[0] == before + 1
@@ -103,7 +101,7 @@ def test_a_locked_database_keeps_the_writes_and_retries(database, caplog):
     assert history.pending == 1 and [s for s, _, _ in scheduled.waiting] == [RETRY_AFTER]
     assert "could not write 1 change(s), retrying" in caplog.text
     # More calls meanwhile join the same queue; no second write is scheduled.
-    history.ended(row, 101.0, "FAILED", "system", 480, "callee not registered", "", "")
+    history.ended(row, 101.0, "FAILED", "system", 480, "callee not registered")
     assert history.pending == 2 and len(scheduled.waiting) == 1
     blocker.rollback()
     scheduled.run()
@@ -118,7 +116,7 @@ def test_a_reused_call_id_is_logged_and_the_others_are_written(database, caplog)
     with caplog.at_level(logging.WARNING, logger="sipd"):
         again = history.opened(200.0, "same@x", RECORD)
         other = history.opened(200.0, "other@x", RECORD)
-        history.ended(again, 201.0, "ANSWERED", "caller", None, "x", "", "")
+        history.ended(again, 201.0, "ANSWERED", "caller", None, "x")
         scheduled.run()
     assert "Call-ID same@x is already recorded" in caplog.text
     assert [r[1:3] for r in rows(database)] == [("same@x", "ringing"), ("other@x", "ringing")]
