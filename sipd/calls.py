@@ -46,6 +46,8 @@ from sipd.sip.transaction import (
 log = logging.getLogger("sipd")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+# RFC 3261 §17.2.1: a 100 Trying within 200 ms unless the TU answers first.
+TRYING_AFTER = 0.2
 # Client INVITE transactions that have had their final response.
 _FINAL_STATES = (State.ACCEPTED, State.COMPLETED, State.TERMINATED)
 SERVER = "pbx-sipd"
@@ -134,6 +136,7 @@ class Call:
     relayed: dict = field(default_factory=dict)  # our client txn key -> (origin leg, txn)
     timers: list = field(default_factory=list)
     answered_at: float | None = None
+    trying: Timer | None = None  # the 100 Trying not sent yet (Calls._trying)
 
     def leg_of(self, call_id: str) -> str | None:
         if call_id == self.a_call_id:
@@ -209,6 +212,10 @@ class Calls:
         body: bytes = b"",
         to_tag: str | None = None,
     ) -> Response:
+        call = txn.context
+        if isinstance(call, Call) and call.trying is not None:
+            call.trying.kill()  # the caller hears from us: no 100 Trying needed
+            call.trying = None
         extra = list(headers or [])
         if body:
             extra.append(("Content-Type", "application/sdp"))
@@ -320,7 +327,10 @@ class Calls:
         txn.context = call
         self.calls[record_id] = call
         self.by_call_id[call.a_call_id] = (call, "A")
-        self._reply(txn, request, 100, to_tag=None)
+        # §17.2.1: 100 Trying only if nothing else is sent within 200 ms; a
+        # phone that rings at once (180) has quenched the caller's retransmissions
+        # already, and most calls then cost one message less.
+        call.trying = Timer(TRYING_AFTER, self._trying, call)
         log.info(
             "Call %s -> %s from %s, ringing %d contact(s)",
             caller.number,
@@ -331,6 +341,11 @@ class Calls:
         for binding in bindings:
             self._fork(call, binding, caller_name, offer, request)
         call.timers.append(Timer(self.ring_timeout, self._ring_timeout, call))
+
+    def _trying(self, call: Call) -> None:
+        if call.trying is not None and call.phase is Phase.RINGING:
+            call.trying = None
+            self._reply(call.a_txn, call.a_request, 100, to_tag=None)
 
     def _contact_uri(self, message) -> str | None:
         value = message.headers.get("Contact")
@@ -783,9 +798,10 @@ class Calls:
         now = self.clock()
         # The call's timers stop (one that fired runs in a greenlet of its own,
         # which this does not kill: it may be what is ending the call).
-        for timer in call.timers + [p.timer for p in call.pending_2xx.values()]:
+        for timer in call.timers + [p.timer for p in call.pending_2xx.values()] + [call.trying]:
             if timer is not None:
                 timer.kill()
+        call.trying = None
         try:
             # Not waited for: where the legs' media last came from is reported by
             # the next check_media() and written to the call's row then.

@@ -1,4 +1,5 @@
-"""A call's objects are freed when it ends, by reference counting alone.
+"""The B2BUA in-process: a call's objects are freed when it ends, by reference
+counting alone; 100 Trying only when the callee is slow.
 
 The B2BUA (sipd.calls) driven in-process through the real Handler, registrar
 and SQLite database, with the two phones played by the test (their messages
@@ -17,6 +18,7 @@ import gc
 import re
 import weakref
 
+import gevent
 import pytest
 
 from core.config import load_settings
@@ -185,3 +187,22 @@ def test_a_2xx_that_crosses_the_cancel_is_still_acked_and_byed(pbx):
     sent.clear()
     handle(answer(invite, "200 OK", SDP), CALLEE)
     assert [data.split(b" ")[0] for data in sent] == [b"ACK", b"BYE"]
+
+
+def test_100_trying_only_when_nothing_else_is_sent_within_200_ms(pbx):
+    """RFC 3261 §17.2.1: a callee that rings at once spares the 100 Trying; one
+    that stays silent gets the caller its 100 after 200 ms."""
+    stack, calls, sent, handle = pbx
+    register_callee(handle, sent)
+    for call_id, rings in (("quick@test", True), ("slow@test", False)):
+        sent.clear()
+        handle(request("INVITE", 1, "a" + call_id[:4], body=SDP, call_id=call_id), CALLER)
+        challenge = last(sent, b"SIP/2.0 407")
+        handle(request("INVITE", 2, "b" + call_id[:4], body=SDP, call_id=call_id,
+                       extra=digest("1001", "INVITE", challenge, "Proxy-Authorization")), CALLER)
+        if rings:
+            handle(answer(last(sent, b"INVITE "), "180 Ringing"), CALLEE)
+        assert not [d for d in sent if d.startswith(b"SIP/2.0 100")]
+        gevent.sleep(0.3)
+        trying = [d for d in sent if d.startswith(b"SIP/2.0 100")]
+        assert len(trying) == (0 if rings else 1), sent
