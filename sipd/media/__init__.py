@@ -35,6 +35,8 @@ API for the B2BUA:
     relay.set_direction(session, "A", "sendonly")  # the direction in A's own SDP (hold)
     relay.stats(session)          # dict: per leg packets/bytes in/out, idle s, latched source
     relay.close_session(session)  # ports released; returns the final stats; idempotent
+    relay.close_session(session, wait=False)  # the same, not waited for (the B2BUA's way):
+                                             # returns None; last sources come with check()
     relay.dead_sessions(timeout=60, hold_timeout=None)
         # sessions whose media (RTP or RTCP) has been dead on both legs for `timeout`
         # seconds (calls on hold: hold_timeout, None = never), plus every session the
