@@ -216,6 +216,7 @@ def run(settings: Settings) -> int:
             error.strerror or error,
         )
         return 1
+    _settle_gc()
     _wait_for_signal()
     log.info("sipd stopping")
     daemon.stop()
@@ -225,18 +226,17 @@ def run(settings: Settings) -> int:
 def _settle_gc() -> None:
     """Once started: what start-up built (modules, settings) leaves the cyclic
     collector's reach (gc.freeze), and its youngest generation is collected
-    every 5,000 net allocations instead of 700. A call's objects live for the
-    call and its transactions' 32 s; with Python's defaults sipd made a full
-    collection of all of them about once a minute at 250 calls/s, 55-75 ms
-    each (a pause in every call's signalling), and the collector took 8 % of
-    the CPU (docs/benchmarks.md). Garbage in cycles is still collected, later."""
+    every 5,000 net allocations instead of 700. Under call load, with Python's
+    defaults, sipd made four full collections in a 2,000-call run at 250
+    calls/s, 55-75 ms each (a pause in every call's signalling), and the
+    collector took 8 % of the CPU (docs/benchmarks.md, fourth session).
+    Garbage in cycles is still collected, later."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(5000, 10, 10)
 
 
 def _wait_for_signal(signals=(signal.SIGTERM, signal.SIGINT)) -> None:
-    _settle_gc()
     stop = gevent.event.Event()
     for number in signals:
         gevent.signal_handler(number, stop.set)
@@ -261,6 +261,7 @@ def run_worker(settings: Settings, index: int, port: int, parent: int) -> int:
     # stopping to the main process (SIGTERM), which would otherwise see it exit
     # first and start it again.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _settle_gc()
     _wait_for_signal((signal.SIGTERM,))
     udp.stop(timeout=1)
     stack.database.close()
