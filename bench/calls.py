@@ -175,7 +175,17 @@ class Server:
 
     def stop(self) -> None:
         if self.process:
+            children = {pid: _cmdline(pid) for pid in self.pids()[1:]}
             stop_process(self.process)
+            # A child the server left behind (seen with Kamailio after a restart:
+            # two of its workers orphaned, idle, holding the port) must not sit
+            # under the next steps. Only if it is still that process (same command).
+            for pid, cmdline in children.items():
+                if cmdline and _cmdline(pid) == cmdline:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
     def check_step(self, calls: int) -> str:
         """Anything wrong in the server's own records after a step ("" if fine)."""
@@ -314,6 +324,13 @@ class Sipd(Server):
             problems.append("rows: " + ", ".join(
                 f"{n} x {d or 'active'} {st or ''} {r!r}" for d, st, r, n in outcomes))
         return "; ".join(problems)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 # --- the search ------------------------------------------------------------------------------
