@@ -181,7 +181,8 @@ class Calls:
         self.client = ClientTransactions()
         self.by_call_id: dict[str, tuple[Call, str]] = {}
         self.calls: dict[int, Call] = {}
-        # Ended calls' media sessions, until the relay reports their last sources.
+        # Ended calls' media sessions -> their rows, until Relay.check() reports
+        # the sessions (each once, whatever became of the relay meanwhile).
         self._closed_media: dict[object, int] = {}
 
     # -- helpers -------------------------------------------------------------------
@@ -923,8 +924,6 @@ class Calls:
             row_id = self._closed_media.pop(session, None)
             if row_id is not None and any(sources):
                 self.history.media(row_id, *sources)
-        for session in [s for s in self._closed_media if s.generation != self.relay.generation]:
-            del self._closed_media[session]  # closed by a relay that has since died
         for call in list(self.calls.values()):
             media = call.media
             latched = check.latched.get(media)

@@ -177,8 +177,11 @@ class Relay:
         self._replies: dict[int, dict] = {}
         self._next_request = 1
         self._sessions: dict[int, MediaSession] = {}
-        # Closed without waiting, until the relay reports them (check()).
+        # Closed without waiting (close_session(wait=False)), by id, until the relay
+        # reports them; and those it never will (already lost, or the relay died
+        # first): every such session comes out of check() once.
         self._closing: dict[int, MediaSession] = {}
+        self._unreported: list[MediaSession] = []
         # Sessions a relay process had when it died, by (generation, id).
         self._lost: dict[tuple[int, int], MediaSession] = {}
 
@@ -387,7 +390,8 @@ class Relay:
         for session in self._sessions.values():
             self._lost[(session.generation, session.id)] = session
         self._sessions.clear()
-        self._closing.clear()  # their reports died with the relay
+        self._unreported.extend(self._closing.values())  # their reports died with it
+        self._closing.clear()
         self._terminate()
         if was_running:
             self._start()
@@ -466,19 +470,19 @@ class Relay:
         session was already closed or lost with a relay that died. With
         wait=False it does not wait for the relay (None): the sources the legs
         had latched to come with the next check(), as MediaCheck.closed."""
-        if self._lost.pop((session.generation, session.id), None) is not None:
-            return None
-        if session.generation != self.generation or session.id not in self._sessions:
+        lost = self._lost.pop((session.generation, session.id), None) is not None
+        if lost or session.generation != self.generation or session.id not in self._sessions:
+            if not wait:
+                self._unreported.append(session)  # reported by check() all the same
             return None
         del self._sessions[session.id]
+        if not wait:
+            self._closing[session.id] = session
         try:
-            if not wait:
-                self._closing[session.id] = session
-                self._call({"op": "close", "session": session.id}, wait=False)
-                return None
-            return self._call({"op": "close", "session": session.id})["stats"]
-        except MediaError:
+            reply = self._call({"op": "close", "session": session.id}, wait=wait)
+        except MediaError:  # on a restart, _restart moved it to _unreported
             return None
+        return reply["stats"] if reply is not None else None
 
     def check(self, timeout: float, hold_timeout: float | None = None) -> MediaCheck:
         """The dead sessions (see dead_sessions) and, once each, the sessions whose
@@ -489,10 +493,12 @@ class Relay:
             self._sessions[i]: (_source(a), _source(b))
             for i, a, b in reply.get("latched", ()) if i in self._sessions
         }
-        closed = {
-            self._closing.pop(i): (_source(a), _source(b))
+        closed = {session: ("", "") for session in self._unreported}
+        self._unreported.clear()
+        closed.update(
+            (self._closing.pop(i), (_source(a), _source(b)))
             for i, a, b in reply.get("closed", ()) if i in self._closing
-        }
+        )
         return MediaCheck(list(self._lost.values()) + dead, latched, closed)
 
     def dead_sessions(self, timeout: float, hold_timeout: float | None = None
