@@ -133,9 +133,15 @@ class Registrar:
 
     # -- authentication (RFC 7616, RFC 8760, RFC 3261 §22) ------------------------
 
-    def challenge(self, request: Request, stale: bool = False, proxy: bool = False) -> Response:
-        """401 with WWW-Authenticate, or for calls 407 with Proxy-Authenticate (§22.3)."""
-        nonce = self.minter.mint(self.clock())
+    def challenge(
+        self, request: Request, source: Source, stale: bool = False, proxy: bool = False
+    ) -> Response:
+        """401 with WWW-Authenticate, or for calls 407 with Proxy-Authenticate (§22.3).
+
+        The nonce is bound to the address the challenge goes to (§18.2.2: the
+        source's), so that only who receives there can answer it.
+        """
+        nonce = self.minter.mint(self.clock(), source.host)
         header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         headers = [
             (header, value)
@@ -173,7 +179,7 @@ class Registrar:
             log.info(
                 "[SIP] Sending %s challenge for %s to %s", 407 if proxy else 401, number, source
             )
-            return self.challenge(request, proxy=proxy)
+            return self.challenge(request, source, proxy=proxy)
 
         def fail(reason, status=403, stale=False, fresh=False, guess=False):
             self._record(number, source, user_agent, "failure", reason, request.method)
@@ -181,11 +187,26 @@ class Registrar:
             if guess and self.on_failure is not None:
                 self.on_failure(number, source, reason)
             if fresh or stale:
-                return self.challenge(request, stale=stale, proxy=proxy)
+                return self.challenge(request, source, stale=stale, proxy=proxy)
             if status == 400:
                 return make_response(request, 400, f"Bad Request: {reason}")
             return make_response(request, status, "Forbidden")
 
+        # The nonce first: whether it is ours, and was sent to this address, says
+        # nothing about a password or an extension. A request whose nonce was sent
+        # elsewhere may come from a forged source (UDP), so it gets a fresh
+        # challenge (stale=true, which phones answer unasked; RFC 7616 §3.3 sets it
+        # only for a right response, but a right/wrong difference here would be a
+        # password oracle that no ban counts) and is never an offence: only a
+        # source that received our nonce can be blamed for what it sends.
+        state = self.minter.check(credentials.nonce, now, source.host)
+        if state is digest.NonceState.INVALID:
+            return fail(digest.Verdict.INVALID_NONCE.value, fresh=True)
+        if state is digest.NonceState.ELSEWHERE:
+            issued_to = self.minter.issued_to(credentials.nonce)
+            if issued_to is None:
+                return fail("nonce was issued before sipd was upgraded", stale=True)
+            return fail(f"nonce was issued to {issued_to}", stale=True)
         if credentials.username != number:
             return fail(
                 f"authentication user {clean_text(credentials.username, 64)} "
@@ -203,13 +224,11 @@ class Registrar:
             ha1 = self._dummy.get(algorithm, self._dummy["MD5"])
         else:
             ha1 = extension.ha1_sha256 if algorithm == "SHA-256" else extension.ha1_md5
-        verdict = digest.verify(credentials, ha1, request.method, self.minter, now)
+        verdict = digest.verify(credentials, ha1, request.method, state)
 
         # Verdicts that do not depend on the password come first, so that an
         # unknown extension gets exactly what a known one would (no enumeration).
-        if verdict is digest.Verdict.INVALID_NONCE:
-            return fail(verdict.value, fresh=True)
-        if verdict is digest.Verdict.MALFORMED:
+        if verdict is digest.Verdict.MALFORMED or verdict is digest.Verdict.BAD_NC:
             return fail(verdict.value, status=400)
         if extension is None:
             return fail("unknown extension", guess=True)
@@ -227,7 +246,7 @@ class Registrar:
             # RFC 7616 §3.3: right password, old nonce: challenge again with stale=true,
             # which phones answer without asking the user.
             log.info("[SIP] Stale nonce from %s for %s, sending a fresh challenge", source, number)
-            return self.challenge(request, stale=True, proxy=proxy)
+            return self.challenge(request, source, stale=True, proxy=proxy)
         if not self.nonce_counts.accept(credentials.nonce, credentials.nc or "", now):
             return fail(digest.Verdict.REPLAY.value, stale=True)
         return extension

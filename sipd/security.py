@@ -15,6 +15,9 @@ Decisions, with the reasons:
   and requests with a scanner User-Agent. Stale or foreign nonces, malformed
   credentials, a disabled extension or a realm mismatch are client or admin
   problems and reveal nothing about a password, so they are logged, not counted.
+  Nor is anything sent with a nonce that went to another address: its source
+  may be forged, and only a nonce sent to an address proves the sender is
+  there (the registrar decides that before any counted failure).
 - Failures are counted per source address. Many failures against one
   extension from many addresses are logged (and each is in auth_attempt, shown
   per extension in the panel) but never lock the extension: a lock would let

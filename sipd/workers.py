@@ -21,9 +21,11 @@ what a password guesser may try by REGISTER before the ban. (Its other requests
 are counted apart, in the main process: a guesser using both REGISTER and INVITE
 gets up to twice the threshold.) The price: the phones of one office behind one
 NAT address share one process, which their load never fills. A nonce
-carries the number of the process that issued it; presented to another process
-(a replay from another address) it is treated as stale, and the phone is
-challenged again (sipd.sip.digest).
+carries the number of the process that issued it and a random number drawn when
+that process started; presented to another process, or to a worker restarted
+under the same number, it is treated as stale, and the phone is challenged
+again (sipd.sip.digest). It is also bound to the address it was sent to, so a
+replay from another address is challenged before the process even matters.
 
 The kernel keeps the group in the order the sockets joined it: the main process
 binds first, so it is index 0, and a worker that dies and comes back joins at

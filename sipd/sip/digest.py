@@ -1,11 +1,16 @@
 """HTTP Digest for SIP: RFC 7616 with the SIP rules of RFC 8760 and RFC 3261 §22.
 
-Stateless nonces: a nonce is its issue time, the number of the sipd process
-that issued it, and an HMAC over both and the realm, keyed by the PBX secret. A
-nonce issued before a restart stays valid for its lifetime afterwards. The nc
-replay check needs the counts the issuing process keeps, so another process (a
-registration worker, sipd.workers) treats the nonce as stale and challenges
-again. The clock is an argument; nothing here reads it.
+Stateless nonces (RFC 7616 §3.3 suggests the shape): a nonce is its issue time,
+the number of the sipd process that issued it, that process's start (a random
+epoch drawn when it starts), a serial number and the address it was sent to,
+with an HMAC over all of them and the realm, keyed by the PBX secret. Only the
+process and start that issued a nonce accept it, because only they hold its
+nonce counts (the nc replay check, §3.4): a nonce from a registration worker
+(sipd.workers) or from before a restart is stale, and the phone is challenged
+again with stale=true, which it answers without asking the user. A nonce
+answered from another address than the one it was sent to is refused the same
+way, before the password is looked at (docs/security.md, "Probe finding 6").
+The clock and the peer's address are arguments; nothing here reads them.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import base64
 import functools
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import os
-import struct
+import re
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -38,63 +44,140 @@ def H(algorithm: str, data: str) -> str:
 
 class NonceState(Enum):
     VALID = "valid"
-    STALE = "stale"  # ours, but older than its lifetime: RFC 7616 §3.3 stale=TRUE
+    # Ours, but older than its lifetime, or issued by another process or an earlier
+    # start of this one (which held its nonce counts): RFC 7616 §3.3 stale=TRUE
+    # for a client whose response is right.
+    STALE = "stale"
+    # Ours, but sent to another address than the one answering it (or issued
+    # before nonces named an address): a fresh challenge, whatever the response.
+    ELSEWHERE = "elsewhere"
     INVALID = "invalid"  # not ours, or tampered with
 
 
-_SERIAL_MASK = (1 << 56) - 1
+@functools.lru_cache(maxsize=4096)
+def _address(host: str) -> bytes:
+    """The address a nonce is bound to, as bytes: 4 for IPv4, 16 for IPv6.
+
+    The IP alone, not the port: a NAT may give a phone a new port between two
+    REGISTERs that reuse a nonce (and a UDP answer without rport goes to the
+    Via port, not the source port), while a new address is rare; and what the
+    binding prevents, making sipd send to a host that never asked, needs the
+    address, not the port (docs/security.md, "Probe finding 6").
+    """
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError:  # not an IP (a test's name): still one fixed value per host
+        return hashlib.sha256(host.encode()).digest()[:16]
+
+
+_TIME, _ORIGIN, _EPOCH, _SERIAL = 6, 1, 6, 3  # bytes; the stamp is their sum, 16
+_STAMP = _TIME + _ORIGIN + _EPOCH + _SERIAL
+_MAC = 16
+# A nonce is 36 bytes for an IPv4 address, 48 for IPv6; the 32-byte nonces of
+# earlier versions (no epoch, no address) are still recognised, as ELSEWHERE,
+# so that phones holding one when sipd is upgraded get stale=true.
+_LENGTHS = (_STAMP + 4 + _MAC, _STAMP + 16 + _MAC)
+_LEGACY = 32
 
 
 class NonceMinter:
     """Mints and verifies HMAC-keyed nonces (RFC 7616 §3.3 suggests this shape).
 
-    `origin` (0-255) is the process: 0 the main sipd, 1.. its registration workers.
+    `origin` (0-255) is the process: 0 the main sipd, 1.. its registration
+    workers. `epoch` tells this start of the process from every other; it is
+    random unless a test gives one.
     """
 
-    def __init__(self, secret: str | bytes, realm: str, lifetime: float, origin: int = 0):
-        self._key = hashlib.sha256(
-            b"sipd-nonce:" + (secret.encode() if isinstance(secret, str) else secret)
-        ).digest()
+    def __init__(
+        self,
+        secret: str | bytes,
+        realm: str,
+        lifetime: float,
+        origin: int = 0,
+        epoch: bytes | None = None,
+    ):
+        secret = secret.encode() if isinstance(secret, str) else secret
+        self._key = hashlib.sha256(b"sipd-nonce-2:" + secret).digest()
+        self._legacy_key = hashlib.sha256(b"sipd-nonce:" + secret).digest()
         self.realm = realm
         self._realm = realm.encode()
         self.lifetime = lifetime
         self.origin = origin
-        self._origin = bytes([origin])
-        self._serial = itertools.count(int.from_bytes(os.urandom(7), "big"))
+        self.epoch = os.urandom(_EPOCH) if epoch is None else epoch
+        if len(self.epoch) != _EPOCH:
+            raise ValueError(f"a nonce epoch is {_EPOCH} bytes")
+        # What a nonce of this process and start has after its issue time.
+        self._issuer = bytes([origin]) + self.epoch
+        self._serial = itertools.count(int.from_bytes(os.urandom(_SERIAL), "big"))
 
-    def _mac(self, stamp: bytes) -> bytes:
-        return hmac.digest(self._key, stamp + self._realm, "sha256")[:16]
+    def _mac(self, signed: bytes) -> bytes:
+        return hmac.digest(self._key, signed + self._realm, "sha256")[:_MAC]
 
-    def mint(self, now: float) -> str:
-        # Issue time in milliseconds, the origin, a 56-bit serial number (from a
-        # random start, so a restart does not repeat them): every challenge gets its
-        # own nonce even under load, so the nc replay check (which is per nonce)
-        # never confuses two phones challenged in the same millisecond. Nonces are
-        # public; the MAC, not the serial, is what cannot be guessed.
-        stamp = (
-            struct.pack(">Q", int(now * 1000))
-            + self._origin
-            + (next(self._serial) & _SERIAL_MASK).to_bytes(7, "big")
+    def mint(self, now: float, address: str) -> str:
+        """A nonce for a challenge sent to `address` (the IP of the request's source)."""
+        # Issue time in milliseconds, the issuer, a serial number: every challenge
+        # gets its own nonce even under load, so the nc replay check (which is per
+        # nonce) never confuses two phones challenged in the same millisecond.
+        # Nonces are public; the MAC, not the serial, is what cannot be guessed.
+        signed = (
+            int(now * 1000).to_bytes(_TIME, "big")
+            + self._issuer
+            + (next(self._serial) & 0xFFFFFF).to_bytes(_SERIAL, "big")
+            + _address(address)
         )
-        return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode().rstrip("=")
+        return base64.urlsafe_b64encode(signed + self._mac(signed)).decode().rstrip("=")
 
-    def check(self, nonce: str, now: float) -> NonceState:
-        try:
-            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-        except (ValueError, TypeError):
+    def check(self, nonce: str, now: float, address: str) -> NonceState:
+        """The state of `nonce` answered from `address` at `now`."""
+        raw = _decode(nonce)
+        if raw is None:
             return NonceState.INVALID
-        if len(raw) != 32:
+        if len(raw) == _LEGACY:
+            return self._check_legacy(raw)
+        if len(raw) not in _LENGTHS:
             return NonceState.INVALID
-        stamp, mac = raw[:16], raw[16:]
-        if not hmac.compare_digest(mac, self._mac(stamp)):
+        signed, mac = raw[:-_MAC], raw[-_MAC:]
+        if not hmac.compare_digest(mac, self._mac(signed)):
             return NonceState.INVALID
-        issued = struct.unpack(">Q", stamp[:8])[0] / 1000
+        if signed[_STAMP:] != _address(address):
+            return NonceState.ELSEWHERE
+        issued = int.from_bytes(signed[:_TIME], "big") / 1000
         if issued > now + 5:  # from the future: a clock that jumped back, or a forgery
             return NonceState.INVALID
-        if now - issued > self.lifetime or stamp[8:9] != self._origin:
-            # Old, or issued by another process, which holds its nonce counts.
+        if now - issued > self.lifetime or signed[_TIME : _TIME + _ORIGIN + _EPOCH] != self._issuer:
+            # Old, or issued by another process or an earlier start, which held
+            # its nonce counts: without them a replay could not be told.
             return NonceState.STALE
         return NonceState.VALID
+
+    def issued_to(self, nonce: str) -> str | None:
+        """The address a nonce that check() found ELSEWHERE was sent to, for the
+        log line (None for a nonce of the earlier layout, which names none)."""
+        raw = _decode(nonce)
+        if raw is None or len(raw) not in _LENGTHS:
+            return None
+        try:
+            return str(ipaddress.ip_address(raw[_STAMP:-_MAC]))
+        except ValueError:
+            return None
+
+    def _check_legacy(self, raw: bytes) -> NonceState:
+        """A nonce of the layout before epochs and addresses (time, origin, serial: 16
+        bytes, then the MAC). Ours, but bound to no address: ELSEWHERE."""
+        stamp, mac = raw[:16], raw[16:]
+        expected = hmac.digest(self._legacy_key, stamp + self._realm, "sha256")[:16]
+        if not hmac.compare_digest(mac, expected):
+            return NonceState.INVALID
+        return NonceState.ELSEWHERE
+
+
+def _decode(nonce: str) -> bytes | None:
+    if len(nonce) > 100:  # longer than any nonce we issue: do not decode it
+        return None
+    try:
+        return base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+    except (ValueError, TypeError):
+        return None
 
 
 def challenge(realm: str, nonce: str, algorithm: str, opaque: str, stale: bool = False) -> str:
@@ -148,10 +231,25 @@ class Verdict(Enum):
     WRONG = "wrong password"
     STALE = "stale nonce"
     INVALID_NONCE = "nonce not issued by this server"
+    ELSEWHERE = "nonce was issued to another address"
     REPLAY = "nonce count reused"
     BAD_ALGORITHM = "unsupported digest algorithm"
     NO_QOP = "client did not use qop=auth"
     MALFORMED = "incomplete credentials"
+    BAD_NC = "nc must be 8 hex digits from 00000001"
+
+
+# RFC 7616 §3.4: nc-value = 8LHEX, counting from 00000001 ("the nc value is the
+# hexadecimal count of the number of requests (including the current request)
+# that the client has sent with the nonce value"). int(x, 16) alone would take
+# "0x00001", "+0000001", "0000_001" and 5,000 digits. Upper-case digits are
+# let through (LHEX is lower case): the count they give is the same, and the
+# response hashes the text as sent.
+_NC = re.compile(r"[0-9a-fA-F]{8}")
+
+
+def valid_nc(nc: str) -> bool:
+    return _NC.fullmatch(nc) is not None and nc != "00000000"
 
 
 @dataclass
@@ -187,13 +285,13 @@ class CheckedCredentials:
         )
 
 
-def verify(
-    creds: CheckedCredentials, ha1: str, method: str, minter: NonceMinter, now: float
-) -> Verdict:
+def verify(creds: CheckedCredentials, ha1: str, method: str, state: NonceState) -> Verdict:
     """Check a credential against the stored HA1 for its algorithm.
 
-    The response is computed and compared in constant time before the nonce
-    state is considered, so that every outcome costs the same work.
+    `state` is the nonce's, from NonceMinter.check (the registrar needs it
+    before it looks the extension up). The response is computed and compared in
+    constant time before the nonce state is considered, so that every outcome
+    costs the same work.
     """
     if creds.algorithm is None:
         return Verdict.BAD_ALGORITHM
@@ -203,13 +301,16 @@ def verify(
         return Verdict.NO_QOP
     if not creds.nc or not creds.cnonce:
         return Verdict.MALFORMED
+    if not valid_nc(creds.nc):
+        return Verdict.BAD_NC
     expected = expected_response(
         creds.algorithm, ha1, creds.nonce, method, creds.uri, creds.qop, creds.nc, creds.cnonce
     )
     right = hmac.compare_digest(expected, creds.response)
-    state = minter.check(creds.nonce, now)
     if state is NonceState.INVALID:
         return Verdict.INVALID_NONCE
+    if state is NonceState.ELSEWHERE:
+        return Verdict.ELSEWHERE  # before the password: whatever the response
     if not right:
         return Verdict.WRONG
     if state is NonceState.STALE:
@@ -221,7 +322,8 @@ class NonceCounts:
     """Highest nc seen per nonce, to refuse replays (RFC 7616 §3.4 "nc").
 
     Kept in memory only while the nonce lives; it is protection against
-    replay, not state anyone needs after a restart.
+    replay, not state anyone needs after a restart: a restarted process has a
+    new epoch, and the nonces it issued before are stale (NonceMinter.check).
 
     Every accepted nonce is held for its lifetime, so under a registration
     storm this is the largest thing sipd holds (3,000 a second for 300 s is
@@ -241,10 +343,9 @@ class NonceCounts:
         self._marked = float("-inf")
 
     def accept(self, nonce: str, nc: str, now: float) -> bool:
-        try:
-            count = int(nc, 16)
-        except ValueError:
+        if not valid_nc(nc):
             return False
+        count = int(nc, 16)
         key = hash(nonce)
         previous = self._seen.get(key)
         if previous is not None:

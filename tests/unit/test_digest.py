@@ -37,6 +37,7 @@ def test_rfc7616_example(algorithm, response, cnonce):
 
 
 SECRET = "s" * 40
+PHONE = "192.0.2.7"  # where the challenges in these tests are sent, and answered from
 
 
 def credentials_for(
@@ -65,74 +66,75 @@ def minter():
 
 
 def test_nonce_valid_then_stale(minter):
-    nonce = minter.mint(1000.0)
-    assert minter.check(nonce, 1000.0) is NonceState.VALID
-    assert minter.check(nonce, 1299.0) is NonceState.VALID
-    assert minter.check(nonce, 1301.0) is NonceState.STALE
+    nonce = minter.mint(1000.0, PHONE)
+    assert minter.check(nonce, 1000.0, PHONE) is NonceState.VALID
+    assert minter.check(nonce, 1299.0, PHONE) is NonceState.VALID
+    assert minter.check(nonce, 1301.0, PHONE) is NonceState.STALE
 
 
-def test_nonce_survives_a_restart(minter):
-    # A new minter with the same secret (a restarted sipd) accepts the old nonce.
-    nonce = minter.mint(1000.0)
+def test_nonce_is_stale_after_a_restart(minter):
+    # A new minter with the same secret (a restarted sipd) knows the old nonce as
+    # its own but holds none of its counts: stale (docs/security.md, finding 5).
+    nonce = minter.mint(1000.0, PHONE)
     again = NonceMinter(SECRET, "pbx.test", lifetime=300)
-    assert again.check(nonce, 1100.0) is NonceState.VALID
+    assert again.check(nonce, 1100.0, PHONE) is NonceState.STALE
 
 
 def test_a_nonce_is_stale_at_a_process_that_did_not_issue_it(minter):
     # sipd.workers: the issuing process keeps the nonce counts; elsewhere the
     # phone is asked again with stale=true rather than risk a replay.
     worker = NonceMinter(SECRET, "pbx.test", lifetime=300, origin=1)
-    ours, theirs = minter.mint(1000.0), worker.mint(1000.0)
-    assert worker.check(theirs, 1000.0) is NonceState.VALID
-    assert minter.check(theirs, 1000.0) is NonceState.STALE
-    assert worker.check(ours, 1000.0) is NonceState.STALE
-    assert minter.check(ours, 1000.0) is NonceState.VALID
+    ours, theirs = minter.mint(1000.0, PHONE), worker.mint(1000.0, PHONE)
+    assert worker.check(theirs, 1000.0, PHONE) is NonceState.VALID
+    assert minter.check(theirs, 1000.0, PHONE) is NonceState.STALE
+    assert worker.check(ours, 1000.0, PHONE) is NonceState.STALE
+    assert minter.check(ours, 1000.0, PHONE) is NonceState.VALID
 
 
 @pytest.mark.parametrize("tamper", ["other-secret", "other-realm", "flip", "garbage"])
 def test_foreign_or_tampered_nonce_is_invalid(minter, tamper):
-    nonce = minter.mint(1000.0)
+    nonce = minter.mint(1000.0, PHONE)
     if tamper == "other-secret":
-        nonce = NonceMinter("x" * 40, "pbx.test", 300).mint(1000.0)
+        nonce = NonceMinter("x" * 40, "pbx.test", 300).mint(1000.0, PHONE)
     elif tamper == "other-realm":
-        nonce = NonceMinter(SECRET, "other", 300).mint(1000.0)
+        nonce = NonceMinter(SECRET, "other", 300).mint(1000.0, PHONE)
     elif tamper == "flip":
         nonce = nonce[:-2] + ("A" if nonce[-2] != "A" else "B") + nonce[-1]
     else:
         nonce = "!!not base64!!"
-    assert minter.check(nonce, 1000.0) is NonceState.INVALID
+    assert minter.check(nonce, 1000.0, PHONE) is NonceState.INVALID
 
 
 def test_nonce_from_the_future_is_invalid(minter):
-    assert minter.check(minter.mint(2000.0), 1000.0) is NonceState.INVALID
+    assert minter.check(minter.mint(2000.0, PHONE), 1000.0, PHONE) is NonceState.INVALID
 
 
 @pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
 def test_verify_outcomes(minter, algorithm):
-    nonce = minter.mint(1000.0)
+    nonce = minter.mint(1000.0, PHONE)
     right = ha1("1002", "pbx.test", "right-password1", algorithm)
     good = credentials_for(minter, nonce, algorithm=algorithm)
-    assert verify(good, right, "REGISTER", minter, 1001.0) is Verdict.OK
+    assert verify(good, right, "REGISTER", minter.check(nonce, 1001.0, PHONE)) is Verdict.OK
     bad = credentials_for(minter, nonce, password="wrong-password", algorithm=algorithm)
-    assert verify(bad, right, "REGISTER", minter, 1001.0) is Verdict.WRONG
-    assert verify(good, right, "REGISTER", minter, 1400.0) is Verdict.STALE
+    assert verify(bad, right, "REGISTER", minter.check(nonce, 1001.0, PHONE)) is Verdict.WRONG
+    assert verify(good, right, "REGISTER", minter.check(nonce, 1400.0, PHONE)) is Verdict.STALE
     # A wrong password with a stale nonce is wrong, not stale: stale=true is
     # only for a client that knows the password (RFC 7616 §3.3).
-    assert verify(bad, right, "REGISTER", minter, 1400.0) is Verdict.WRONG
+    assert verify(bad, right, "REGISTER", minter.check(nonce, 1400.0, PHONE)) is Verdict.WRONG
     # The method is part of HA2.
-    assert verify(good, right, "INVITE", minter, 1001.0) is Verdict.WRONG
+    assert verify(good, right, "INVITE", minter.check(nonce, 1001.0, PHONE)) is Verdict.WRONG
 
 
 def test_verify_requires_qop_and_known_algorithm(minter):
-    nonce = minter.mint(1000.0)
+    nonce = minter.mint(1000.0, PHONE)
     right = ha1("1002", "pbx.test", "right-password1")
-    assert (
-        verify(credentials_for(minter, nonce, qop=None), right, "REGISTER", minter, 1000.0)
-        is Verdict.NO_QOP
+    state = minter.check(nonce, 1000.0, PHONE)
+    assert verify(credentials_for(minter, nonce, qop=None), right, "REGISTER", state) is (
+        Verdict.NO_QOP
     )
     creds = credentials_for(minter, nonce)
     creds.algorithm = None
-    assert verify(creds, right, "REGISTER", minter, 1000.0) is Verdict.BAD_ALGORITHM
+    assert verify(creds, right, "REGISTER", state) is Verdict.BAD_ALGORITHM
 
 
 def test_nonce_counts_refuse_replay():
