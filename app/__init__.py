@@ -30,8 +30,9 @@ _SETTINGS_KEYS = {
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
 }
-# Endpoints a viewer may still POST to: arriving and leaving are not changes.
-_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout"}
+# Endpoints a viewer may still POST to: arriving, leaving and their own password
+# are not changes to the PBX.
+_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout", "auth.account"}
 # A secret on a server must look random: at least this many different characters
 # (a placeholder such as "changeme" repeated, or one letter 40 times, has fewer).
 _MIN_SECRET_VARIETY = 10
@@ -134,10 +135,9 @@ def _require_a_real_secret(key: str) -> None:
 
 @login_manager.user_loader
 def _load_admin(admin_id: str) -> Admin | None:
-    try:
-        return Admin.get_or_none(Admin.id == int(admin_id))
-    except ValueError:
-        return None
+    from app.auth import sessions
+
+    return sessions.load(admin_id)
 
 
 def _open_db() -> None:
