@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, abort, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
@@ -102,6 +103,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.before_request(sessions.check)
     app.before_request(_viewers_only_look)
     app.after_request(_security_headers)
+    app.after_request(_relative_location)
     for code in (400, 403, 404, 405):
         app.register_error_handler(code, _error_page)
 
@@ -163,6 +165,27 @@ def _viewers_only_look():
 def _error_page(error):
     # CSRFError is a 400 whose description says what was missing.
     return render_template("errors.html", error=error), error.code
+
+
+def _relative_location(response):
+    """Redirects name no host: the browser resolves a path against the URL it asked for.
+
+    Werkzeug's own redirects (a missing trailing slash, merged slashes) are
+    absolute URLs built from the request's Host header, which anyone can set
+    (nginx passes any name to its default server): `Host: evil.example` came back
+    as `Location: http://evil.example/calls/`, for a cache or a mail link to
+    keep. The panel never redirects to another site, so every Location becomes
+    its path, query and fragment; leading slashes are made one, so a path can
+    never turn into a scheme-relative //host.
+    """
+    location = response.headers.get("Location")
+    if not location:
+        return response
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or parts.path.startswith("//"):
+        path = "/" + parts.path.lstrip("/")
+        response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
+    return response
 
 
 def _security_headers(response):
