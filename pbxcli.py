@@ -85,12 +85,38 @@ def cmd_admin_add(args, settings: Settings) -> int:
 
 def cmd_admin_passwd(args, settings: Settings) -> int:
     with _db(settings).atomic():
-        password, generated = accounts.set_admin_password(args.user, args.password)
-        _audit("admin.password", args.user.strip(),
+        admin, password, generated = accounts.set_admin_password(args.user, args.password)
+        _audit("admin.password", admin.username,
                "generated password" if generated else "password set")
-    print(f"Password of admin {args.user} changed")
+    print(f"Password of admin {admin.username} changed; their panel sessions have ended")
     if generated:
         print(f"Password (shown once): {password}")
+    return 0
+
+
+def cmd_admin_enable(args, settings: Settings) -> int:
+    enabled = args.admin_command == "enable"
+    with _db(settings).atomic():
+        before = accounts.get_admin(args.user)
+        admin = accounts.set_admin_enabled(args.user, enabled)
+        if before.enabled != enabled:
+            _audit("admin.enable" if enabled else "admin.disable", admin.username)
+    if enabled:
+        print(f"Admin {admin.username} enabled")
+    else:
+        print(f"Admin {admin.username} disabled; their panel sessions have ended")
+    return 0
+
+
+def cmd_admin_list(args, settings: Settings) -> int:
+    from core.models import Admin
+
+    _db(settings)
+    rows = [("USER", "ROLE", "STATE", "LAST LOGIN")]
+    for admin in Admin.select().order_by(Admin.username):
+        rows.append((admin.username, admin.role, "enabled" if admin.enabled else "disabled",
+                     _stamp(admin.last_login_at) if admin.last_login_at else "never"))
+    _table(rows)
     return 0
 
 
@@ -506,6 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin_pw.add_argument("user")
     admin_pw.add_argument("--password")
     admin_pw.set_defaults(func=cmd_admin_passwd)
+    for verb, what in (("disable", "disable a panel user and end their sessions"),
+                       ("enable", "let a disabled panel user log in again")):
+        toggle = admin.add_parser(verb, help=what)
+        toggle.add_argument("user")
+        toggle.set_defaults(func=cmd_admin_enable)
+    admin.add_parser("list", help="panel users").set_defaults(func=cmd_admin_list)
 
     sub.add_parser("sipd", help="run the SIP daemon in the foreground").set_defaults(func=cmd_sipd)
     sub.add_parser("panel", help="run the panel in the foreground").set_defaults(func=cmd_panel)

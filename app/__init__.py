@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, abort, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
@@ -30,8 +31,9 @@ _SETTINGS_KEYS = {
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
 }
-# Endpoints a viewer may still POST to: arriving and leaving are not changes.
-_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout"}
+# Endpoints a viewer may still POST to: arriving, leaving and their own password
+# are not changes to the PBX.
+_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout", "auth.account"}
 # A secret on a server must look random: at least this many different characters
 # (a placeholder such as "changeme" repeated, or one letter 40 times, has fewer).
 _MIN_SECRET_VARIETY = 10
@@ -101,6 +103,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.before_request(sessions.check)
     app.before_request(_viewers_only_look)
     app.after_request(_security_headers)
+    app.after_request(_relative_location)
     for code in (400, 403, 404, 405):
         app.register_error_handler(code, _error_page)
 
@@ -134,10 +137,9 @@ def _require_a_real_secret(key: str) -> None:
 
 @login_manager.user_loader
 def _load_admin(admin_id: str) -> Admin | None:
-    try:
-        return Admin.get_or_none(Admin.id == int(admin_id))
-    except ValueError:
-        return None
+    from app.auth import sessions
+
+    return sessions.load(admin_id)
 
 
 def _open_db() -> None:
@@ -163,6 +165,27 @@ def _viewers_only_look():
 def _error_page(error):
     # CSRFError is a 400 whose description says what was missing.
     return render_template("errors.html", error=error), error.code
+
+
+def _relative_location(response):
+    """Redirects name no host: the browser resolves a path against the URL it asked for.
+
+    Werkzeug's own redirects (a missing trailing slash, merged slashes) are
+    absolute URLs built from the request's Host header, which anyone can set
+    (nginx passes any name to its default server): `Host: evil.example` came back
+    as `Location: http://evil.example/calls/`, for a cache or a mail link to
+    keep. The panel never redirects to another site, so every Location becomes
+    its path, query and fragment; leading slashes are made one, so a path can
+    never turn into a scheme-relative //host.
+    """
+    location = response.headers.get("Location")
+    if not location:
+        return response
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or parts.path.startswith("//"):
+        path = "/" + parts.path.lstrip("/")
+        response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
+    return response
 
 
 def _security_headers(response):

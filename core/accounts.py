@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 
+from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, password_problem
@@ -119,6 +120,33 @@ def get_extension(number: str) -> Extension:
     return extension
 
 
+def admin_password_problem(password: str) -> str | None:
+    """Why `password` will not do for a panel user, or None.
+
+    Length is counted without blanks: ten spaces, or a short word padded with
+    them, is not ten characters of secret.
+    """
+    if not password.strip():
+        return "must not be blank"
+    if len(password) < MIN_ADMIN_PASSWORD:
+        return f"must be at least {MIN_ADMIN_PASSWORD} characters"
+    if len("".join(password.split())) < MIN_ADMIN_PASSWORD:
+        return f"must be at least {MIN_ADMIN_PASSWORD} characters besides spaces"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+        return "must not contain control characters"
+    return None
+
+
+def _admin_password(password: str | None) -> tuple[str, bool]:
+    """(password, generated?): None generates one; anything given is checked, "" included."""
+    if password is None:
+        return generate_password(), True
+    problem = admin_password_problem(password)
+    if problem:
+        raise AccountError(f"password {problem}")
+    return password, False
+
+
 def create_admin(
     username: str, password: str | None = None, role: str = "admin"
 ) -> tuple[Admin, str, bool]:
@@ -127,45 +155,76 @@ def create_admin(
         raise AccountError("user name must be 1 to 64 letters, digits or _ . @ -")
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    generated = not password
-    if generated:
-        password = generate_password()
-    elif len(password) < MIN_ADMIN_PASSWORD:
-        raise AccountError(f"password must be at least {MIN_ADMIN_PASSWORD} characters")
+    password, generated = _admin_password(password)
     with db.atomic():
-        if Admin.get_or_none(Admin.username == username) is not None:
-            raise AccountError(f"admin {username} already exists")
-        admin = Admin.create(
-            username=username, password_hash=generate_password_hash(password), role=role
-        )
+        existing = Admin.by_username(username)
+        if existing is not None:
+            raise AccountError(_exists(username, existing))
+        try:
+            admin = Admin.create(
+                username=username, password_hash=generate_password_hash(password), role=role
+            )
+        except IntegrityError:
+            # Another writer made it between the look-up and here (the index on lower(username)).
+            raise AccountError(f"admin {username} already exists") from None
     return admin, password, generated
 
 
-def set_admin_password(username: str, password: str | None = None) -> tuple[str, bool]:
-    admin = Admin.get_or_none(Admin.username == (username or "").strip())
+def _exists(username: str, existing: Admin) -> str:
+    if existing.username == username:
+        return f"admin {username} already exists"
+    return (f"admin {existing.username} already exists; user names are not case-sensitive,"
+            f" so {username} would be the same user")
+
+
+def get_admin(username: str) -> Admin:
+    admin = Admin.by_username(username)
     if admin is None:
-        raise AccountError(f"no admin {username}")
-    generated = not password
-    if generated:
-        password = generate_password()
-    elif len(password) < MIN_ADMIN_PASSWORD:
-        raise AccountError(f"password must be at least {MIN_ADMIN_PASSWORD} characters")
+        raise AccountError(f"no admin {(username or '').strip()}")
+    return admin
+
+
+def _end_sessions(admin_id: int, **fields) -> None:
+    """Write `fields` and end every session of the admin in one statement (see Admin)."""
+    (Admin.update(session_epoch=Admin.session_epoch + 1, **fields)
+     .where(Admin.id == admin_id)
+     .execute())
+
+
+def end_sessions(admin: Admin) -> None:
+    """Log `admin` out everywhere: every session cookie of theirs stops working."""
+    _end_sessions(admin.id)
+
+
+def set_admin_password(username: str, password: str | None = None) -> tuple[Admin, str, bool]:
+    """Set (or generate) a panel user's password; every session of theirs ends."""
+    admin = get_admin(username)
+    password, generated = _admin_password(password)
     with db.atomic():
-        (
-            Admin.update(password_hash=generate_password_hash(password))
-            .where(Admin.id == admin.id)
-            .execute()
-        )
-    return password, generated
+        _end_sessions(admin.id, password_hash=generate_password_hash(password))
+    return get_admin(admin.username), password, generated
+
+
+def set_admin_enabled(username: str, enabled: bool) -> Admin:
+    """Enable or disable a panel user; disabling ends every session of theirs."""
+    admin = get_admin(username)
+    with db.atomic():
+        if enabled:
+            Admin.update(enabled=True).where(Admin.id == admin.id).execute()
+        else:
+            _end_sessions(admin.id, enabled=False)
+    return get_admin(admin.username)
 
 
 def verify_admin(username: str, password: str) -> Admin | None:
-    admin = Admin.get_or_none(Admin.username == (username or "").strip())
+    """The enabled admin with this user name (any case) and password, else None."""
+    admin = Admin.by_username(username)
     if admin is None:
         # Same work for an unknown user, so timing does not reveal user names.
         check_password_hash(_DUMMY_HASH, password or "")
         return None
-    if not check_password_hash(admin.password_hash, password or ""):
+    # A disabled account is checked all the same and answered like a wrong password.
+    if not check_password_hash(admin.password_hash, password or "") or not admin.enabled:
         return None
     return admin
 

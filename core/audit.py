@@ -27,6 +27,9 @@ ACTIONS = {
     "extension.delete": "deleted extension",
     "admin.create": "created panel user",
     "admin.password": "set the password of panel user",
+    "admin.disable": "disabled panel user",
+    "admin.enable": "enabled panel user",
+    "admin.rename": "renamed panel user",
     "call.hangup": "hung up call",
     "ban.lift": "lifted the ban of",
 }

@@ -20,6 +20,7 @@ from peewee import (
     Model,
     SqliteDatabase,
     TextField,
+    fn,
 )
 
 db = DatabaseProxy()
@@ -65,19 +66,42 @@ class BaseModel(Model):
 
 
 class Admin(BaseModel):
+    """A panel user. User names are unique whatever their case (migration 0006 adds a
+    unique index on lower(username)): "Admin" is the account "admin"."""
+
     username = CharField(max_length=64, unique=True)
     password_hash = CharField(max_length=255)
     role = CharField(max_length=16, default="admin")  # admin | viewer
     created_at = FloatField(default=time.time)
     last_login_at = FloatField(null=True)
+    enabled = BooleanField(default=True)
+    # Every session carries the value this had when it began; logging out, a new
+    # password or disabling the account adds one, which ends all of them at once,
+    # wherever their cookies are (app/auth/sessions.py).
+    session_epoch = IntegerField(default=0)
 
     # Flask-Login's user protocol, kept here so the panel needs no wrapper.
     is_authenticated = True
-    is_active = True
     is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.enabled)
 
     def get_id(self) -> str:
         return str(self.id)
+
+    @classmethod
+    def by_username(cls, username: str) -> Admin | None:
+        """The account `username` names in any case.
+
+        User names are ASCII (core.accounts.USERNAME_RE), where Python's lower() and
+        SQL's agree; a name that is not ASCII names nobody (the Kelvin sign is not "K").
+        """
+        username = (username or "").strip()
+        if not username.isascii():
+            return None
+        return cls.get_or_none(fn.lower(cls.username) == username.lower())
 
 
 class Extension(BaseModel):

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 
 class LoginForm(FlaskForm):
@@ -18,3 +18,24 @@ class LoginForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """A bare button that changes state: the form exists for its CSRF token."""
+
+
+class PasswordForm(FlaskForm):
+    """A panel user's own new password; core.accounts checks it (blank ones included)."""
+
+    current = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=256)],
+        render_kw={"autocomplete": "current-password", "autofocus": True},
+    )
+    password = PasswordField(
+        # Not DataRequired: it strips, and would call ten spaces "required" rather
+        # than what they are (the policy in core.accounts says "blank").
+        "New password", validators=[Length(max=256)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[EqualTo("password", message="The two new passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+    submit = SubmitField("Change password")

@@ -6,9 +6,9 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth import bp, sessions, throttle
-from app.auth.forms import EmptyForm, LoginForm
+from app.auth.forms import EmptyForm, LoginForm, PasswordForm
 from core import audit
-from core.accounts import verify_admin
+from core.accounts import AccountError, end_sessions, set_admin_password, verify_admin
 from core.models import Admin, db
 
 log = logging.getLogger("panel")
@@ -63,7 +63,7 @@ def login():
             # A fresh session for the new identity, with a fresh CSRF token.
             session.clear()
             login_user(admin)
-            sessions.start()
+            sessions.start(admin)
             with db.atomic():
                 throttle.succeeded(username, address)
                 Admin.update(last_login_at=time.time()).where(Admin.id == admin.id).execute()
@@ -81,9 +81,55 @@ def too_many(seconds: int) -> str:
 @login_required
 def logout():
     if EmptyForm().validate_on_submit():
-        audit.record(current_user.username, "logout", current_user.username,
-                     request.remote_addr)
+        # Server-side: a copy of this cookie, and every other session of this
+        # admin, ends with it (app/auth/sessions.py).
+        with db.atomic():
+            end_sessions(current_user)
+            audit.record(current_user.username, "logout", current_user.username,
+                         request.remote_addr)
         logout_user()
         session.clear()
-        flash("You are logged out.", "info")
+        flash("You are logged out, in every browser where you were logged in.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    """A panel user's own password. Every other session of theirs ends; this one goes on."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/account.html", form=form)
+    username, address = current_user.username, request.remote_addr
+    wait = throttle.wait_seconds(username, address)
+    if wait:
+        form.form_errors.append(too_many(wait))
+        return render_template("auth/account.html", form=form), 429
+    # The current password, so that a borrowed or stolen session cannot lock the owner out.
+    if verify_admin(username, form.current.data) is None:
+        with db.atomic():
+            locked = throttle.failed(username, address)
+            audit.record(username, "login_failed", username, address,
+                         "wrong current password on the password page"
+                         + (f", locked for {locked} s" if locked else ""))
+        log.warning("Panel password change refused for %s from %s: wrong current password",
+                    username, address)
+        form.current.errors.append("This is not your current password.")
+        if locked:
+            form.form_errors.append(too_many(locked))
+        return render_template("auth/account.html", form=form)
+    try:
+        with db.atomic():
+            # "" rather than None when the field is missing: None would generate one.
+            admin, _, _ = set_admin_password(username, form.password.data or "")
+            audit.record(username, "admin.password", username, address, "own password")
+    except AccountError as error:
+        form.password.errors.append(f"The {error}.")
+        return render_template("auth/account.html", form=form)
+    # This session goes on under the new epoch; copies of its old cookie do not.
+    session.clear()
+    login_user(admin)
+    sessions.start(admin)
+    log.info("Panel password of %s changed from %s", username, address)
+    flash("Your password is changed. Every other session of yours has ended.", "success")
+    return redirect(url_for("extensions.index"))

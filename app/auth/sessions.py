@@ -1,9 +1,14 @@
-"""Session expiry: an idle timeout and an absolute lifetime, checked on every request.
+"""Which sessions are still good: ended server-side, an idle timeout, an absolute lifetime.
 
-The cookie's own expiry (PERMANENT_SESSION_LIFETIME) is only advice to the
-browser; the times kept inside the signed session are what the panel enforces,
-so a copied cookie stops working too. Background requests (the live-calls
-poll) do not count as activity: a page left open does not keep a session alive.
+The session is a signed cookie, so whoever holds a copy holds the session;
+what ends it must therefore live on the server. Each session carries its
+admin's session_epoch from the moment it began (core/models.py Admin); logging
+out, a new password (panel or pbxctl) and disabling the account add one to it,
+and `load` (Flask-Login's user loader) then refuses every older cookie, copies
+included. The cookie's own expiry (PERMANENT_SESSION_LIFETIME) is only advice
+to the browser; the times kept inside the signed session are what the panel
+enforces. Background requests (the live-calls poll) do not count as activity:
+a page left open does not keep a session alive.
 """
 
 from __future__ import annotations
@@ -13,18 +18,39 @@ import time
 from flask import current_app, flash, jsonify, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
+from core.models import Admin
+
 # Endpoints that a page calls by itself, not a person.
 BACKGROUND_ENDPOINTS = {"calls.active_json"}
+# Endpoints where a session that has ended is simply dropped (no redirect to themselves).
+LOGIN_ENDPOINTS = {"auth.login", "static"}
 # Writing the cookie on every request is needless; a minute is precise enough.
 SEEN_GRANULARITY = 60
+ENDED = ("Your session has ended (logged out, a new password or the account disabled)."
+         " Please log in again.")
 
 
-def start() -> None:
-    """After login_user(): stamp the new session."""
+def start(admin: Admin) -> None:
+    """After login_user(admin): stamp the new session."""
     now = time.time()
     session.permanent = True
+    session["epoch"] = admin.session_epoch
     session["login_at"] = now
     session["seen_at"] = now
+
+
+def load(admin_id: str) -> Admin | None:
+    """Flask-Login's user loader: the session's admin, if the session is still theirs."""
+    try:
+        admin = Admin.get_or_none(Admin.id == int(admin_id))
+    except (ValueError, OverflowError):
+        return None
+    if admin is None or not admin.enabled:
+        return None
+    # A session from before migration 0006 has no epoch: it ends too.
+    if session.get("epoch") != admin.session_epoch:
+        return None
+    return admin
 
 
 def expired(now: float) -> str | None:
@@ -41,9 +67,15 @@ def expired(now: float) -> str | None:
 
 
 def check():
-    """before_request: end an expired session; otherwise note the activity."""
+    """before_request: drop a session ended elsewhere, end an expired one, note activity."""
     if not current_user.is_authenticated:
-        return None
+        if session.get("_user_id") is None:
+            return None
+        # Logged in once, refused by `load` now: ended server-side.
+        session.clear()
+        if request.endpoint in LOGIN_ENDPOINTS:
+            return None
+        return _ended(ENDED)
     now = time.time()
     reason = expired(now)
     if reason is None:
@@ -53,6 +85,11 @@ def check():
         return None
     logout_user()
     session.clear()
+    return _ended(reason)
+
+
+def _ended(reason: str):
+    """The answer to a request whose session just ended: the login page, told why."""
     if request.endpoint in BACKGROUND_ENDPOINTS:
         return jsonify(error=reason), 401
     flash(reason, "info")

@@ -1,11 +1,18 @@
 """The history filter: a GET form (no CSRF: it changes nothing, and links must carry it)."""
 
+from datetime import date
+
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 
 from core.models import Call
+
+# The days a filter may name. Every call is after 1970 (times are UNIX seconds), and
+# the end of 9999-12-31 is past what a date can hold: `until` 9999-12-31 was a 500.
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2999, 12, 31)
 
 DISPOSITION_CHOICES = [SelectChoice("", "Any outcome")] + [
     SelectChoice(d, d.capitalize()) for d in Call.DISPOSITIONS
@@ -26,7 +33,11 @@ class HistoryFilter(FlaskForm):
                               validators=[Optional()])
     submit = SubmitField("Filter")
 
+    def validate_since(self, field):
+        _within_history(field.data)
+
     def validate_until(self, field):
+        _within_history(field.data)
         if field.data and self.since.data and field.data < self.since.data:
             raise ValidationError("The end date is before the start date.")
 
@@ -39,3 +50,8 @@ class HistoryFilter(FlaskForm):
             "disposition": self.disposition.data or "",
         }
         return {key: value for key, value in values.items() if value}
+
+
+def _within_history(day: date | None) -> None:
+    if day is not None and not EARLIEST <= day <= LATEST:
+        raise ValidationError(f"Enter a date from {EARLIEST} to {LATEST}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from datetime import date, datetime, timedelta
 
@@ -15,9 +16,19 @@ from core.models import Call
 
 CSV_COLUMNS = ("start", "answer", "end", "caller", "callee", "talk seconds", "disposition",
                "hangup by", "SIP status", "reason")
-# A spreadsheet runs a cell beginning with one of these as a formula (CSV injection):
-# what a phone sent (a display name, a reason) must stay text.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# CSV injection: a spreadsheet runs a cell that begins with one of these as a
+# formula, so what a phone sent (a display name, a number, a reason) must stay text.
+FORMULA_CHARS = "=+-@"
+# ...and it may read that beginning past leading blanks (" =1+1", from a
+# Request-URI's %20), or past a separator: a spreadsheet whose list separator is
+# ";" or a tab splits ";=1+1" into an empty cell and "=1+1", and one that ignores
+# quotes starts a new row at a line break. So a formula character is looked for
+# after any run of blanks and these, at the start and after each separator.
+_SEPARATORS = ",;\t\r\n"
+_BLANKS = r"\s\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff"
+_LEADING_FORMULA = re.compile(rf"^[{_BLANKS}{_SEPARATORS}]*[{re.escape(FORMULA_CHARS)}]")
+_INNER_FORMULA = re.compile(rf"([{_SEPARATORS}][{_BLANKS}{_SEPARATORS}]*)"
+                            rf"(?=[{re.escape(FORMULA_CHARS)}])")
 
 
 def day_start(day: date) -> float:
@@ -67,8 +78,17 @@ def page_number(value: str | None) -> int:
 
 
 def csv_cell(value) -> str:
+    """`value` as a cell no spreadsheet runs: "'" before each place a formula could start.
+
+    The apostrophe is how a spreadsheet itself marks a cell as text; one inside a
+    cell stands where a separator-splitting reader would begin a new cell.
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    # A cell that begins with a tab or a line break is guarded whatever follows
+    # (OWASP's list: some readers drop them).
+    if text.startswith(("\t", "\r", "\n")) or _LEADING_FORMULA.match(text):
+        text = "'" + text
+    return _INNER_FORMULA.sub(r"\1'", text)
 
 
 def _csv_time(timestamp: float | None) -> str:
@@ -95,7 +115,9 @@ def csv_row(call: Call) -> list[str]:
 def csv_lines(query):
     """The CSV, a line at a time (a long history is never held in memory whole)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    # Every cell quoted: a separator inside one (a display name "Smith, John")
+    # stays inside it for any reader that honours quotes.
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
 
     def flush() -> str:
         text = buffer.getvalue()

@@ -105,7 +105,8 @@ def active_json():
     return jsonify(now=now, count=len(calls), calls=[_as_json(call, now) for call in calls])
 
 
-@bp.route("/<int:call_id>/hangup", methods=["POST"])
+# An id past SQLite's 64-bit integers would raise OverflowError in the query: a 404.
+@bp.route(f"/<int(max={2**63 - 1}):call_id>/hangup", methods=["POST"])
 @login_required
 def hangup(call_id: int):
     call = Call.get_or_none(Call.id == call_id)
