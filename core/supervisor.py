@@ -140,7 +140,10 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _start(spec: Spec, cwd: str) -> subprocess.Popen:
-    prctl = ctypes.CDLL(None).prctl  # looked up here, not in the forked child
+    try:
+        prctl = ctypes.CDLL(None).prctl  # looked up here, not in the forked child
+    except AttributeError:  # not Linux: children may outlive a killed supervisor
+        prctl = None
 
     def die_with_parent() -> None:
         # In the child, before exec: SIGTERM when the supervisor goes, even by
@@ -149,7 +152,8 @@ def _start(spec: Spec, cwd: str) -> subprocess.Popen:
 
     # No new process group: Ctrl-C in the terminal reaches the children too, as
     # before, and each stops itself cleanly; the supervisor then starts nothing.
-    return subprocess.Popen(spec.command, env=spec.env, cwd=cwd, preexec_fn=die_with_parent)
+    return subprocess.Popen(spec.command, env=spec.env, cwd=cwd,
+                            preexec_fn=die_with_parent if prctl else None)
 
 
 def report(line: str, spec: Spec | None = None) -> None:

@@ -251,3 +251,10 @@ def test_stopping_pbxctl_run_starts_nothing_again_and_leaves_nothing(pbx, signal
     assert f"run {signal_name} received; stopping" in output
     assert "starting it again" not in output and "started again" not in output, output
     assert "sipd stopping" in pbx.log("sipd") and "Panel stopping" in pbx.log("panel")
+
+
+def test_kill9_of_pbxctl_run_itself_leaves_no_process(pbx):
+    # The children asked Linux for SIGTERM when their parent goes (PR_SET_PDEATHSIG):
+    # sipd and the panel stop cleanly rather than hold the ports as orphans.
+    assert pbx.stopped(lambda: pbx.process.send_signal(signal.SIGKILL)) == -signal.SIGKILL
+    assert "sipd stopping" in pbx.log("sipd") and "Panel stopping" in pbx.log("panel")
