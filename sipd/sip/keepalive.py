@@ -49,8 +49,11 @@ _OPTIONAL = 0x8000
 
 def is_keepalive(data: bytes) -> bool:
     """True if this datagram is a keep-alive (CRLFs, or STUN), not a SIP message."""
-    if not data.strip(b"\r\n"):
-        return True  # also the empty datagram: nothing a SIP parser could read
+    if not data or data[0] in b"\r\n":
+        # CRLFs only, or the empty datagram: nothing a SIP parser could read. (A
+        # SIP message starts with a letter, so it is told apart by its first byte
+        # without copying it.)
+        return not data.strip(b"\r\n")
     return is_stun(data)
 
 
