@@ -1,24 +1,36 @@
-# make run     set up .venv and the database, print a first admin's password, run sipd + panel
-# make test    install what the tests need (Debian packages too, as root) and run them all
-# make bench   benchmarks against Kamailio; figures go to docs/benchmarks.md by hand
+# make run      set up .venv with what runs the PBX (requirements.txt) and the database,
+#               print a first admin's password, run sipd + panel (either started again if it dies)
+# make install  .venv with the tests' and deployment's tools too (requirements-dev.txt)
+# make test     install what the tests need (Debian packages too, as root) and run them all
+# make bench    benchmarks against Kamailio; figures go to docs/benchmarks.md by hand
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# What is installed, each stamped when it was: the runtime alone (make run), or
+# the runtime and the tools (make install, test, lint, bench). The second holds the
+# first, so installing it stamps both and a later `make run` installs nothing.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 # Debian packages the tests and benchmarks drive for real.
 TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables sipvicious openssl util-linux
 BENCH_DEBS := kamailio kamailio-sqlite-modules sip-tester
 
 .PHONY: install run test lint bench deps-test deps-bench clean
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUNTIME_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	$(PIP) -r requirements.txt
+	touch $(RUNTIME_STAMP)
 
-run: install
+$(DEV_STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements-dev.txt
+	touch $(RUNTIME_STAMP) $(DEV_STAMP)
+
+run: $(RUNTIME_STAMP)
 	./pbxctl init --first-admin
 	./pbxctl run
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -290,47 +288,27 @@ def _exec_module(module: str, extra: list[str]) -> int:
 
 
 def cmd_run(args, settings: Settings) -> int:
-    """sipd and the panel together in the foreground; Ctrl-C stops both."""
+    """sipd and the panel in the foreground, each started again if it dies
+    (core/supervisor.py); Ctrl-C or SIGTERM stops both."""
+    from core import supervisor
+
     log_dir = Path(settings.run_dir) / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    children = {}
-    for name, command in (
-        ("sipd", [sys.executable, "-m", "sipd"]),
-        ("panel", [sys.executable, "-m", "pbxcli", "panel"]),
-    ):
-        child_env = dict(env, PBX_LOG_FILE=str(log_dir / f"{name}.log"))
-        children[name] = subprocess.Popen(command, env=child_env, cwd=ROOT)
-    print(
+
+    def spec(name: str, command: list[str]) -> supervisor.Spec:
+        log_file = str(log_dir / f"{name}.log")
+        return supervisor.Spec(name, command, dict(env, PBX_LOG_FILE=log_file), log_file)
+
+    specs = [
+        spec("sipd", [sys.executable, "-m", "sipd"]),
+        spec("panel", [sys.executable, "-m", "pbxcli", "panel"]),
+    ]
+    banner = (
         f"PBX running: SIP on {settings.sip_host}:{settings.sip_port} (UDP and TCP), "
-        f"panel on http://{settings.panel_host}:{settings.panel_port} - Ctrl-C stops both",
-        flush=True,
+        f"panel on http://{settings.panel_host}:{settings.panel_port} - Ctrl-C stops both"
     )
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    status = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"{name} exited with status {child.returncode}; stopping", file=sys.stderr)
-                status = child.returncode or 1
-                stopping = True
-        time.sleep(0.2)
-    for child in children.values():
-        if child.poll() is None:
-            child.terminate()
-    for child in children.values():
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return status
+    return supervisor.run(specs, str(ROOT), banner)
 
 
 def cmd_status(args, settings: Settings) -> int:
@@ -541,9 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sipd", help="run the SIP daemon in the foreground").set_defaults(func=cmd_sipd)
     sub.add_parser("panel", help="run the panel in the foreground").set_defaults(func=cmd_panel)
-    sub.add_parser("run", help="run sipd and the panel together (development)").set_defaults(
-        func=cmd_run
-    )
+    sub.add_parser(
+        "run", help="run sipd and the panel, each started again if it dies (make run)"
+    ).set_defaults(func=cmd_run)
     sub.add_parser("status", help="registrations and extensions").set_defaults(func=cmd_status)
     calls = sub.add_parser("calls", help="the last calls, or the live ones")
     calls.add_argument("--last", type=int, default=20, metavar="N",

@@ -1,8 +1,10 @@
 """gevent UDP and TCP listeners: they carry bytes to the handler and its answers back.
 
-UDP: one datagram is one message (RFC 3261 §18.3). TCP: a stream framed by
-Content-Length, CRLF keep-alives answered (RFC 5626 §3.5.1), idle connections
-closed. A connection's failure never reaches another peer or the daemon.
+UDP: one datagram is one message (RFC 3261 §18.3); keep-alive datagrams (CRLF,
+STUN: RFC 5626 §3.5) are answered or ignored here (sipd.sip.keepalive) and never
+reach the SIP parser. TCP: a stream framed by Content-Length, CRLF keep-alives
+answered (RFC 5626 §3.5.1), idle connections closed. A connection's failure
+never reaches another peer or the daemon.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gevent.server import StreamServer
 
 from sipd.handler import Handler
 from sipd.registrar import Source
+from sipd.sip import keepalive
 from sipd.sip.framing import PONG, Ping, StreamFramer
 from sipd.sip.message import ParseError
 
@@ -115,6 +118,12 @@ class UdpTransport:
                 continue  # no answer at all
             if data.startswith(INLINE):
                 inline.append((data, address, source))
+            elif keepalive.is_keepalive(data):
+                # A phone keeping its NAT binding open, every 30 s or so: a STUN
+                # Binding request is answered, CRLFs are not (sipd.sip.keepalive).
+                reply = keepalive.answer(data, source.host, source.port)
+                if reply is not None:
+                    self._sendto(reply, address)
             else:
                 self._queue.put((data, address, source))
         if not inline:
@@ -142,10 +151,13 @@ class UdpTransport:
 
     def _send(self, outgoing, address) -> None:
         for out in outgoing:
-            try:
-                self.socket.sendto(out.data, out.destination or address)
-            except OSError as error:
-                log.info("[SIP] Could not send to %s:%s: %s", *(out.destination or address), error)
+            self._sendto(out.data, out.destination or address)
+
+    def _sendto(self, data: bytes, address) -> None:
+        try:
+            self.socket.sendto(data, address)
+        except OSError as error:
+            log.info("[SIP] Could not send to %s:%s: %s", *address[:2], error)
 
 
 class TcpTransport(StreamServer):
@@ -224,8 +236,14 @@ class TcpTransport(StreamServer):
                         return  # banned, over its rate or a scanner: close, unanswered
                     for out in self.handler.handle(item, source, stream=True):
                         sock.sendall(out.data)
-                if items:
-                    begun = time.monotonic() if framer.pending else None
+                if framer.between_messages:
+                    # Nothing begun, or a lone CRLF keep-alive (RFC 5626 §3.5.1, RFC 3261
+                    # §7.5): the connection is idle, not a slow sender to cut off at the
+                    # read timeout. No looser than a CRLFCRLF ping, which has always
+                    # made it idle.
+                    begun = None
+                elif items:
+                    begun = time.monotonic()
         except OSError as error:
             log.debug("[SIP] TCP connection from %s ended: %s", source, error)
         finally:

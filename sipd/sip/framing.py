@@ -47,6 +47,13 @@ class StreamFramer:
     def pending(self) -> int:
         return len(self._buffer)
 
+    @property
+    def between_messages(self) -> bool:
+        """True if what is buffered is no message begun: nothing, or CRLFs that
+        may still become a ping (a lone CRLF keep-alive waits here for what follows)."""
+        buffer = self._buffer
+        return len(buffer) < 4 and b"\r\n\r\n".startswith(bytes(buffer))
+
     def _next(self) -> bytes | Ping | None:
         buffer = self._buffer
         # Keep-alives between messages (RFC 5626 §3.5.1).
