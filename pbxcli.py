@@ -139,10 +139,12 @@ def cmd_ext_add(args, settings: Settings) -> int:
             name=args.name or "",
             password=args.password,
             generate=args.generate,
+            max_calls=accounts.DEFAULT_MAX_CALLS if args.max_calls is None else args.max_calls,
         )
         _audit("extension.create", extension.number, ", ".join(filter(None, [
             f"name {extension.name!r}" if extension.name else "",
             "generated password" if generated else "password set",
+            f"call limit {extension.max_calls}" if args.max_calls is not None else "",
         ])))
     print(f"Extension {extension.number} created")
     _print_secret(extension.number, password, generated, settings)
@@ -158,6 +160,17 @@ def cmd_ext_passwd(args, settings: Settings) -> int:
                "generated password" if generated else "password set")
     print(f"Password of extension {extension.number} changed")
     _print_secret(extension.number, password, generated, settings)
+    return 0
+
+
+def cmd_ext_set(args, settings: Settings) -> int:
+    """Change an extension's settings other than its password (its call limit)."""
+    with _db(settings).atomic():
+        before = accounts.get_extension(args.number)
+        extension = accounts.update_extension(before.number, max_calls=args.max_calls)
+        _audit("extension.edit", extension.number,
+               f"call limit {before.max_calls} -> {extension.max_calls}")
+    print(f"Extension {extension.number}: at most {extension.max_calls} calls at once")
     return 0
 
 
@@ -350,17 +363,20 @@ def cmd_calls(args, settings: Settings) -> int:
     _db(settings)
     if args.last < 1:
         raise CliError("--last must be at least 1")
+    if args.hangup is not None:
+        return _hangup(args.hangup, settings)
     now = time.time()
     if args.active:
         calls = list(Call.active())
         if not calls:
             print("No calls right now")
             return 0
-        rows = [("STARTED", "CALLER", "CALLEE", "STATE", "DURATION", "CALLER MEDIA",
+        # ID: what names a live call (pbxctl calls --hangup ID); a Call-ID may repeat.
+        rows = [("ID", "STARTED", "CALLER", "CALLEE", "STATE", "DURATION", "CALLER MEDIA",
                  "CALLEE MEDIA", "CODEC")]
         for call in calls:
             since = call.answered_at if call.answered_at is not None else call.started_at
-            rows.append((_stamp(call.started_at), call.caller, call.callee,
+            rows.append((call.id, _stamp(call.started_at), call.caller, call.callee,
                          "talking" if call.state == "answered" else call.state,
                          _clock(now - since), call.caller_media or "-",
                          call.callee_media or "-", call.codec or "-"))
@@ -384,6 +400,25 @@ def cmd_calls(args, settings: Settings) -> int:
             call.reason or "",
         ))
     _table(rows)
+    return 0
+
+
+def _hangup(call_id: int, settings: Settings) -> int:
+    """Hang up live call `call_id` (its row id, as `calls --active` shows it) through sipd."""
+    from core import control
+    from core.models import Call, db
+
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None or call.ended_at is not None:
+        raise CliError(f"no live call {call_id} (pbxctl calls --active lists them)")
+    try:
+        control.send(settings.control_socket, {"command": "hangup", "id": call.id})
+    except control.ControlError as error:
+        raise CliError(f"could not hang up call {call.id}: {error}") from None
+    with db.atomic():
+        _audit("call.hangup", f"{call.caller} -> {call.callee}",
+               f"call {call.id}, Call-ID {call.call_id}")
+    print(f"Call {call.id} ({call.caller} -> {call.callee}) is being hung up")
     return 0
 
 
@@ -460,6 +495,12 @@ def cmd_ban_rm(args, settings: Settings) -> int:
 # -- parser -------------------------------------------------------------------------
 
 
+_MAX_CALLS_HELP = (
+    f"calls it may be in at once, as caller or callee (1-{accounts.MAX_CALLS_LIMIT}, "
+    f"default {accounts.DEFAULT_MAX_CALLS})"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxctl", description="Manage the PBX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -481,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--password")
     secret.add_argument("--generate", action="store_true")
+    add.add_argument("--max-calls", metavar="N", help=_MAX_CALLS_HELP)
     add.set_defaults(func=cmd_ext_add)
     passwd = ext.add_parser("passwd", help="set or generate an extension's password")
     passwd.add_argument("number")
@@ -488,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--password")
     secret.add_argument("--generate", action="store_true")
     passwd.set_defaults(func=cmd_ext_passwd)
+    change = ext.add_parser("set", help="change an extension's call limit")
+    change.add_argument("number")
+    change.add_argument("--max-calls", metavar="N", required=True, help=_MAX_CALLS_HELP)
+    change.set_defaults(func=cmd_ext_set)
     ext.add_parser("list", help="extensions and their registrations").set_defaults(
         func=cmd_ext_list
     )
@@ -527,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--last", type=int, default=20, metavar="N",
                        help="how many of the last calls (default 20)")
     calls.add_argument("--active", action="store_true", help="the calls in progress instead")
+    calls.add_argument("--hangup", type=int, metavar="ID",
+                       help="hang up the live call with this ID (see --active)")
     calls.set_defaults(func=cmd_calls)
     ban = sub.add_parser("ban", help="addresses sipd refuses to answer").add_subparsers(
         dest="ban_command", required=True, metavar="ACTION"

@@ -22,6 +22,11 @@ NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 ROLES = ("admin", "viewer")
 MIN_ADMIN_PASSWORD = 10
+# Calls an extension may be in at once (caller or callee, sipd/calls.py): the
+# default is more than an office phone's lines are ever busy with, and the
+# ceiling keeps one extension from being allowed every call the PBX carries.
+DEFAULT_MAX_CALLS = 4
+MAX_CALLS_LIMIT = 1000
 
 
 class AccountError(Exception):
@@ -44,6 +49,16 @@ def check_display_name(name: str) -> str:
     return name
 
 
+def check_max_calls(value) -> int:
+    """An extension's concurrent call limit: a whole number from 1 to MAX_CALLS_LIMIT."""
+    text = str(value).strip() if value is not None else ""
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= MAX_CALLS_LIMIT:
+        raise AccountError(
+            f"call limit must be a whole number from 1 to {MAX_CALLS_LIMIT}, got {text!r}"
+        )
+    return int(text)
+
+
 def choose_password(number: str, password: str | None, generate: bool) -> tuple[str, bool]:
     """(password, generated?) after the policy check."""
     if generate or not password:
@@ -61,16 +76,19 @@ def create_extension(
     password: str | None = None,
     generate: bool = False,
     enabled: bool = True,
+    max_calls: int = DEFAULT_MAX_CALLS,
 ) -> tuple[Extension, str, bool]:
     """Create an extension; returns (extension, password, generated?)."""
     number = check_number(number)
     name = check_display_name(name)
+    max_calls = check_max_calls(max_calls)
     password, generated = choose_password(number, password, generate)
     with db.atomic():
         if Extension.by_number(number) is not None:
             raise AccountError(f"extension {number} already exists")
         extension = Extension.create(
-            number=number, name=name, enabled=enabled, **ha1_pair(number, realm, password)
+            number=number, name=name, enabled=enabled, max_calls=max_calls,
+            **ha1_pair(number, realm, password),
         )
     return extension, password, generated
 
@@ -90,12 +108,15 @@ def set_password(
 
 
 def update_extension(
-    number: str, name: str | None = None, enabled: bool | None = None
+    number: str, name: str | None = None, enabled: bool | None = None,
+    max_calls: int | None = None,
 ) -> Extension:
     extension = get_extension(number)
     fields = {"updated_at": time.time()}
     if name is not None:
         fields["name"] = check_display_name(name)
+    if max_calls is not None:
+        fields["max_calls"] = check_max_calls(max_calls)
     if enabled is not None:
         fields["enabled"] = enabled
     with db.atomic():

@@ -130,6 +130,9 @@ class Settings:
     media_timeout: int = 60
     max_call_duration: int = 4 * 3600
     max_calls: int = 500
+    # A call held both ways (no RTP may flow in either direction) is ended after
+    # this many seconds; 0: never (PBX_CALL_HOLD_TIMEOUT, see sipd/calls.py).
+    call_hold_timeout: int = 3600
     # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
     digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     # sipd's state directory (logs in a checkout) and its local control socket.
@@ -203,6 +206,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         media_timeout=_int(env, "PBX_MEDIA_TIMEOUT", 60, 5),
         max_call_duration=_int(env, "PBX_MAX_CALL_DURATION", 4 * 3600, 10),
         max_calls=_int(env, "PBX_MAX_CALLS", 500, 1),
+        call_hold_timeout=_int(env, "PBX_CALL_HOLD_TIMEOUT", 3600, 0),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
         run_dir=env.get("PBX_RUN_DIR") or str(var),

@@ -3,7 +3,7 @@
 Commands that need the running daemon (hang up a live call) go over a Unix
 stream socket, one JSON object per line each way:
 
-    -> {"command": "hangup", "call_id": "..."}
+    -> {"command": "hangup", "id": 42}     (the call's row id: a Call-ID may repeat)
     <- {"ok": true} | {"ok": false, "error": "no such call"}
     -> {"command": "ping"}
     <- {"ok": true, "calls": 2}

@@ -108,6 +108,9 @@ class Extension(BaseModel):
     number = CharField(max_length=32, unique=True)
     name = CharField(max_length=100, default="")
     enabled = BooleanField(default=True)
+    # Calls this extension may be in at once, as caller or callee (sipd/calls.py):
+    # one extension cannot take every call the PBX can carry (PBX_MAX_CALLS).
+    max_calls = IntegerField(default=4)
     # RFC 7616 §3.4.2: HA1 = H(username ":" realm ":" password). Only these
     # are stored, never the password; the realm they were made under is kept
     # so a changed PBX_REALM is reported instead of failing silently.
@@ -184,9 +187,14 @@ class Call(BaseModel):
 
     DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CANCELLED")
 
-    call_id = CharField(max_length=255, unique=True)  # the caller's leg Call-ID
+    # The caller's leg Call-ID. Not unique: two INVITEs with one Call-ID and
+    # different From tags are two calls (RFC 3261 §12); a call is its row id.
+    call_id = CharField(max_length=255, index=True)
     caller = CharField(max_length=64, index=True)
+    # The name the callee was shown: the caller extension's name in the panel.
     caller_name = CharField(max_length=100, default="")
+    # The display name the caller's phone put in From (never shown to the callee).
+    caller_claimed = CharField(max_length=100, default="")
     callee = CharField(max_length=64, index=True)
     caller_source = CharField(max_length=80, default="")  # host:port/transport
     callee_contact = TextField(default="")

@@ -12,7 +12,15 @@ Media never flows phone to phone: both SDPs are rewritten to the relay
 symmetric RTP), so phones behind NAT get two-way audio.
 
 Every call is a row in the `call` table from its first authenticated INVITE to
-its end; nothing about a call lives only here once it has ended.
+its end; nothing about a call lives only here once it has ended. The row's id
+names the call (live calls page, hang-up): a Call-ID alone does not, since two
+INVITEs with one Call-ID and different From tags are two calls (§12).
+
+A request within a call belongs to a leg by its dialog (§12.2.2: Call-ID, our
+tag in To, the phone's in From), found with one dict lookup, and only if it
+comes from that leg's phone (`from_peer`); anything else gets 481. Limits: a
+call counts against its caller's and its callee's extension (`max_calls`), and
+a call held both ways ends after `hold_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import gevent
 from sipd import store
 from sipd.history import History
 from sipd.registrar import Destination, Registrar, Source, clean_text
-from sipd.sip.dialog import Dialog, new_branch, new_call_id, new_tag
+from sipd.sip.dialog import Dialog, new_branch, new_call_id, new_tag, tag_param
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import Headers, ParseError, Request, Response
 from sipd.sip.responses import make_response
@@ -137,13 +145,11 @@ class Call:
     timers: list = field(default_factory=list)
     answered_at: float | None = None
     trying: Timer | None = None  # the 100 Trying not sent yet (Calls._trying)
-
-    def leg_of(self, call_id: str) -> str | None:
-        if call_id == self.a_call_id:
-            return "A"
-        if self.b_dialog is not None and call_id == self.b_dialog.call_id:
-            return "B"
-        return None
+    parties: tuple[str, ...] = ()  # the extensions whose call limit it counts against
+    # The direction each leg's phone last declared for its audio (what the relay
+    # was told, RFC 3264 §6.1), and since when neither direction may carry RTP.
+    directions: dict[str, str] = field(default_factory=lambda: dict(A="sendrecv", B="sendrecv"))
+    held_since: float | None = None
 
 
 class Calls:
@@ -164,6 +170,7 @@ class Calls:
         max_calls: int = 500,
         clock=time.time,
         history: History | None = None,
+        hold_timeout: float = 3600,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -176,11 +183,16 @@ class Calls:
         self.max_duration = max_duration
         self.media_timeout = media_timeout
         self.max_calls = max_calls
+        self.hold_timeout = hold_timeout  # 0: calls held both ways never end for it
         self.clock = clock
         self.history = history or History()
         self.client = ClientTransactions()
-        self.by_call_id: dict[str, tuple[Call, str]] = {}
-        self.calls: dict[int, Call] = {}
+        # (Call-ID, our tag) -> (call, leg): a leg's dialog as §12.2.2 finds it
+        # (the phone's tag is checked on the dialog itself). One per fork.
+        self.dialogs: dict[tuple[str, str | None], tuple[Call, str]] = {}
+        self.calls: dict[int, Call] = {}  # by row id
+        self.per_extension: dict[str, int] = {}  # live calls each extension is in
+        self.held: dict[int, Call] = {}  # calls held both ways, by row id
         # Ended calls' media sessions -> their rows, until Relay.check() reports
         # the sessions (each once, whatever became of the relay meanwhile).
         self._closed_media: dict[object, int] = {}
@@ -248,10 +260,16 @@ class Calls:
         caller = result
         callee_number = target.user or ""
         a_dest = Destination(source.host, source.port, source.transport)
-        caller_name = clean_text(caller_addr.display_name or "", 100)
+        parties = store.call_parties(caller.number, callee_number)
+        # The callee is shown who really calls: the number the caller
+        # authenticated as and the name the panel gives it, never the display
+        # name its phone put in From (which is kept, as claimed, in the history).
+        caller_party = parties.get(caller.number)
+        caller_name = caller_party.name if caller_party is not None else ""
         record = dict(
             caller=caller.number,
             caller_name=caller_name,
+            caller_claimed=clean_text(caller_addr.display_name or "", 100),
             callee=callee_number,
             caller_source=f"{source}/{source.transport}",
         )
@@ -267,12 +285,28 @@ class Calls:
             return refuse(483, "too many hops", "FAILED")
         if len(self.calls) >= self.max_calls:
             return refuse(503, "too many calls", "FAILED", [("Retry-After", "10")])
-        callee = store.extension(callee_number) if callee_number else None
+        if caller_party is not None and self._at_limit(caller_party):
+            # 403, not 486: it is the caller that may not make another call.
+            return refuse(
+                403,
+                f"caller {caller.number} is in {caller_party.max_calls} calls, its limit",
+                "FAILED",
+                phrase=f"Forbidden: call limit of {caller.number} reached",
+            )
+        callee = parties.get(callee_number) if callee_number else None
         if callee is None:
             return refuse(404, "no such number", "FAILED")
         if not callee.enabled:
             return refuse(
                 403, "callee extension disabled", "FAILED", phrase="Forbidden: extension disabled"
+            )
+        if self._at_limit(callee):
+            # What the callee's phone would answer with all its lines in use.
+            return refuse(
+                486,
+                f"callee {callee_number} is in {callee.max_calls} calls, its limit",
+                "BUSY",
+                phrase="Busy Here: call limit reached",
             )
         bindings = [b for b in store.live_bindings(callee.id, now)]
         if not bindings:
@@ -324,10 +358,16 @@ class Calls:
             a_dialog=a_dialog,
             media=media,
             started=now,
+            parties=tuple({caller.number, callee_number}),
         )
+        stream = _audio(offer)
+        if stream is not None:
+            call.directions["A"] = _direction(stream)
         txn.context = call
         self.calls[record_id] = call
-        self.by_call_id[call.a_call_id] = (call, "A")
+        self.dialogs[(call.a_call_id, a_tag)] = (call, "A")
+        for number in call.parties:
+            self.per_extension[number] = self.per_extension.get(number, 0) + 1
         # §17.2.1: 100 Trying only if nothing else is sent within 200 ms; a
         # phone that rings at once (180) has quenched the caller's retransmissions
         # already, and most calls then cost one message less.
@@ -342,6 +382,12 @@ class Calls:
         for binding in bindings:
             self._fork(call, binding, caller_name, offer, request)
         call.timers.append(Timer(self.ring_timeout, self._ring_timeout, call))
+
+    def _at_limit(self, party: store.Party) -> bool:
+        """Whether an extension is in as many calls as it may be, counting every
+        live call (ringing or answered) it is the caller or the callee of, once
+        per call (sipd's own count: no database read)."""
+        return self.per_extension.get(party.number, 0) >= party.max_calls
 
     def _trying(self, call: Call) -> None:
         if call.trying is not None and call.phase is Phase.RINGING:
@@ -360,6 +406,8 @@ class Calls:
     def _fork(self, call: Call, binding, caller_name: str, offer, a_request: Request) -> None:
         destination = Destination(binding.source_host, binding.source_port, binding.transport)
         body = self._sdp_for(call, offer, "B")
+        our_tag = new_tag()
+        call_id = new_call_id(self.local_host)
         headers = [
             ("Via", self.via(destination.transport)),
             (
@@ -372,12 +420,12 @@ class Calls:
                     NameAddr(
                         uri=NameAddr.parse(f"<sip:{call.caller}@{self.realm}>").uri,
                         display_name=caller_name or None,
-                        params={"tag": new_tag()},
+                        params={"tag": our_tag},
                     )
                 ),
             ),
             ("To", f"<sip:{call.callee}@{self.realm}>"),
-            ("Call-ID", new_call_id(self.local_host)),
+            ("Call-ID", call_id),
             ("CSeq", "1 INVITE"),
             ("Contact", self.contact(call.caller, destination.transport)),
             ("Allow", ALLOW),
@@ -394,7 +442,7 @@ class Calls:
         )  # type: ignore[arg-type]
         branch.transaction = self._start(request, destination, branch)
         call.branches.append(branch)
-        self.by_call_id[request.headers.get("Call-ID")] = (call, "B")
+        self.dialogs[(call_id, our_tag)] = (call, "B")
 
     # -- responses from the callee's phones (and to what we relayed) ----------------------
 
@@ -593,28 +641,79 @@ class Calls:
 
     # -- requests within a call -----------------------------------------------------------
 
-    def find(self, request: Request) -> tuple[Call, str] | None:
-        return self.by_call_id.get(request.headers.get("Call-ID"))
+    def find(self, request: Request) -> tuple[Call, str, Dialog] | None:
+        """The call and leg whose dialog `request` is in (§12.2.2): its Call-ID,
+        our tag in its To and the phone's tag in its From must all match. A
+        leg still ringing has no dialog yet (None: 481)."""
+        call_id = request.headers.get("Call-ID")
+        to_tag = tag_param(request.headers.get("To"))
+        found = self.dialogs.get((call_id, to_tag))
+        if found is None:
+            return None
+        call, leg = found
+        dialog = call.a_dialog if leg == "A" else call.b_dialog
+        if dialog is None or not dialog.matches(
+            call_id, to_tag, tag_param(request.headers.get("From"))
+        ):
+            return None
+        return call, leg, dialog
 
-    def cancel(self, request: Request, txn: ServerTransaction, invite_txn) -> None:
-        """CANCEL from the caller (§9.2): 200 to the CANCEL, 487 to the INVITE."""
+    def _from_leg(self, call: Call, leg: str, request: Request, source: Source) -> bool:
+        """Whether `request` comes from the phone of `leg`; logs why not."""
+        peer = call.a_dest if leg == "A" else call.b_dest
+        if peer is None or from_peer(peer, source):
+            return True
+        log.warning(
+            "[SIP] %s for call %s -> %s from %s/%s refused (481): not from the %s's %s %s/%s",
+            request.method,
+            call.caller,
+            call.callee,
+            source,
+            source.transport,
+            "caller" if leg == "A" else "callee",
+            "connection" if peer.reliable else "address",
+            peer.host if not peer.reliable else f"{peer.host}:{peer.port}",
+            peer.transport,
+        )
+        return False
+
+    def cancel(
+        self, request: Request, txn: ServerTransaction, invite_txn, source: Source | None = None
+    ) -> bool:
+        """CANCEL from the caller (§9.2): 200 to the CANCEL, 487 to the INVITE.
+        It matches the INVITE's transaction (branch and sent-by, §17.2.3) and
+        must come from where the INVITE came from: False (after a 481) when it
+        does not, so that the handler drops the transaction it made, which
+        would otherwise absorb the caller's own CANCEL (the same branch)."""
+        call = invite_txn.context if invite_txn is not None else None
+        if (
+            isinstance(call, Call)
+            and source is not None
+            and not self._from_leg(call, "A", request, source)
+        ):
+            self._reply(txn, request, 481)
+            return False
         if invite_txn is None:
             self._reply(txn, request, 481)
-            return
+            return True
         self._reply(txn, request, 200)
-        call = invite_txn.context  # None once the call has ended (_end)
+        # call: None once the call has ended (_end)
         if not isinstance(call, Call) or call.phase is not Phase.RINGING:
-            return
+            return True
         for branch in call.branches:
             self._cancel_branch(branch)
         self._reply(call.a_txn, call.a_request, 487, to_tag=call.a_dialog.local_tag)
         self._end(call, "CANCELLED", "caller", 487, "caller hung up before answer")
+        return True
 
-    def ack(self, request: Request) -> None:
+    def ack(self, request: Request, source: Source | None = None) -> None:
+        """The ACK for a 2xx (§13.2.2.4): a request within the dialog (no answer)."""
         found = self.find(request)
         if found is None:
             return
-        call, leg = found
+        call, leg, _ = found
+        if source is not None and not self._from_leg(call, leg, request, source):
+            return
         cseq = CSeq.parse(request.headers.get("CSeq")).number
         pending = call.pending_2xx.get(leg)
         if pending is not None and pending.cseq == cseq:
@@ -625,11 +724,13 @@ class Calls:
         found = self.find(request)
         method = request.method
         if found is None:
+            log.info("[SIP] %s from %s matches no dialog (481)", method, source)
             self._reply(txn, request, 481)
             return
-        call, leg = found
-        dialog = call.a_dialog if leg == "A" else call.b_dialog
-        if dialog is None or call.phase is Phase.ENDED:
+        call, leg, dialog = found
+        # The phone's own address (connection) before anything else: a stranger
+        # must not even move the dialog's CSeq.
+        if call.phase is Phase.ENDED or not self._from_leg(call, leg, request, source):
             self._reply(txn, request, 481)
             return
         cseq = CSeq.parse(request.headers.get("CSeq")).number
@@ -812,11 +913,22 @@ class Calls:
             log.warning("Media relay did not release call %s: %s", call.a_call_id, error)
         self.history.ended(call.record_id, now, disposition, by, status, reason)
         self.calls.pop(call.record_id, None)
-        # Only this call's own Call-IDs (its A leg and one per fork) can map to it.
-        for call_id in [call.a_call_id] + [b.request.headers.get("Call-ID") for b in call.branches]:
-            found = self.by_call_id.get(call_id)
+        self.held.pop(call.record_id, None)
+        for number in call.parties:
+            left = self.per_extension.get(number, 0) - 1
+            if left > 0:
+                self.per_extension[number] = left
+            else:
+                self.per_extension.pop(number, None)
+        # Only this call's own dialogs (its A leg and one per fork) map to it.
+        keys = [(call.a_call_id, call.a_dialog.local_tag)] + [
+            (b.request.headers.get("Call-ID"), tag_param(b.request.headers.get("From")))
+            for b in call.branches
+        ]
+        for key in keys:
+            found = self.dialogs.get(key)
             if found is not None and found[0] is call:
-                del self.by_call_id[call_id]
+                del self.dialogs[key]
         talk = f", talked {now - call.answered_at:.0f} s" if call.answered_at else ""
         log.info(
             "Call %s -> %s ended: %s, hung up by %s (%s)%s",
@@ -853,10 +965,43 @@ class Calls:
         stream = _audio(description)
         if stream is None:
             return
+        self._note_direction(call, leg, stream)
         try:
             self.relay.apply_stream(call.media, leg, stream)
         except Exception as error:  # the relay restarted: the call has lost its media
             log.warning("Call %s -> %s: media relay: %s", call.caller, call.callee, error)
+
+    def _note_direction(self, call: Call, leg: str, stream) -> None:
+        """Keep what this leg's phone declared; a call whose two directions now
+        both stand still (held both ways) starts its hold time (see tick)."""
+        call.directions[leg] = _direction(stream)
+        held = call.phase is Phase.ANSWERED and held_both_ways(
+            call.directions["A"], call.directions["B"]
+        )
+        if held and call.held_since is None:
+            call.held_since = self.clock()
+            self.held[call.record_id] = call
+            log.info("Call %s -> %s is on hold both ways", call.caller, call.callee)
+        elif not held and call.held_since is not None:
+            call.held_since = None
+            self.held.pop(call.record_id, None)
+
+    def _end_long_holds(self) -> None:
+        """Hang up the calls held both ways for hold_timeout (an abandoned or
+        abusive call: a=inactive from one phone would otherwise keep its slot
+        for the maximum call duration)."""
+        if not self.held or not self.hold_timeout:
+            return
+        now = self.clock()
+        for call in list(self.held.values()):
+            if call.held_since is not None and now - call.held_since >= self.hold_timeout:
+                log.warning(
+                    "Call %s -> %s: on hold both ways for %g s; hanging up",
+                    call.caller,
+                    call.callee,
+                    self.hold_timeout,
+                )
+                self.hangup(call, f"on hold both ways for {self.hold_timeout:g} s")
 
     def _sdp_for(self, call: Call, description: SessionDescription, leg: str) -> bytes:
         """`description` as the phone on `leg` must see it: the relay's address and
@@ -894,7 +1039,9 @@ class Calls:
         pending.timer = Timer(pending.interval, self._resend_2xx, call, leg, pending)
 
     def tick(self) -> None:
-        """Client transaction timers: retransmissions and timeouts (Timer A/B/E/F)."""
+        """Client transaction timers: retransmissions and timeouts (Timer A/B/E/F),
+        and calls held both ways for too long."""
+        self._end_long_holds()
         resend, timed_out = self.client.tick(self.clock())
         for transaction in resend:
             self.send(transaction.data, transaction.destination)
@@ -938,17 +1085,49 @@ class Calls:
                 )
                 self.hangup(call, f"no media for {self.media_timeout:g} s")
 
-    def hangup_by_id(self, call_id: str, reason: str = "hung up by an admin") -> bool:
-        found = self.by_call_id.get(call_id)
-        if found is None:
-            for call in self.calls.values():
-                if str(call.record_id) == str(call_id):
-                    found = (call, "A")
-                    break
-        if found is None:
+    def hangup_by_id(self, row_id: int, reason: str = "hung up by an admin") -> bool:
+        """Hang up the live call whose history row is `row_id` (the panel's and
+        pbxctl's name for it: unique, where a Call-ID need not be)."""
+        call = self.calls.get(row_id)
+        if call is None:
             return False
-        self.hangup(found[0], reason)
+        self.hangup(call, reason)
         return True
+
+
+def from_peer(peer: Destination, source: Source) -> bool:
+    """Whether a request from `source` may come from the phone of a leg whose
+    signalling peer is `peer` (where we send that leg's requests).
+
+    TCP/TLS: the very connection (host and port) the leg uses, over the same
+    transport. UDP: the same address, any port: a NAT may give the phone's
+    requests a new port when its mapping expires during a long call, but keeps
+    its address (RFC 4787 §4.1, REQ-2: "paired" address pooling), so checking
+    the port would break calls for nothing, while the address alone already
+    keeps out anyone who cannot send from the phone's address.
+    """
+    if source.transport != peer.transport:
+        return False
+    if peer.transport != "UDP":
+        return source.host == peer.host and source.port == peer.port
+    return source.host == peer.host
+
+
+def _direction(stream) -> str:
+    """The direction the relay is given for this stream (RFC 3264 §6.1, §8.4):
+    a disabled stream (port 0) carries nothing."""
+    return stream.relay_direction if stream.port else "inactive"
+
+
+def held_both_ways(a: str, b: str) -> bool:
+    """No RTP may flow in either direction (RFC 3264 §6.1): A to B needs A to
+    send and B to receive, and the other way round. A one-way hold (sendonly
+    answered with recvonly) still carries the held party's music or silence."""
+    sends = ("sendrecv", "sendonly")
+    receives = ("sendrecv", "recvonly")
+    a_to_b = a in sends and b in receives
+    b_to_a = b in sends and a in receives
+    return not a_to_b and not b_to_a
 
 
 def _audio(description: SessionDescription):

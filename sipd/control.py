@@ -61,9 +61,12 @@ class ControlServer(StreamServer):
         if name == "hangup":
             if self.calls is None:
                 return {"ok": False, "error": "calls are not enabled"}
-            call_id = str(command.get("call_id", ""))
-            if self.calls.hangup_by_id(call_id, "hung up by an admin"):
-                log.info("Call %s hung up by an admin", call_id)
+            # A call is named by its row id: a Call-ID can be reused (RFC 3261 §12).
+            row_id = command.get("id")
+            if not isinstance(row_id, int) or isinstance(row_id, bool):
+                return {"ok": False, "error": "hangup needs the call's id (a whole number)"}
+            if self.calls.hangup_by_id(row_id, "hung up by an admin"):
+                log.info("Call %d hung up by an admin", row_id)
                 return {"ok": True}
             return {"ok": False, "error": "no such call (it may have ended)"}
         return {"ok": False, "error": f"unknown command {name!r}"}

@@ -174,6 +174,7 @@ class Sipd:
             media_timeout=self.settings.media_timeout,
             max_calls=self.settings.max_calls,
             history=self.history,
+            hold_timeout=self.settings.call_hold_timeout,
         )
         self.handler.send = send
         self.handler.calls = self.calls

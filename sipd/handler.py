@@ -201,7 +201,7 @@ class Handler:
             if invite is not None:
                 self.transactions.ack(invite, now)
             elif self.calls is not None:
-                self.calls.ack(request)
+                self.calls.ack(request, source)
             return []
         if self._challenge_only(request, index, is_sip):
             # §8.2.7: a request without credentials, which gets a challenge (401,
@@ -246,9 +246,11 @@ class Handler:
             if request.method == "INVITE" and not _has_to_tag(request):
                 self.calls.invite(request, via, source, transaction)
             elif request.method == "CANCEL":
-                self.calls.cancel(
-                    request, transaction, self.transactions.find(request, via, "INVITE")
-                )
+                invite = self.transactions.find(request, via, "INVITE")
+                if not self.calls.cancel(request, transaction, invite, source):
+                    # Refused as not the caller's: a stranger that copied the
+                    # INVITE's branch must not take the caller's CANCEL (§9.1).
+                    self.transactions.forget(transaction)
             else:
                 self.calls.in_dialog(request, source, transaction)
             return []

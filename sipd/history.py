@@ -36,16 +36,18 @@ RETRY_AFTER = 1.0
 # long time) the oldest are dropped, so that memory stays bounded.
 MAX_QUEUED = 100_000
 
+# A row is the call: its id is unique, its Call-ID need not be (a phone may
+# reuse one with another From tag: another call, RFC 3261 §12).
 _OPEN = (
-    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, callee, caller_source,"
-    " callee_contact, state, started_at, reason, caller_media, callee_media, codec)"
-    " VALUES (?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '')"
+    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, caller_claimed, callee,"
+    " caller_source, callee_contact, state, started_at, reason, caller_media, callee_media,"
+    " codec) VALUES (?, ?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '')"
 )
 _REFUSED = (
-    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, callee, caller_source,"
-    " callee_contact, state, started_at, ended_at, disposition, hangup_by, sip_status,"
-    " reason, caller_media, callee_media, codec)"
-    " VALUES (?, ?, ?, ?, ?, ?, '', 'ended', ?, ?, ?, 'system', ?, ?, '', '', '')"
+    "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, caller_claimed, callee,"
+    " caller_source, callee_contact, state, started_at, ended_at, disposition, hangup_by,"
+    " sip_status, reason, caller_media, callee_media, codec)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, '', 'ended', ?, ?, ?, 'system', ?, ?, '', '', '')"
 )
 _ANSWERED = (
     "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?,"
@@ -74,15 +76,16 @@ class History:
     def opened(self, now: float, call_id: str, record: dict) -> int:
         """A call starts ringing: its row, state ringing. Returns the row's id."""
         row_id = self._new_id()
-        self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now), call_id)
+        self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now), row_id)
         return row_id
 
     def refused(self, now: float, call_id: str | None, record: dict, status: int,
                 disposition: str, reason: str) -> None:
         """A call refused before ringing (404, 480, 503...) belongs in the history too."""
         call_id = call_id or ""
-        self._queue_write(_REFUSED, (self._new_id(), call_id[:255], *_caller(record), now, now,
-                                     disposition, status, reason[:255]), call_id)
+        row_id = self._new_id()
+        self._queue_write(_REFUSED, (row_id, call_id[:255], *_caller(record), now, now,
+                                     disposition, status, reason[:255]), row_id)
 
     def answered(self, row_id: int, now: float, contact: str, codec: str) -> None:
         self._queue_write(_ANSWERED, (now, contact, codec[:32], row_id))
@@ -124,8 +127,8 @@ class History:
         self._next_id += 1
         return row_id
 
-    def _queue_write(self, sql: str, params: tuple, call_id: str | None = None) -> None:
-        self._queue.append((sql, params, call_id))
+    def _queue_write(self, sql: str, params: tuple, new_row: int | None = None) -> None:
+        self._queue.append((sql, params, new_row))
         if len(self._queue) > MAX_QUEUED:
             dropped = len(self._queue) - MAX_QUEUED
             del self._queue[:dropped]
@@ -153,13 +156,13 @@ class History:
             # anything, as the registrar's group commit does (sipd/store.py).
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params, call_id in statements:
+                for sql, params, new_row in statements:
                     cursor = conn.execute(sql, params)
-                    if call_id is not None and cursor.rowcount == 0:
-                        # INSERT OR IGNORE: a Call-ID already in the history (a phone
-                        # that reuses Call-IDs); the call goes on without a row.
-                        log.warning("Call history: Call-ID %s is already recorded; this "
-                                    "call has no row of its own", call_id)
+                    if new_row is not None and cursor.rowcount == 0:
+                        # INSERT OR IGNORE: the id was taken (a row written behind
+                        # sipd's back, the only writer); the call goes on unrecorded.
+                        log.warning("Call history: row %d exists already; this call "
+                                    "has no row of its own", new_row)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -178,5 +181,8 @@ class History:
 
 
 def _caller(record: dict) -> tuple:
-    return (record["caller"], record["caller_name"], record["callee"][:64],
+    """caller, caller_name (what the callee was shown), caller_claimed (the display
+    name the caller's phone sent), callee, caller_source."""
+    return (record["caller"], record["caller_name"][:100],
+            record.get("caller_claimed", "")[:100], record["callee"][:64],
             record["caller_source"][:80])

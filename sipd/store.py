@@ -287,3 +287,23 @@ class LiveBinding:
     source_host: str
     source_port: int
     transport: str
+
+
+class Party(NamedTuple):
+    """An extension as a new call needs it (sipd/calls.py)."""
+
+    id: int
+    number: str
+    enabled: bool
+    name: str  # shown to the callee, whatever the caller's phone claims
+    max_calls: int  # calls it may be in at once, as caller or callee
+
+
+def call_parties(caller: str, callee: str) -> dict[str, Party]:
+    """The caller's and the callee's extensions by number, in one statement (a
+    number that is no extension is missing)."""
+    rows = _conn().execute(
+        "SELECT id, number, enabled, name, max_calls FROM extension WHERE number IN (?, ?)",
+        (caller, callee),
+    )
+    return {row[1]: Party(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows}

@@ -120,15 +120,17 @@ def hangup(call_id: int):
         return redirect(url_for(".active"))
     settings = current_app.config["PBX_SETTINGS"]
     try:
-        control.send(settings.control_socket, {"command": "hangup", "call_id": call.call_id})
+        # By row id: a Call-ID may belong to more than one call (RFC 3261 §12).
+        control.send(settings.control_socket, {"command": "hangup", "id": call.id})
     except control.ControlError as error:
-        log.warning("Panel: %s could not hang up call %s: %s", current_user.username,
-                    call.call_id, error)
+        log.warning("Panel: %s could not hang up call %d: %s", current_user.username,
+                    call.id, error)
         flash(f"Could not hang up the call {who}: {error}", "error")
         return redirect(url_for(".active"))
     with db.atomic():
         audit.record(current_user.username, "call.hangup", who, request.remote_addr,
-                     f"Call-ID {call.call_id}")
-    log.info("Panel: %s hung up call %s (%s)", current_user.username, call.call_id, who)
+                     f"call {call.id}, Call-ID {call.call_id}")
+    log.info("Panel: %s hung up call %d (%s, Call-ID %s)", current_user.username, call.id, who,
+             call.call_id)
     flash(f"The call {who} is being hung up.", "success")
     return redirect(url_for(".active"))

@@ -1,11 +1,24 @@
 """Forms for extensions; the rules themselves live in core (accounts, credentials)."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    StringField,
+    SubmitField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
 
-from core.accounts import AccountError, check_display_name, check_number
+from core.accounts import (
+    MAX_CALLS_LIMIT,
+    AccountError,
+    check_display_name,
+    check_max_calls,
+    check_number,
+)
 from core.credentials import password_problem
 from core.models import Extension
 
@@ -82,6 +95,12 @@ class ExtensionForm(PasswordChoice, FlaskForm):
 class EditForm(FlaskForm):
     name = StringField("Display name", validators=[_core_rule(check_display_name)])
     enabled = BooleanField("Enabled")
+    max_calls = IntegerField(
+        "Calls at once",
+        # Left blank (or not sent): unchanged.
+        validators=[Optional(), _core_rule(check_max_calls)],
+        render_kw={"inputmode": "numeric", "min": 1, "max": MAX_CALLS_LIMIT},
+    )
     submit = SubmitField("Save")
 
 

@@ -49,12 +49,14 @@ def _audit(action: str, number: str, detail: str = "") -> None:
              f" ({detail})" if detail else "")
 
 
-def _changes(extension: Extension, name: str, enabled: bool) -> str:
+def _changes(extension: Extension, name: str, enabled: bool, max_calls: int) -> str:
     changes = []
     if name != extension.name:
         changes.append(f"name {extension.name!r} -> {name!r}")
     if enabled != extension.enabled:
         changes.append("enabled" if enabled else "disabled")
+    if max_calls != extension.max_calls:
+        changes.append(f"call limit {extension.max_calls} -> {max_calls}")
     return ", ".join(changes) or "no change"
 
 
@@ -147,9 +149,11 @@ def edit(number: str):
     if form.validate_on_submit():
         try:
             with db.atomic():
-                detail = _changes(extension, (form.name.data or "").strip(), form.enabled.data)
+                max_calls = form.max_calls.data or extension.max_calls
+                detail = _changes(extension, (form.name.data or "").strip(), form.enabled.data,
+                                  max_calls)
                 update_extension(extension.number, name=form.name.data or "",
-                                 enabled=form.enabled.data)
+                                 enabled=form.enabled.data, max_calls=max_calls)
                 _audit("edit", extension.number, detail)
         except AccountError as error:
             form.form_errors.append(str(error))

@@ -161,7 +161,7 @@ def test_an_ended_call_is_freed_without_the_cyclic_collector(pbx):
         handle(request("ACK", 2, "c", to_tag=to_tag), CALLER)
         handle(request("BYE", 3, "d", to_tag=to_tag), CALLER)
         handle(answer(last(sent, b"BYE "), "200 OK"), CALLEE)
-        assert calls.calls == {} and calls.by_call_id == {}
+        assert calls.calls == {} and calls.dialogs == {} and calls.per_extension == {}
         # The transactions are still there (Timer M, Accepted: 32 s)...
         assert len(calls.client) >= 1 and len(stack.handler.transactions) >= 1
         # ... and the call is gone all the same, with the collector off.

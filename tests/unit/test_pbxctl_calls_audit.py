@@ -68,14 +68,15 @@ def test_calls_active(pbx):
     pbx("init")
     now = time.time()
     call("1002", "1003", now - 500)
-    call("1004", "1005", now - 95, live=True, answered_at=now - 90, codec="opus/48000")
-    call("1006", "1007", now - 4, live=True, state="ringing", answered_at=None,
+    live = call("1004", "1005", now - 95, live=True, answered_at=now - 90, codec="opus/48000")
+    ringing = call("1006", "1007", now - 4, live=True, state="ringing", answered_at=None,
          caller_media="", callee_media="", codec="")
     status, out, _ = pbx("calls", "--active")
     assert status == 0
     lines = out.splitlines()
-    assert lines[0].split()[:5] == ["STARTED", "CALLER", "CALLEE", "STATE", "DURATION"]
+    assert lines[0].split()[:6] == ["ID", "STARTED", "CALLER", "CALLEE", "STATE", "DURATION"]
     assert len(lines) == 3
+    assert lines[1].split()[0] == str(live.id) and lines[2].split()[0] == str(ringing.id)
     assert "1004" in lines[1] and "talking" in lines[1] and "1:30" in lines[1]
     assert "192.0.2.10:40000" in lines[1] and "opus/48000" in lines[1]
     assert "1006" in lines[2] and "ringing" in lines[2] and "0:04" in lines[2]

@@ -396,7 +396,7 @@ def test_live_calls_follow_the_database_and_hang_up(browser, database, tmp_path,
             # The button the script drew posts with the session's CSRF token.
             click_and_load(browser, row.find_element(By.XPATH, ".//button[.='Hang up']"))
             assert "The call 1002 → 1003 is being hung up." in browser.page_source
-            assert sipd.commands == [{"command": "hangup", "call_id": call.call_id}]
+            assert sipd.commands == [{"command": "hangup", "id": call.id}]
 
             browser.execute_script("window.samePage = true")
             with db.connection_context():

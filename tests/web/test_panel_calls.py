@@ -311,7 +311,7 @@ def test_hang_up_sends_the_command_and_is_audited(control_app, fake_sipd):
     call = rows.call("1002", "1003", live=True)
     response = client.post(f"/calls/{call.id}/hangup", environ_base={"REMOTE_ADDR": "198.51.100.9"})
     assert response.status_code == 302 and response.location == "/calls/active"
-    assert fake_sipd.commands == [{"command": "hangup", "call_id": call.call_id}]
+    assert fake_sipd.commands == [{"command": "hangup", "id": call.id}]
     page = client.get("/calls/active").data.decode()
     assert "The call 1002 → 1003 is being hung up." in page
     entry = AuditEntry.get(AuditEntry.action == "call.hangup")
@@ -387,7 +387,7 @@ def test_hang_up_needs_the_csrf_token(tmp_path, fake_sipd):
     assert fake_sipd.commands == []
     token = csrf_token(client.get("/calls/active").data.decode())
     assert client.post(f"/calls/{call.id}/hangup", data={"csrf_token": token}).status_code == 302
-    assert fake_sipd.commands == [{"command": "hangup", "call_id": call.call_id}]
+    assert fake_sipd.commands == [{"command": "hangup", "id": call.id}]
     # The token the script puts in the rows it draws is the same one.
     assert f'data-csrf="{token}"' in client.get("/calls/active").data.decode()
     db.close()
