@@ -64,13 +64,15 @@ def new_session(now=0.0):
 def test_before_any_packet_the_sdp_address_is_used_then_the_real_source():
     session, a, b, notes = new_session()
     a.set_remote(*PHONE_A)
+    a.set_source(NAT_A[0])  # A's signalling comes from its NAT
     b.set_remote(*PHONE_B)
+    b.set_source(PHONE_B[0])  # B is not behind NAT
     # A's first packet comes from its NAT, not from what its SDP said.
     assert a.receive(RTP, NAT_A, 172, 1.0) == PHONE_B  # B not heard yet: B's SDP address
     assert a.latched[RTP] == NAT_A
     # B's packets now go to where A really is.
     assert b.receive(RTP, PHONE_B, 172, 1.02) == NAT_A
-    assert notes == [(a, RTP, NAT_A, None, 1.0), (b, RTP, PHONE_B, None, 1.02)]
+    assert notes == [("latch", a, RTP, NAT_A, None, 1.0), ("latch", b, RTP, PHONE_B, None, 1.02)]
 
 
 def test_a_live_stream_cannot_be_stolen_but_relatches_after_silence():
@@ -93,9 +95,11 @@ def test_a_live_stream_cannot_be_stolen_but_relatches_after_silence():
 def test_rtcp_latches_separately_and_goes_to_the_nat_host_before_that():
     session, a, b, _ = new_session()
     a.set_remote(PHONE_A[0], PHONE_A[1], 4001)
+    a.set_source(NAT_A[0])
     b.set_remote(PHONE_B[0], PHONE_B[1])  # no a=rtcp: RTP port + 1
     assert b.destination(RTCP) == (PHONE_B[0], 6001)
-    assert a.destination(RTCP) == (PHONE_A[0], 4001)
+    # A's SDP names a private address nobody has been heard from: not used.
+    assert a.destination(RTCP) is None
     a.receive(RTP, NAT_A, 172, 1.0)
     # RTP latched, RTCP not yet: the NAT's host with the SDP's RTCP port.
     assert b.receive(RTCP, (PHONE_B[0], 6001), 80, 1.1) == (NAT_A[0], 4001)
@@ -113,6 +117,7 @@ def test_packets_with_nowhere_to_go_are_dropped_and_counted():
 def test_sdp_changes_reset_the_latch_only_when_the_phone_moved():
     session, a, b, _ = new_session()
     a.set_remote(*PHONE_A)
+    a.set_source(NAT_A[0])
     a.receive(RTP, NAT_A, 172, 1.0)
     a.set_remote(*PHONE_A)  # a re-INVITE with the same address
     assert a.latched[RTP] == NAT_A
