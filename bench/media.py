@@ -341,9 +341,10 @@ def run_relay(calls: int, duration: float, workdir: Path,
         for number in range(calls):
             session = relay.open_session(f"bench-{number}")
             a, b = phone_socket(), phone_socket()
-            # What the B2BUA does with each phone's SDP.
-            relay.set_remote(session, "A", *a.getsockname())
-            relay.set_remote(session, "B", *b.getsockname())
+            # What the B2BUA does with each phone's SDP, and the address its
+            # signalling came from (the relay latches each leg to it).
+            relay.set_remote(session, "A", *a.getsockname(), source=LOOPBACK)
+            relay.set_remote(session, "B", *b.getsockname(), source=LOOPBACK)
             pairs.append((a, (LOOPBACK, session.leg("A").local_rtp_port),
                           b, (LOOPBACK, session.leg("B").local_rtp_port)))
         before = relay.info()["packets_out"]

@@ -328,7 +328,9 @@ class Calls:
             )
         try:
             # Leg A is set from the caller's offer in the same round trip.
-            media = self.relay.open_session(request.headers.get("Call-ID"), _audio(offer))
+            media = self.relay.open_session(
+                request.headers.get("Call-ID"), _audio(offer), source=source.host
+            )
         except Exception as error:  # the relay says why: no ports, or it is down
             return refuse(503, f"media relay: {error}", "FAILED", [("Retry-After", "5")])
 
@@ -487,7 +489,7 @@ class Calls:
             # Early media (ringback from the phone): the relay carries it too.
             try:
                 answer = SessionDescription.parse(response.body)
-                self._set_media("B", call, answer, None)
+                self._set_media("B", call, answer, branch)
                 body = self._sdp_for(call, answer, "A")
             except SdpError:
                 body = b""
@@ -786,7 +788,7 @@ class Calls:
         if request.body and request.method in ("INVITE", "UPDATE"):
             try:
                 offer = SessionDescription.parse(request.body)
-                self._set_media(leg, call, offer, source)
+                self._set_media(leg, call, offer)
                 body = self._sdp_for(call, offer, other)
             except SdpError as error:
                 self._reply(txn, request, 488, f"Not Acceptable Here: {error}")
@@ -958,16 +960,20 @@ class Calls:
 
     # -- media and timers ------------------------------------------------------------------
 
-    def _set_media(self, leg: str, call: Call, description, source: Source | None) -> None:
-        """Tell the relay where this leg's phone wants its audio, and in which direction."""
+    def _set_media(self, leg: str, call: Call, description, branch: Branch | None = None) -> None:
+        """Tell the relay where this leg's phone wants its audio, in which direction,
+        and the address its signalling uses (the caller's source; the callee's
+        registered one, `branch`'s before the answer): the relay latches the leg
+        only to packets from there or from the SDP's address (sipd/media/session.py)."""
         if description is None:
             return
         stream = _audio(description)
         if stream is None:
             return
         self._note_direction(call, leg, stream)
+        peer = call.a_dest if leg == "A" else (branch.destination if branch else call.b_dest)
         try:
-            self.relay.apply_stream(call.media, leg, stream)
+            self.relay.apply_stream(call.media, leg, stream, source=peer.host)
         except Exception as error:  # the relay restarted: the call has lost its media
             log.warning("Call %s -> %s: media relay: %s", call.caller, call.callee, error)
 

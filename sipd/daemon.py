@@ -153,7 +153,8 @@ class Sipd:
         closed = self.history.close_stale(time.time())
         if closed:
             log.info("Closed %d call(s) left active by a previous sipd", closed)
-        self.relay = Relay(self.settings).start()
+        # The relay never sends to sipd's own port, also when the kernel chose it.
+        self.relay = Relay(self.settings, own_ports=(port,)).start()
         streams = {
             server.transport: server for server in self.servers if hasattr(server, "connections")
         }

@@ -15,7 +15,8 @@ API for the B2BUA:
     relay.address                        # the address to write into SDP (PBX_PUBLIC_ADDRESS,
                                          # else detected: see advertised_address())
 
-    session = relay.open_session(call_id, stream=None)  # raises PortsExhausted -> 503 +
+    session = relay.open_session(call_id, stream=None, source=None)
+                                                 # raises PortsExhausted -> 503 +
                                                  # Retry-After; with the caller's offer's
                                                  # Stream, leg A is applied in the same trip
     session.leg("A").local_rtp_port              # A faces the caller, B the callee;
@@ -25,13 +26,22 @@ API for the B2BUA:
     # the offer to the callee with *leg B's* ports (the callee sends to leg B):
     offer = SessionDescription.parse(body)       # sipd.sip.sdp; SdpError -> 400
     stream = offer.streams()[0]                  # one session per relayed m= line
-    relay.apply_stream(session, "A", stream)     # = set_remote + set_direction below,
+    relay.apply_stream(session, "A", stream, source=caller_ip)
+                                                 # = set_remote + set_direction below,
                                                  # sent without waiting for a reply
     body_to_callee = bytes(rewrite(offer, relay.address, {0: session.leg("B").local_rtp_port}))
     # ... and the callee's answer the other way round: apply_stream(session, "B", ...)
     # and rewrite(answer, relay.address, {0: session.leg("A").local_rtp_port}).
 
-    relay.set_remote(session, "A", host, rtp_port, rtcp_port=None)   # from SDP c=/m=/a=rtcp
+    relay.set_remote(session, "A", host, rtp_port, rtcp_port=None, source=None)
+                                  # from SDP c=/m=/a=rtcp
+
+    source: the IP address a phone's signalling comes from (the caller's INVITE
+    source, the callee's registered source). The leg then latches only to
+    packets from that address or its SDP address (any port), and sends to its
+    SDP address before it latched only if that is the signalling address. Leave
+    it out for a trunk's leg: it latches to its SDP address only, and is sent to
+    there from the start (carriers are not behind NAT). See session.py.
     relay.set_direction(session, "A", "sendonly")  # the direction in A's own SDP (hold)
     relay.stats(session)          # dict: per leg packets/bytes in/out, idle s, latched source
     relay.close_session(session)  # ports released; returns the final stats; idempotent
@@ -50,6 +60,11 @@ API for the B2BUA:
 
 Call start() from the main thread (any greenlet of sipd's hub is): the relay
 is also told to die with the thread that started it (PR_SET_PDEATHSIG).
+
+The relay forwards RTP and RTCP only (rtp.py), and never to the PBX's own
+endpoints (own.py): sipd's SIP ports (settings, plus own_ports=(the port bound
+when PBX_SIP_LISTEN says 0,)), the panel's port, the relay's bound ports and
+every privileged port, on any address of this host or PBX_PUBLIC_ADDRESS.
 
 Options: Relay(settings, realtime=False) keeps the relay off real-time
 scheduling (default: it asks for SCHED_RR 1, else nice -10, see server.py and
@@ -151,11 +166,15 @@ def advertised_address(settings: Settings) -> str:
 class Relay:
     def __init__(self, settings: Settings, *, bind: str | None = None,
                  address: str | None = None, python: str = sys.executable,
-                 coalesce_ms: float | None = None, realtime: bool | None = None):
+                 coalesce_ms: float | None = None, realtime: bool | None = None,
+                 own_ports=()):
         self.settings = settings
         self.bind = bind or bind_address(settings)
         self.address = address or advertised_address(settings)
         self.ports = settings.rtp_ports
+        self.own_ports = sorted(
+            {settings.sip_port, settings.sip_tls_port, settings.panel_port, *own_ports}
+            - {0, None})
         self.python = python
         self.coalesce_ms = coalesce_ms  # None: the relay's default (server.COALESCE)
         # PBX_MEDIA_REALTIME (proposed setting, default on): see server.RELAY_RT_PRIORITY.
@@ -217,6 +236,9 @@ class Relay:
             command.append("--no-realtime")
         if self.coalesce_ms is not None:
             command += ["--coalesce-ms", str(self.coalesce_ms)]
+        command += ["--own-ports", ",".join(map(str, self.own_ports))]
+        for host in {self.address, self.settings.public_address} - {None, ""}:
+            command += ["--own-address", host]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -425,12 +447,14 @@ class Relay:
 
     # --- the API ------------------------------------------------------------------
 
-    def open_session(self, call_id: str, stream=None) -> MediaSession:
+    def open_session(self, call_id: str, stream=None, source: str | None = None
+                     ) -> MediaSession:
         """A session for a call; with `stream` (the caller's offer, a Stream) leg
-        A is set from it in the same round trip (as apply_stream would)."""
+        A is set from it in the same round trip (as apply_stream would), with
+        `source` the caller's signalling address."""
         request = {"op": "open", "call_id": call_id}
         if stream is not None:
-            request["apply"] = _apply(stream)
+            request["apply"] = _apply(stream, source)
         reply = self._call(request)
         legs = {name: LegPorts(name, ports[0], ports[1]) for name, ports in reply["legs"].items()}
         session = MediaSession(reply["session"], call_id, legs, self.generation)
@@ -438,28 +462,33 @@ class Relay:
         return session
 
     def set_remote(self, session: MediaSession, leg: str, host: str, rtp_port: int,
-                   rtcp_port: int | None = None) -> None:
+                   rtcp_port: int | None = None, source: str | None = None) -> None:
         self._live(session)
-        self._call({"op": "remote", "session": session.id, "leg": leg, "host": host,
-                    "rtp": rtp_port, "rtcp": rtcp_port})
+        request = {"op": "remote", "session": session.id, "leg": leg, "host": host,
+                   "rtp": rtp_port, "rtcp": rtcp_port}
+        if source is not None:
+            request["source"] = source
+        self._call(request)
 
     def set_direction(self, session: MediaSession, leg: str, direction: str) -> None:
         self._live(session)
         self._call({"op": "direction", "session": session.id, "leg": leg,
                     "direction": direction})
 
-    def apply_stream(self, session: MediaSession, leg: str, stream) -> None:
+    def apply_stream(self, session: MediaSession, leg: str, stream,
+                     source: str | None = None) -> None:
         """set_remote and set_direction from a sipd.sip.sdp.Stream (one m= line
-        of the SDP that phone sent). A c= that is not an IPv4 address (a host
-        name, IPv6) sets no address: latching finds the phone from its packets.
+        of the SDP that phone sent), with `source` (see the module's docstring).
+        A c= that is not an IPv4 address (a host name, IPv6) sets no address:
+        latching finds the phone from its packets.
 
         Sent without waiting for the relay: it applies requests in order, so
         whatever is asked next sees this done, and what could fail (an address
         it refuses) leaves the leg to latching, which finds the phone anyway.
         That spares the B2BUA a round trip on every answer and re-INVITE."""
         self._live(session)
-        self._call({"op": "apply", "session": session.id, "leg": leg, **_apply(stream)},
-                   wait=False)
+        self._call({"op": "apply", "session": session.id, "leg": leg,
+                    **_apply(stream, source)}, wait=False)
 
     def stats(self, session: MediaSession) -> dict:
         self._live(session)
@@ -522,12 +551,17 @@ def _source(address: list | None) -> str:
     return f"{address[0]}:{address[1]}" if address else ""
 
 
-def _apply(stream) -> dict:
-    """What op "apply" (and "open" for leg A) needs from a Stream."""
+def _apply(stream, source: str | None = None) -> dict:
+    """What op "apply" (and "open" for leg A) needs from a Stream, and the
+    phone's signalling address (absent for a trunk's leg)."""
     remote = None
     if _ipv4(stream.host) and not stream.hold_address and stream.port:
         remote = {"host": stream.host, "rtp": stream.port, "rtcp": stream.rtcp_port or None}
-    return {"remote": remote, "direction": stream.relay_direction if stream.port else "inactive"}
+    request = {"remote": remote,
+               "direction": stream.relay_direction if stream.port else "inactive"}
+    if source is not None:
+        request["source"] = source
+    return request
 
 
 def _ipv4(host: str | None) -> bool:

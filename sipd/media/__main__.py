@@ -7,7 +7,18 @@ import sys
 
 from core import logs
 from core.config import ConfigError, parse_port_range
+from sipd.media.own import OwnEndpoints
 from sipd.media.server import COALESCE, serve
+
+
+def port_list(value: str) -> list[int]:
+    """--own-ports: comma-separated port numbers (1-65535)."""
+    ports = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        if not item.isdigit() or not 0 < int(item) <= 65535:
+            raise argparse.ArgumentTypeError(f"not a port number: {item!r}")
+        ports.append(int(item))
+    return ports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not ask for SCHED_RR (nice -10 is still tried)")
     parser.add_argument("--coalesce-ms", type=float, default=COALESCE * 1000,
                         help="pause after each batch of packets (see server.COALESCE)")
+    parser.add_argument("--own-ports", type=port_list, default=[],
+                        help="ports the PBX listens on (SIP, TLS, panel): never sent to on "
+                             "any address of this host (see own.py)")
+    parser.add_argument("--own-address", action="append", default=[],
+                        help="an address that reaches this host from outside "
+                             "(PBX_PUBLIC_ADDRESS): counts as this host's")
     args = parser.parse_args(argv)
     try:
         low, high = parse_port_range(args.ports, "PBX_RTP_PORTS")
@@ -30,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sipd.media: {error}", file=sys.stderr)
         return 2
     logs.setup(args.log_level, args.log_file, "sipd-media")
+    own = OwnEndpoints(args.own_ports, args.own_address)
     return serve(args.control_fd, args.bind, low, high, args.parent, args.pidfile,
-                 realtime=not args.no_realtime, coalesce=max(0.0, args.coalesce_ms) / 1000)
+                 realtime=not args.no_realtime, coalesce=max(0.0, args.coalesce_ms) / 1000,
+                 own=own)
 
 
 if __name__ == "__main__":

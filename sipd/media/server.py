@@ -12,13 +12,19 @@ request with "reply": false gets no reply when it succeeds (sipd does not wait
 for it; an error is still answered, and logged by sipd when it reads it):
 
     -> {"op": "open", "call_id": "...", "apply": {...}}   (apply, optional: leg A's
-                                            "remote" and "direction" as in op "apply")
+                                            "remote", "direction" and "source" as in
+                                            op "apply")
     <- {"ok": true, "session": 7, "legs": {"A": [10000, 10001], "B": [10002, 10003]}}
-    -> {"op": "remote", "session": 7, "leg": "A", "host": "...", "rtp": 4000, "rtcp": 4001}
+    -> {"op": "remote", "session": 7, "leg": "A", "host": "...", "rtp": 4000, "rtcp": 4001,
+        "source": "203.0.113.7"}            (source, optional: the IP address the
+                                            phone's signalling comes from; the leg
+                                            latches to it or to the SDP host, see
+                                            session.py; without it, to the SDP host)
     -> {"op": "direction", "session": 7, "leg": "A", "direction": "sendonly"}
     -> {"op": "apply", "session": 7, "leg": "A", "direction": "sendrecv",
-        "remote": {"host": "...", "rtp": 4000, "rtcp": null}}   (remote may be null:
-                                            both of the above in one round trip)
+        "remote": {"host": "...", "rtp": 4000, "rtcp": null}, "source": "..."}
+                                            (remote may be null, source absent:
+                                            the above in one round trip)
     -> {"op": "stats", "session": 7}        <- {"ok": true, "stats": {...}}
     -> {"op": "close", "session": 7}        <- {"ok": true, "stats": {...}}  (final figures)
     -> {"op": "dead", "timeout": 60, "hold_timeout": null}
@@ -38,6 +44,7 @@ the relay exits: its ports are free again for the sipd that comes next.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -47,7 +54,9 @@ import signal
 import socket
 import time
 
+from sipd.media.own import OwnEndpoints
 from sipd.media.pool import PoolExhausted, PortPool
+from sipd.media.rtp import is_media
 from sipd.media.session import KINDS, RTCP, RTP, Session
 
 log = logging.getLogger("sipd.media")
@@ -95,10 +104,13 @@ class ControlError(Exception):
 
 
 class RelayServer:
-    def __init__(self, control: socket.socket, bind_host: str, low: int, high: int):
+    def __init__(self, control: socket.socket, bind_host: str, low: int, high: int,
+                 own: OwnEndpoints | None = None):
         self.control = control
         self.bind_host = bind_host
         self.pool = PortPool(low, high)
+        # Never sent to nor latched onto; the relay's own ports join while bound.
+        self.own = own if own is not None else OwnEndpoints()
         self.epoll = select.epoll()
         # fd -> (socket, leg, kind, the other leg's socket of that kind)
         self.endpoints: dict[int, tuple] = {}
@@ -155,6 +167,11 @@ class RelayServer:
                         size, source = sock.recvfrom_into(buffer)
                     except OSError:
                         break  # BlockingIOError (drained), ICMP errors
+                    if not is_media(buffer, size, kind):  # RTP and RTCP only (rtp.py)
+                        leg.not_media += 1
+                        if leg.not_media == 1:
+                            self.notes.append(("not_media", leg, kind, source))
+                        continue
                     destination = leg.receive(kind, source, size, now)
                     if destination is not None:
                         try:
@@ -167,16 +184,22 @@ class RelayServer:
                 sleep(coalesce)
 
     def _log_notes(self) -> None:
-        for leg, kind, source, before, silent in self.notes:
-            sdp = leg.remote[kind]
-            said = f"{sdp[0]}:{sdp[1]}" if sdp else "nothing yet"
-            if before is None:
-                log.info("[RTP] Call %s leg %s %s latched to %s:%d (SDP said %s)",
-                         leg.call_id, leg.name, KINDS[kind].upper(), source[0], source[1], said)
+        for event, leg, kind, source, *rest in self.notes:
+            what = f"Call {leg.call_id} leg {leg.name} {KINDS[kind].upper()}"
+            if event == "not_media":
+                log.warning("[RTP] %s: dropped a packet from %s:%d that is not RTP or RTCP "
+                            "(further ones are counted, not logged)", what, *source)
+            elif event == "stranger":
+                log.warning("[RTP] %s: dropped packets from %s:%d, not the phone's address "
+                            "(signalling %s, SDP %s) (further ones are counted, not logged)",
+                            what, *source, leg.source_host or "not known",
+                            _address(leg.remote[kind]))
+            elif rest[0] is None:
+                log.info("[RTP] %s latched to %s:%d (SDP said %s)", what, *source,
+                         _address(leg.remote[kind]))
             else:
-                log.info("[RTP] Call %s leg %s %s re-latched from %s:%d to %s:%d after %.1f s "
-                         "of silence", leg.call_id, leg.name, KINDS[kind].upper(), before[0],
-                         before[1], source[0], source[1], silent)
+                log.info("[RTP] %s re-latched from %s:%d to %s:%d after %.1f s of silence",
+                         what, *rest[0], *source, rest[1])
         self.notes.clear()
 
     # --- control ----------------------------------------------------------------
@@ -260,7 +283,7 @@ class RelayServer:
                 raise
             raise ControlError(str(error), "exhausted") from None
         session = Session(self.next_id, call_id, (ports[0], ports[0] + 1),
-                          (ports[1], ports[1] + 1), now, self.notes)
+                          (ports[1], ports[1] + 1), now, self.notes, self.own)
         self.next_id += 1
         self.sessions[session.id] = session
         self.sockets[session.id] = sockets
@@ -297,6 +320,7 @@ class RelayServer:
                     except OSError:
                         pass
                     sock.bind((self.bind_host, number))
+                self.own.relay_ports.update((port, port + 1))
                 return port, pair
             except OSError as error:
                 for sock in pair:
@@ -310,19 +334,34 @@ class RelayServer:
         raise PoolExhausted("no free media port pair could be bound (PBX_RTP_PORTS is in use)")
 
     def op_remote(self, request: dict, now: float) -> dict:
-        leg = self._session(request).leg(request.get("leg"))
+        session = self._session(request)
+        leg = session.leg(request.get("leg"))
         host = str(request["host"])
         rtp = int(request["rtp"])
         rtcp = request.get("rtcp")
         if not 0 <= rtp <= 65535 or (rtcp is not None and not 0 < int(rtcp) <= 65535):
             raise ControlError("port out of range")
         if host not in ("", "0.0.0.0"):
-            try:
-                socket.inet_aton(host)
-            except OSError:
-                raise ControlError(f"not an IPv4 address: {host!r}") from None
+            host = _ipv4(host)
+        self._set_source(leg, request)
         leg.set_remote(host, rtp, int(rtcp) if rtcp is not None else None)
+        remote = leg.remote[RTP]
+        if remote is not None and self.own.forbids(remote):
+            log.warning("[RTP] Call %s leg %s: the SDP names %s:%d, one of the PBX's own "
+                        "endpoints (or not unicast): nothing is sent there",
+                        session.call_id, leg.name, *remote)
         return {}
+
+    def _set_source(self, leg, request: dict) -> None:
+        """"source" (optional): the IP address the leg's phone signals from. An
+        IPv6 one (sipd on [::]) never matches an IPv4 packet's source: the leg
+        then latches to its SDP address only, and is sent nothing before."""
+        if "source" in request:
+            try:
+                source = str(ipaddress.ip_address(str(request["source"])))
+            except ValueError:
+                raise ControlError(f"not an IP address: {request['source']!r}") from None
+            leg.set_source(source)
 
     def op_direction(self, request: dict, now: float) -> dict:
         leg = self._session(request).leg(request.get("leg"))
@@ -330,8 +369,10 @@ class RelayServer:
         return {}
 
     def op_apply(self, request: dict, now: float) -> dict:
-        """remote (when the request has one) then direction, in one round trip:
-        what the B2BUA sends for each SDP a phone sends (Relay.apply_stream)."""
+        """source and remote (when the request has them), then direction, in one
+        round trip: what the B2BUA sends for each SDP a phone sends
+        (Relay.apply_stream)."""
+        self._set_source(self._session(request).leg(request.get("leg")), request)
         remote = request.get("remote")
         if remote is not None:
             self.op_remote({**remote, "session": request.get("session"),
@@ -346,6 +387,7 @@ class RelayServer:
         stats = session.stats(now)
         for sock in self.sockets.pop(session.id):
             fd = sock.fileno()
+            self.own.relay_ports.discard(sock.getsockname()[1])
             self.endpoints.pop(fd, None)
             try:
                 self.epoll.unregister(fd)
@@ -398,6 +440,20 @@ class RelayServer:
         self.epoll.close()
 
 
+def _ipv4(host: str) -> str:
+    """A dotted-quad IPv4 address, as the kernel writes it: the forms inet_aton()
+    would also take ("127.1", "2130706433") are refused, since the relay
+    compares addresses as text (own.py, session.py)."""
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        raise ControlError(f"not an IPv4 address: {host!r}") from None
+
+
+def _address(value) -> str:
+    return f"{value[0]}:{value[1]}" if value else "nothing yet"
+
+
 def raise_file_limit() -> None:
     """Four sockets per call: lift the soft descriptor limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -442,7 +498,7 @@ def raise_priority(realtime: bool) -> str:
 
 def serve(control_fd: int, bind_host: str, low: int, high: int, parent: int,
           pidfile: str | None = None, realtime: bool = True,
-          coalesce: float = COALESCE) -> int:
+          coalesce: float = COALESCE, own: OwnEndpoints | None = None) -> int:
     # Ctrl-C in a terminal reaches the whole process group; sipd decides when
     # the relay stops (by closing the control socket), so SIGINT is ignored.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -457,7 +513,7 @@ def serve(control_fd: int, bind_host: str, low: int, high: int, parent: int,
     scheduling = raise_priority(realtime)
     control = socket.socket(fileno=control_fd)
     control.setblocking(False)
-    server = RelayServer(control, bind_host, low, high)
+    server = RelayServer(control, bind_host, low, high, own)
     server.coalesce = coalesce
     signal.signal(signal.SIGTERM, on_term)
     if pidfile:
@@ -465,8 +521,9 @@ def serve(control_fd: int, bind_host: str, low: int, high: int, parent: int,
             handle.write(f"{os.getpid()} {parent}\n")
     server._reply({"ok": True, "ready": True, "pid": os.getpid(),
                    "ports_total": server.pool.size * 2})
-    log.info("[RTP] Media relay ready (pid %d) on %s, ports %d-%d, scheduling %s",
-             os.getpid(), bind_host, low, high, scheduling)
+    log.info("[RTP] Media relay ready (pid %d) on %s, ports %d-%d, scheduling %s; never "
+             "sends to ports %s or below 1024 of this host", os.getpid(), bind_host, low, high,
+             scheduling, ",".join(map(str, sorted(server.own.ports))) or "-")
     try:
         server.run()
     finally:

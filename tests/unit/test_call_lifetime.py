@@ -46,12 +46,12 @@ class PortsOnly:
     def __init__(self):
         self.opened = 0
 
-    def open_session(self, call_id, stream=None):
+    def open_session(self, call_id, stream=None, source=None):
         self.opened += 1
         return MediaSession(self.opened, call_id, {"A": LegPorts("A", 10000, 10001),
                                                    "B": LegPorts("B", 10002, 10003)})
 
-    def apply_stream(self, session, leg, stream):
+    def apply_stream(self, session, leg, stream, source=None):
         pass
 
     def close_session(self, session, wait=True):
