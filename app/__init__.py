@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, abort, render_template, request
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -29,6 +29,7 @@ _SETTINGS_KEYS = {
     "CONTROL_SOCKET": "control_socket",
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
+    "RUN_DIR": "run_dir",
 }
 # Endpoints a viewer may still POST to: arriving and leaving are not changes.
 _VIEWER_POST_ALLOWED = {"auth.login", "auth.logout"}
@@ -107,6 +108,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app import filters
     from app.auth import bp as auth_bp
     from app.calls import bp as calls_bp
+    from app.dashboard import bp as dashboard_bp
     from app.extensions import bp as extensions_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
@@ -114,12 +116,14 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
 
     filters.init_app(app)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)
     app.register_blueprint(settings_bp)
-    app.add_url_rule("/", "index", lambda: redirect(url_for("extensions.index")))
+    # `/` is the dashboard; url_for("index") still names it, for the links that use it.
+    app.add_url_rule("/", "index", build_only=True)
     return app
 
 
