@@ -12,7 +12,7 @@ import dataclasses
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, abort, render_template, request
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -30,6 +30,7 @@ _SETTINGS_KEYS = {
     "CONTROL_SOCKET": "control_socket",
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
+    "RUN_DIR": "run_dir",
 }
 # Endpoints a viewer may still POST to: arriving, leaving and their own password
 # are not changes to the PBX.
@@ -110,6 +111,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app import filters
     from app.auth import bp as auth_bp
     from app.calls import bp as calls_bp
+    from app.dashboard import bp as dashboard_bp
     from app.extensions import bp as extensions_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
@@ -117,12 +119,14 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
 
     filters.init_app(app)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)
     app.register_blueprint(settings_bp)
-    app.add_url_rule("/", "index", lambda: redirect(url_for("extensions.index")))
+    # `/` is the dashboard; url_for("index") still names it, for the links that use it.
+    app.add_url_rule("/", "index", build_only=True)
     return app
 
 

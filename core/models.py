@@ -233,7 +233,7 @@ class Ban(BaseModel):
     reason = CharField(max_length=255)  # e.g. "5 failed authentications in 600 s"
     failures = IntegerField()  # offences counted in the window that led to it
     offences = IntegerField()  # 1 for a first ban; the time doubles with each
-    created_at = FloatField(default=time.time)
+    created_at = FloatField(default=time.time, index=True)
     expires_at = FloatField(index=True)
     lifted_at = FloatField(null=True)
     lifted_by = CharField(max_length=64, null=True)  # panel user, or "cli:<unix user>"
@@ -281,6 +281,40 @@ class Setting(BaseModel):
     value = TextField()
 
 
+class RegistrationSample(BaseModel):
+    """How many extensions were registered at a moment, for the dashboard's chart.
+
+    Bindings are deleted when they expire, so the database keeps no history of
+    registrations; sipd samples the live ones every few minutes instead
+    (core/samples.py) and keeps about a week of samples.
+    """
+
+    taken_at = FloatField(index=True)
+    extensions = IntegerField()  # distinct extensions with a live binding
+    bindings = IntegerField()
+
+
+class Service(BaseModel):
+    """A daemon's own record of itself: what runs, since when, last seen alive.
+
+    Written by the daemon (sipd at start, on its housekeeping timer, at a clean
+    stop; core/services.py), read by the panel's dashboard. One row per daemon
+    and host, so that several sipd nodes on one database each keep their own.
+    """
+
+    name = CharField(max_length=32)  # sipd
+    host = CharField(max_length=255)  # socket.gethostname() of the daemon
+    pid = IntegerField()
+    version = CharField(max_length=64)  # core.version.code_version()
+    started_at = FloatField()
+    seen_at = FloatField()
+    stopped_at = FloatField(null=True)  # set by a clean stop, cleared by a start
+    detail = CharField(max_length=255, default="")  # e.g. where it listens
+
+    class Meta:
+        indexes = ((("name", "host"), True),)
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = FloatField(default=time.time)
@@ -288,5 +322,5 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = [
     Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
-    Setting, SchemaVersion,
+    Setting, SchemaVersion, RegistrationSample, Service,
 ]

@@ -9,7 +9,7 @@ import time
 
 import gevent
 
-from core import systemd
+from core import samples, services, systemd
 from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
@@ -140,7 +140,20 @@ class Sipd:
             live,
             reaped,
         )
+        # What the panel's dashboard shows of sipd (core/services.py, core/samples.py).
+        self.sampler = samples.Sampler()
+        services.started("sipd", self._describe_listeners(host, port))
+        self.sampler.tick()
         systemd.notify("READY=1\nSTATUS=serving")
+
+    def _describe_listeners(self, host: str, port: int) -> str:
+        parts = [f"UDP/TCP {host}:{port}"]
+        if self.settings.sip_tls_port is not None:
+            parts.append(f"TLS {self.settings.sip_tls_host}:{self.settings.sip_tls_port}")
+        if self.workers is not None:
+            count = self.settings.sip_workers
+            parts.append(f"{count} registration worker{'s' if count > 1 else ''}")
+        return ", ".join(parts)
 
     def _start_calls(self, host: str, port: int) -> None:
         """The media relay, the B2BUA and the control socket (the calls issue)."""
@@ -190,6 +203,8 @@ class Sipd:
     def _housekeeping(self) -> None:
         reap()
         self.stack.housekeeping()
+        services.seen("sipd")
+        self.sampler.tick()
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
@@ -203,10 +218,15 @@ class Sipd:
             server.stop(timeout=1)
         if getattr(self, "history", None) is not None:
             self.history.flush()  # what the last turn of the loop recorded
+        if getattr(self, "sampler", None) is not None:
+            services.stopped("sipd")
         self.database.close()
 
 
 def run(settings: Settings) -> int:
+    # Caught from the start: a SIGTERM that came while sipd started (systemd stopping
+    # it at once, a test) stops it cleanly once started, instead of killing it unrecorded.
+    stop = _signal_event()
     daemon = Sipd(settings)
     try:
         daemon.start()
@@ -219,7 +239,7 @@ def run(settings: Settings) -> int:
         )
         return 1
     _settle_gc()
-    _wait_for_signal()
+    stop.wait()
     log.info("sipd stopping")
     daemon.stop()
     return 0
@@ -238,11 +258,15 @@ def _settle_gc() -> None:
     gc.set_threshold(5000, 10, 10)
 
 
-def _wait_for_signal(signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+def _signal_event(signals=(signal.SIGTERM, signal.SIGINT)) -> gevent.event.Event:
     stop = gevent.event.Event()
     for number in signals:
         gevent.signal_handler(number, stop.set)
-    stop.wait()
+    return stop
+
+
+def _wait_for_signal(signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+    _signal_event(signals).wait()
 
 
 def run_worker(settings: Settings, index: int, port: int, parent: int) -> int:

@@ -38,7 +38,7 @@ def login():
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
     if current_user.is_authenticated and request.method == "GET":
-        return redirect(safe_next(form.next.data) or url_for("extensions.index"))
+        return redirect(safe_next(form.next.data) or url_for("index"))
     if form.validate_on_submit():
         username, address = form.username.data, request.remote_addr
         wait = throttle.wait_seconds(username, address)
@@ -59,7 +59,7 @@ def login():
             if locked:
                 form.form_errors.append(too_many(locked))
         else:
-            target = safe_next(form.next.data) or url_for("extensions.index")
+            target = safe_next(form.next.data) or url_for("index")
             # A fresh session for the new identity, with a fresh CSRF token.
             session.clear()
             login_user(admin)

@@ -17,8 +17,9 @@ def test_a_lower_number_recorded_late_is_still_applied(tmp_path):
     database = connect(load_settings({"PBX_DB": str(tmp_path / "b.db")}), migrate=False)
     numbers = [number for number, _ in migrations.available()]
     assert len(numbers) >= 3
-    # A database made from a checkout that had 0001, 0002 and 0004 but not yet 0003.
-    skipped = numbers[2]
+    # A database made from a checkout that had every migration but 0002 (the call table,
+    # which no later migration builds on: 0007 indexes the ban table of 0003).
+    skipped = numbers[1]
     database.create_tables([SchemaVersion])
     for number, name in migrations.available():
         if number != skipped:

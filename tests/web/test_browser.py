@@ -279,7 +279,7 @@ def log_in(driver, panel):
     driver.find_element(By.NAME, "username").send_keys(ADMIN[0])
     driver.find_element(By.NAME, "password").send_keys(ADMIN[1])
     click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "input[type=submit]"))
-    assert driver.current_url == panel.url + "/extensions/"
+    assert driver.current_url == panel.url + "/"
 
 
 def assert_inert(driver):

@@ -7,6 +7,7 @@ from core.accounts import create_extension
 from core.models import Admin, Extension, db
 
 PROTECTED_PAGES = [
+    "/",
     "/extensions/",
     "/extensions/new",
     "/extensions/1002",
@@ -31,10 +32,10 @@ def test_login_page(client):
     assert b'type="password"' in response.data
 
 
-def test_root_goes_to_the_extensions(admin_client):
+def test_root_is_the_dashboard(admin_client):
     response = admin_client.get("/")
-    assert response.status_code == 302
-    assert response.location == "/extensions/"
+    assert response.status_code == 200
+    assert b"<h1>Dashboard</h1>" in response.data
 
 
 def test_index_redirects_to_login_with_next(client):
@@ -68,7 +69,7 @@ def test_every_post_needs_a_login(client, rows, path):
 def test_login_good(client, auth):
     response = auth.login()
     assert response.status_code == 302
-    assert response.location == "/extensions/"
+    assert response.location == "/"
     assert client.get("/extensions/").status_code == 200
     admin = Admin.get(Admin.username == ADMIN[0])
     assert admin.last_login_at is not None
@@ -112,12 +113,12 @@ def test_login_refuses_an_open_redirect(client, auth, target):
     assert b"evil.example" not in page.data
     response = auth.login(next_url=target)
     assert response.status_code == 302
-    assert response.location == "/extensions/"
+    assert response.location == "/"
 
 
 def test_logged_in_user_visiting_login_goes_on(admin_client):
     response = admin_client.get("/login?next=//evil.example/")
-    assert response.location == "/extensions/"
+    assert response.location == "/"
 
 
 def test_logout_is_a_post(admin_client, auth):
