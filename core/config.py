@@ -218,7 +218,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_calls=_int(env, "PBX_MAX_CALLS", 500, 1),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
-        db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT", "5"), "PBX_DB_LOCK_WAIT", 0.1, 60),
+        db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT") or "5", "PBX_DB_LOCK_WAIT", 0.1, 60),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),

@@ -57,10 +57,11 @@ UDP_BATCH = 64
 REGISTER = b"REGISTER "
 OPTIONS = b"OPTIONS "
 # Reads waiting for the registration greenlet; past this the reader waits too,
-# and an overload queues in the kernel. What queued while it waited for the
-# lock is committed together, up to REGISTER_MERGE requests.
-REGISTER_BACKLOG = 16
-REGISTER_MERGE = 4 * UDP_BATCH
+# and an overload queues in the kernel, as when the reader handled REGISTERs
+# itself (a deeper queue here only added latency under overload). What queued
+# meanwhile is handled and committed together.
+REGISTER_BACKLOG = 2
+REGISTER_MERGE = (REGISTER_BACKLOG + 1) * UDP_BATCH
 
 
 class UdpTransport:

@@ -117,9 +117,9 @@ def test_transaction_commits_rolls_back_and_joins(path):
         conn.execute("INSERT INTO t VALUES ('kept')")
         with dblock.transaction(conn, 1):  # joins the open one
             conn.execute("INSERT INTO t VALUES ('kept too')")
-    with pytest.raises(ZeroDivisionError), dblock.transaction(conn, 1):
+    with pytest.raises(RuntimeError), dblock.transaction(conn, 1):
         conn.execute("INSERT INTO t VALUES ('gone')")
-        1 / 0
+        raise RuntimeError("the request failed half-way")
     assert not conn.in_transaction
     assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["kept", "kept too"]
 
@@ -175,3 +175,21 @@ def binding_values() -> dict:
             "source_host": "192.0.2.7", "source_port": 5062, "transport": "UDP",
             "expires_at": 1300.0, "call_id": "c", "cseq": 1, "user_agent": "", "instance": "",
             "q": None, "updated_at": 1000.0}
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "61", "nan", "-1"])
+def test_a_malformed_lock_wait_is_refused_in_one_line(value):
+    from core.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as error:
+        load_settings({"PBX_DB_LOCK_WAIT": value})
+    assert str(error.value) == (f"PBX_DB_LOCK_WAIT: expected seconds from 0.1 to 60, "
+                                f"got {value!r}")
+
+
+def test_the_lock_wait_setting():
+    from core.config import load_settings
+
+    assert load_settings({}).db_lock_wait == 5.0
+    assert load_settings({"PBX_DB_LOCK_WAIT": ""}).db_lock_wait == 5.0
+    assert load_settings({"PBX_DB_LOCK_WAIT": "0.5"}).db_lock_wait == 0.5
