@@ -28,11 +28,23 @@ def live_bindings(now: float | None = None):
     )
 
 
-def live_bindings_by_extension(now: float | None = None) -> dict[int, list[Binding]]:
+def live_bindings_by_extension(
+    now: float | None = None, extension_ids: list[int] | None = None
+) -> dict[int, list[Binding]]:
+    """Live bindings by extension id: of every extension, or of `extension_ids`
+    only (a page of the list: never the whole table)."""
+    query = live_bindings(now)
+    if extension_ids is not None:
+        query = query.where(Binding.extension.in_(extension_ids))
     grouped: dict[int, list[Binding]] = defaultdict(list)
-    for binding in live_bindings(now):
+    for binding in query:
         grouped[binding.extension_id].append(binding)
     return grouped
+
+
+def registered_count(now: float | None = None) -> int:
+    """Extensions with at least one live binding."""
+    return Binding.live(now).select(Binding.extension).distinct().count()
 
 
 def live_bindings_of(extension: Extension, now: float | None = None):

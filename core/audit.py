@@ -43,14 +43,20 @@ def _fit(value: str | None, length: int) -> str:
 def record(actor: str, action: str, target: str = "", source: str = "", detail: str = "",
            now: float | None = None) -> AuditEntry:
     """Write one audit row; values too long for their column are cut, never refused."""
-    return AuditEntry.create(
-        created_at=time.time() if now is None else now,
-        actor=_fit(actor, 80),
-        action=_fit(action, 32),
-        target=_fit(target, 255),
-        source=_fit(source, 80),
-        detail=_fit(detail, 255),
-    )
+    return AuditEntry.create(**values(actor, action, target, source, detail, now))
+
+
+def values(actor: str, action: str, target: str = "", source: str = "", detail: str = "",
+           now: float | None = None) -> dict:
+    """The columns of one audit row, in the model's order (for a bulk insert)."""
+    return {
+        "created_at": time.time() if now is None else now,
+        "actor": _fit(actor, 80),
+        "action": _fit(action, 32),
+        "target": _fit(target, 255),
+        "source": _fit(source, 80),
+        "detail": _fit(detail, 255),
+    }
 
 
 def cli_actor() -> str:

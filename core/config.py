@@ -157,6 +157,9 @@ class Settings:
     nft_ban_command: str = ""
     # Registration worker processes beside the main sipd (sipd/workers.py).
     sip_workers: int = 0
+    # How long sipd waits for another process's write lock before it answers
+    # 503 (sipd/dblock.py); the wait never stops its event loop.
+    db_lock_wait: float = 5.0
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -168,6 +171,16 @@ def parse_workers(raw: str, cpus: int | None = None) -> int:
     if not value.isdigit() or int(value) > 16:
         raise ConfigError(f"PBX_SIP_WORKERS: expected auto or a number from 0 to 16, got {raw!r}")
     return int(value)
+
+
+def parse_seconds(raw: str, name: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:  # also NaN
+        raise ConfigError(f"{name}: expected seconds from {low:g} to {high:g}, got {raw!r}")
+    return value
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -209,6 +222,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         call_hold_timeout=_int(env, "PBX_CALL_HOLD_TIMEOUT", 3600, 0),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
+        db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT") or "5", "PBX_DB_LOCK_WAIT", 0.1, 60),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),

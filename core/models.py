@@ -26,7 +26,8 @@ from peewee import (
 db = DatabaseProxy()
 
 # journal_mode=wal lets the panel read while sipd writes; busy_timeout makes a
-# writer wait for the other process instead of failing; synchronous=normal is
+# writer wait for the other process instead of failing (sipd sets it to 0 and
+# waits on its event loop instead, sipd/dblock.py); synchronous=normal is
 # durable against a crashed process (the WAL survives kill -9) and avoids an
 # fsync per registration.
 PRAGMAS = {

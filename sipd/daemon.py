@@ -13,7 +13,7 @@ from core import samples, services, systemd
 from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
-from sipd import security, tls
+from sipd import dblock, security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
 from sipd.sip.digest import NonceMinter
@@ -32,7 +32,7 @@ MEDIA_CHECK_INTERVAL = 2.0
 def reap(now: float | None = None) -> int:
     """Delete expired bindings (§10.3: a binding lives until its expiry) and old history."""
     now = time.time() if now is None else now
-    with db.atomic():
+    with dblock.transaction(db.connection()):
         expired = list(
             Binding.select(Binding.id, Binding.aor, Binding.contact).where(
                 Binding.expires_at <= now
@@ -77,6 +77,12 @@ class Registration:
         self.registrar.on_failure = lambda *failure: self.handler.after_commit(
             self.guard.auth_failed, *failure
         )
+        # Set up (migrations, the secret key): from here on no statement waits
+        # inside SQLite for a lock another process holds, which would stop the
+        # whole process; writers wait on the loop instead (sipd/dblock.py).
+        # Permanent: a connection peewee opens again gets it too.
+        self.database.pragma("busy_timeout", 0, permanent=True)
+        dblock.configure(settings.db_lock_wait)
 
     def housekeeping(self) -> None:
         self.registrar.nonce_counts.prune(time.time())

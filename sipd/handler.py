@@ -12,7 +12,9 @@ import logging
 import time
 from contextlib import contextmanager
 
-from sipd import store
+from gevent import getcurrent
+
+from sipd import dblock, store
 from sipd.registrar import Destination, Registrar, Source
 from sipd.sip.headers import URI, CSeq, Via
 from sipd.sip.message import ParseError, Request, Response, parse
@@ -70,9 +72,12 @@ class Handler:
         # send(data, Destination) for what is not an immediate answer.
         self.calls = None
         self.send = None
-        # Inside batch(): the transactions begun and the work to run after the commit.
+        # Inside batch(): the transactions begun and the work to run after the commit,
+        # and the greenlet of the batch (others handle requests while it waits for
+        # the database's write lock: theirs are not part of it).
         self._begun: list | None = None
         self._after: list | None = None
+        self._batcher = None
 
     @contextmanager
     def batch(self):
@@ -86,7 +91,7 @@ class Handler:
         begun here are forgotten, so a retransmission is handled afresh instead
         of answered from memory.
         """
-        self._begun, self._after = [], []
+        self._begun, self._after, self._batcher = [], [], getcurrent()
         store.begin_batch()
         try:
             yield
@@ -97,19 +102,22 @@ class Handler:
             raise
         finally:
             store.end_batch()
-            after, self._begun, self._after = self._after, None, None
+            after, self._begun, self._after, self._batcher = self._after, None, None, None
             for function, args in after:
                 try:
                     function(*args)
                 except Exception:
                     log.exception("[SIP] Deferred work failed")
 
+    def _batching(self) -> bool:
+        return self._batcher is not None and self._batcher is getcurrent()
+
     def after_commit(self, function, *args) -> None:
         """Run function(*args) now, or at the end of the current batch()."""
-        if self._after is None:
-            function(*args)
-        else:
+        if self._batching():
             self._after.append((function, args))
+        else:
+            function(*args)
 
     def respond(self, transaction, response: Response) -> None:
         """Send a response through its server transaction, now or later (the B2BUA's path)."""
@@ -122,6 +130,11 @@ class Handler:
     def handle(self, data: bytes, source: Source, stream: bool = False) -> list[Outgoing]:
         try:
             return self._handle(data, source, stream)
+        except dblock.Unavailable as error:
+            if self._batching():
+                raise  # the batch fails as a whole: the transport answers each
+            log.error("[SIP] Could not store a request from %s: %s", source, error)
+            return self.unavailable(data, source, stream)
         except Exception:
             # Last line of defence: a bug in parsing must not take the daemon down.
             log.exception("[SIP] Internal error on a message from %s", source)
@@ -139,6 +152,8 @@ class Handler:
             return []
         try:
             return self._request(message, source, reliable)
+        except dblock.Unavailable:
+            raise  # not a bug: handle() answers 503
         except Exception:
             log.exception("[SIP] Internal error handling %s from %s", message.method, source)
             try:
@@ -146,6 +161,26 @@ class Handler:
                 return self._send(make_response(message, 500), via, source, reliable)
             except Exception:
                 return []
+
+    def unavailable(self, data: bytes, source: Source, stream: bool = False) -> list[Outgoing]:
+        """503 with Retry-After for a request that needed the database while it
+        stayed locked (RFC 3261 §21.5.4: "temporarily unable to process the
+        request"; the phone comes back after Retry-After seconds). Nothing of
+        it was stored, and no transaction keeps it: a retransmission is handled
+        afresh."""
+        try:
+            request = parse(data, stream=stream)
+            if not isinstance(request, Request) or request.method == "ACK":
+                return []
+            top = request.headers.get("Via") or ""
+            via = Via.parse(top)
+            request.headers.replace_first(
+                "Via", stamped_text(top, via, (source.host, source.port))
+            )
+        except ParseError:
+            return []
+        response = make_response(request, 503, None, [("Retry-After", str(dblock.RETRY_AFTER))])
+        return self._send(response, via, source, source.transport != "UDP")
 
     def _malformed(self, error: ParseError, source: Source, reliable: bool) -> list[Outgoing]:
         partial = error.partial
@@ -227,7 +262,7 @@ class Handler:
             received, transaction = self.transactions.receive(request, via, reliable, now)
         except ParseError as error:
             return self._bad(request, source, reliable, str(error), via)
-        if self._begun is not None and received is Received.NEW:
+        if received is Received.NEW and self._batching():
             self._begun.append(transaction)
         if received is Received.RETRANSMISSION:
             if transaction.last_response is None:

@@ -14,7 +14,7 @@ is the only writer of this table. What is queued but not yet written when the
 process is killed is lost: at most the writes of one turn of the loop, a few
 milliseconds of call events, whose calls are then closed as stale at the next
 start anyway. A write that fails for a passing reason (the database locked
-beyond busy_timeout, a full disk) stays queued and is retried every second.
+beyond PBX_DB_LOCK_WAIT, a full disk) stays queued and is retried every second.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sqlite3
 import gevent
 
 from core.models import db
+from sipd import dblock
 
 log = logging.getLogger("sipd")
 
@@ -103,8 +104,8 @@ class History:
         """At start, before any call: no call may stay "active" after a crash or
         restart (the calls issue). Written at once; returns how many."""
         self.flush()
-        with db.atomic():
-            cursor = db.connection().execute(
+        with dblock.transaction(db.connection()) as conn:
+            cursor = conn.execute(
                 "UPDATE call SET state = 'ended', ended_at = ?, hangup_by = 'system',"
                 " disposition = CASE WHEN answered_at IS NULL THEN 'FAILED' ELSE 'ANSWERED' END,"
                 " reason = 'sipd restarted during the call' WHERE ended_at IS NULL",
@@ -152,9 +153,9 @@ class History:
         statements, self._queue = self._queue, []
         conn = db.connection()
         try:
-            # IMMEDIATE: wait for the write lock (busy_timeout) before reading
-            # anything, as the registrar's group commit does (sipd/store.py).
-            conn.execute("BEGIN IMMEDIATE")
+            # IMMEDIATE: wait for the write lock (on the loop: sipd/dblock.py) before
+            # reading anything, as the registrar's group commit does (sipd/store.py).
+            dblock.begin(conn)
             try:
                 for sql, params, new_row in statements:
                     cursor = conn.execute(sql, params)
@@ -165,7 +166,8 @@ class History:
                                     "has no row of its own", new_row)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             self._queue[:0] = statements

@@ -11,10 +11,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from contextlib import nullcontext
 
 from core.credentials import ha1 as make_ha1
-from core.models import db
 from sipd import store
 from sipd.sip import digest
 from sipd.sip.headers import URI, Credentials, CSeq, shared_name_addr
@@ -276,7 +274,7 @@ class Registrar:
         # In a batch the writes are queued and committed together (sipd/store.py),
         # and the bindings were read with the extension; alone (TCP, TLS), they are
         # read again inside one (immediate) transaction with the writes.
-        with nullcontext() if store.batching() else db.atomic():
+        with store.transaction():
             found = extension.bindings if store.batching() else store.bindings(extension.id)
             # Expired bindings are gone (§10.3): deleted with this request's removals
             # and left out of what the plan and the 200 see. The 200's list is

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from core import bans
+from sipd import dblock
 
 log = logging.getLogger("sipd")
 
@@ -142,8 +143,9 @@ class BanList:
 
     @classmethod
     def open(cls, path: str, clock: Callable[[], float] = time.time) -> BanList:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
-        conn.execute("PRAGMA busy_timeout = 5000")
+        # A ban waits for the write lock on the loop, not inside SQLite (sipd/dblock.py).
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+        dblock.no_busy_wait(conn)
         return cls(conn, clock)
 
     def banned(self, host: str, now: float) -> bool:
@@ -180,7 +182,8 @@ class BanList:
         try:
             offences += bans.previous_offences(self.conn, address, now)
             seconds = bans.duration(base, offences)
-            bans.add(self.conn, address, reason, failures, offences, now, now + seconds)
+            with dblock.transaction(self.conn):
+                bans.add(self.conn, address, reason, failures, offences, now, now + seconds)
         except sqlite3.Error as error:
             seconds = bans.duration(base, offences)
             log.error("[SIP] Could not store the ban of %s: %s", address, error)

@@ -9,10 +9,14 @@ written out once and reused; the schema is still core/models.py.
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from gevent import getcurrent
+
 from core.models import db
+from sipd import dblock
 
 # Authentication attempts kept per number (the newest; about TRIM_EVERY more at most).
 AUTH_HISTORY_PER_NUMBER = 200
@@ -49,22 +53,33 @@ def _conn():
 
 # -- group commit ---------------------------------------------------------------------
 #
-# Inside batched(), the registrar's writes are queued instead of executed, and
-# run together by commit_batch() in one BEGIN IMMEDIATE ... COMMIT. The reads and
-# all the CPU work of a registration (parsing, digest, planning) then happen
-# outside the write lock, which sipd's registration workers (sipd/workers.py)
-# share through the SQLite file; only the statements themselves hold it.
+# Inside a batch (begin_batch ... end_batch), the registrar's writes are queued
+# instead of executed, and run together by commit_batch() in one BEGIN IMMEDIATE
+# ... COMMIT. The reads and all the CPU work of a registration (parsing, digest,
+# planning) then happen outside the write lock, which sipd's registration
+# workers (sipd/workers.py) share through the SQLite file; only the statements
+# themselves hold it.
+#
+# The batch belongs to the greenlet that began it. Waiting for the write lock
+# (sipd/dblock.py) lets other greenlets run in the middle of a batch (an INVITE
+# reading its callee, a REGISTER over TCP): for them there is no batch, they
+# read and write on their own.
 
 _batch: list[tuple[str, tuple]] | None = None
 _batch_extensions: set[str] = set()  # numbers
 _batch_conn = None
 _batch_reading = False
+_owner = None  # the greenlet of the batch
+
+
+def _mine() -> bool:
+    return _batch is not None and _owner is getcurrent()
 
 
 def _reader():
     """The connection for a read; in a batch, inside one read transaction."""
     global _batch_reading
-    if _batch_conn is None:
+    if not _mine():
         return db.connection()
     if not _batch_reading:
         _batch_conn.execute("BEGIN")
@@ -80,29 +95,34 @@ def _end_read() -> None:
 
 
 def batching() -> bool:
-    return _batch is not None
+    """Whether the current greenlet is in a batch."""
+    return _mine()
 
 
 def begin_batch() -> None:
-    global _batch, _batch_conn
+    global _batch, _batch_conn, _owner
+    if _batch is not None:
+        raise RuntimeError("a batch is already open")  # one greenlet batches (transport)
     _batch = []
     _batch_extensions.clear()
     _batch_conn = db.connection()
+    _owner = getcurrent()
 
 
 def end_batch() -> None:
     """Leave batch mode; what was not committed is dropped."""
-    global _batch, _batch_conn
+    global _batch, _batch_conn, _owner
     _end_read()
     _batch = None
     _batch_extensions.clear()
     _batch_conn = None
+    _owner = None
 
 
 def touch(number: str) -> None:
     """About to read an extension's bindings to change them: if this batch already
     queued changes to them, commit those first, so the read sees them."""
-    if _batch is None:
+    if not _mine():
         return
     if number in _batch_extensions:
         commit_batch()
@@ -110,7 +130,8 @@ def touch(number: str) -> None:
 
 
 def commit_batch() -> None:
-    """Run the queued writes in one transaction; raises (after a rollback) if it fails."""
+    """Run the queued writes in one transaction; raises (after a rollback) if it
+    fails, dblock.Unavailable if the database stayed locked."""
     global _batch
     if not _batch:
         return
@@ -120,32 +141,40 @@ def commit_batch() -> None:
     conn = _conn()
     # IMMEDIATE: take the write lock first. A deferred transaction that read and
     # then wrote could fail at once with SQLITE_BUSY if another process committed
-    # in between; this one waits (busy_timeout) like any other writer.
-    conn.execute("BEGIN IMMEDIATE")
+    # in between; this one waits for the lock, on the loop (sipd/dblock.py).
+    dblock.begin(conn)
     try:
         for sql, params in statements:
             conn.execute(sql, params)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # some errors (a full disk) end it already
+            conn.execute("ROLLBACK")
         raise
+
+
+def transaction():
+    """A write transaction outside a batch (TCP, TLS); inside one, the batch's queue."""
+    return nullcontext() if _mine() else dblock.transaction(db.connection())
 
 
 def mark() -> int:
     """Where the queue stands, to drop what a request queued if it then fails."""
-    return len(_batch) if _batch is not None else 0
+    return len(_batch) if _mine() else 0
 
 
 def undo(position: int) -> None:
-    if _batch is not None:
+    if _mine():
         del _batch[position:]
 
 
 def _write(sql: str, params: tuple) -> None:
-    if _batch is None:
-        _conn().execute(sql, params)
-    else:
+    if _mine():
         _batch.append((sql, params))
+        return
+    # Alone, or inside transaction(): in that transaction, else in one of its own.
+    with dblock.transaction(db.connection()) as conn:
+        conn.execute(sql, params)
 
 
 def extension(number: str, bindings: bool = False) -> ExtensionRow | None:

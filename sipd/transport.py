@@ -18,6 +18,7 @@ from gevent import socket
 from gevent.queue import Queue
 from gevent.server import StreamServer
 
+from sipd import dblock
 from sipd.handler import Handler
 from sipd.registrar import Source
 from sipd.sip import keepalive
@@ -49,13 +50,21 @@ UDP_CONCURRENCY = 256
 # commit (group commit): under load the commit, not SQLite's work, was the
 # largest single cost of a registration.
 UDP_BATCH = 64
-# Requests handled on the reading greenlet, inside the batch's transaction:
-# they never wait for anything (the registrar's SQLite work blocks the process
-# anyway, and OPTIONS touches nothing). The rest (the B2BUA waits on the media
-# relay) go to UDP_CONCURRENCY handler greenlets that live as long as the
-# transport: a greenlet started per datagram cost some 12 microseconds (its
-# frame stack mapped and unmapped each time), nine times per call.
-INLINE = (b"REGISTER ", b"OPTIONS ")
+# REGISTERs go, a read's worth at a time, to one registration greenlet, which
+# handles them and commits their writes together. It is the one greenlet that
+# may wait for the database's write lock (sipd/dblock.py: while pbxctl or the
+# panel writes): meanwhile the reader goes on, answers OPTIONS at once (they
+# touch nothing) and hands the rest (the B2BUA waits on the media relay) to
+# UDP_CONCURRENCY handler greenlets that live as long as the transport (a
+# greenlet started per datagram cost some 12 microseconds, nine times per call).
+REGISTER = b"REGISTER "
+OPTIONS = b"OPTIONS "
+# Reads waiting for the registration greenlet; past this the reader waits too,
+# and an overload queues in the kernel, as when the reader handled REGISTERs
+# itself (a deeper queue here only added latency under overload). What queued
+# meanwhile is handled and committed together.
+REGISTER_BACKLOG = 2
+REGISTER_MERGE = (REGISTER_BACKLOG + 1) * UDP_BATCH
 
 
 class UdpTransport:
@@ -76,12 +85,14 @@ class UdpTransport:
         # Datagrams read and waiting for a handler: when it is full the reader
         # waits, and an overload queues in the kernel (see UDP_CONCURRENCY).
         self._queue = Queue(maxsize=batch)
+        self._registers = Queue(maxsize=REGISTER_BACKLOG)
         self._handlers: list = []
         self.batch = batch
         self._greenlet = None
 
     def start(self) -> None:
         self._handlers = [gevent.spawn(self._handle_queued) for _ in range(self.concurrency)]
+        self._handlers.append(gevent.spawn(self._register_queued))
         self._greenlet = gevent.spawn(self._serve)
 
     def stop(self, timeout=None) -> None:
@@ -101,7 +112,7 @@ class UdpTransport:
                 log.exception("[SIP] Internal error in the UDP reader")
 
     def _read_batch(self) -> None:
-        inline = []
+        registers = []
         recvfrom = self._reader.recvfrom
         for _ in range(self.batch):
             try:
@@ -116,8 +127,10 @@ class UdpTransport:
             source = Source(_host(address), address[1], "UDP")
             if self.guard is not None and not self.guard.admit(data, source):
                 continue  # no answer at all
-            if data.startswith(INLINE):
-                inline.append((data, address, source))
+            if data.startswith(REGISTER):
+                registers.append((data, address, source))
+            elif data.startswith(OPTIONS):
+                self._send(self.handler.handle(data, source), address)
             elif keepalive.is_keepalive(data):
                 # A phone keeping its NAT binding open, every 30 s or so: a STUN
                 # Binding request is answered, CRLFs are not (sipd.sip.keepalive).
@@ -126,16 +139,37 @@ class UdpTransport:
                     self._sendto(reply, address)
             else:
                 self._queue.put((data, address, source))
-        if not inline:
-            return
+        if registers:
+            self._registers.put(registers)
+
+    def _register_queued(self) -> None:
+        get, queued = self._registers.get, self._registers
+        while True:
+            registers = get()
+            while len(registers) < REGISTER_MERGE and not queued.empty():
+                registers += queued.get_nowait()
+            try:
+                self._register_batch(registers)
+            except Exception:  # a bug must not stop the registrations
+                log.exception("[SIP] Internal error in the UDP registrations")
+
+    def _register_batch(self, registers) -> None:
         answers = []
         try:
             with self.handler.batch():
-                for data, address, source in inline:
+                for data, address, source in registers:
                     answers.append((address, self.handler.handle(data, source)))
+        except dblock.Unavailable as error:
+            # Another process held the database all this time: come back later
+            # (Retry-After) rather than retransmit into the same wait.
+            log.error("[SIP] Could not store %d request(s): %s; answering 503",
+                      len(registers), error)
+            for data, address, source in registers:
+                self._send(self.handler.unavailable(data, source), address)
+            return
         except Exception as error:
             # Nothing is answered that is not on disk: the phones retransmit.
-            log.error("[SIP] Could not store %d request(s): %s", len(inline), error)
+            log.error("[SIP] Could not store %d request(s): %s", len(registers), error)
             return
         for address, outgoing in answers:
             self._send(outgoing, address)

@@ -74,6 +74,19 @@ class PasswordChoice:
         return self.password.data if self.mode.data == "set" else None
 
 
+class SearchForm(FlaskForm):
+    """The list's search box: a GET form (no CSRF: it changes nothing, links carry it)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField(
+        "Search", validators=[Length(max=100, message="Search for at most 100 characters.")],
+        filters=[lambda v: (v or "").strip()],
+        render_kw={"type": "search", "autocomplete": "off", "placeholder": "number or name"},
+    )
+
+
 class ExtensionForm(PasswordChoice, FlaskForm):
     number = StringField(
         "Number", validators=[InputRequired(), _core_rule(check_number)],
