@@ -28,7 +28,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from core import audit
-from core.accounts import AccountError, check_display_name, check_number
+from core.accounts import DEFAULT_MAX_CALLS, AccountError, check_display_name, check_number
 from core.credentials import generate_password, ha1_pair, password_problem
 from core.models import AuditEntry, Extension, db
 
@@ -163,8 +163,8 @@ def write(ready: list[NewExtension], actor: str, source: str, name: str,
         return
     now = time.time() if now is None else now
     extensions = [
-        {"number": e.number, "name": e.name, "enabled": True, **e.ha1, "created_at": now,
-         "updated_at": now}
+        {"number": e.number, "name": e.name, "enabled": True, "max_calls": DEFAULT_MAX_CALLS,
+         **e.ha1, "created_at": now, "updated_at": now}
         for e in ready
     ]
     audits = [

@@ -13,7 +13,7 @@ import time
 
 from peewee import fn
 
-from core.models import Binding, RegistrationSample, db
+from core.models import Binding, RegistrationSample
 
 SAMPLE_EVERY = 300  # seconds; the slots start at multiples of it (UTC)
 # sipd looks on its 30 s housekeeping timer: a slot's sample may come this late.
@@ -34,13 +34,12 @@ def live_counts(now: float | None = None) -> tuple[int, int]:
 
 
 def take(now: float | None = None) -> RegistrationSample:
-    """Record the live counts at `now` and forget samples older than KEEP."""
+    """Record the live counts at `now` and forget samples older than KEEP, in the
+    caller's transaction (sipd's, which waits for the lock on its loop: sipd/dblock.py)."""
     now = time.time() if now is None else now
     extensions, bindings = live_counts(now)
-    with db.atomic():
-        sample = RegistrationSample.create(taken_at=now, extensions=extensions,
-                                           bindings=bindings)
-        RegistrationSample.delete().where(RegistrationSample.taken_at < now - KEEP).execute()
+    sample = RegistrationSample.create(taken_at=now, extensions=extensions, bindings=bindings)
+    RegistrationSample.delete().where(RegistrationSample.taken_at < now - KEEP).execute()
     return sample
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import sqlite3
 import time
 
 import gevent
+import peewee
 
 from core import samples, services, systemd
 from core.config import Settings
@@ -27,6 +29,19 @@ AUTH_HISTORY_DAYS = 30
 # How often the relay is asked for dead media (hung up after PBX_MEDIA_TIMEOUT)
 # and for the legs that latched since, written to the live call's row.
 MEDIA_CHECK_INTERVAL = 2.0
+
+
+def _record(what: str, function, *args) -> None:
+    """A write for the panel's dashboard (core/services.py, core/samples.py). It
+    waits for the write lock on the loop like every sipd write (sipd/dblock.py):
+    peewee alone would fail at once on a locked database (busy_timeout is 0), and
+    a database that stays locked may cost the dashboard a record, never sipd its
+    start, its housekeeping or its clean stop."""
+    try:
+        with dblock.transaction(db.connection()):
+            function(*args)
+    except (dblock.Unavailable, peewee.DatabaseError, sqlite3.DatabaseError) as error:
+        log.warning("Could not record %s for the dashboard: %s", what, error)
 
 
 def reap(now: float | None = None) -> int:
@@ -148,8 +163,8 @@ class Sipd:
         )
         # What the panel's dashboard shows of sipd (core/services.py, core/samples.py).
         self.sampler = samples.Sampler()
-        services.started("sipd", self._describe_listeners(host, port))
-        self.sampler.tick()
+        _record("sipd's start", services.started, "sipd", self._describe_listeners(host, port))
+        _record("a registration sample", self.sampler.tick)
         systemd.notify("READY=1\nSTATUS=serving")
 
     def _describe_listeners(self, host: str, port: int) -> str:
@@ -209,8 +224,8 @@ class Sipd:
     def _housekeeping(self) -> None:
         reap()
         self.stack.housekeeping()
-        services.seen("sipd")
-        self.sampler.tick()
+        _record("sipd's heartbeat", services.seen, "sipd")
+        _record("a registration sample", self.sampler.tick)
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
@@ -225,7 +240,7 @@ class Sipd:
         if getattr(self, "history", None) is not None:
             self.history.flush()  # what the last turn of the loop recorded
         if getattr(self, "sampler", None) is not None:
-            services.stopped("sipd")
+            _record("sipd's stop", services.stopped, "sipd")
         self.database.close()
 
 
