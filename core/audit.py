@@ -31,6 +31,7 @@ ACTIONS = {
     "admin.enable": "enabled panel user",
     "admin.rename": "renamed panel user",
     "call.hangup": "hung up call",
+    "ban.add": "banned",
     "ban.lift": "lifted the ban of",
 }
 

@@ -150,8 +150,8 @@ def test_csv_has_the_filtered_set_on_every_page(admin_client, rows, tmp_path):
     assert response.headers["Content-Disposition"].startswith('attachment; filename="calls-')
     table = read_csv(response)
     assert table[0] == list(CSV_COLUMNS) == [
-        "start", "answer", "end", "caller", "callee", "talk seconds", "disposition",
-        "hangup by", "SIP status", "reason"]
+        "start", "answer", "end", "caller", "callee", "talk seconds", "outcome",
+        "hung up by", "SIP status", "reason"]
     assert len(table) == 4
     assert table[1][3:5] == ["1002", "1007"] and table[1][2] == "" and table[1][6] == ""
     assert 19 <= int(table[1][5]) <= 21  # a live call: talk time so far
