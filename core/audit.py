@@ -54,6 +54,22 @@ def record(actor: str, action: str, target: str = "", source: str = "", detail: 
     )
 
 
+def entries(actor: str = "", action: str = "", since: float | None = None,
+            until: float | None = None):
+    """Audit rows, newest first: `actor` anywhere in who (any case, "cli" finds every
+    pbxctl change), `action` exactly, and since <= created_at < until."""
+    query = AuditEntry.select()
+    if actor:
+        query = query.where(AuditEntry.actor.contains(actor))
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if since is not None:
+        query = query.where(AuditEntry.created_at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.created_at < until)
+    return query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+
+
 def cli_actor() -> str:
     """'cli:<unix user>'; under sudo, the user who ran sudo."""
     user = pwd.getpwuid(os.geteuid()).pw_name
