@@ -16,10 +16,24 @@ from core import accounts
 from core.config import ROOT, ConfigError, Settings, load_settings
 
 EXIT_ERROR = 1
+# argparse's own status for a command line it cannot read.
+EXIT_USAGE = 2
 
 
 class CliError(Exception):
     pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr like every other error.
+
+    argparse prints the whole usage and then the error; here the error names
+    the command and where its help is. Subcommand parsers are made of this
+    class too (add_subparsers uses the parent's class), and --help is untouched.
+    """
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _db(settings: Settings):
@@ -361,7 +375,8 @@ def cmd_calls(args, settings: Settings) -> int:
     if not calls:
         print("No calls yet")
         return 0
-    rows = [("START", "CALLER", "CALLEE", "TALK", "DISPOSITION", "HANGUP BY", "STATUS",
+    # The panel's words for the same columns (its call history page).
+    rows = [("START", "CALLER", "CALLEE", "TALK TIME", "OUTCOME", "HUNG UP BY", "SIP STATUS",
              "REASON")]
     for call in calls:
         live = call.ended_at is None
@@ -445,6 +460,60 @@ def cmd_ban_list(args, settings: Settings) -> int:
     return 0
 
 
+def _ban_seconds(value: str) -> int:
+    from core import bans
+
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise CliError(f"--time: {value!r} is not a number of seconds") from None
+    if not 1 <= seconds <= bans.MAX_TIME:
+        raise CliError(f"--time: expected 1 to {bans.MAX_TIME} seconds (30 days), got {seconds}")
+    return seconds
+
+
+def _ban_reason(text: str) -> str:
+    reason = " ".join(text.split())
+    if not reason:
+        raise CliError("--reason: say why (or leave it out)")
+    if len(reason) > 200 or not reason.isprintable():
+        raise CliError("--reason: at most 200 printable characters")
+    return reason
+
+
+def cmd_ban_add(args, settings: Settings) -> int:
+    """Ban an address by hand: a row of the `ban` table, which the running sipd
+    reads within a second (core/bans.py), exactly as it reads a lift."""
+    import ipaddress
+
+    from core import bans
+    from core.models import db
+
+    seconds = settings.ban_time if args.time is None else _ban_seconds(args.time)
+    reason = _ban_reason(args.reason) if args.reason is not None else "banned by hand"
+    try:
+        address = bans.normalize(args.address)
+    except bans.BanError as error:
+        raise CliError(str(error)) from None
+    # sipd never bans these (docs/security.md); a hand-made ban would contradict the setting.
+    ip = ipaddress.ip_address(address)
+    if any(ip in network for network in settings.trusted_networks):
+        raise CliError(f"{address} is in PBX_TRUSTED_NETWORKS, which are never banned")
+    database = _db(settings)
+    now = time.time()
+    with database.atomic():
+        conn = db.connection()
+        until = bans.active_until(conn, now).get(address)
+        if until is not None:
+            raise CliError(f"{address} is banned already (for {_ago(until - now)} more); "
+                           "pbxctl ban rm it first to ban it anew")
+        offences = bans.previous_offences(conn, address, now) + 1
+        bans.add(conn, address, reason, 0, offences, now, now + seconds)
+        _audit("ban.add", address, f"{seconds} s: {reason}")
+    print(f"Banned {address} for {seconds} s ({reason}); sipd drops what it sends within a second")
+    return 0
+
+
 def cmd_ban_rm(args, settings: Settings) -> int:
     import getpass
 
@@ -476,7 +545,7 @@ _MAX_CALLS_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pbxctl", description="Manage the PBX.")
+    parser = Parser(prog="pbxctl", description="Manage the PBX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = sub.add_parser("init", help="create or upgrade the database (idempotent)")
@@ -557,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     ban_list.add_argument("--all", action="store_true", help="lifted and expired bans too")
     ban_list.add_argument("--last", type=int, default=100, help="with --all: how many")
     ban_list.set_defaults(func=cmd_ban_list)
+    ban_add = ban.add_parser("add", help="ban an address by hand")
+    ban_add.add_argument("address")
+    ban_add.add_argument("--time", metavar="SECONDS",
+                         help="how long (default PBX_BAN_TIME, at most 30 days)")
+    ban_add.add_argument("--reason", metavar="TEXT", help='shown with the ban ("banned by hand")')
+    ban_add.set_defaults(func=cmd_ban_add)
     ban_rm = ban.add_parser("rm", help="lift the ban on an address")
     ban_rm.add_argument("address")
     ban_rm.set_defaults(func=cmd_ban_rm)

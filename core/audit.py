@@ -31,6 +31,7 @@ ACTIONS = {
     "admin.enable": "enabled panel user",
     "admin.rename": "renamed panel user",
     "call.hangup": "hung up call",
+    "ban.add": "banned",
     "ban.lift": "lifted the ban of",
 }
 
@@ -57,6 +58,22 @@ def values(actor: str, action: str, target: str = "", source: str = "", detail: 
         "source": _fit(source, 80),
         "detail": _fit(detail, 255),
     }
+
+
+def entries(actor: str = "", action: str = "", since: float | None = None,
+            until: float | None = None):
+    """Audit rows, newest first: `actor` anywhere in who (any case, "cli" finds every
+    pbxctl change), `action` exactly, and since <= created_at < until."""
+    query = AuditEntry.select()
+    if actor:
+        query = query.where(AuditEntry.actor.contains(actor))
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if since is not None:
+        query = query.where(AuditEntry.created_at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.created_at < until)
+    return query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
 
 
 def cli_actor() -> str:

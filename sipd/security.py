@@ -139,6 +139,9 @@ class BanList:
         self._version = None
         self._checked = float("-inf")
         self.on_lift: Callable[[str], None] | None = None
+        # A ban another process wrote (`pbxctl ban add`, another sipd process):
+        # (address, seconds left), so the firewall gets it as a lift reaches it.
+        self.on_ban: Callable[[str, float], None] | None = None
         self.reload(clock())
 
     @classmethod
@@ -172,6 +175,9 @@ class BanList:
                 log.info("[SIP] Ban of %s lifted", address)
                 if self.on_lift:
                     self.on_lift(address)
+        for address, until in self._until.items():
+            if until > now and before.get(address, 0.0) <= now and self.on_ban:
+                self.on_ban(address, until - now)
 
     def active(self, now: float) -> dict[str, float]:
         return {a: u for a, u in self._until.items() if u > now}
@@ -231,6 +237,7 @@ class Guard:
         self.tcp_total = 0
         self._quiet: _Recent = _Recent()  # (host, cause) -> [last logged, suppressed]
         banlist.on_lift = self._lifted
+        banlist.on_ban = self._banned_elsewhere
 
     # -- what the transports ask ----------------------------------------------------
 
@@ -398,6 +405,16 @@ class Guard:
                 self.policy.window,
                 sources,
             )
+
+    def _banned_elsewhere(self, address: str, seconds: float) -> None:
+        """A ban written by another process: logged here, and given to the firewall.
+
+        With registration workers every process sees it and runs the command;
+        the command replaces an existing element, so that is harmless.
+        """
+        log.info("[SIP] Ban of %s applied: %d s left", address, seconds)
+        if self.on_ban:
+            self.on_ban(address, seconds)
 
     def _lifted(self, address: str) -> None:
         """A lifted ban starts the address with a clean slate."""

@@ -27,8 +27,10 @@ class HistoryFilter(FlaskForm):
         "Extension", validators=[Optional(), Length(max=64)], filters=[lambda v: (v or "").strip()],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "any"},
     )
-    since = DateField("From", validators=[Optional()])
-    until = DateField("To", validators=[Optional()])
+    # "Date ...": beside the caller and callee columns, a bare "From / To" read as
+    # the calling and called party.
+    since = DateField("Date from", validators=[Optional()])
+    until = DateField("Date to", validators=[Optional()])
     disposition = SelectField("Outcome", choices=DISPOSITION_CHOICES, default="",
                               validators=[Optional()])
     submit = SubmitField("Filter")

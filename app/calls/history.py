@@ -14,8 +14,9 @@ from datetime import date, datetime, timedelta
 
 from core.models import Call
 
-CSV_COLUMNS = ("start", "answer", "end", "caller", "callee", "talk seconds", "disposition",
-               "hangup by", "SIP status", "reason")
+# The history page's words for its columns (and pbxctl calls' headings).
+CSV_COLUMNS = ("start", "answer", "end", "caller", "callee", "talk seconds", "outcome",
+               "hung up by", "SIP status", "reason")
 # CSV injection: a spreadsheet runs a cell that begins with one of these as a
 # formula, so what a phone sent (a display name, a number, a reason) must stay text.
 FORMULA_CHARS = "=+-@"

@@ -19,9 +19,9 @@ from app.auth.forms import EmptyForm
 from app.calls import bp
 from app.calls.forms import HistoryFilter
 from app.calls.history import Page, csv_lines, filtered, page_number
-from app.filters import format_duration, format_time, format_utc
+from app.filters import can_change, format_duration, format_time, format_utc
 from core import audit, control
-from core.models import Call, db
+from core.models import Call, Extension, db
 
 log = logging.getLogger("panel")
 
@@ -67,13 +67,31 @@ def _live_calls():
     return list(Call.active())
 
 
-def _as_json(call: Call, now: float) -> dict:
+def _names(calls) -> dict[str, str]:
+    """{number: the panel's name of that extension} for the parties of `calls`."""
+    numbers = {number for call in calls for number in (call.caller, call.callee)}
+    if not numbers:
+        return {}
+    query = Extension.select(Extension.number, Extension.name).where(
+        Extension.number.in_(numbers) & (Extension.name != ""))
+    return {extension.number: extension.name for extension in query}
+
+
+def _party_names(call: Call, names: dict[str, str]) -> tuple[str, str]:
+    # The panel's name as it is now; for a caller that is no extension (a trunk),
+    # the name sipd recorded for it.
+    return names.get(call.caller) or call.caller_name, names.get(call.callee, "")
+
+
+def _as_json(call: Call, now: float, names: dict[str, str]) -> dict:
     answered = call.answered_at is not None
+    caller_name, callee_name = _party_names(call, names)
     return {
         "id": call.id,
         "caller": call.caller,
-        "caller_name": call.caller_name,
+        "caller_name": caller_name,
         "callee": call.callee,
+        "callee_name": callee_name,
         "state": call.state,
         "started_at": call.started_at,
         # Formatted here, in the server's zone like every other time in the panel.
@@ -92,7 +110,9 @@ def _as_json(call: Call, now: float) -> dict:
 @bp.route("/active")
 @login_required
 def active():
-    return render_template("calls/active.html", calls=_live_calls(), now=time.time())
+    calls = _live_calls()
+    return render_template("calls/active.html", calls=calls, names=_names(calls),
+                           now=time.time())
 
 
 @bp.route("/active.json")
@@ -102,21 +122,26 @@ def active_json():
         return jsonify(error="Your session has expired. Please log in again."), 401
     now = time.time()
     calls = _live_calls()
-    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now) for call in calls])
+    names = _names(calls)
+    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now, names) for call in calls])
 
 
 # An id past SQLite's 64-bit integers would raise OverflowError in the query: a 404.
-@bp.route(f"/<int(max={2**63 - 1}):call_id>/hangup", methods=["POST"])
+# GET asks "Hang up this call?" (a page, so it works without JavaScript and under
+# the panel's CSP); its button POSTs here.
+@bp.route(f"/<int(max={2**63 - 1}):call_id>/hangup", methods=["GET", "POST"])
 @login_required
 def hangup(call_id: int):
     call = Call.get_or_none(Call.id == call_id)
     if call is None:
         abort(404, description="There is no such call.")
-    if not EmptyForm().validate_on_submit():
-        return redirect(url_for(".active"))
     who = f"{call.caller} → {call.callee}"
     if call.ended_at is not None:
         flash(f"The call {who} has already ended.", "info")
+        return redirect(url_for(".active"))
+    if request.method == "GET":
+        return _confirm_hangup(call)
+    if not EmptyForm().validate_on_submit():
         return redirect(url_for(".active"))
     settings = current_app.config["PBX_SETTINGS"]
     try:
@@ -134,3 +159,11 @@ def hangup(call_id: int):
              call.call_id)
     flash(f"The call {who} is being hung up.", "success")
     return redirect(url_for(".active"))
+
+
+def _confirm_hangup(call: Call):
+    if not can_change():
+        abort(403)
+    caller_name, callee_name = _party_names(call, _names([call]))
+    return render_template("calls/hangup.html", call=call, form=EmptyForm(),
+                           caller_name=caller_name, callee_name=callee_name, now=time.time())

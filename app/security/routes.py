@@ -1,18 +1,19 @@
 """Failed SIP authentications, bans (and lifting them), and the audit log of every change."""
 import logging
 import time
+from datetime import datetime
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.calls.history import Page, page_number
 from app.security import bp
-from app.security.forms import LiftForm
+from app.security.forms import AuditFilter, LiftForm
 from app.status import known_numbers, recent_failures
 from core import audit as audit_log
 from core import bans as ban_rows
 from core.audit import ACTIONS
-from core.models import AuditEntry, db
+from core.models import db
 
 log = logging.getLogger("panel")
 # Bans shown below the ones in force: the latest, lifted or expired.
@@ -30,13 +31,27 @@ def failures():
     )
 
 
+def _timestamp(moment: datetime | None, extra: float = 0.0) -> float | None:
+    # The admin's wall clock in the server's zone, like every time the panel shows.
+    return None if moment is None else time.mktime(moment.timetuple()) + extra
+
+
 @bp.route("/audit")
 @login_required
 def audit():
-    query = AuditEntry.select().order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+    form = AuditFilter(formdata=request.args)
+    if not form.validate():
+        # A filter we cannot apply shows nothing rather than everything.
+        return render_template("security/audit.html", form=form, page=None, filters={},
+                               actions=ACTIONS), 400
+    # "Until 09:30" includes the minute 09:30 (the form has no seconds).
+    until = _timestamp(form.until.data, 60)
+    query = audit_log.entries(form.actor.data or "", form.action.data or "",
+                              _timestamp(form.since.data), until)
     page = Page(query, page_number(request.args.get("page")),
                 current_app.config["PANEL_PAGE_SIZE"])
-    return render_template("security/audit.html", page=page, actions=ACTIONS)
+    return render_template("security/audit.html", form=form, page=page, filters=form.args(),
+                           actions=ACTIONS)
 
 
 @bp.route("/bans")

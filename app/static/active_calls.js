@@ -13,7 +13,7 @@
   const problem = document.getElementById("poll-error");
   const source = table.dataset.source;
   const interval = Number(table.dataset.interval) || 2000;
-  const csrf = table.dataset.csrf;
+  const canHangUp = Boolean(table.dataset.hangup);
   let stopped = false;
 
   function el(tag, attrs, ...children) {
@@ -52,16 +52,15 @@
     const tr = el("tr", { id: `live-${call.id}`, "data-state": call.state },
       el("td", { "data-label": "Started", class: "nowrap", title: call.started_utc }, call.started),
       caller,
-      el("td", { "data-label": "Callee" }, ...party(call.callee)),
+      el("td", { "data-label": "Callee" }, ...party(call.callee, call.callee_name)),
       el("td", { "data-label": "State" },
         el("span", { class: `badge ${answered ? "ok" : "warn"}` }, answered ? "talking" : call.state)),
       el("td", { "data-label": "Duration", class: "nowrap" }, call.duration),
       media);
-    if (csrf) {
+    if (canHangUp) {
+      // A link to the page that asks "Hang up this call?", as the server draws it.
       tr.append(el("td", { "data-label": "" },
-        el("form", { method: "post", action: call.hangup_url, class: "inline" },
-          el("input", { type: "hidden", name: "csrf_token", value: csrf }),
-          el("button", { type: "submit", class: "button small danger" }, "Hang up"))));
+        el("a", { class: "button small danger", href: call.hangup_url }, "Hang up")));
     }
     return tr;
   }

@@ -366,13 +366,17 @@ def test_live_calls_follow_the_database_and_hang_up(browser, database, tmp_path,
                                  ignored_exceptions=(StaleElementReferenceException,))
 
             with db.connection_context():
+                Rows().extension("1003", name="Warehouse")
                 call = Rows().call("1002", "1003", live=True, state="ringing", answered_at=None,
                                    started_at=time.time(), caller_name="Reception",
                                    caller_media="", callee_media="")
             row = wait.until(lambda d: d.find_elements(By.ID, f"live-{call.id}"))[0]
             assert "Reception" in row.text and "ringing" in row.text
+            # The script draws the callee's panel name beside its number too.
+            assert "1003 Warehouse" in row.find_element(
+                By.CSS_SELECTOR, "td[data-label=Callee]").text
             # Polls that change nothing but the duration keep the row and its button.
-            button = row.find_element(By.XPATH, ".//button[.='Hang up']")
+            button = row.find_element(By.XPATH, ".//a[.='Hang up']")
             duration = row.find_element(By.CSS_SELECTOR, "td[data-label=Duration]").text
             wait.until(lambda d: d.find_element(
                 By.CSS_SELECTOR, f"#live-{call.id} td[data-label=Duration]").text != duration)
@@ -393,8 +397,11 @@ def test_live_calls_follow_the_database_and_hang_up(browser, database, tmp_path,
             save_screenshot(browser, screenshots / "live-calls-phone.png", PHONE)
             assert_fits_a_phone(browser)
 
-            # The button the script drew posts with the session's CSRF token.
-            click_and_load(browser, row.find_element(By.XPATH, ".//button[.='Hang up']"))
+            # The button the script drew asks first; the question's button posts.
+            click_and_load(browser, row.find_element(By.XPATH, ".//a[.='Hang up']"))
+            assert "Hang up this call?" in browser.page_source and sipd.commands == []
+            click_and_load(browser, browser.find_element(
+                By.XPATH, "//*[@id='confirm-hangup']//button[.='Hang up']"))
             assert "The call 1002 → 1003 is being hung up." in browser.page_source
             assert sipd.commands == [{"command": "hangup", "id": call.id}]
 

@@ -171,8 +171,11 @@ def test_live_call_then_its_record_then_hung_up_from_the_page(browser, pbx, scre
             second_id = int(row["id"].removeprefix("live-"))
             assert second_id != call_id
             button = browser.find_element(
-                By.XPATH, f"//tr[@id='live-{second_id}']//button[.='Hang up']")
+                By.XPATH, f"//tr[@id='live-{second_id}']//a[.='Hang up']")
             click_and_load(browser, button)
+            assert "Hang up this call?" in browser.page_source
+            click_and_load(browser, browser.find_element(
+                By.XPATH, "//*[@id='confirm-hangup']//button[.='Hang up']"))
             assert "The call 1001 → 1002 is being hung up." in browser.page_source
             ck.finish(held, callee, server=server, timeout=15)
         finally:
