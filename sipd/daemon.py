@@ -9,10 +9,11 @@ import time
 
 import gevent
 
-from core import samples, services, systemd
+from core import phone_settings, samples, services, systemd
 from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
+from core.phone_settings import PhoneSettings
 from sipd import security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
@@ -142,9 +143,20 @@ class Sipd:
         )
         # What the panel's dashboard shows of sipd (core/services.py, core/samples.py).
         self.sampler = samples.Sampler()
-        services.started("sipd", self._describe_listeners(host, port))
+        services.started("sipd", self._describe_listeners(host, port),
+                         phones=self._phone_settings(host, port))
         self.sampler.tick()
         systemd.notify("READY=1\nSTATUS=serving")
+
+    def _phone_settings(self, host: str, port: int) -> PhoneSettings:
+        """What phones must use, as this sipd really listens (the kernel may have chosen
+        the port): the panel and pbxctl show it from the service row."""
+        address, source = phone_settings.detect(self.settings, host)
+        tls_port = None
+        for server in self.servers:
+            if getattr(server, "transport", None) == "TLS":
+                tls_port = server.socket.getsockname()[1]
+        return PhoneSettings(address, source, port, tls_port, self.settings.realm)
 
     def _describe_listeners(self, host: str, port: int) -> str:
         parts = [f"UDP/TCP {host}:{port}"]
