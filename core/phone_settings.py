@@ -124,15 +124,21 @@ NEVER_RAN = ("sipd has not recorded itself in the database yet (it has never run
              "database): these come from the settings of this process, not from the running PBX.")
 
 
+NOT_RUNNING = ("sipd is not running now ({state}): these are what it used when it last ran, "
+               "and what it uses again if started with the same settings.")
+
+
 def current(settings: Settings) -> PhoneSettings:
     """From sipd's record on this host, else the most recent one, else the settings."""
     from core.services import state_of
 
-    record = state_of("sipd").record
+    state = state_of("sipd")
+    record = state.record
     if record is not None and record.sip_port:
         address = record.sip_address
+        note = None if state.ok else NOT_RUNNING.format(state=state.state)
         return PhoneSettings(address, record.address_source, record.sip_port, record.tls_port,
-                             record.realm or settings.realm, None, warnings_for(address))
+                             record.realm or settings.realm, note, warnings_for(address))
     address, source = detect(settings)
     return PhoneSettings(address, source, settings.sip_port, settings.sip_tls_port,
                          settings.realm, NEVER_RAN, warnings_for(address))
