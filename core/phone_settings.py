@@ -51,12 +51,15 @@ def detect(settings: Settings, listen_host: str | None = None) -> tuple[str, str
     return address, FROM_ROUTE
 
 
-def warnings_for(address: str, hosts_file: str = "/etc/hosts") -> list[str]:
-    """Why phones on other machines may fail to reach `address`."""
+def warnings_for(address: str, hosts_file: str = "/etc/hosts", dns_reminder: bool = True
+                 ) -> list[str]:
+    """Why phones on other machines may fail to reach `address`; `dns_reminder`: also
+    remind that a DNS name must resolve for every phone."""
     try:
         ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
-        return _name_warnings(address, hosts_file)
+        found = _name_warnings(address, hosts_file)
+        return found if dns_reminder or not found[0].endswith(DNS_REMINDER) else []
     if ip.is_loopback:
         return [f"{address} is a loopback address: only programs on the PBX's own machine can "
                 "reach it. Set PBX_PUBLIC_ADDRESS to an address the phones can reach."]
@@ -66,6 +69,9 @@ def warnings_for(address: str, hosts_file: str = "/etc/hosts") -> list[str]:
         return [f"{address} is a link-local address: it changes and is reachable from the same "
                 "network segment only. Set PBX_PUBLIC_ADDRESS."]
     return []
+
+
+DNS_REMINDER = "every phone must be able to resolve it in DNS."
 
 
 def _name_warnings(name: str, hosts_file: str) -> list[str]:
@@ -78,7 +84,7 @@ def _name_warnings(name: str, hosts_file: str) -> list[str]:
     if "." not in name:
         return [f"{name} is a bare host name: only machines whose hosts file or local DNS know "
                 "it can resolve it. Set PBX_PUBLIC_ADDRESS to an IP address or a name in DNS."]
-    return [f"{name} is a name: every phone must be able to resolve it in DNS."]
+    return [f"{name} is a name: {DNS_REMINDER}"]
 
 
 def _names_in(hosts_file: str) -> set[str]:

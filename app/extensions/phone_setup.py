@@ -57,9 +57,20 @@ def context(extension: Extension, password: str) -> dict:
         "linphone_url": url,
         "linphone_qr": qr_svg(url),
         "linphone_minutes": int(PROVISION_TTL // 60),
-        "linphone_warnings": phone_settings.warnings_for(urlsplit(url).hostname or ""),
+        "linphone_warning": _link_warning(url),
         "microsip_file": data_url(microsip_ini(account)),
     }
+
+
+def _link_warning(url: str) -> str | None:
+    """The phone opens the link itself: at the address the admin opened the panel with."""
+    host = urlsplit(url).hostname or ""
+    if not phone_settings.warnings_for(host, dns_reminder=False):
+        return None
+    return (f"The phone opens this link itself, at {host}, the address this panel was opened "
+            "with, which other machines may not reach (a loopback address, or a name they may "
+            "not resolve). Open the panel at an address the phone can reach and set the password "
+            "again for a code that works there.")
 
 
 @bp.route("/provision/<token>")

@@ -103,6 +103,7 @@ def test_names_from_the_hosts_file_and_dns_names(tmp_path):
     assert f"is a name from this machine's {hosts}" in warning
     [warning] = warnings_for("sip.example.com", str(hosts))
     assert warning == "sip.example.com is a name: every phone must be able to resolve it in DNS."
+    assert warnings_for("sip.example.com", str(hosts), dns_reminder=False) == []
     assert warnings_for("192.0.2.10", str(hosts)) == []
     assert "loopback" in warnings_for("::1", str(hosts))[0]
 
@@ -163,7 +164,8 @@ def test_linphone_qr_code_gives_the_account_once(panel, tmp_path):
     assert re.fullmatch(r"http://localhost/extensions/provision/[A-Za-z0-9_-]{32}", url), url
     assert f'<code class="mono" id="linphone-url">{url}</code>' in page
     # localhost is the test client's host: the page warns that a phone cannot open it.
-    assert "The phone fetches the link from the panel's address" in page
+    assert ('id="link-warning">The phone opens this link itself, at localhost, the address this'
+            ' panel was opened with') in page
 
     phone = client.application.test_client()  # the phone: no login
     response = phone.get(url.removeprefix("http://localhost"))
