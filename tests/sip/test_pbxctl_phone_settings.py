@@ -8,10 +8,11 @@ service row sipd writes (core/phone_settings.py).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
-from tests.support import ROOT, Sipd, base_env, database_with
+from tests.support import ROOT, Sipd, base_env, database_with, free_port, require_tool
 
 
 def pbxctl(db_path, *argv: str) -> subprocess.CompletedProcess:
@@ -42,3 +43,19 @@ def test_ext_add_before_sipd_ever_ran_says_it_shows_the_settings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "port 5060," in result.stdout
     assert "Note: sipd has not recorded itself in the database yet" in result.stdout
+
+
+def test_ext_add_prints_the_tls_port_sipd_listens_on(tmp_path):
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=pbx.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    db_path = database_with(tmp_path / "pbx.db", [], "correct-horse-9")
+    tls_port = free_port(socket.SOCK_STREAM)
+    with Sipd(db_path, PBX_SIP_TLS_LISTEN=f"127.0.0.1:{tls_port}", PBX_TLS_CERT=str(cert),
+              PBX_TLS_KEY=str(key)) as sipd:
+        result = pbxctl(db_path, "ext", "add", "1005", "--generate")
+    assert result.returncode == 0, result.stderr
+    assert (f"server 127.0.0.1, port {sipd.port}, TLS port {tls_port}, transport UDP, TCP or TLS,"
+            in result.stdout), result.stdout
