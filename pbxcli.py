@@ -133,6 +133,19 @@ def _print_secret(number: str, password: str, generated: bool, settings: Setting
         f"Phone settings: server {phones.host}, port {phones.port}{tls}, transport "
         f"{phones.transports}, user {number}, auth user {number}, domain {phones.host}"
     )
+    _print_address_notes(phones)
+
+
+def _print_phones_use(settings: Settings) -> None:
+    from core import phone_settings
+
+    phones = phone_settings.current(settings)
+    tls = f", TLS {phones.tls_port}" if phones.tls_port else ""
+    print(f"Phones use: {phones.server} ({phones.transports}{tls})")
+    _print_address_notes(phones)
+
+
+def _print_address_notes(phones) -> None:
     print(f"Address from: {phones.source}")
     for line in ([phones.note] if phones.note else []) + phones.warnings:
         print(f"Note: {line}")
@@ -344,6 +357,7 @@ def cmd_status(args, settings: Settings) -> int:
         f"({Extension.select().where(~Extension.enabled).count()} disabled)"
     )
     print(f"Registered: {registered} extensions, {live.count()} bindings")
+    _print_phones_use(settings)
     for binding in live.order_by(Binding.aor):
         print(
             f"  {binding.aor} -> {binding.contact} from {binding.source_host}:"

@@ -1,4 +1,4 @@
-"""`pbxctl ext add` tells the phone settings of the running sipd, not of its own environment.
+"""`pbxctl ext add` and `status` tell what the running sipd uses, not their own environment.
 
 A real sipd listens on a free loopback port; pbxctl runs as an admin would run
 it, with the defaults (PBX_SIP_LISTEN unset, so its own settings say 5060), on
@@ -26,6 +26,9 @@ def test_ext_add_prints_the_running_sipds_port(tmp_path):
     with Sipd(db_path) as sipd:
         assert sipd.port != 5060
         result = pbxctl(db_path, "ext", "add", "1005", "--generate")
+        status = pbxctl(db_path, "status")
+    assert status.returncode == 0, status.stderr
+    assert f"Phones use: 127.0.0.1:{sipd.port} (UDP or TCP)" in status.stdout, status.stdout
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"Phone settings: server 127.0.0.1, port {sipd.port}," in out, out
