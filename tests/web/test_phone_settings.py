@@ -51,15 +51,14 @@ def panel(tmp_path):
     apps = []
 
     def make(**config):
-        app = make_app(tmp_path / f"app{len(apps)}", **config)
+        directory = tmp_path / f"app{len(apps)}"
+        directory.mkdir()
+        app = make_app(directory, **config)
         apps.append(app)
         client = app.test_client()
         client.post("/login", data={"username": "admin", "password": "admin-password-1"})
         return client
 
-    (tmp_path / "app0").mkdir()
-    for i in range(1, 4):
-        (tmp_path / f"app{i}").mkdir()
     yield make
     if not db.is_closed():
         db.close()
