@@ -135,13 +135,33 @@ def cmd_admin_list(args, settings: Settings) -> int:
 
 
 def _print_secret(number: str, password: str, generated: bool, settings: Settings) -> None:
+    """What the phone needs, from the running sipd's record (core/phone_settings.py)."""
+    from core import phone_settings
+
     if generated:
         print(f"Password (shown once): {password}")
+    phones = phone_settings.current(settings)
+    tls = f", TLS port {phones.tls_port}" if phones.tls_port else ""
     print(
-        f"Phone settings: server {settings.public_address or settings.realm}, port "
-        f"{settings.sip_port}, transport UDP or TCP, user {number}, auth user {number}, "
-        f"domain {settings.realm}"
+        f"Phone settings: server {phones.host}, port {phones.port}{tls}, transport "
+        f"{phones.transports}, user {number}, auth user {number}, domain {phones.host}"
     )
+    _print_address_notes(phones)
+
+
+def _print_phones_use(settings: Settings) -> None:
+    from core import phone_settings
+
+    phones = phone_settings.current(settings)
+    tls = f", TLS {phones.tls_port}" if phones.tls_port else ""
+    print(f"Phones use: {phones.server} ({phones.transports}{tls})")
+    _print_address_notes(phones)
+
+
+def _print_address_notes(phones) -> None:
+    print(f"Address from: {phones.source}")
+    for line in ([phones.note] if phones.note else []) + phones.warnings:
+        print(f"Note: {line}")
 
 
 def cmd_ext_add(args, settings: Settings) -> int:
@@ -325,6 +345,7 @@ def cmd_status(args, settings: Settings) -> int:
         f"({Extension.select().where(~Extension.enabled).count()} disabled)"
     )
     print(f"Registered: {registered} extensions, {live.count()} bindings")
+    _print_phones_use(settings)
     for binding in live.order_by(Binding.aor):
         print(
             f"  {binding.aor} -> {binding.contact} from {binding.source_host}:"

@@ -311,6 +311,13 @@ class Service(BaseModel):
     seen_at = FloatField()
     stopped_at = FloatField(null=True)  # set by a clean stop, cleared by a start
     detail = CharField(max_length=255, default="")  # e.g. where it listens
+    # What phones must use to reach it (core/phone_settings.py; migration 0009):
+    # the address it advertises and how it was found, its real ports and realm.
+    sip_address = CharField(max_length=255, default="")
+    address_source = CharField(max_length=128, default="")
+    sip_port = IntegerField(null=True)  # UDP and TCP; None in a row older than 0009
+    tls_port = IntegerField(null=True)  # None: no TLS listener
+    realm = CharField(max_length=255, default="")
 
     class Meta:
         indexes = ((("name", "host"), True),)

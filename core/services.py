@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.models import Service
+from core.phone_settings import PhoneSettings
 from core.version import code_version
 
 # sipd touches its row on its 30 s housekeeping timer (sipd/daemon.py): three
@@ -28,11 +29,18 @@ RELAY_PIDFILE = "media-relay.pid"  # written by the relay (sipd/media/server.py)
 # -- written by the daemon ------------------------------------------------------------
 
 
-def started(name: str, detail: str, now: float | None = None) -> None:
-    """This process is `name` and is ready: one row per (name, host), replaced."""
+def started(name: str, detail: str, now: float | None = None,
+            phones: PhoneSettings | None = None) -> None:
+    """This process is `name` and is ready: one row per (name, host), replaced.
+
+    `phones`: what phones must use to reach it (sipd), read by the panel and pbxctl.
+    """
     now = time.time() if now is None else now
     values = {"pid": os.getpid(), "version": code_version()[:64], "started_at": now,
               "seen_at": now, "stopped_at": None, "detail": detail[:255]}
+    if phones is not None:
+        values.update(sip_address=phones.address[:255], address_source=phones.source[:128],
+                      sip_port=phones.port, tls_port=phones.tls_port, realm=phones.realm[:255])
     (Service.insert(name=name, host=socket.gethostname(), **values)
      .on_conflict(conflict_target=[Service.name, Service.host], update=values)
      .execute())

@@ -11,10 +11,11 @@ import time
 import gevent
 import peewee
 
-from core import samples, services, systemd
+from core import phone_settings, samples, services, systemd
 from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
+from core.phone_settings import PhoneSettings
 from sipd import dblock, security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
@@ -31,15 +32,16 @@ AUTH_HISTORY_DAYS = 30
 MEDIA_CHECK_INTERVAL = 2.0
 
 
-def _record(what: str, function, *args) -> None:
-    """A write for the panel's dashboard (core/services.py, core/samples.py). It
+def _record(what: str, function, *args, **kwargs) -> None:
+    """A write for the panel's dashboard and phone settings (core/services.py,
+    core/samples.py). It
     waits for the write lock on the loop like every sipd write (sipd/dblock.py):
     peewee alone would fail at once on a locked database (busy_timeout is 0), and
     a database that stays locked may cost the dashboard a record, never sipd its
     start, its housekeeping or its clean stop."""
     try:
         with dblock.transaction(db.connection()):
-            function(*args)
+            function(*args, **kwargs)
     except (dblock.Unavailable, peewee.DatabaseError, sqlite3.DatabaseError) as error:
         log.warning("Could not record %s for the dashboard: %s", what, error)
 
@@ -163,9 +165,20 @@ class Sipd:
         )
         # What the panel's dashboard shows of sipd (core/services.py, core/samples.py).
         self.sampler = samples.Sampler()
-        _record("sipd's start", services.started, "sipd", self._describe_listeners(host, port))
+        _record("sipd's start", services.started, "sipd", self._describe_listeners(host, port),
+                phones=self._phone_settings(host, port))
         _record("a registration sample", self.sampler.tick)
         systemd.notify("READY=1\nSTATUS=serving")
+
+    def _phone_settings(self, host: str, port: int) -> PhoneSettings:
+        """What phones must use, as this sipd really listens (the kernel may have chosen
+        the port): the panel and pbxctl show it from the service row."""
+        address, source = phone_settings.detect(self.settings, host)
+        tls_port = None
+        for server in self.servers:
+            if getattr(server, "transport", None) == "TLS":
+                tls_port = server.socket.getsockname()[1]
+        return PhoneSettings(address, source, port, tls_port, self.settings.realm)
 
     def _describe_listeners(self, host: str, port: int) -> str:
         parts = [f"UDP/TCP {host}:{port}"]

@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.calls.history import Page, page_number
-from app.extensions import bp
+from app.extensions import bp, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
 from app.status import (
     extensions_in_order,
@@ -68,29 +68,13 @@ def _changes(extension: Extension, name: str, enabled: bool, max_calls: int) -> 
     return ", ".join(changes) or "no change"
 
 
-def softphone_settings(extension: Extension, password: str) -> list[tuple[str, str]]:
-    """The fields of a softphone's account dialog (MicroSIP's names in brackets)."""
-    settings = _settings()
-    server = settings.public_address or settings.realm
-    return [
-        ("SIP server", f"{server}:{settings.sip_port}"),
-        ("Domain", settings.realm),
-        ("Port", str(settings.sip_port)),
-        ("Transport", "UDP or TCP"),
-        ("User name (Username)", extension.number),
-        ("Auth user (Login)", extension.number),
-        ("Password", password),
-        ("Display name", extension.name or extension.number),
-    ]
-
-
 def _show_password(extension: Extension, password: str, generated: bool, created: bool):
     """The one page that ever shows this password: rendered in the POST response
     itself (no redirect, nothing kept in the session) and never cached."""
     response = make_response(render_template(
         "extensions/password_shown.html",
         extension=extension, password=password, generated=generated, created=created,
-        fields=softphone_settings(extension, password),
+        **phone_setup.context(extension, password),
     ))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -3,6 +3,7 @@ from flask import current_app, render_template
 from flask_login import login_required
 
 from app.settings import bp
+from core import phone_settings
 
 
 @bp.route("/")
@@ -13,6 +14,7 @@ def index():
     return render_template(
         "settings/index.html",
         settings=settings,
+        phones=phone_settings.current(settings),
         rtp_count=high - low + 1,
         idle_minutes=current_app.config["PANEL_IDLE_TIMEOUT"] // 60,
         lifetime_hours=current_app.permanent_session_lifetime.total_seconds() / 3600,

@@ -92,6 +92,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import phone_settings
 from core.config import ROOT, Settings
 
 log = logging.getLogger("sipd.media")
@@ -100,9 +101,6 @@ REPLY_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 RETRY_AFTER = 10  # seconds, for the 503 when the ports run out
 WILDCARDS = ("", "0.0.0.0", "::")
-# RFC 5737 TEST-NET-1: connect() on a UDP socket only chooses the route and the
-# source address; no packet is sent to it (or anywhere).
-_ROUTE_PROBE = ("192.0.2.1", 9)
 
 
 class MediaError(Exception):
@@ -143,23 +141,11 @@ def bind_address(settings: Settings) -> str:
 
 
 def advertised_address(settings: Settings) -> str:
-    """The address written into SDP: PBX_PUBLIC_ADDRESS; else sipd's listening
-    address if it is a specific one; else the address of the interface the
-    default route leaves from (found without sending anything); else 127.0.0.1."""
-    if settings.public_address:
-        return settings.public_address
-    if settings.sip_host not in WILDCARDS:
-        return settings.sip_host
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(_ROUTE_PROBE)
-            address = probe.getsockname()[0]
-    except OSError:
-        address = ""
-    if address in WILDCARDS:
+    """The address written into SDP: the one phones are told too (core/phone_settings.py)."""
+    address, source = phone_settings.detect(settings)
+    if source == phone_settings.FROM_FALLBACK:
         log.warning("[RTP] No default route to detect the public address from; advertising "
                     "127.0.0.1 (set PBX_PUBLIC_ADDRESS)")
-        return "127.0.0.1"
     return address
 
 

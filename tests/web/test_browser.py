@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from panel_testing import ADMIN, REALM, FakeControl, PanelProcess, Rows, free_tcp_port
 
+from core import phone_settings
 from core.accounts import create_admin
 from core.config import load_settings
 from core.database import connect
@@ -194,7 +195,9 @@ def test_create_extension_see_password_once_then_register(browser, panel, databa
     password = browser.find_element(By.ID, "shown-password").text
     assert len(password) == 20 and password.isalnum()
     settings = browser.find_element(By.ID, "softphone-settings").text
-    for text in (f"SIP server\n{REALM}:5060", f"Domain\n{REALM}", "Transport\nUDP or TCP",
+    # The address phones can use, as the panel (no sipd has run yet) detects it.
+    address, _ = phone_settings.detect(load_settings({"PBX_DB": str(database)}))
+    for text in (f"SIP server\n{address}:5060", f"Domain\n{address}", "Transport\nUDP or TCP",
                  "User name (Username)\n1002", "Auth user (Login)\n1002"):
         assert text in settings
     save_screenshot(browser, screenshots / "password-desktop.png")

@@ -408,7 +408,7 @@ def test_settings_show_the_advertised_media(tmp_path):
 def test_settings_say_when_the_address_is_detected(admin_client):
     page = admin_client.get("/settings/").data.decode()
     media = page[page.index('id="media-settings"'):]
-    assert "detected automatically" in media
+    assert "(detected: " in media  # and how (tests/web/test_phone_settings.py)
     assert "10000–20000" in media
 
 

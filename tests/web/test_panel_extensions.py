@@ -5,6 +5,7 @@ import time
 import pytest
 from panel_testing import REALM, shown_password
 
+from core import phone_settings
 from core.credentials import GENERATED_LENGTH, ha1
 from core.models import Binding, Extension
 
@@ -90,11 +91,13 @@ def test_create_with_generated_password_shows_it_once(admin_client):
     assert len(password) == GENERATED_LENGTH
     assert ha1_matches("1002", password)
     assert "shown only this once" in page
-    # What a softphone needs, MicroSIP's account dialog included.
-    for label, value in [("SIP server", f"{REALM}:5060"), ("Domain", REALM), ("Port", "5060"),
+    # What a softphone needs, MicroSIP's account dialog included; the address is the one
+    # phones can use (never the realm), see tests/web/test_phone_settings.py.
+    address, _ = phone_settings.detect(admin_client.application.config["PBX_SETTINGS"])
+    for label, value in [("SIP server", f"{address}:5060"), ("Domain", address), ("Port", "5060"),
                          ("Transport", "UDP or TCP"), ("User name (Username)", "1002"),
                          ("Auth user (Login)", "1002"), ("Display name", "Reception")]:
-        assert f"<dt>{label}</dt>\n    \n    <dd><code>{value}</code></dd>" in page, label
+        assert f"<dt>{label}</dt>\n    \n    <dd><code>{value}</code> <button" in page, label
 
     extension = Extension.by_number("1002")
     assert extension.name == "Reception" and extension.enabled and extension.realm == REALM
