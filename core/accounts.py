@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, password_problem
@@ -233,14 +233,64 @@ def set_admin_password(username: str, password: str | None = None) -> tuple[Admi
     return get_admin(admin.username), password, generated
 
 
-def set_admin_enabled(username: str, enabled: bool) -> Admin:
-    """Enable or disable a panel user; disabling ends every session of theirs."""
+class LastAdminError(AccountError):
+    """The change would leave the panel with no enabled admin to manage it."""
+
+
+def _other_enabled_admins(admin_id: int):
+    return Admin.select(Admin.id).where(
+        Admin.role == "admin", Admin.enabled == True, Admin.id != admin_id  # noqa: E712
+    )
+
+
+def _update_keeping_an_admin(admin: Admin, keep_an_admin: bool, ending_sessions: bool,
+                             **fields) -> None:
+    """Write `fields`; with keep_an_admin, only if another enabled admin remains.
+
+    The check and the write are one UPDATE ... WHERE EXISTS, so two admins
+    disabling each other at once cannot both succeed and leave nobody.
+    """
+    query = Admin.update(
+        **fields, **({"session_epoch": Admin.session_epoch + 1} if ending_sessions else {})
+    ).where(Admin.id == admin.id)
+    guarded = keep_an_admin and admin.role == "admin" and admin.enabled
+    if guarded:
+        query = query.where(fn.EXISTS(_other_enabled_admins(admin.id)))
+    if query.execute() == 0 and guarded:
+        raise LastAdminError(
+            f"{admin.username} is the last enabled admin: add or enable another admin first"
+        )
+
+
+def set_admin_enabled(username: str, enabled: bool, keep_an_admin: bool = False) -> Admin:
+    """Enable or disable a panel user; disabling ends every session of theirs.
+
+    keep_an_admin (the panel): refuse to disable the last enabled admin.
+    pbxctl may, being the way back in (`pbxctl admin enable`).
+    """
     admin = get_admin(username)
     with db.atomic():
         if enabled:
             Admin.update(enabled=True).where(Admin.id == admin.id).execute()
         else:
-            _end_sessions(admin.id, enabled=False)
+            _update_keeping_an_admin(admin, keep_an_admin, ending_sessions=True, enabled=False)
+    return get_admin(admin.username)
+
+
+def set_admin_role(username: str, role: str, keep_an_admin: bool = True) -> Admin:
+    """Make a panel user an admin or a viewer; the last enabled admin stays one.
+
+    The role is read from the database on every request, so a session goes on
+    under the new role at once; nothing needs ending.
+    """
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    admin = get_admin(username)
+    with db.atomic():
+        if role == "admin":
+            Admin.update(role=role).where(Admin.id == admin.id).execute()
+        else:
+            _update_keeping_an_admin(admin, keep_an_admin, ending_sessions=False, role=role)
     return get_admin(admin.username)
 
 
