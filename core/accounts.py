@@ -258,7 +258,8 @@ def _update_keeping_an_admin(admin: Admin, keep_an_admin: bool, ending_sessions:
         query = query.where(fn.EXISTS(_other_enabled_admins(admin.id)))
     if query.execute() == 0 and guarded:
         raise LastAdminError(
-            f"{admin.username} is the last enabled admin: add or enable another admin first"
+            f"the panel needs an enabled admin and {admin.username} is the last one:"
+            " add or enable another admin first"
         )
 
 

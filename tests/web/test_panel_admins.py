@@ -15,6 +15,9 @@ from panel_testing import VIEWER, Rows, shown_password
 from core.accounts import LastAdminError, _update_keeping_an_admin, set_admin_enabled
 from core.models import Admin, AuditEntry
 
+LAST_ADMIN = ("The panel needs an enabled admin and admin is the last one:"
+              " add or enable another admin first.")
+
 
 def login(client, username, password):
     return client.post("/login", data={"username": username, "password": password})
@@ -142,8 +145,7 @@ def test_changing_a_role_takes_effect_at_once(app, admin_client, client):
 def test_the_last_admin_cannot_make_themself_a_viewer(admin_client):
     response = admin_client.post("/admins/admin/role", data={"role": "viewer"},
                                  follow_redirects=True)
-    assert ("Admin is the last enabled admin: add or enable another admin first."
-            in response.data.decode())
+    assert LAST_ADMIN in response.data.decode()
     assert Admin.by_username("admin").role == "admin"
     assert audit_rows("admin.role") == []
 
@@ -158,10 +160,9 @@ def test_an_admin_may_step_down_while_another_admin_remains(app, admin_client):
 def test_a_disabled_admin_does_not_count_as_the_one_left(app, admin_client):
     Rows().admin("bob", "tram-lemon-quiet-4")
     set_admin_enabled("bob", False)
-    refused = "Admin is the last enabled admin: add or enable another admin first."
     for path, data in (("/admins/admin/role", {"role": "viewer"}), ("/admins/admin/disable", {})):
         response = admin_client.post(path, data=data, follow_redirects=True)
-        assert refused in response.data.decode()
+        assert LAST_ADMIN in response.data.decode()
     admin = Admin.by_username("admin")
     assert admin.role == "admin" and admin.enabled
 
@@ -185,8 +186,7 @@ def test_disabling_a_user_ends_their_sessions(app, admin_client):
 
 def test_the_last_admin_cannot_disable_themself(admin_client):
     response = admin_client.post("/admins/admin/disable", follow_redirects=True)
-    assert ("Admin is the last enabled admin: add or enable another admin first."
-            in response.data.decode())
+    assert LAST_ADMIN in response.data.decode()
     assert Admin.by_username("admin").enabled
     assert admin_client.get("/admins/").status_code == 200
     assert audit_rows("admin.disable") == []
