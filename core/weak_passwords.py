@@ -33,7 +33,7 @@ _DECORATION = re.compile(r"^[\d\W_]*(.*?)[\d\W_]*$", re.DOTALL)
 _LEET = [str.maketrans("@4083$5!7|", "aaboessitl"), str.maketrans("@4083$5!71|", "aaboessitll")]
 # Rows of a QWERTY keyboard, and the digits row, for keyboard walks.
 _SEQUENCES = ("abcdefghijklmnopqrstuvwxyz", "0123456789", "qwertyuiop", "asdfghjkl", "zxcvbnm",
-              "1234567890", "qazwsxedcrfvtgbyhnujmikolp")
+              "1234567890")
 MIN_RUN = 3
 # A name this short (a realm "vm", a user "jo") occurs by chance in random passwords.
 MIN_NAME = 3
