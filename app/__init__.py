@@ -109,6 +109,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         app.register_error_handler(code, _error_page)
 
     from app import filters
+    from app.admins import bp as admins_bp
     from app.auth import bp as auth_bp
     from app.calls import bp as calls_bp
     from app.dashboard import bp as dashboard_bp
@@ -125,6 +126,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)
     app.register_blueprint(settings_bp)
+    app.register_blueprint(admins_bp)
     # `/` is the dashboard; url_for("index") still names it, for the links that use it.
     app.add_url_rule("/", "index", build_only=True)
     return app

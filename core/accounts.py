@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import time
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, password_problem
 from core.models import Admin, Binding, Extension, db
+from core.weak_passwords import guessable
 
 # An extension number is what a phone dials and puts in its user part:
 # 2 to 15 digits keeps it dialable from any keypad.
@@ -22,6 +23,7 @@ NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 ROLES = ("admin", "viewer")
 MIN_ADMIN_PASSWORD = 10
+MAX_ADMIN_PASSWORD = 256
 # Calls an extension may be in at once (caller or callee, sipd/calls.py): the
 # default is more than an office phone's lines are ever busy with, and the
 # ceiling keeps one extension from being allowed every call the PBX carries.
@@ -59,11 +61,13 @@ def check_max_calls(value) -> int:
     return int(text)
 
 
-def choose_password(number: str, password: str | None, generate: bool) -> tuple[str, bool]:
+def choose_password(
+    number: str, password: str | None, generate: bool, realm: str = ""
+) -> tuple[str, bool]:
     """(password, generated?) after the policy check."""
     if generate or not password:
         return generate_password(), True
-    problem = password_problem(number, password)
+    problem = password_problem(number, password, realm)
     if problem:
         raise AccountError(f"password {problem}")
     return password, False
@@ -82,7 +86,7 @@ def create_extension(
     number = check_number(number)
     name = check_display_name(name)
     max_calls = check_max_calls(max_calls)
-    password, generated = choose_password(number, password, generate)
+    password, generated = choose_password(number, password, generate, realm)
     with db.atomic():
         if Extension.by_number(number) is not None:
             raise AccountError(f"extension {number} already exists")
@@ -97,7 +101,7 @@ def set_password(
     number: str, realm: str, password: str | None = None, generate: bool = False
 ) -> tuple[Extension, str, bool]:
     extension = get_extension(number)
-    password, generated = choose_password(extension.number, password, generate)
+    password, generated = choose_password(extension.number, password, generate, realm)
     with db.atomic():
         (
             Extension.update(updated_at=time.time(), **ha1_pair(extension.number, realm, password))
@@ -141,28 +145,31 @@ def get_extension(number: str) -> Extension:
     return extension
 
 
-def admin_password_problem(password: str) -> str | None:
-    """Why `password` will not do for a panel user, or None.
+def admin_password_problem(password: str, username: str = "") -> str | None:
+    """Why `password` will not do for panel user `username`, or None.
 
     Length is counted without blanks: ten spaces, or a short word padded with
-    them, is not ten characters of secret.
+    them, is not ten characters of secret. Then what a guesser tries first
+    (core/weak_passwords.py), as for extensions.
     """
     if not password.strip():
         return "must not be blank"
+    if len(password) > MAX_ADMIN_PASSWORD:
+        return f"must be at most {MAX_ADMIN_PASSWORD} characters (this one has {len(password)})"
     if len(password) < MIN_ADMIN_PASSWORD:
         return f"must be at least {MIN_ADMIN_PASSWORD} characters"
     if len("".join(password.split())) < MIN_ADMIN_PASSWORD:
         return f"must be at least {MIN_ADMIN_PASSWORD} characters besides spaces"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
         return "must not contain control characters"
-    return None
+    return guessable(password, [(username, "the user name")])
 
 
-def _admin_password(password: str | None) -> tuple[str, bool]:
+def _admin_password(password: str | None, username: str = "") -> tuple[str, bool]:
     """(password, generated?): None generates one; anything given is checked, "" included."""
     if password is None:
         return generate_password(), True
-    problem = admin_password_problem(password)
+    problem = admin_password_problem(password, username)
     if problem:
         raise AccountError(f"password {problem}")
     return password, False
@@ -176,7 +183,7 @@ def create_admin(
         raise AccountError("user name must be 1 to 64 letters, digits or _ . @ -")
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    password, generated = _admin_password(password)
+    password, generated = _admin_password(password, username)
     with db.atomic():
         existing = Admin.by_username(username)
         if existing is not None:
@@ -220,20 +227,71 @@ def end_sessions(admin: Admin) -> None:
 def set_admin_password(username: str, password: str | None = None) -> tuple[Admin, str, bool]:
     """Set (or generate) a panel user's password; every session of theirs ends."""
     admin = get_admin(username)
-    password, generated = _admin_password(password)
+    password, generated = _admin_password(password, admin.username)
     with db.atomic():
         _end_sessions(admin.id, password_hash=generate_password_hash(password))
     return get_admin(admin.username), password, generated
 
 
-def set_admin_enabled(username: str, enabled: bool) -> Admin:
-    """Enable or disable a panel user; disabling ends every session of theirs."""
+class LastAdminError(AccountError):
+    """The change would leave the panel with no enabled admin to manage it."""
+
+
+def _other_enabled_admins(admin_id: int):
+    return Admin.select(Admin.id).where(
+        Admin.role == "admin", Admin.enabled == True, Admin.id != admin_id  # noqa: E712
+    )
+
+
+def _update_keeping_an_admin(admin: Admin, keep_an_admin: bool, ending_sessions: bool,
+                             **fields) -> None:
+    """Write `fields`; with keep_an_admin, only if another enabled admin remains.
+
+    The check and the write are one UPDATE ... WHERE EXISTS, so two admins
+    disabling each other at once cannot both succeed and leave nobody.
+    """
+    query = Admin.update(
+        **fields, **({"session_epoch": Admin.session_epoch + 1} if ending_sessions else {})
+    ).where(Admin.id == admin.id)
+    guarded = keep_an_admin and admin.role == "admin" and admin.enabled
+    if guarded:
+        query = query.where(fn.EXISTS(_other_enabled_admins(admin.id)))
+    if query.execute() == 0 and guarded:
+        raise LastAdminError(
+            f"the panel needs an enabled admin and {admin.username} is the last one:"
+            " add or enable another admin first"
+        )
+
+
+def set_admin_enabled(username: str, enabled: bool, keep_an_admin: bool = False) -> Admin:
+    """Enable or disable a panel user; disabling ends every session of theirs.
+
+    keep_an_admin (the panel): refuse to disable the last enabled admin.
+    pbxctl may, being the way back in (`pbxctl admin enable`).
+    """
     admin = get_admin(username)
     with db.atomic():
         if enabled:
             Admin.update(enabled=True).where(Admin.id == admin.id).execute()
         else:
-            _end_sessions(admin.id, enabled=False)
+            _update_keeping_an_admin(admin, keep_an_admin, ending_sessions=True, enabled=False)
+    return get_admin(admin.username)
+
+
+def set_admin_role(username: str, role: str, keep_an_admin: bool = True) -> Admin:
+    """Make a panel user an admin or a viewer; the last enabled admin stays one.
+
+    The role is read from the database on every request, so a session goes on
+    under the new role at once; nothing needs ending.
+    """
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    admin = get_admin(username)
+    with db.atomic():
+        if role == "admin":
+            Admin.update(role=role).where(Admin.id == admin.id).execute()
+        else:
+            _update_keeping_an_admin(admin, keep_an_admin, ending_sessions=False, role=role)
     return get_admin(admin.username)
 
 

@@ -30,6 +30,7 @@ ACTIONS = {
     "admin.disable": "disabled panel user",
     "admin.enable": "enabled panel user",
     "admin.rename": "renamed panel user",
+    "admin.role": "changed the role of panel user",
     "call.hangup": "hung up call",
     "ban.add": "banned",
     "ban.lift": "lifted the ban of",

@@ -10,9 +10,16 @@ import hashlib
 import secrets
 import string
 
+from core.weak_passwords import guessable, realm_names
+
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 MIN_PASSWORD_LENGTH = 10
+# The panel's fields carry no maxlength: a browser would cut a longer paste
+# silently (one field cut and not the other read as "the two passwords
+# differ"; both cut would set a password other than the one pasted), so the
+# limit is said here instead.
+MAX_PASSWORD_LENGTH = 128
 GENERATED_LENGTH = 20
 # No look-alikes (0/O, 1/l/I) so a password read off the screen is typed right.
 _ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
@@ -32,10 +39,21 @@ def ha1_pair(username: str, realm: str, password: str) -> dict[str, str]:
     }
 
 
-def password_problem(number: str, password: str) -> str | None:
-    """Why `password` is too weak for extension `number`, or None if it is fine."""
+def password_problem(number: str, password: str, realm: str = "") -> str | None:
+    """Why `password` is too weak for extension `number`, or None if it is fine.
+
+    The phrase completes "password ...". The checks run from the plainest
+    (blank, length) to the guesser's list (core/weak_passwords.py), so the
+    first reason given is the one to fix first.
+    """
+    if not password.strip():
+        return "must not be blank"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"must be at most {MAX_PASSWORD_LENGTH} characters (this one has {len(password)})"
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len("".join(password.split())) < MIN_PASSWORD_LENGTH:
+        return f"must be at least {MIN_PASSWORD_LENGTH} characters besides spaces"
     if password == number or password.lower().strip() == number:
         return "must not be the extension number"
     if password.isdigit():
@@ -46,7 +64,8 @@ def password_problem(number: str, password: str) -> str | None:
         # Some phones cannot enter or store these; a password the phone
         # cannot type is the most common "it just gets 403" we would cause.
         return 'must not contain " or \\'
-    return None
+    # A phone's SIP user name is its extension number.
+    return guessable(password, [(number, "the extension number"), *realm_names(realm)])
 
 
 def generate_password(length: int = GENERATED_LENGTH) -> str:

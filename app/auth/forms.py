@@ -29,8 +29,10 @@ class PasswordForm(FlaskForm):
     )
     password = PasswordField(
         # Not DataRequired: it strips, and would call ten spaces "required" rather
-        # than what they are (the policy in core.accounts says "blank").
-        "New password", validators=[Length(max=256)],
+        # than what they are (the policy in core.accounts says "blank"). No
+        # Length either: its maxlength would make the browser cut this field and
+        # not the other; core.accounts says the limit.
+        "New password",
         render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(

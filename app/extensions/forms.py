@@ -1,5 +1,6 @@
 """Forms for extensions; the rules themselves live in core (accounts, credentials)."""
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -10,7 +11,7 @@ from wtforms import (
     SubmitField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import InputRequired, Optional, ValidationError
 
 from core.accounts import (
     MAX_CALLS_LIMIT,
@@ -45,29 +46,43 @@ def _sentence(message: str) -> str:
 
 
 class PasswordChoice:
-    """Generate, or set one typed twice; a set password must pass the policy."""
+    """Generate, or set one typed twice; a set password must pass the policy.
+
+    Neither field has a maxlength: a browser cuts a longer paste silently, and
+    cutting one field but not the other (or both, to a password other than the
+    one pasted) is worse than saying the limit (core.credentials.MAX_PASSWORD_LENGTH).
+    """
 
     mode = RadioField("Password", choices=PASSWORD_CHOICES, default="generate")
-    password = PasswordField(
-        "New password", validators=[Length(max=128)],
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm = PasswordField(
-        "Repeat it", validators=[EqualTo("password", message="The two passwords differ.")],
-        render_kw={"autocomplete": "new-password"},
-    )
+    password = PasswordField("New password", render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField("Repeat it", render_kw={"autocomplete": "new-password"})
 
     def number_for_policy(self) -> str:
         raise NotImplementedError
+
+    def validate(self, extra_validators=None):
+        if self.mode.data != "set" and (self.password.data or self.confirm.data):
+            # A password typed while "Generate" stayed selected (the default) is
+            # the one the admin means: it is checked and set, never replaced.
+            self.mode.data = "set"
+        return super().validate(extra_validators)
 
     def validate_password(self, field):
         if self.mode.data != "set":
             return
         if not field.data:
             raise ValidationError("Type the password, or choose to generate one.")
-        problem = password_problem(self.number_for_policy(), field.data)
+        realm = current_app.config["PBX_SETTINGS"].realm
+        problem = password_problem(self.number_for_policy(), field.data, realm)
         if problem:
             raise ValidationError(_sentence(f"password {problem}"))
+
+    def validate_confirm(self, field):
+        # Said only of a password that is otherwise fine: its own error comes
+        # first, and both fields are typed again anyway.
+        if self.mode.data == "set" and not self.password.errors \
+                and field.data != self.password.data:
+            raise ValidationError("The two passwords differ.")
 
     @property
     def chosen_password(self) -> str | None:

@@ -28,8 +28,8 @@ from core.models import Admin, AuthAttempt, Binding, Call, db
 ROOT = Path(__file__).resolve().parents[2]
 REALM = "pbx.test"
 SECRET = "test-secret-key-" + "x" * 32
-ADMIN = ("admin", "admin-password-1")
-VIEWER = ("viewer", "viewer-password-1")
+ADMIN = ("admin", "brass-kettle-window-8")
+VIEWER = ("viewer", "quiet-harbor-lantern-3")
 
 
 def make_app(tmp_path, **config):

@@ -8,7 +8,7 @@ import time
 from datetime import date, datetime
 
 import pytest
-from panel_testing import ADMIN, FakeControl, Rows, make_app
+from panel_testing import ADMIN, VIEWER, FakeControl, Rows, make_app
 
 from app.calls.history import CSV_COLUMNS, csv_cell
 from core.models import AuditEntry, Call, db
@@ -362,7 +362,7 @@ def test_hang_up_an_unknown_call_is_a_404(control_app, fake_sipd):
 
 def test_viewer_cannot_hang_up(control_app, fake_sipd):
     rows = Rows()
-    client = login(control_app.test_client(), "viewer", "viewer-password-1")
+    client = login(control_app.test_client(), *VIEWER)
     call = rows.call(live=True)
     page = client.get("/calls/active").data.decode()
     assert f'id="live-{call.id}"' in page
