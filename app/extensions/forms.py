@@ -11,7 +11,7 @@ from wtforms import (
     SubmitField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Optional, ValidationError
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from core.accounts import (
     MAX_CALLS_LIMIT,

@@ -104,10 +104,13 @@ def test_the_wait_does_not_stop_other_greenlets(path):
             gevent.sleep(0.005)
         holder.execute("ROLLBACK")
 
+    # The hub's clock is cached and stood still while earlier tests ran without it:
+    # without a fresh one, joinall's 5 s timeout could fire at the first turn of the loop.
+    gevent.get_hub().loop.update_now()
     waiting = gevent.spawn(dblock.begin, conn, 5)
     reader = gevent.spawn(other)
     gevent.joinall([waiting, reader], timeout=5, raise_error=True)
-    assert waiting.successful() and conn.in_transaction and ticks == [1] * 5
+    assert waiting.successful() and conn.in_transaction and ticks == [1] * 5, (waiting.exception, waiting.dead, ticks)
     conn.execute("ROLLBACK")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from panel_testing import REALM, make_app, shown_password
+from panel_testing import ADMIN, REALM, make_app, shown_password
 
 from app.extensions.provisioning import PROVISION_TTL, OneTimeFiles
 from core import phone_settings, services
@@ -56,7 +56,7 @@ def panel(tmp_path):
         app = make_app(directory, **config)
         apps.append(app)
         client = app.test_client()
-        client.post("/login", data={"username": "admin", "password": "admin-password-1"})
+        client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
         return client
 
     yield make
