@@ -157,6 +157,8 @@ class Settings:
     nft_ban_command: str = ""
     # Registration worker processes beside the main sipd (sipd/workers.py).
     sip_workers: int = 0
+    # Seconds between OPTIONS probes of each binding (sipd/qualifier.py); 0: off.
+    qualify_interval: int = 60
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -209,6 +211,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         call_hold_timeout=_int(env, "PBX_CALL_HOLD_TIMEOUT", 3600, 0),
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
+        qualify_interval=_int(env, "PBX_QUALIFY_INTERVAL", 60, 0),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),

@@ -1,0 +1,133 @@
+"""The qualify schedule (sipd/sip/qualify.py): when each binding is probed, how
+answers and silences count, when a binding is dropped. The clock is a number
+the test moves."""
+
+import pytest
+
+from sipd.sip.message import parse
+from sipd.sip.qualify import Change, Schedule, Target, options_request
+
+
+def target(binding_id=1, updated_at=100.0, unreachable=False, transport="UDP"):
+    return Target(binding_id, "sip:1001@pbx.test", f"sip:1001@192.0.2.1:{5000 + binding_id}",
+                  "127.0.0.1", 5000 + binding_id, transport, updated_at, unreachable)
+
+
+def probe_times(schedule, start, end, step=0.05):
+    """When each binding's probes go out between start and end, answered at once."""
+    times: dict[int, list[float]] = {}
+    now = start
+    while now < end:
+        for t in schedule.due(now):
+            times.setdefault(t.id, []).append(round(now, 2))
+            schedule.answered(t.id, now)
+        now += step
+    return times
+
+
+def test_each_binding_is_probed_once_per_interval_spread_over_it():
+    schedule = Schedule(interval=10)
+    schedule.sync([target(i) for i in range(1, 11)], now=0.0)
+    times = probe_times(schedule, 0.0, 30.0)
+    assert sorted(times) == list(range(1, 11))
+    for probes in times.values():
+        assert len(probes) == 3
+        assert probes[1] - probes[0] == pytest.approx(10, abs=0.06)
+    # Not all at once: the first probes fall in different seconds of the interval.
+    firsts = sorted(probes[0] for probes in times.values())
+    assert len({int(first) for first in firsts}) >= 7
+    assert firsts[0] < 2 and firsts[-1] > 8
+
+
+def test_in_flight_probes_are_bounded():
+    schedule = Schedule(interval=10, max_in_flight=4)
+    schedule.sync([target(i) for i in range(1, 21)], now=0.0)
+    assert len(schedule.due(10.0)) == 4
+    assert schedule.due(10.1) == []  # nobody answered yet
+    assert schedule.in_flight() == 4
+
+
+def test_silence_marks_unreachable_once_then_drops_after_three():
+    schedule = Schedule(interval=10, timeout=2)
+    one = target(1)
+    schedule.sync([one], now=0.0)
+    changes = []
+    now = 0.0
+    while now < 60 and len(schedule):
+        schedule.due(now)
+        changes += schedule.expired(now)[1]
+        now += 0.5
+    assert [c.kind for c in changes] == ["unreachable", "drop"]
+    assert changes[0] == Change("unreachable", one, 1)
+    assert changes[1].failures == 3
+    assert len(schedule) == 0
+    # Three probes one interval apart: dropped some 2-3 intervals after the first.
+    assert 20 < now <= 32
+
+
+def test_an_answer_makes_it_reachable_again_and_resets_the_count():
+    schedule = Schedule(interval=10, timeout=2)
+    schedule.sync([target(1)], now=0.0)
+    assert schedule.failed(1, 1.0) == Change("unreachable", target(1), 1)
+    assert schedule.failed(1, 2.0) is None  # already unreachable: nothing to write
+    assert schedule.answered(1, 3.0) == Change("reachable", target(1), 0)
+    assert schedule.answered(1, 4.0) is None  # nothing changed
+    assert schedule.failed(1, 5.0).kind == "unreachable"
+    assert schedule.failed(1, 6.0) is None
+    assert schedule.failed(1, 7.0).kind == "drop"
+
+
+def test_unreachable_from_the_database_is_not_written_again():
+    schedule = Schedule(interval=10)
+    schedule.sync([target(1, unreachable=True)], now=0.0)  # e.g. after a restart of sipd
+    assert schedule.failed(1, 1.0) is None
+    assert schedule.answered(1, 2.0).kind == "reachable"
+
+
+def test_a_refresh_starts_the_count_again():
+    schedule = Schedule(interval=10)
+    schedule.sync([target(1)], now=0.0)
+    schedule.failed(1, 1.0)
+    schedule.failed(1, 2.0)
+    # The phone registered again (the registrar cleared unreachable_since).
+    schedule.sync([target(1, updated_at=150.0)], now=3.0)
+    assert schedule.failed(1, 4.0).kind == "unreachable"
+    assert schedule.failed(1, 5.0) is None
+    assert schedule.failed(1, 6.0).kind == "drop"
+
+
+def test_bindings_that_went_are_forgotten():
+    schedule = Schedule(interval=10)
+    schedule.sync([target(1), target(2)], now=0.0)
+    assert schedule.sync([target(2)], now=1.0) == [1]
+    assert schedule.answered(1, 2.0) is None and schedule.failed(1, 2.0) is None
+    assert len(schedule) == 1
+
+
+def test_timeout_never_outlasts_half_the_interval():
+    assert Schedule(interval=60).timeout == 5.0
+    assert Schedule(interval=2).timeout == 1.0
+    with pytest.raises(ValueError):
+        Schedule(interval=0)
+
+
+def test_options_request_goes_to_the_contact():
+    request = options_request(target(3), "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc;rport",
+                              "pbx.test", "tag1", "cid@127.0.0.1")
+    parsed = parse(bytes(request))
+    assert parsed.method == "OPTIONS"
+    assert parsed.uri == "sip:1001@192.0.2.1:5003"
+    assert parsed.headers.get("To") == "<sip:1001@pbx.test>"
+    assert parsed.headers.get("CSeq") == "1 OPTIONS"
+    assert parsed.headers.get("Content-Length") == "0"
+
+
+def test_interval_setting():
+    from core.config import ConfigError, load_settings
+
+    assert load_settings({}).qualify_interval == 60
+    assert load_settings({"PBX_QUALIFY_INTERVAL": "0"}).qualify_interval == 0
+    assert load_settings({"PBX_QUALIFY_INTERVAL": "15"}).qualify_interval == 15
+    for bad in ("-1", "soon", "1.5"):
+        with pytest.raises(ConfigError, match="PBX_QUALIFY_INTERVAL"):
+            load_settings({"PBX_QUALIFY_INTERVAL": bad})
