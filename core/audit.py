@@ -32,6 +32,7 @@ ACTIONS = {
     "admin.rename": "renamed panel user",
     "call.hangup": "hung up call",
     "ban.lift": "lifted the ban of",
+    "registration.drop": "dropped a registration of",
 }
 
 

@@ -284,7 +284,8 @@ class Registrar:
             rows, expired = [], []
             for row in found:
                 (rows if row.expires_at > now else expired).append(row)
-            changes = plan(rows, wanted, call_id, cseq.number, self.policy)
+            changes = plan(rows, wanted, call_id, cseq.number, self.policy, source.host,
+                           user_agent)
             common = {
                 "source_host": source.host,
                 "source_port": source.port,
@@ -334,7 +335,14 @@ class Registrar:
                 agent,
                 contact.expires,
             )
-        for _binding, contact in changes.refresh:
+        for binding, contact in changes.refresh:
+            if binding.contact != contact.uri:
+                # The same phone back from a new port (registration.py, _match).
+                log.info(
+                    "Extension %s registered again from %s%s as %s, replaced %s",
+                    number, source, agent, contact.uri, binding.contact,
+                )
+                continue
             log.debug(
                 "Extension %s refreshed from %s%s, expires %d s",
                 number,

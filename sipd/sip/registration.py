@@ -51,6 +51,8 @@ class Existing(NamedTuple):
     cseq: int
     instance: str
     registered_at: float
+    source_host: str = ""
+    user_agent: str = ""
 
 
 @dataclass
@@ -117,8 +119,14 @@ def _q(raw: str | None) -> float | None:
     return q
 
 
-def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, policy: Policy) -> Plan:
-    """Step 8 of §10.3 applied to every contact of the request."""
+def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, policy: Policy,
+         source_host: str = "", user_agent: str = "") -> Plan:
+    """Step 8 of §10.3 applied to every contact of the request.
+
+    `source_host` and `user_agent` are the request's: a phone that restarted
+    (a new Call-ID, §10.2.4) and registers from a new port is recognised by them
+    (see _same_phone) and its old binding refreshed with the new contact, not
+    left to be rung until it expires."""
     result = Plan(query_only=wanted.query_only)
     if wanted.remove_all:
         for binding in existing:
@@ -129,7 +137,7 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
         return result
     kept = list(existing)
     for contact in wanted.contacts:
-        match = _match(kept, contact)
+        match = _match(kept, contact, call_id, source_host, user_agent)
         if match is not None:
             if match.call_id == call_id and cseq <= match.cseq:
                 raise Refusal(500, "Server Internal Error: out of order CSeq")
@@ -153,11 +161,45 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
     return result
 
 
-def _match(bindings: list[Existing], contact: WantedContact) -> Existing | None:
+def _match(bindings: list[Existing], contact: WantedContact, call_id: str = "",
+           source_host: str = "", user_agent: str = "") -> Existing | None:
+    # RFC 5626 §4.2 / RFC 5627 §3.2: the +sip.instance names the device, whatever
+    # its Contact URI (a new port after a restart); it is compared before the URI.
     for binding in bindings:
         if contact.instance and binding.instance == contact.instance:
             return binding
     for binding in bindings:
         if binding.contact == contact.uri:
             return binding
+    if contact.instance:
+        return None  # a device that names itself is not guessed at
+    for binding in bindings:
+        if _same_phone(binding, contact, call_id, source_host, user_agent):
+            return binding
     return None
+
+
+def _same_phone(binding: Existing, contact: WantedContact, call_id: str, source_host: str,
+                user_agent: str) -> bool:
+    """Without an instance, a phone that restarted: a new boot cycle (another
+    Call-ID: a UA keeps one for all its registrations while it runs, §10.2.4)
+    from the same source address, with the same User-Agent, and the same
+    Contact host on another port. Two PCs behind one NAT address with the same
+    softphone differ in their Contact's (private) host, and stay two bindings;
+    a binding with an instance is left to its instance."""
+    return bool(
+        user_agent
+        and not binding.instance
+        and binding.call_id != call_id
+        and binding.source_host == source_host
+        and binding.user_agent == user_agent
+        and _contact_host(binding.contact) == _contact_host(contact.uri)
+    )
+
+
+def _contact_host(uri: str) -> str:
+    """user@host of a (normalized) Contact URI, without port or parameters."""
+    rest = uri.split(":", 1)[-1].split(";", 1)[0]
+    if rest.rfind("]") < rest.rfind(":"):
+        rest = rest[: rest.rfind(":")]
+    return rest.lower()
