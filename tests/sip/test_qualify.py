@@ -239,3 +239,28 @@ def test_any_answer_even_405_keeps_a_binding_reachable(tmp_path):
         assert bindings(db_path)[phone.local[1]][1] is None
         phone.close()
     assert "unreachable" not in sipd.log()
+
+
+def test_pbxctl_drops_a_registration_of_a_running_sipd(tmp_path):
+    db_path = tmp_path / "pbx.db"
+    from tests.support import base_env, database_with
+
+    database_with(db_path, ["1001", "1002"], PASSWORD)
+    with Sipd(db_path, PBX_QUALIFY_INTERVAL="0", PBX_SIP_WORKERS="0") as sipd:
+        phone = RawPhone(("127.0.0.1", sipd.port), "1001", PASSWORD)
+        phone.register()
+        contact = bindings(db_path)[phone.local[1]][0]
+        done = subprocess.run([sys.executable, str(ROOT / "pbxcli.py"), "reg", "rm", "1001",
+                               "--contact", contact],
+                              env=base_env(str(db_path)), capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert f"Registration of 1001 dropped: {contact}" in done.stdout
+        assert bindings(db_path) == {}
+        # sipd reads the bindings for every call: nothing rings any more.
+        caller = RawPhone(("127.0.0.1", sipd.port), "1002", PASSWORD)
+        final, _ = caller.call("1001")
+        assert final.status == 480
+        assert phone.request_received("INVITE", timeout=0.5) is None
+        caller.close()
+        phone.close()
