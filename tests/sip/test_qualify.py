@@ -264,3 +264,26 @@ def test_pbxctl_drops_a_registration_of_a_running_sipd(tmp_path):
         assert phone.request_received("INVITE", timeout=0.5) is None
         caller.close()
         phone.close()
+
+
+def test_tcp_probes_go_on_the_phones_connection_and_fail_once_it_closed(tmp_path):
+    db_path = tmp_path / "pbx.db"
+    from tests.support import database_with
+
+    database_with(db_path, ["1001"], PASSWORD)
+    with Sipd(db_path, PBX_QUALIFY_INTERVAL="1", PBX_SIP_WORKERS="0") as sipd:
+        phone = RawPhone(("127.0.0.1", sipd.port), "1001", PASSWORD, transport="TCP")
+        phone.register()
+        port = phone.local[1]
+        # On the connection it registered on, answered: reachable.
+        for _ in range(2):
+            options = phone.request_received("OPTIONS", timeout=5)
+            assert options is not None, "no OPTIONS on the phone's TCP connection"
+            assert options.get("Via").startswith("SIP/2.0/TCP ")
+            phone.respond(options, 200)
+        assert bindings(db_path)[port][1] is None
+        phone.close()  # gone without unregistering: no connection to send the next probe on
+        wait_for(lambda: bindings(db_path).get(port, (None, None))[1] is not None
+                 or port not in bindings(db_path), 5, "the closed TCP phone marked unreachable")
+        wait_for(lambda: port not in bindings(db_path), 10, "the closed TCP phone dropped")
+        assert "no TCP connection" in sipd.log()

@@ -131,3 +131,61 @@ def test_interval_setting():
     for bad in ("-1", "soon", "1.5"):
         with pytest.raises(ConfigError, match="PBX_QUALIFY_INTERVAL"):
             load_settings({"PBX_QUALIFY_INTERVAL": bad})
+
+
+# -- a phone back from a new port replaces its binding (sipd/sip/registration.py plan) -----
+
+from sipd.sip.registration import Existing, Policy, Wanted, WantedContact, plan  # noqa: E402
+
+
+def existing(contact="sip:1001@10.0.0.5:5060", call_id="boot-1", instance="",
+             host="203.0.113.7", agent="MicroSIP/3.21.3", binding_id=1):
+    return Existing(binding_id, contact, call_id, 5, instance, 100.0, host, agent)
+
+
+def register(contact, call_id="boot-2", instance="", host="203.0.113.7",
+             agent="MicroSIP/3.21.3", bindings=None):
+    wanted = Wanted([WantedContact(contact, 300, instance)])
+    return plan(bindings if bindings is not None else [existing()], wanted, call_id, 1,
+                Policy(), host, agent)
+
+
+def test_same_address_and_user_agent_after_a_restart_replaces():
+    changes = register("sip:1001@10.0.0.5:5077")
+    assert changes.add == [] and changes.remove == []
+    [(old, new)] = changes.refresh
+    assert old.id == 1 and new.uri == "sip:1001@10.0.0.5:5077"
+
+
+@pytest.mark.parametrize("why, kwargs", [
+    ("the same boot (Call-ID): a second contact of a running phone", {"call_id": "boot-1"}),
+    ("another program", {"agent": "Zoiper rv2.10"}),
+    ("another address", {"host": "198.51.100.1"}),
+    ("another PC behind the same NAT (its own private address)",
+     {"contact": "sip:1001@10.0.0.6:5060"}),
+    ("no User-Agent to tell", {"agent": ""}),
+    ("a device that names itself", {"instance": "urn:uuid:abc"}),
+])
+def test_otherwise_it_is_another_phone(why, kwargs):
+    values = {"contact": "sip:1001@10.0.0.5:5077", **kwargs}
+    # Without a User-Agent on either side, nothing says it is the same program.
+    bindings = [existing(agent="")] if kwargs.get("agent") == "" else None
+    changes = register(**values, bindings=bindings)
+    assert [c.uri for c in changes.add] == [values["contact"]], why
+    assert changes.refresh == [] and changes.remove == []
+
+
+def test_same_instance_replaces_whatever_the_address():
+    old = existing(instance="urn:uuid:abc", host="198.51.100.1", agent="Linphone/5.2")
+    changes = register("sip:1001@10.9.9.9:6000", instance="urn:uuid:abc", agent="Linphone/5.3",
+                       bindings=[old])
+    assert [(b.id, c.uri) for b, c in changes.refresh] == [(1, "sip:1001@10.9.9.9:6000")]
+    assert changes.add == []
+
+
+def test_ipv6_contacts_compare_without_the_port():
+    old = existing(contact="sip:1001@[2001:db8::5]:5060")
+    changes = register("sip:1001@[2001:db8::5]:5099", bindings=[old])
+    assert len(changes.refresh) == 1
+    changes = register("sip:1001@[2001:db8::6]:5060", bindings=[old])
+    assert len(changes.add) == 1
