@@ -15,6 +15,7 @@ so tests move time instead of waiting. sipd/qualifier.py carries it out.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,6 +71,9 @@ class _State:
 
 
 class Schedule:
+    """Each binding's next probe in a heap, the probes in flight in a dict: a tick
+    (every 0.1 s) costs what is due, not a walk over every binding."""
+
     def __init__(self, interval: float, timeout: float | None = None,
                  drop_after: int = DROP_AFTER, max_in_flight: int = MAX_IN_FLIGHT):
         if interval <= 0:
@@ -80,6 +84,9 @@ class Schedule:
         self.drop_after = drop_after
         self.max_in_flight = max_in_flight
         self._states: dict[int, _State] = {}
+        # (next probe, id) of the bindings waiting; an entry whose binding went is skipped.
+        self._waiting: list[tuple[float, int]] = []
+        self._flying: dict[int, float] = {}  # id -> deadline of its probe
 
     def __len__(self) -> int:
         return len(self._states)
@@ -88,7 +95,7 @@ class Schedule:
         return self._states.get(binding_id)
 
     def in_flight(self) -> int:
-        return sum(1 for state in self._states.values() if state.deadline is not None)
+        return len(self._flying)
 
     def sync(self, targets: list[Target], now: float) -> list[int]:
         """The live bindings as the database has them now; returns the ids that went
@@ -99,9 +106,9 @@ class Schedule:
             state = self._states.get(target.id)
             if state is None:
                 phase = (target.id * _GOLDEN) % 1.0
-                self._states[target.id] = _State(
-                    target, now + phase * self.interval, target.unreachable
-                )
+                state = _State(target, now + phase * self.interval, target.unreachable)
+                self._states[target.id] = state
+                heapq.heappush(self._waiting, (state.next_probe, target.id))
             elif state.target.updated_at != target.updated_at:
                 # A REGISTER refreshed it (and cleared unreachable_since): the phone
                 # spoke to us, so its count starts again; its turn stays where it was.
@@ -113,30 +120,42 @@ class Schedule:
         gone = [binding_id for binding_id in self._states if binding_id not in seen]
         for binding_id in gone:
             del self._states[binding_id]
+            self._flying.pop(binding_id, None)
         return gone
 
     def due(self, now: float) -> list[Target]:
         """The bindings to probe now (each marked in flight until now + timeout)."""
-        room = self.max_in_flight - self.in_flight()
-        if room <= 0:
-            return []
-        waiting = sorted(
-            (s for s in self._states.values() if s.deadline is None and s.next_probe <= now),
-            key=lambda s: s.next_probe,
-        )[:room]
-        for state in waiting:
-            state.deadline = now + self.timeout
+        picked: list[Target] = []
+        room = self.max_in_flight - len(self._flying)
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now and len(picked) < room:
+            when, binding_id = heapq.heappop(waiting)
+            state = self._states.get(binding_id)
+            if state is None or state.deadline is not None or state.next_probe != when:
+                continue  # went, or an entry left over
+            state.deadline = self._flying[binding_id] = now + self.timeout
             # The next turn keeps the binding's place in the interval, unless it was
             # held back so long (probes in flight) that the place is already past.
-            state.next_probe = max(state.next_probe + self.interval, now + self.timeout)
-        return [state.target for state in waiting]
+            state.next_probe = max(when + self.interval, now + self.timeout)
+            picked.append(state.target)
+        return picked
 
-    def answered(self, binding_id: int, now: float) -> Change | None:
-        """Any response to its probe: reachable (a Change only if it was not)."""
+    def _landed(self, binding_id: int) -> _State | None:
+        """A probe ended: the binding waits for its next turn (entered when it ends,
+        so that a binding is in the heap at most once)."""
         state = self._states.get(binding_id)
         if state is None:
             return None
         state.deadline = None
+        if self._flying.pop(binding_id, None) is not None:
+            heapq.heappush(self._waiting, (state.next_probe, binding_id))
+        return state
+
+    def answered(self, binding_id: int, now: float) -> Change | None:
+        """Any response to its probe: reachable (a Change only if it was not)."""
+        state = self._landed(binding_id)
+        if state is None:
+            return None
         state.failures = 0
         if state.unreachable:
             state.unreachable = False
@@ -145,10 +164,9 @@ class Schedule:
 
     def failed(self, binding_id: int, now: float) -> Change | None:
         """Its probe got no answer (or could not be sent)."""
-        state = self._states.get(binding_id)
+        state = self._landed(binding_id)
         if state is None:
             return None
-        state.deadline = None
         state.failures += 1
         if state.failures >= self.drop_after:
             del self._states[binding_id]
@@ -161,11 +179,7 @@ class Schedule:
     def expired(self, now: float) -> tuple[list[int], list[Change]]:
         """Probes past their deadline: their ids (to forget the transactions) and
         what their failure changes."""
-        ids = [
-            binding_id
-            for binding_id, state in self._states.items()
-            if state.deadline is not None and state.deadline <= now
-        ]
+        ids = [binding_id for binding_id, deadline in self._flying.items() if deadline <= now]
         changes = [change for change in (self.failed(i, now) for i in ids) if change is not None]
         return ids, changes
 

@@ -189,3 +189,16 @@ def test_ipv6_contacts_compare_without_the_port():
     assert len(changes.refresh) == 1
     changes = register("sip:1001@[2001:db8::6]:5060", bindings=[old])
     assert len(changes.add) == 1
+
+
+def test_a_binding_gone_while_probed_is_not_counted_and_an_id_used_again_starts_afresh():
+    schedule = Schedule(interval=10, timeout=2)
+    schedule.sync([target(1)], now=0.0)
+    assert [t.id for t in schedule.due(10.0)] == [1]
+    assert schedule.sync([], now=10.5) == [1]
+    assert schedule.expired(13.0) == ([], [])
+    # SQLite may give a new binding the id of one deleted: it is a new binding.
+    schedule.sync([target(1, updated_at=200.0)], now=20.0)
+    assert schedule.state(1).failures == 0
+    times = probe_times(schedule, 20.0, 40.0)
+    assert len(times[1]) == 2
