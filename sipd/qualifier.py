@@ -11,8 +11,10 @@ match a probe end here, the rest go on to the B2BUA.
 
 What changes is written only when it changes: unreachable_since set at the
 first silence and cleared at the first answer, the binding deleted after
-DROP_AFTER silences in a row. Each write names the binding's updated_at too,
-so a REGISTER that refreshed it meanwhile (in any process) wins.
+DROP_AFTER silences in a row, or at the first if it is superseded_at (the
+registrar saw the same phone register again from a new port). Each write
+names the binding's updated_at too, so a REGISTER that refreshed it meanwhile
+(in any process) wins.
 """
 
 from __future__ import annotations
@@ -86,12 +88,12 @@ class Qualifier:
             Binding.select(
                 Binding.id, Binding.aor, Binding.contact, Binding.source_host,
                 Binding.source_port, Binding.transport, Binding.updated_at,
-                Binding.unreachable_since,
+                Binding.unreachable_since, Binding.superseded_at,
             )
             .where(Binding.expires_at > now)
             .tuples()
         )
-        return [Target(*row[:7], row[7] is not None) for row in rows]
+        return [Target(*row[:7], row[7] is not None, row[8] is not None) for row in rows]
 
     def _probe(self, target: Target, now: float) -> None:
         destination = Destination(target.host, target.port, target.transport)
@@ -120,14 +122,22 @@ class Qualifier:
         with db.atomic():
             if change.kind == "drop":
                 done = Binding.delete().where(unchanged).execute()
+            elif change.kind == "unreachable":
+                done = Binding.update(unreachable_since=now).where(unchanged).execute()
             else:
-                since = now if change.kind == "unreachable" else None
-                done = Binding.update(unreachable_since=since).where(unchanged).execute()
+                done = (Binding.update(unreachable_since=None, superseded_at=None)
+                        .where(unchanged).execute())
         if not done:
             return  # refreshed or removed meanwhile: the next sync sees it as it is now
-        if change.kind == "drop":
+        if change.kind == "drop" and target.superseded:
+            log.warning("Registration of %s dropped: replaced by the same phone's new one,"
+                        " %s (%s)", target.aor, why, where)
+        elif change.kind == "drop":
             log.warning("Registration of %s dropped: %s %d times in a row (%s)",
                         target.aor, why, change.failures, where)
+        elif target.superseded:
+            log.info("Registration of %s kept beside the new one from the same address: %s (%s)",
+                     target.aor, why, where)
         elif change.kind == "unreachable":
             log.warning("Registration of %s unreachable: %s (%s)", target.aor, why, where)
         else:

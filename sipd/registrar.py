@@ -303,6 +303,7 @@ class Registrar:
                 refreshed[binding.id] = (contact.uri, now + contact.expires)
             for contact in changes.add:
                 store.add_binding(extension.id, _binding_values(common, contact, now), now)
+            store.supersede_bindings([b.id for b in changes.superseded], now)
             if not changes.query_only:
                 self._record(
                     extension.number,
@@ -335,9 +336,15 @@ class Registrar:
                 agent,
                 contact.expires,
             )
+        for binding in changes.superseded:
+            log.info(
+                "Extension %s: %s looks like an earlier registration of the phone at %s%s;"
+                " probing it, dropped unless it answers",
+                number, binding.contact, source, agent,
+            )
         for binding, contact in changes.refresh:
             if binding.contact != contact.uri:
-                # The same phone back from a new port (registration.py, _match).
+                # The same phone (+sip.instance) back from a new port (registration.py).
                 log.info(
                     "Extension %s registered again from %s%s as %s, replaced %s",
                     number, source, agent, contact.uri, binding.contact,

@@ -218,9 +218,17 @@ def refresh_binding(binding_id: int, values: dict) -> None:
     _write(
         "UPDATE binding SET aor = ?, contact = ?, source_host = ?, source_port = ?,"
         " transport = ?, expires_at = ?, call_id = ?, cseq = ?, user_agent = ?, instance = ?,"
-        " q = ?, updated_at = ?, unreachable_since = NULL WHERE id = ?",
+        " q = ?, updated_at = ?, unreachable_since = NULL, superseded_at = NULL WHERE id = ?",
         (*_values(values), binding_id),
     )
+
+
+def supersede_bindings(ids: list[int], now: float) -> None:
+    """Mark bindings that look like an earlier life of a phone that just registered
+    (sipd/sip/registration.py): the qualifier probes them at once."""
+    if ids:
+        _write(f"UPDATE binding SET superseded_at = ? WHERE id IN ({','.join('?' * len(ids))})",
+               (now, *ids))
 
 
 def add_binding(extension_id: int, values: dict, now: float) -> None:

@@ -51,6 +51,9 @@ class Target(NamedTuple):
     transport: str
     updated_at: float  # changes with every REGISTER refresh
     unreachable: bool  # as the database has it now
+    # The same phone seems to have registered again elsewhere (superseded_at):
+    # probed at once, dropped at its first silence.
+    superseded: bool = False
 
 
 class Change(NamedTuple):
@@ -68,6 +71,7 @@ class _State:
     unreachable: bool
     failures: int = 0
     deadline: float | None = None  # a probe is in flight until then
+    superseded: bool = False
 
 
 class Schedule:
@@ -117,11 +121,19 @@ class Schedule:
                 state.unreachable = target.unreachable
             else:
                 state.target = target
+            self._suspect(state, target.superseded, now)
         gone = [binding_id for binding_id in self._states if binding_id not in seen]
         for binding_id in gone:
             del self._states[binding_id]
             self._flying.pop(binding_id, None)
         return gone
+
+    def _suspect(self, state: _State, superseded: bool, now: float) -> None:
+        """Newly superseded: its probe is due now (the old heap entry is left over)."""
+        if superseded and not state.superseded and state.deadline is None:
+            state.next_probe = now
+            heapq.heappush(self._waiting, (now, state.target.id))
+        state.superseded = superseded and (state.superseded or state.deadline is None)
 
     def due(self, now: float) -> list[Target]:
         """The bindings to probe now (each marked in flight until now + timeout)."""
@@ -157,8 +169,9 @@ class Schedule:
         if state is None:
             return None
         state.failures = 0
-        if state.unreachable:
-            state.unreachable = False
+        if state.unreachable or state.superseded:
+            # A superseded binding that answers is another live phone: kept.
+            state.unreachable = state.superseded = False
             return Change("reachable", state.target, 0)
         return None
 
@@ -168,7 +181,7 @@ class Schedule:
         if state is None:
             return None
         state.failures += 1
-        if state.failures >= self.drop_after:
+        if state.failures >= self.drop_after or state.superseded:
             del self._states[binding_id]
             return Change("drop", state.target, state.failures)
         if not state.unreachable:

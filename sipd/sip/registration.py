@@ -61,6 +61,9 @@ class Plan:
     refresh: list[tuple[Existing, WantedContact]] = field(default_factory=list)
     remove: list[Existing] = field(default_factory=list)
     query_only: bool = False
+    # Bindings that look like an earlier life of the phone registering now
+    # (_same_phone): probed at once by the qualifier, dropped if they do not answer.
+    superseded: list[Existing] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,11 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
          source_host: str = "", user_agent: str = "") -> Plan:
     """Step 8 of §10.3 applied to every contact of the request.
 
-    `source_host` and `user_agent` are the request's: a phone that restarted
-    (a new Call-ID, §10.2.4) and registers from a new port is recognised by them
-    (see _same_phone) and its old binding refreshed with the new contact, not
-    left to be rung until it expires."""
+    `source_host` and `user_agent` are the request's: a new contact that looks
+    like a phone back from a restart on a new port (see _same_phone) marks the
+    binding of its earlier life `superseded`. That one is not replaced outright,
+    since two live phones of one program on one address look the same; sipd's
+    qualifier probes it at once and drops it if it does not answer."""
     result = Plan(query_only=wanted.query_only)
     if wanted.remove_all:
         for binding in existing:
@@ -137,7 +141,7 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
         return result
     kept = list(existing)
     for contact in wanted.contacts:
-        match = _match(kept, contact, call_id, source_host, user_agent)
+        match = _match(kept, contact)
         if match is not None:
             if match.call_id == call_id and cseq <= match.cseq:
                 raise Refusal(500, "Server Internal Error: out of order CSeq")
@@ -148,6 +152,12 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
                 result.refresh.append((match, contact))
         elif contact.expires > 0:
             result.add.append(contact)
+            if not contact.instance:
+                result.superseded += [
+                    b for b in kept
+                    if _same_phone(b, contact, call_id, source_host, user_agent)
+                    and b not in result.superseded
+                ]
     # Bindings of a phone that came back (same +sip.instance, RFC 5626 §6) with
     # a new contact were matched above; now enforce the per-AOR limit by
     # dropping the oldest bindings the request did not name.
@@ -161,20 +171,15 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
     return result
 
 
-def _match(bindings: list[Existing], contact: WantedContact, call_id: str = "",
-           source_host: str = "", user_agent: str = "") -> Existing | None:
+def _match(bindings: list[Existing], contact: WantedContact) -> Existing | None:
     # RFC 5626 §4.2 / RFC 5627 §3.2: the +sip.instance names the device, whatever
-    # its Contact URI (a new port after a restart); it is compared before the URI.
+    # its Contact URI (a new port after a restart), so it is compared first: the
+    # binding is refreshed with the new contact, i.e. replaced.
     for binding in bindings:
         if contact.instance and binding.instance == contact.instance:
             return binding
     for binding in bindings:
         if binding.contact == contact.uri:
-            return binding
-    if contact.instance:
-        return None  # a device that names itself is not guessed at
-    for binding in bindings:
-        if _same_phone(binding, contact, call_id, source_host, user_agent):
             return binding
     return None
 
@@ -185,8 +190,9 @@ def _same_phone(binding: Existing, contact: WantedContact, call_id: str, source_
     Call-ID: a UA keeps one for all its registrations while it runs, §10.2.4)
     from the same source address, with the same User-Agent, and the same
     Contact host on another port. Two PCs behind one NAT address with the same
-    softphone differ in their Contact's (private) host, and stay two bindings;
-    a binding with an instance is left to its instance."""
+    softphone differ in their Contact's (private) host, and are not suspected;
+    a binding with an instance is left to its instance. Still a guess (two sipp
+    processes on one host match it too), hence a probe rather than a removal."""
     return bool(
         user_agent
         and not binding.instance

@@ -193,8 +193,8 @@ def test_a_phone_back_from_a_new_port_replaces_its_binding(tmp_path):
     from tests.support import database_with
 
     database_with(db_path, ["1001"], PASSWORD)
-    server = ("127.0.0.1",)
-    with Sipd(db_path, PBX_QUALIFY_INTERVAL="0", PBX_SIP_WORKERS="0") as sipd:
+    # Long enough that no binding here is dropped by the regular probes (3 silences).
+    with Sipd(db_path, PBX_QUALIFY_INTERVAL="8", PBX_SIP_WORKERS="1") as sipd:
         server = ("127.0.0.1", sipd.port)
 
         def restart(**kwargs) -> Phone:
@@ -203,23 +203,39 @@ def test_a_phone_back_from_a_new_port_replaces_its_binding(tmp_path):
             phone.close()  # "crashed": no unregistration
             return phone
 
-        # The same +sip.instance (RFC 5626 §4.2, RFC 5627 §3.2), whatever its User-Agent.
+        # The same +sip.instance (RFC 5626 §4.2, RFC 5627 §3.2), whatever its User-Agent:
+        # replaced by the REGISTER itself.
         instance = f"urn:uuid:{secrets.token_hex(16)}"
         first = restart(user_agent="Linphone/5.2", instance=instance)
         second = restart(user_agent="Linphone/5.2.1", instance=instance)
         assert set(bindings(db_path)) == {second.local[1]}
         assert first.local[1] != second.local[1]
 
-        # No instance, the same address and User-Agent, a new boot (Call-ID): the same phone.
+        # No instance, the same address and User-Agent, a new boot (Call-ID): the earlier
+        # binding is probed at once and, silent, dropped within seconds (not minutes).
         third = restart(user_agent="MicroSIP/3.21.3")
         fourth = restart(user_agent="MicroSIP/3.21.3")
-        assert set(bindings(db_path)) == {second.local[1], fourth.local[1]}
         assert third.local[1] != fourth.local[1]
+        wait_for(lambda: set(bindings(db_path)) == {second.local[1], fourth.local[1]}, 12,
+                 "the restarted phone's earlier binding dropped")
+        assert "dropped: replaced by the same phone's new one" in sipd.log()
 
-        # Another program on the same address is another phone: both stay.
+        # Two live phones of one program on one address look the same: the earlier
+        # answers its probe and both stay.
+        twin = PhoneProcess(sipd.port, "Twin/1.0")
+        other_twin = PhoneProcess(sipd.port, "Twin/1.0")
+        try:
+            wait_for(lambda: "kept beside the new one" in sipd.log(), 12,
+                     "the live twin's binding kept")
+            assert {twin.port, other_twin.port} <= set(bindings(db_path))
+        finally:
+            twin.methods(), other_twin.methods()
+
+        # Another program on the same address is another phone: not even suspected.
         fifth = restart(user_agent="Zoiper rv2.10")
-        assert set(bindings(db_path)) == {second.local[1], fourth.local[1], fifth.local[1]}
-        assert "replaced" in sipd.log()
+        assert fifth.local[1] in bindings(db_path)
+        assert f"of the phone at 127.0.0.1:{fifth.local[1]} " not in sipd.log()
+        assert f"of the phone at 127.0.0.1:{fourth.local[1]} (MicroSIP/3.21.3)" in sipd.log()
 
 
 def test_any_answer_even_405_keeps_a_binding_reachable(tmp_path):

@@ -150,11 +150,13 @@ def register(contact, call_id="boot-2", instance="", host="203.0.113.7",
                 Policy(), host, agent)
 
 
-def test_same_address_and_user_agent_after_a_restart_replaces():
+def test_same_address_and_user_agent_after_a_restart_supersedes():
     changes = register("sip:1001@10.0.0.5:5077")
-    assert changes.add == [] and changes.remove == []
-    [(old, new)] = changes.refresh
-    assert old.id == 1 and new.uri == "sip:1001@10.0.0.5:5077"
+    # Added, and the earlier binding marked for an immediate probe (not removed: two
+    # live phones of one program on one address look just the same).
+    assert [c.uri for c in changes.add] == ["sip:1001@10.0.0.5:5077"]
+    assert [b.id for b in changes.superseded] == [1]
+    assert changes.refresh == [] and changes.remove == []
 
 
 @pytest.mark.parametrize("why, kwargs", [
@@ -172,7 +174,7 @@ def test_otherwise_it_is_another_phone(why, kwargs):
     bindings = [existing(agent="")] if kwargs.get("agent") == "" else None
     changes = register(**values, bindings=bindings)
     assert [c.uri for c in changes.add] == [values["contact"]], why
-    assert changes.refresh == [] and changes.remove == []
+    assert changes.refresh == [] and changes.remove == [] and changes.superseded == []
 
 
 def test_same_instance_replaces_whatever_the_address():
@@ -186,9 +188,9 @@ def test_same_instance_replaces_whatever_the_address():
 def test_ipv6_contacts_compare_without_the_port():
     old = existing(contact="sip:1001@[2001:db8::5]:5060")
     changes = register("sip:1001@[2001:db8::5]:5099", bindings=[old])
-    assert len(changes.refresh) == 1
+    assert len(changes.superseded) == 1
     changes = register("sip:1001@[2001:db8::6]:5060", bindings=[old])
-    assert len(changes.add) == 1
+    assert changes.superseded == []
 
 
 def test_a_binding_gone_while_probed_is_not_counted_and_an_id_used_again_starts_afresh():
@@ -202,3 +204,24 @@ def test_a_binding_gone_while_probed_is_not_counted_and_an_id_used_again_starts_
     assert schedule.state(1).failures == 0
     times = probe_times(schedule, 20.0, 40.0)
     assert len(times[1]) == 2
+
+
+def test_a_superseded_binding_is_probed_at_once_and_dropped_at_its_first_silence():
+    schedule = Schedule(interval=60, timeout=2)
+    schedule.sync([target(1)], now=0.0)
+    assert schedule.due(1.0) == []  # its turn is later in the interval
+    schedule.sync([target(1)._replace(superseded=True)], now=1.0)
+    assert [t.id for t in schedule.due(1.0)] == [1]
+    ids, changes = schedule.expired(3.0)
+    assert ids == [1] and [c.kind for c in changes] == ["drop"]
+    assert changes[0].target.superseded and len(schedule) == 0
+
+
+def test_a_superseded_binding_that_answers_is_kept():
+    schedule = Schedule(interval=60, timeout=2)
+    schedule.sync([target(1)._replace(superseded=True)], now=0.0)
+    assert [t.id for t in schedule.due(0.0)] == [1]
+    change = schedule.answered(1, 0.5)
+    assert change.kind == "reachable"  # written: superseded_at cleared
+    schedule.sync([target(1)], now=1.0)
+    assert schedule.due(1.5) == [] and len(schedule) == 1
