@@ -345,13 +345,35 @@ def cmd_status(args, settings: Settings) -> int:
         f"({Extension.select().where(~Extension.enabled).count()} disabled)"
     )
     print(f"Registered: {registered} extensions, {live.count()} bindings")
+    unreachable = live.where(Binding.unreachable_since.is_null(False)).count()
+    if unreachable:
+        print(f"Unreachable: {unreachable} bindings (no answer to sipd's OPTIONS; calls do not"
+              " ring them)")
     _print_phones_use(settings)
     for binding in live.order_by(Binding.aor):
+        state = ""
+        if binding.unreachable_since is not None:
+            state = f", UNREACHABLE for {_ago(now - binding.unreachable_since)}"
         print(
             f"  {binding.aor} -> {binding.contact} from {binding.source_host}:"
             f"{binding.source_port}/{binding.transport} ({binding.user_agent or '-'}), "
-            f"expires in {_ago(binding.expires_at - now)}"
+            f"expires in {_ago(binding.expires_at - now)}{state}"
         )
+    return 0
+
+
+def cmd_reg_rm(args, settings: Settings) -> int:
+    from core import audit, registrations
+
+    _db(settings)
+    try:
+        dropped = registrations.drop(audit.cli_actor(), audit.cli_source(), number=args.number,
+                                     contact=None if args.all else args.contact)
+    except registrations.RegistrationError as error:
+        raise CliError(str(error)) from None
+    for binding in dropped:
+        print(f"Registration of {binding.extension.number} dropped: {binding.contact} from"
+              f" {binding.source_host}:{binding.source_port}/{binding.transport}")
     return 0
 
 
@@ -633,6 +655,15 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run sipd and the panel, each started again if it dies (make run)"
     ).set_defaults(func=cmd_run)
     sub.add_parser("status", help="registrations and extensions").set_defaults(func=cmd_status)
+    reg = sub.add_parser("reg", help="registrations (registered contacts)").add_subparsers(
+        dest="reg_command", required=True, metavar="ACTION"
+    )
+    reg_rm = reg.add_parser("rm", help="drop an extension's registration (calls stop ringing it)")
+    reg_rm.add_argument("number")
+    which = reg_rm.add_mutually_exclusive_group(required=True)
+    which.add_argument("--contact", metavar="URI", help="the contact to drop (see pbxctl status)")
+    which.add_argument("--all", action="store_true", help="every contact of the extension")
+    reg_rm.set_defaults(func=cmd_reg_rm)
     calls = sub.add_parser("calls", help="the last calls, or the live ones")
     calls.add_argument("--last", type=int, default=20, metavar="N",
                        help="how many of the last calls (default 20)")

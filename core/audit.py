@@ -34,6 +34,7 @@ ACTIONS = {
     "call.hangup": "hung up call",
     "ban.add": "banned",
     "ban.lift": "lifted the ban of",
+    "registration.drop": "dropped a registration of",
 }
 
 

@@ -160,6 +160,8 @@ class Settings:
     # How long sipd waits for another process's write lock before it answers
     # 503 (sipd/dblock.py); the wait never stops its event loop.
     db_lock_wait: float = 5.0
+    # Seconds between OPTIONS probes of each binding (sipd/qualifier.py); 0: off.
+    qualify_interval: int = 60
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -223,6 +225,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
         db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT") or "5", "PBX_DB_LOCK_WAIT", 0.1, 60),
+        qualify_interval=_int(env, "PBX_QUALIFY_INTERVAL", 60, 0),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),

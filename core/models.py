@@ -143,6 +143,12 @@ class Binding(BaseModel):
     q = FloatField(null=True)
     registered_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
+    # Since when the binding has not answered sipd's OPTIONS probes (sipd/qualifier.py);
+    # None: it answered the last one, or was not probed yet. Calls do not ring it.
+    unreachable_since = FloatField(null=True)
+    # When a phone like it (same address and User-Agent) registered again from a new
+    # port: the qualifier probes it at once and drops it unless it answers.
+    superseded_at = FloatField(null=True)
 
     class Meta:
         indexes = ((("extension", "contact"), True),)

@@ -308,9 +308,12 @@ class Calls:
                 "BUSY",
                 phrase="Busy Here: call limit reached",
             )
-        bindings = [b for b in store.live_bindings(callee.id, now)]
+        registered = store.live_bindings(callee.id, now)
+        # Contacts that did not answer the qualifier's OPTIONS are not rung (sipd/qualifier.py).
+        bindings = [b for b in registered if not b.unreachable]
         if not bindings:
-            return refuse(480, "callee not registered", "FAILED")
+            reason = "callee's phones do not answer" if registered else "callee not registered"
+            return refuse(480, reason, "FAILED")
         offer = None
         if request.body:
             try:

@@ -226,6 +226,7 @@ class Sipd:
         )
         self.handler.send = send
         self.handler.calls = self.calls
+        self._start_qualifier(send, local, port)
         periodic(MEDIA_CHECK_INTERVAL, self.calls.check_media, "media check")
         try:
             self.control = ControlServer(self.settings.control_socket, self.calls)
@@ -233,6 +234,19 @@ class Sipd:
         except OSError as error:
             log.warning("Control socket %s unavailable: %s", self.settings.control_socket, error)
             self.control = None
+
+    def _start_qualifier(self, send, local: str, port: int) -> None:
+        """OPTIONS probes of every binding (sipd/qualifier.py); here only, never in a
+        worker: the responses come to this process (sipd/workers.py steers only REGISTERs)."""
+        from sipd.qualifier import Qualifier
+
+        self.qualifier = None
+        interval = self.settings.qualify_interval
+        if not interval:
+            return
+        self.qualifier = Qualifier(send, local, port, self.settings.realm, interval)
+        self.handler.qualifier = self.qualifier
+        periodic(0.1, self.qualifier.tick, "qualify")
 
     def _housekeeping(self) -> None:
         reap()

@@ -72,6 +72,8 @@ class Handler:
         # send(data, Destination) for what is not an immediate answer.
         self.calls = None
         self.send = None
+        # The qualifier's OPTIONS probes (sipd/qualifier.py), in the main sipd when enabled.
+        self.qualifier = None
         # Inside batch(): the transactions begun and the work to run after the commit,
         # and the greenlet of the batch (others handle requests while it waits for
         # the database's write lock: theirs are not part of it).
@@ -147,6 +149,9 @@ class Handler:
         except ParseError as error:
             return self._malformed(error, source, reliable)
         if isinstance(message, Response):
+            # To the owner of its client transaction: a probe of the qualifier's, or the B2BUA's.
+            if self.qualifier is not None and self.qualifier.response(message, source):
+                return []
             if self.calls is not None:
                 self.calls.response(message, source)
             return []

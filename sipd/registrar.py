@@ -282,7 +282,8 @@ class Registrar:
             rows, expired = [], []
             for row in found:
                 (rows if row.expires_at > now else expired).append(row)
-            changes = plan(rows, wanted, call_id, cseq.number, self.policy)
+            changes = plan(rows, wanted, call_id, cseq.number, self.policy, source.host,
+                           user_agent)
             common = {
                 "source_host": source.host,
                 "source_port": source.port,
@@ -300,6 +301,7 @@ class Registrar:
                 refreshed[binding.id] = (contact.uri, now + contact.expires)
             for contact in changes.add:
                 store.add_binding(extension.id, _binding_values(common, contact, now), now)
+            store.supersede_bindings([b.id for b in changes.superseded], now)
             if not changes.query_only:
                 self._record(
                     extension.number,
@@ -332,7 +334,20 @@ class Registrar:
                 agent,
                 contact.expires,
             )
-        for _binding, contact in changes.refresh:
+        for binding in changes.superseded:
+            log.info(
+                "Extension %s: %s looks like an earlier registration of the phone at %s%s;"
+                " probing it, dropped unless it answers",
+                number, binding.contact, source, agent,
+            )
+        for binding, contact in changes.refresh:
+            if binding.contact != contact.uri:
+                # The same phone (+sip.instance) back from a new port (registration.py).
+                log.info(
+                    "Extension %s registered again from %s%s as %s, replaced %s",
+                    number, source, agent, contact.uri, binding.contact,
+                )
+                continue
             log.debug(
                 "Extension %s refreshed from %s%s, expires %d s",
                 number,

@@ -31,6 +31,8 @@ class BindingRow(NamedTuple):
     instance: str
     registered_at: float
     expires_at: float
+    source_host: str
+    user_agent: str
 
 
 # Rows as named tuples: built for every REGISTER, and a frozen dataclass costs
@@ -200,7 +202,8 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
         _reader()
         .execute(
             "SELECT e.id, e.number, e.enabled, e.realm, e.ha1_md5, e.ha1_sha256, b.id, b.contact,"
-            " b.call_id, b.cseq, b.instance, b.registered_at, b.expires_at"
+            " b.call_id, b.cseq, b.instance, b.registered_at, b.expires_at, b.source_host,"
+            " b.user_agent"
             " FROM extension e LEFT JOIN binding b ON b.extension_id = e.id"
             " WHERE e.number = ? ORDER BY b.registered_at, b.id",
             (number,),
@@ -219,7 +222,8 @@ def _extension_row(row: tuple, bindings: list[BindingRow] | None = None) -> Exte
 
 def bindings(extension_id: int) -> list[BindingRow]:
     rows = _reader().execute(
-        "SELECT id, contact, call_id, cseq, instance, registered_at, expires_at FROM binding"
+        "SELECT id, contact, call_id, cseq, instance, registered_at, expires_at, source_host,"
+        " user_agent FROM binding"
         " WHERE extension_id = ? ORDER BY registered_at, id",
         (extension_id,),
     )
@@ -238,12 +242,22 @@ _COLUMNS = (
 
 
 def refresh_binding(binding_id: int, values: dict) -> None:
+    # A refresh is the phone speaking to us: whatever the qualifier found before
+    # (sipd/qualifier.py), it is probed afresh from here.
     _write(
         "UPDATE binding SET aor = ?, contact = ?, source_host = ?, source_port = ?,"
         " transport = ?, expires_at = ?, call_id = ?, cseq = ?, user_agent = ?, instance = ?,"
-        " q = ?, updated_at = ? WHERE id = ?",
+        " q = ?, updated_at = ?, unreachable_since = NULL, superseded_at = NULL WHERE id = ?",
         (*_values(values), binding_id),
     )
+
+
+def supersede_bindings(ids: list[int], now: float) -> None:
+    """Mark bindings that look like an earlier life of a phone that just registered
+    (sipd/sip/registration.py): the qualifier probes them at once."""
+    if ids:
+        _write(f"UPDATE binding SET superseded_at = ? WHERE id IN ({','.join('?' * len(ids))})",
+               (now, *ids))
 
 
 def add_binding(extension_id: int, values: dict, now: float) -> None:
@@ -303,7 +317,8 @@ def record_attempt(
 def live_bindings(extension_id: int, now: float) -> list:
     """The contacts a call to this extension rings (source address: NAT-proof)."""
     rows = _conn().execute(
-        "SELECT contact, source_host, source_port, transport FROM binding"
+        "SELECT contact, source_host, source_port, transport, unreachable_since IS NOT NULL"
+        " FROM binding"
         " WHERE extension_id = ? AND expires_at > ? ORDER BY registered_at, id",
         (extension_id, now),
     )
@@ -316,6 +331,7 @@ class LiveBinding:
     source_host: str
     source_port: int
     transport: str
+    unreachable: bool = False  # it did not answer sipd's last OPTIONS (sipd/qualifier.py)
 
 
 class Party(NamedTuple):

@@ -51,6 +51,8 @@ class Existing(NamedTuple):
     cseq: int
     instance: str
     registered_at: float
+    source_host: str = ""
+    user_agent: str = ""
 
 
 @dataclass
@@ -59,6 +61,9 @@ class Plan:
     refresh: list[tuple[Existing, WantedContact]] = field(default_factory=list)
     remove: list[Existing] = field(default_factory=list)
     query_only: bool = False
+    # Bindings that look like an earlier life of the phone registering now
+    # (_same_phone): probed at once by the qualifier, dropped if they do not answer.
+    superseded: list[Existing] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,15 @@ def _q(raw: str | None) -> float | None:
     return q
 
 
-def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, policy: Policy) -> Plan:
-    """Step 8 of §10.3 applied to every contact of the request."""
+def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, policy: Policy,
+         source_host: str = "", user_agent: str = "") -> Plan:
+    """Step 8 of §10.3 applied to every contact of the request.
+
+    `source_host` and `user_agent` are the request's: a new contact that looks
+    like a phone back from a restart on a new port (see _same_phone) marks the
+    binding of its earlier life `superseded`. That one is not replaced outright,
+    since two live phones of one program on one address look the same; sipd's
+    qualifier probes it at once and drops it if it does not answer."""
     result = Plan(query_only=wanted.query_only)
     if wanted.remove_all:
         for binding in existing:
@@ -140,6 +152,12 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
                 result.refresh.append((match, contact))
         elif contact.expires > 0:
             result.add.append(contact)
+            if not contact.instance:
+                result.superseded += [
+                    b for b in kept
+                    if _same_phone(b, contact, call_id, source_host, user_agent)
+                    and b not in result.superseded
+                ]
     # Bindings of a phone that came back (same +sip.instance, RFC 5626 §6) with
     # a new contact were matched above; now enforce the per-AOR limit by
     # dropping the oldest bindings the request did not name.
@@ -154,6 +172,9 @@ def plan(existing: list[Existing], wanted: Wanted, call_id: str, cseq: int, poli
 
 
 def _match(bindings: list[Existing], contact: WantedContact) -> Existing | None:
+    # RFC 5626 §4.2 / RFC 5627 §3.2: the +sip.instance names the device, whatever
+    # its Contact URI (a new port after a restart), so it is compared first: the
+    # binding is refreshed with the new contact, i.e. replaced.
     for binding in bindings:
         if contact.instance and binding.instance == contact.instance:
             return binding
@@ -161,3 +182,30 @@ def _match(bindings: list[Existing], contact: WantedContact) -> Existing | None:
         if binding.contact == contact.uri:
             return binding
     return None
+
+
+def _same_phone(binding: Existing, contact: WantedContact, call_id: str, source_host: str,
+                user_agent: str) -> bool:
+    """Without an instance, a phone that restarted: a new boot cycle (another
+    Call-ID: a UA keeps one for all its registrations while it runs, §10.2.4)
+    from the same source address, with the same User-Agent, and the same
+    Contact host on another port. Two PCs behind one NAT address with the same
+    softphone differ in their Contact's (private) host, and are not suspected;
+    a binding with an instance is left to its instance. Still a guess (two sipp
+    processes on one host match it too), hence a probe rather than a removal."""
+    return bool(
+        user_agent
+        and not binding.instance
+        and binding.call_id != call_id
+        and binding.source_host == source_host
+        and binding.user_agent == user_agent
+        and _contact_host(binding.contact) == _contact_host(contact.uri)
+    )
+
+
+def _contact_host(uri: str) -> str:
+    """user@host of a (normalized) Contact URI, without port or parameters."""
+    rest = uri.split(":", 1)[-1].split(";", 1)[0]
+    if rest.rfind("]") < rest.rfind(":"):
+        rest = rest[: rest.rfind(":")]
+    return rest.lower()
