@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, password_problem
 from core.models import Admin, Binding, Extension, db
-from core.weak_passwords import guessable
+from core.weak_passwords import guessable, length_problem
 
 # An extension number is what a phone dials and puts in its user part:
 # 2 to 15 digits keeps it dialable from any keypad.
@@ -152,14 +152,9 @@ def admin_password_problem(password: str, username: str = "") -> str | None:
     them, is not ten characters of secret. Then what a guesser tries first
     (core/weak_passwords.py), as for extensions.
     """
-    if not password.strip():
-        return "must not be blank"
-    if len(password) > MAX_ADMIN_PASSWORD:
-        return f"must be at most {MAX_ADMIN_PASSWORD} characters (this one has {len(password)})"
-    if len(password) < MIN_ADMIN_PASSWORD:
-        return f"must be at least {MIN_ADMIN_PASSWORD} characters"
-    if len("".join(password.split())) < MIN_ADMIN_PASSWORD:
-        return f"must be at least {MIN_ADMIN_PASSWORD} characters besides spaces"
+    problem = length_problem(password, MIN_ADMIN_PASSWORD, MAX_ADMIN_PASSWORD)
+    if problem:
+        return problem
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
         return "must not contain control characters"
     return guessable(password, [(username, "the user name")])

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import string
 
-from core.weak_passwords import guessable, realm_names
+from core.weak_passwords import guessable, length_problem, realm_names
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -46,14 +46,9 @@ def password_problem(number: str, password: str, realm: str = "") -> str | None:
     (blank, length) to the guesser's list (core/weak_passwords.py), so the
     first reason given is the one to fix first.
     """
-    if not password.strip():
-        return "must not be blank"
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return f"must be at most {MAX_PASSWORD_LENGTH} characters (this one has {len(password)})"
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
-    if len("".join(password.split())) < MIN_PASSWORD_LENGTH:
-        return f"must be at least {MIN_PASSWORD_LENGTH} characters besides spaces"
+    problem = length_problem(password, MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH)
+    if problem:
+        return problem
     if password == number or password.lower().strip() == number:
         return "must not be the extension number"
     if password.isdigit():

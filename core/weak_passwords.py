@@ -41,6 +41,22 @@ MIN_LABEL = 4
 
 
 @functools.cache
+
+def length_problem(password: str, minimum: int, maximum: int) -> str | None:
+    """The checks every password starts with (extensions and panel users): blank,
+    too long, too short, too short once blanks are left out (ten spaces, or a
+    short word padded with them, is not ten characters of secret). The phrase
+    completes "password ..."."""
+    if not password.strip():
+        return "must not be blank"
+    if len(password) > maximum:
+        return f"must be at most {maximum} characters (this one has {len(password)})"
+    if len(password) < minimum:
+        return f"must be at least {minimum} characters"
+    if len("".join(password.split())) < minimum:
+        return f"must be at least {minimum} characters besides spaces"
+    return None
+
 def common_passwords() -> frozenset[str]:
     lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
     return frozenset(line for line in lines if line and not line.startswith("#"))
