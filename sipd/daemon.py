@@ -16,6 +16,7 @@ from core.config import Settings
 from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
 from core.phone_settings import PhoneSettings
+from core.version import code_version
 from sipd import dblock, security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
@@ -38,7 +39,8 @@ def _record(what: str, function, *args, **kwargs) -> None:
     waits for the write lock on the loop like every sipd write (sipd/dblock.py):
     peewee alone would fail at once on a locked database (busy_timeout is 0), and
     a database that stays locked may cost the dashboard a record, never sipd its
-    start, its housekeeping or its clean stop."""
+    start, its housekeeping or its clean stop. `function` must not yield to the
+    loop (no subprocess, no network): the connection is shared by every greenlet."""
     try:
         with dblock.transaction(db.connection()):
             function(*args, **kwargs)
@@ -165,6 +167,10 @@ class Sipd:
         )
         # What the panel's dashboard shows of sipd (core/services.py, core/samples.py).
         self.sampler = samples.Sampler()
+        # The version once, before the transaction: from a checkout it runs git, and a
+        # subprocess yields to the loop, where the shared connection's open
+        # transaction would meet a REGISTER's batch (core/models.py open_database).
+        code_version()
         _record("sipd's start", services.started, "sipd", self._describe_listeners(host, port),
                 phones=self._phone_settings(host, port))
         _record("a registration sample", self.sampler.tick)
