@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from html import unescape
+from pathlib import Path
 
 import pytest
 from panel_testing import make_app
@@ -215,6 +216,12 @@ def process(tmp_path):
     def start(program: str) -> int:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", program])
         started.append(child)
+        # Until the kernel shows the new program's arguments (under load the page was
+        # once read before: the sipd looked "down").
+        deadline = time.monotonic() + 10
+        while program.encode() not in Path(f"/proc/{child.pid}/cmdline").read_bytes().split(
+                b"\0") and time.monotonic() < deadline:
+            time.sleep(0.01)
         return child.pid
 
     yield start
