@@ -477,7 +477,10 @@ def test_requests_of_many_calls_in_flight_at_once_each_get_their_own_reply(tmp_p
     the socket, is matched to it by id."""
     import threading
 
-    relay = make_relay(tmp_path, pairs=200).start()
+    # 400 pairs: a released pair rests for half the pool's worth of releases (200)
+    # before it is drawn again, more than these 64 calls' 128 legs release, so each
+    # call's ports are its own and the replies can be told apart by them.
+    relay = make_relay(tmp_path, pairs=400).start()
     results, errors = {}, []
 
     def one_call(n: int) -> None:
