@@ -11,6 +11,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
@@ -45,7 +46,7 @@ def _settings():
 def _extension_or_404(number: str) -> Extension:
     extension = Extension.by_number(number)
     if extension is None:
-        abort(404, description=f"There is no extension {number}.")
+        abort(404, description=_("There is no extension %(number)s.", number=number))
     return extension
 
 
@@ -168,10 +169,11 @@ def edit(number: str):
             form.form_errors.append(str(error))
         else:
             if extension.enabled and not form.enabled.data:
-                flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+                flash(_("Extension %(number)s is disabled; its registrations were removed.",
+                        number=extension.number),
                       "info")
             else:
-                flash(f"Extension {extension.number} saved.", "success")
+                flash(_("Extension %(number)s saved.", number=extension.number), "success")
             return redirect(url_for(".show", number=extension.number))
     return render_template("extensions/edit.html", form=form, extension=extension)
 
@@ -195,9 +197,10 @@ def _set_enabled(number: str, enabled: bool):
             update_extension(extension.number, enabled=enabled)
             _audit("enable" if enabled else "disable", extension.number)
         if enabled:
-            flash(f"Extension {extension.number} is enabled.", "success")
+            flash(_("Extension %(number)s is enabled.", number=extension.number), "success")
         else:
-            flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+            flash(_("Extension %(number)s is disabled; its registrations were removed.",
+                        number=extension.number),
                   "info")
     return redirect(url_for(".show", number=extension.number))
 
@@ -233,6 +236,6 @@ def delete(number: str):
             delete_extension(extension.number)
             _audit("delete", extension.number,
                    f"name {extension.name!r}" if extension.name else "")
-        flash(f"Extension {extension.number} deleted.", "success")
+        flash(_("Extension %(number)s deleted.", number=extension.number), "success")
         return redirect(url_for(".index"))
     return render_template("extensions/delete.html", form=form, extension=extension)
