@@ -14,6 +14,8 @@ and that each .mo says what its .po says). To add messages:
 
 from __future__ import annotations
 
+import time
+
 from flask import request
 from flask_babel import Babel, get_locale, get_translations
 from flask_login import current_user
@@ -35,6 +37,17 @@ def select_locale() -> str:
 def browser_language() -> str:
     # best_match also takes "ru-RU" for "ru" and "uz-Latn-UZ" for "uz".
     return request.accept_languages.best_match(LANGUAGES, default=DEFAULT)
+
+
+def local_strftime(pattern: str, moment: time.struct_time) -> str:
+    """time.strftime with %a and %b in the admin's language (the C locale gives English)."""
+    locale = get_locale()
+    if locale is not None and locale.language != "en":
+        day = locale.days["format"]["abbreviated"][moment.tm_wday]  # 0 is Monday in both
+        month = locale.months["format"]["abbreviated"][moment.tm_mon]
+        pattern = pattern.replace("%a", day.replace("%", "%%")).replace(
+            "%b", month.replace("%", "%%"))
+    return time.strftime(pattern, moment)
 
 
 def N_(message: str) -> str:  # noqa: N802 - Babel's marker for "extract, translate later"

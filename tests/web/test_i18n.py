@@ -24,7 +24,7 @@ PAGES = [
 ]
 # The pages whose every string is marked for translation: no English may remain on them.
 TRANSLATED = [
-    "/extensions/", "/extensions/?q=nothing-matches", "/extensions/new",
+    "/", "/extensions/", "/extensions/?q=nothing-matches", "/extensions/new",
     "/extensions/1002", "/extensions/1002/edit", "/extensions/1002/password",
     "/extensions/1002/delete", "/account",
 ]
@@ -102,7 +102,8 @@ def test_translated_pages_show_no_english(admin_client, populated, language):
     choose(admin_client, language)
     for path in TRANSLATED:
         texts = visible(page(admin_client, path))
-        left = [t for t in texts if t in english or ENGLISH.search(t)]
+        # A file's path (the database's, on the dashboard) is data, whatever its words.
+        left = [t for t in texts if t in english or ENGLISH.search(re.sub(r"\S*/\S*", "", t))]
         assert left == [], (path, left)
 
 
