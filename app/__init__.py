@@ -172,9 +172,24 @@ def _viewers_only_look():
     return None
 
 
+# Werkzeug's names and its default descriptions are English; the panel's own
+# descriptions (abort(404, description=...)) are translated where they are made.
+_ERRORS = {
+    400: (N_("Bad request"), N_("The browser sent a request this panel cannot use.")),
+    403: (N_("Forbidden"), N_("Your account may not do this.")),
+    404: (N_("Not found"), N_("There is no such page.")),
+    405: (N_("Method not allowed"), N_("This page does not take that kind of request.")),
+}
+
+
 def _error_page(error):
     # CSRFError is a 400 whose description says what was missing.
-    return render_template("errors.html", error=error), error.code
+    name, default = _ERRORS[error.code]
+    description = error.description
+    if description == type(error).description:
+        description = gettext(default)
+    return render_template("errors.html", error=error, name=gettext(name),
+                           description=description), error.code
 
 
 def _relative_location(response):

@@ -78,6 +78,18 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
     return _("%(duration)s ago", duration=format_duration(now - timestamp))
 
 
+def translated(text: str | None) -> str:
+    """Text from core (phone settings' notes and warnings) in the admin's language:
+    a core.phone_settings.Text by its message and values, a plain string as a msgid
+    (sipd records how it found its address in the catalogue's words)."""
+    if not text:
+        return ""
+    message = getattr(text, "message", None)
+    if message is None:
+        return _(text) if "%" not in text else text
+    return _(message) % text.values if text.values else _(message)
+
+
 def can_change() -> bool:
     """Viewers see the same pages without the buttons that would 403."""
     return bool(current_user.is_authenticated and current_user.role == "admin")
@@ -89,4 +101,5 @@ def init_app(app) -> None:
     app.add_template_filter(remaining, "remaining")
     app.add_template_filter(ago, "ago")
     app.add_template_filter(format_duration, "duration")
+    app.add_template_filter(translated, "translated")
     app.add_template_global(can_change)

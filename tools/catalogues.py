@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po, write_po
 
@@ -25,6 +25,8 @@ TRANSLATED = ("uz", "ru")  # English is the source language: its msgids are the 
 # Flask-Babel's and the panel's own markers; Nn_ marks a WTForms plural (app/i18n.py).
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None,
             "_l": None, "N_": None, "Nn_": (1, 2)}
+# Outside app/: the texts of core that the panel shows, marked there with N_.
+CORE_FILES = [ROOT / "core" / "audit.py", ROOT / "core" / "phone_settings.py"]
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
 OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.do", "trimmed": "true"}}
 
@@ -36,6 +38,12 @@ def extract() -> Catalog:
         APP, METHODS, OPTIONS, KEYWORDS, strip_comment_tags=True
     ):
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    for path in CORE_FILES:
+        for lineno, message, comments, context in extract_from_file(
+            "python", path, KEYWORDS, strip_comment_tags=True
+        ):
+            catalog.add(message, None, [(str(path.relative_to(ROOT)), lineno)],
+                        auto_comments=comments, context=context)
     return catalog
 
 

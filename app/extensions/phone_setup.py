@@ -19,6 +19,7 @@ from app.extensions.provisioning import (
     microsip_ini,
     qr_svg,
 )
+from app.filters import translated
 from core import audit, phone_settings
 from core.models import Extension
 
@@ -41,7 +42,7 @@ def fields(account: Account) -> list[tuple[str, str, bool]]:
         (_("Domain"), phones.host, False),
         (_("Port"), str(phones.port), False),
         *([(_("TLS port"), str(phones.tls_port), False)] if phones.tls_port else []),
-        (_("Transport"), phones.transports, False),
+        (_("Transport"), translated(phones.transports), False),
         (_("User name (Username)"), account.number, False),
         (_("Auth user (Login)"), account.number, False),
         (_("Password"), account.password, True),
@@ -60,7 +61,7 @@ def context(extension: Extension, password: str) -> dict:
         "phones": phones,
         "fields": fields(account),
         "linphone_url": url,
-        "linphone_qr": qr_svg(url),
+        "linphone_qr": qr_svg(url, _("QR code for Linphone")),
         "linphone_minutes": int(PROVISION_TTL // 60),
         "linphone_warning": _link_warning(url),
         "microsip_file": data_url(microsip_ini(account)),
