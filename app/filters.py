@@ -87,7 +87,15 @@ def translated(text: str | None) -> str:
     message = getattr(text, "message", None)
     if message is None:
         return _(text) if "%" not in text else text
-    return _(message) % text.values if text.values else _(message)
+    if not text.values:
+        return _(message)
+    return _(message) % {name: translated(value) if hasattr(value, "message") else value
+                         for name, value in text.values.items()}
+
+
+def sentence(text: str) -> str:
+    """A core phrase ("password must ...") as a sentence: capital first, full stop last."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def can_change() -> bool:

@@ -20,29 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
+from core.text import N_, Text
 
 WILDCARDS = ("", "0.0.0.0", "::")
 # RFC 5737 TEST-NET-1: connect() on a UDP socket only chooses the route and the
 # source address; no packet is sent to it (or anywhere).
 _ROUTE_PROBE = ("192.0.2.1", 9)
 
-
-
-def N_(message: str) -> str:  # noqa: N802 - marks a message for the panel's catalogues
-    return message
-
-
-class Text(str):
-    """English text (what pbxctl prints) that keeps its message and values, so that the
-    panel can show it in the admin's language (app/filters.py, `translated`)."""
-
-    message: str
-    values: dict
-
-    def __new__(cls, message: str, **values):
-        text = super().__new__(cls, message % values if values else message)
-        text.message, text.values = message, values
-        return text
 
 
 # How the address was found, in the words the panel shows (sipd records one of these).

@@ -7,6 +7,7 @@ from wtforms import PasswordField, RadioField, SelectField, StringField, SubmitF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
+from app.filters import sentence, translated
 from core.accounts import ROLES, USERNAME_RE, admin_password_problem
 from core.models import Admin
 
@@ -19,10 +20,6 @@ PASSWORD_CHOICES = [
     SelectChoice("generate", _l("Generate a strong password")),
     SelectChoice("set", _l("Set this password:")),
 ]
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 class AdminForm(FlaskForm):
@@ -58,7 +55,7 @@ class AdminForm(FlaskForm):
             return
         problem = admin_password_problem(field.data or "", (self.username.data or "").strip())
         if problem:
-            raise ValidationError(_sentence(f"password {problem}"))
+            raise ValidationError(sentence(_("password %(problem)s", problem=translated(problem))))
 
     def validate_confirm(self, field):
         if self.mode.data == "set" and not self.password.errors \

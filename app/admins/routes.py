@@ -15,6 +15,7 @@ from app import login_manager
 from app.admins import bp
 from app.admins.forms import ROLE_NAMES, AdminForm, RoleForm
 from app.auth.forms import EmptyForm
+from app.filters import sentence, translated
 from core import audit
 from core.accounts import AccountError, create_admin, set_admin_enabled, set_admin_role
 from core.models import Admin, db
@@ -67,7 +68,7 @@ def create():
                 _audit("create", admin.username, f"role {admin.role}, "
                        + ("generated password" if generated else "password set"))
         except AccountError as error:
-            form.form_errors.append(_sentence(str(error)))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(admin, password, generated)
     return render_template("admins/new.html", form=form)
@@ -99,7 +100,7 @@ def role(username: str):
             set_admin_role(admin.username, form.role.data)
             _audit("role", admin.username, f"{admin.role} -> {form.role.data}")
     except AccountError as error:
-        flash(_sentence(str(error)), "error")
+        flash(sentence(translated(error.args[0])), "error")
     else:
         flash(_("%(user)s is now %(role)s.", user=admin.username, role=ROLE_NAMES[form.role.data]),
               "success")
@@ -129,7 +130,7 @@ def _set_enabled(username: str, enabled: bool):
             set_admin_enabled(admin.username, enabled, keep_an_admin=True)
             _audit("enable" if enabled else "disable", admin.username)
     except AccountError as error:
-        flash(_sentence(str(error)), "error")
+        flash(sentence(translated(error.args[0])), "error")
         return redirect(url_for(".index"))
     if enabled:
         flash(_("%(user)s is enabled.", user=admin.username), "success")
@@ -139,7 +140,3 @@ def _set_enabled(username: str, enabled: bool):
         flash(_("%(user)s is disabled; every session of theirs has ended.", user=admin.username),
               "info")
     return redirect(url_for(".index"))
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

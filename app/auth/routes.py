@@ -9,6 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth import bp, sessions, throttle
 from app.auth.forms import EmptyForm, LanguageForm, LoginForm, PasswordForm
+from app.filters import sentence, translated
 from core import audit
 from core.accounts import AccountError, end_sessions, set_admin_password, verify_admin
 from core.models import Admin, db
@@ -126,7 +127,8 @@ def account():
             admin = set_admin_password(username, form.password.data or "")[0]
             audit.record(username, "admin.password", username, address, "own password")
     except AccountError as error:
-        form.password.errors.append(f"The {error}.")
+        form.password.errors.append(
+            sentence(_("The %(error)s", error=translated(error.args[0]))))
         return _account_page(form)
     # This session goes on under the new epoch; copies of its old cookie do not.
     session.clear()

@@ -14,6 +14,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
@@ -121,11 +122,12 @@ def active():
 def active_json():
     # JSON, not the login page, when the session is gone: the page's script says so.
     if not current_user.is_authenticated:
-        return jsonify(error="Your session has expired. Please log in again."), 401
+        return jsonify(error=_("Your session has expired. Please log in again.")), 401
     now = time.time()
     calls = _live_calls()
     names = _names(calls)
-    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now, names) for call in calls])
+    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now, names) for call in calls],
+                   summary=ngettext("%(num)s live call", "%(num)s live calls", len(calls)))
 
 
 # An id past SQLite's 64-bit integers would raise OverflowError in the query: a 404.

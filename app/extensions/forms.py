@@ -15,6 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
+from app.filters import sentence, translated
 from core.accounts import (
     MAX_CALLS_LIMIT,
     AccountError,
@@ -38,13 +39,9 @@ def _core_rule(check):
         try:
             check(field.data)
         except AccountError as error:
-            raise ValidationError(_sentence(str(error))) from None
+            raise ValidationError(sentence(translated(error.args[0]))) from None
 
     return validate
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 class PasswordChoice:
@@ -77,7 +74,7 @@ class PasswordChoice:
         realm = current_app.config["PBX_SETTINGS"].realm
         problem = password_problem(self.number_for_policy(), field.data, realm)
         if problem:
-            raise ValidationError(_sentence(f"password {problem}"))
+            raise ValidationError(sentence(_("password %(problem)s", problem=translated(problem))))
 
     def validate_confirm(self, field):
         # Said only of a password that is otherwise fine: its own error comes

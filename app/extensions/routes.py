@@ -18,6 +18,7 @@ from app.auth.forms import EmptyForm
 from app.calls.history import Page, page_number
 from app.extensions import bp, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
+from app.filters import sentence, translated
 from app.status import (
     extensions_in_order,
     live_bindings_by_extension,
@@ -129,7 +130,7 @@ def create():
                     "" if extension.enabled else "disabled",
                 ])))
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(extension, password, generated, created=True)
     return render_template("extensions/new.html", form=form)
@@ -166,7 +167,7 @@ def edit(number: str):
                                  enabled=form.enabled.data, max_calls=max_calls)
                 _audit("edit", extension.number, detail)
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             if extension.enabled and not form.enabled.data:
                 flash(_("Extension %(number)s is disabled; its registrations were removed.",
@@ -220,7 +221,7 @@ def password(number: str):
                 _audit("password", extension.number,
                        "generated password" if generated else "password set")
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(extension, new_password, generated, created=False)
     return render_template("extensions/password.html", form=form, extension=extension)

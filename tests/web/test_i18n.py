@@ -4,8 +4,10 @@ the browser until chosen, form errors translated, times with their zone named.""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -227,3 +229,30 @@ def test_the_page_shown_once_with_the_phone_settings_has_no_english(admin_client
     assert left == []
     # Notes and warnings come from core in English and are shown translated.
     assert any(t.startswith(("sipd hali", "sipd ещё")) for t in texts), texts
+
+
+def test_the_live_calls_script_gets_its_words_in_the_admins_language(admin_client, rows):
+    rows.call("1002", "1003", live=True)
+    choose(admin_client, "ru")
+    html = page(admin_client, "/calls/active")
+    texts = json.loads(unescape(re.search(r"data-texts='([^']*)'", html).group(1)))
+    assert texts["Hang up"] == "Завершить" and texts["talking"] == "разговор"
+    assert texts["The panel does not answer (%(error)s); still trying."] == (
+        "Панель не отвечает (%(error)s); продолжаю попытки.")
+    assert admin_client.get("/calls/active.json").get_json()["summary"] == "1 текущий вызов"
+
+
+def test_the_password_rules_of_core_are_said_in_the_admins_language(admin_client):
+    choose(admin_client, "ru")
+    html = admin_client.post("/extensions/new", data={
+        "number": "1006", "mode": "set", "password": "password123", "confirm": "password123"},
+    ).get_data(as_text=True)
+    assert "Пароль входит в число самых распространённых паролей" in html
+    choose(admin_client, "uz")
+    html = admin_client.post("/extensions/new", data={
+        "number": "1006", "mode": "set", "password": "abc1006defgh", "confirm": "abc1006defgh"},
+    ).get_data(as_text=True)
+    assert "Parol tarkibida ichki raqam boʻlmasligi kerak (1006)." in html
+    html = admin_client.post("/extensions/new", data={"number": "1x", "mode": "generate"}
+                             ).get_data(as_text=True)
+    assert "&#39;1x&#39; ichki raqami 2 dan 15 gacha raqamdan iborat boʻlishi kerak." in html
