@@ -5,11 +5,8 @@ until they choose, and on the login page, the browser's Accept-Language decides,
 English when it names none of the three. Catalogues live in app/translations
 (messages.po and the compiled messages.mo beside it, both committed;
 tests/unit/test_catalogues.py checks that every marked message is translated
-and that each .mo says what its .po says). To add messages:
-
-    pybabel extract -F babel.cfg -o /tmp/messages.pot app
-    pybabel update -i /tmp/messages.pot -d app/translations
-    (translate), then: pybabel compile -d app/translations
+and that each .mo says what its .po says). To add messages: mark them, then
+`python tools/catalogues.py update`, translate, `python tools/catalogues.py compile`.
 """
 
 from __future__ import annotations
