@@ -77,6 +77,20 @@ WTFORMS_PLURALS = (
 )
 
 
+# sipd's words for why an authentication failed (sipd/sip/digest.py Verdict,
+# sipd/registrar.py), kept in English in the database and shown translated where
+# one is exactly these (app/filters.py `translated`); others show as recorded.
+SIP_REASONS = (
+    N_("wrong password"), N_("stale nonce"), N_("nonce not issued by this server"),
+    N_("nonce was issued to another address"), N_("nonce count reused"),
+    N_("unsupported digest algorithm"), N_("client did not use qop=auth"),
+    N_("incomplete credentials"), N_("nc must be 8 hex digits from 00000001"),
+    N_("unknown extension"), N_("extension disabled"),
+    N_("nonce was issued before sipd was upgraded"),
+    N_("digest uri does not match the Request-URI"),
+)
+
+
 class _FormMessages:
     """What Flask-WTF asks for WTForms' messages, answered from this panel's catalogue
     in the language of the moment (asked when a message is shown, not at the request's start)."""

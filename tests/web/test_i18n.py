@@ -111,6 +111,7 @@ def test_known_strings_appear_translated(admin_client, populated):
     assert "Зарегистрирован" in page(admin_client, "/extensions/")
     assert "Текущие вызовы" in page(admin_client, "/")
     assert "Последние попытки аутентификации" in page(admin_client, "/extensions/1002")
+    assert "неверный пароль" in page(admin_client, "/security/failures")  # sipd's reason
     choose(admin_client, "uz")
     assert "Ichki raqamlar" in page(admin_client, "/extensions/")
     assert "Qoʻngʻiroqlar tarixi" in page(admin_client, "/")
