@@ -13,9 +13,11 @@ from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, abort, render_template, request
+from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
+from app.i18n import N_
 from core.config import ConfigError, Settings, load_settings
 from core.database import connect, secret_key
 from core.models import Admin, db
@@ -32,9 +34,9 @@ _SETTINGS_KEYS = {
     "RTP_PORTS": "rtp_ports",
     "RUN_DIR": "run_dir",
 }
-# Endpoints a viewer may still POST to: arriving, leaving and their own password
-# are not changes to the PBX.
-_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout", "auth.account"}
+# Endpoints a viewer may still POST to: arriving, leaving, their own password and
+# language are not changes to the PBX.
+_VIEWER_POST_ALLOWED = {"auth.login", "auth.logout", "auth.account", "auth.language"}
 # A secret on a server must look random: at least this many different characters
 # (a placeholder such as "changeme" repeated, or one letter 40 times, has fewer).
 _MIN_SECRET_VARIETY = 10
@@ -93,7 +95,8 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to see this page."
+    login_manager.login_message = N_("Please log in to see this page.")
+    login_manager.localize_callback = gettext
     login_manager.login_message_category = "info"
     csrf.init_app(app)
 
@@ -108,7 +111,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     for code in (400, 403, 404, 405):
         app.register_error_handler(code, _error_page)
 
-    from app import filters
+    from app import filters, i18n
     from app.admins import bp as admins_bp
     from app.auth import bp as auth_bp
     from app.calls import bp as calls_bp
@@ -119,6 +122,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.settings import bp as settings_bp
 
     filters.init_app(app)
+    i18n.init_app(app)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
@@ -168,9 +172,24 @@ def _viewers_only_look():
     return None
 
 
+# Werkzeug's names and its default descriptions are English; the panel's own
+# descriptions (abort(404, description=...)) are translated where they are made.
+_ERRORS = {
+    400: (N_("Bad request"), N_("The browser sent a request this panel cannot use.")),
+    403: (N_("Forbidden"), N_("Your account may not do this.")),
+    404: (N_("Not found"), N_("There is no such page.")),
+    405: (N_("Method not allowed"), N_("This page does not take that kind of request.")),
+}
+
+
 def _error_page(error):
     # CSRFError is a 400 whose description says what was missing.
-    return render_template("errors.html", error=error), error.code
+    name, default = _ERRORS[error.code]
+    description = error.description
+    if description == type(error).description:
+        description = gettext(default)
+    return render_template("errors.html", error=error, name=gettext(name),
+                           description=description), error.code
 
 
 def _relative_location(response):

@@ -15,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, password_problem
 from core.models import Admin, Binding, Extension, db
+from core.text import N_, Text
 from core.weak_passwords import guessable, length_problem
 
 # An extension number is what a phone dials and puts in its user part:
@@ -38,16 +39,17 @@ class AccountError(Exception):
 def check_number(number: str) -> str:
     number = (number or "").strip()
     if not NUMBER_RE.match(number):
-        raise AccountError(f"extension number {number!r} must be 2 to 15 digits")
+        raise AccountError(Text(N_("extension number %(number)r must be 2 to 15 digits"),
+                                number=number))
     return number
 
 
 def check_display_name(name: str) -> str:
     name = (name or "").strip()
     if len(name) > 100:
-        raise AccountError("display name must be at most 100 characters")
+        raise AccountError(Text(N_("display name must be at most 100 characters")))
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise AccountError("display name must not contain control characters")
+        raise AccountError(Text(N_("display name must not contain control characters")))
     return name
 
 
@@ -56,7 +58,8 @@ def check_max_calls(value) -> int:
     text = str(value).strip() if value is not None else ""
     if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= MAX_CALLS_LIMIT:
         raise AccountError(
-            f"call limit must be a whole number from 1 to {MAX_CALLS_LIMIT}, got {text!r}"
+            Text(N_("call limit must be a whole number from 1 to %(limit)s, got %(text)r"),
+                 limit=MAX_CALLS_LIMIT, text=text)
         )
     return int(text)
 
@@ -69,7 +72,7 @@ def choose_password(
         return generate_password(), True
     problem = password_problem(number, password, realm)
     if problem:
-        raise AccountError(f"password {problem}")
+        raise AccountError(Text(N_("password %(problem)s"), problem=problem))
     return password, False
 
 
@@ -89,7 +92,7 @@ def create_extension(
     password, generated = choose_password(number, password, generate, realm)
     with db.atomic():
         if Extension.by_number(number) is not None:
-            raise AccountError(f"extension {number} already exists")
+            raise AccountError(Text(N_("extension %(number)s already exists"), number=number))
         extension = Extension.create(
             number=number, name=name, enabled=enabled, max_calls=max_calls,
             **ha1_pair(number, realm, password),
@@ -156,8 +159,8 @@ def admin_password_problem(password: str, username: str = "") -> str | None:
     if problem:
         return problem
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
-        return "must not contain control characters"
-    return guessable(password, [(username, "the user name")])
+        return Text(N_("must not contain control characters"))
+    return guessable(password, [(username, Text(N_("the user name")))])
 
 
 def _admin_password(password: str | None, username: str = "") -> tuple[str, bool]:
@@ -166,7 +169,7 @@ def _admin_password(password: str | None, username: str = "") -> tuple[str, bool
         return generate_password(), True
     problem = admin_password_problem(password, username)
     if problem:
-        raise AccountError(f"password {problem}")
+        raise AccountError(Text(N_("password %(problem)s"), problem=problem))
     return password, False
 
 
@@ -175,7 +178,7 @@ def create_admin(
 ) -> tuple[Admin, str, bool]:
     username = (username or "").strip()
     if not USERNAME_RE.match(username):
-        raise AccountError("user name must be 1 to 64 letters, digits or _ . @ -")
+        raise AccountError(Text(N_("user name must be 1 to 64 letters, digits or _ . @ -")))
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     password, generated = _admin_password(password, username)

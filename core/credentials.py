@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import string
 
+from core.text import N_, Text
 from core.weak_passwords import guessable, length_problem, realm_names
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
@@ -50,17 +51,17 @@ def password_problem(number: str, password: str, realm: str = "") -> str | None:
     if problem:
         return problem
     if password == number or password.lower().strip() == number:
-        return "must not be the extension number"
+        return Text(N_("must not be the extension number"))
     if password.isdigit():
-        return "must not be digits only"
+        return Text(N_("must not be digits only"))
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
-        return "must not contain control characters"
+        return Text(N_("must not contain control characters"))
     if '"' in password or "\\" in password:
         # Some phones cannot enter or store these; a password the phone
         # cannot type is the most common "it just gets 403" we would cause.
-        return 'must not contain " or \\'
+        return Text(N_('must not contain " or \\'))
     # A phone's SIP user name is its extension number.
-    return guessable(password, [(number, "the extension number"), *realm_names(realm)])
+    return guessable(password, [(number, Text(N_("the extension number"))), *realm_names(realm)])
 
 
 def generate_password(length: int = GENERATED_LENGTH) -> str:

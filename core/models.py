@@ -80,6 +80,8 @@ class Admin(BaseModel):
     # password or disabling the account adds one, which ends all of them at once,
     # wherever their cookies are (app/auth/sessions.py).
     session_epoch = IntegerField(default=0)
+    # The panel's language this admin chose (app/i18n.py); "" until then: the browser decides.
+    language = CharField(max_length=8, default="")
 
     # Flask-Login's user protocol, kept here so the panel needs no wrapper.
     is_authenticated = True

@@ -20,17 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
+from core.text import N_, Text
 
 WILDCARDS = ("", "0.0.0.0", "::")
 # RFC 5737 TEST-NET-1: connect() on a UDP socket only chooses the route and the
 # source address; no packet is sent to it (or anywhere).
 _ROUTE_PROBE = ("192.0.2.1", 9)
 
-# How the address was found, in the words the panel shows.
+
+
+# How the address was found, in the words the panel shows (sipd records one of these).
 FROM_SETTING = "PBX_PUBLIC_ADDRESS"
-FROM_LISTEN = "PBX_SIP_LISTEN (sipd listens on this address only)"
-FROM_ROUTE = "detected: the address of the interface the default route leaves from"
-FROM_FALLBACK = "detected: no default route, so the loopback address"
+FROM_LISTEN = N_("PBX_SIP_LISTEN (sipd listens on this address only)")
+FROM_ROUTE = N_("detected: the address of the interface the default route leaves from")
+FROM_FALLBACK = N_("detected: no default route, so the loopback address")
 
 
 def detect(settings: Settings, listen_host: str | None = None) -> tuple[str, str]:
@@ -61,13 +64,16 @@ def warnings_for(address: str, hosts_file: str = "/etc/hosts", dns_reminder: boo
         found = _name_warnings(address, hosts_file)
         return found if dns_reminder or not found[0].endswith(DNS_REMINDER) else []
     if ip.is_loopback:
-        return [f"{address} is a loopback address: only programs on the PBX's own machine can "
-                "reach it. Set PBX_PUBLIC_ADDRESS to an address the phones can reach."]
+        return [Text(N_("%(address)s is a loopback address: only programs on the PBX's own"
+                        " machine can reach it. Set PBX_PUBLIC_ADDRESS to an address the phones"
+                        " can reach."), address=address)]
     if ip.is_unspecified:
-        return [f"{address} is not an address a phone can send to. Set PBX_PUBLIC_ADDRESS."]
+        return [Text(N_("%(address)s is not an address a phone can send to."
+                        " Set PBX_PUBLIC_ADDRESS."), address=address)]
     if ip.is_link_local:
-        return [f"{address} is a link-local address: it changes and is reachable from the same "
-                "network segment only. Set PBX_PUBLIC_ADDRESS."]
+        return [Text(N_("%(address)s is a link-local address: it changes and is reachable from"
+                        " the same network segment only. Set PBX_PUBLIC_ADDRESS."),
+                     address=address)]
     return []
 
 
@@ -76,15 +82,19 @@ DNS_REMINDER = "every phone must be able to resolve it in DNS."
 
 def _name_warnings(name: str, hosts_file: str) -> list[str]:
     if name.lower() == "localhost" or name.lower().endswith(".localhost"):
-        return [f"{name} names the PBX's own machine only: phones elsewhere cannot reach it."
-                " Set PBX_PUBLIC_ADDRESS to an address the phones can reach."]
+        return [Text(N_("%(name)s names the PBX's own machine only: phones elsewhere cannot"
+                        " reach it. Set PBX_PUBLIC_ADDRESS to an address the phones can reach."),
+                     name=name)]
     if name.lower() in _names_in(hosts_file):
-        return [f"{name} is a name from this machine's {hosts_file}: other machines may not "
-                "resolve it. Set PBX_PUBLIC_ADDRESS to an IP address or a name in DNS."]
+        return [Text(N_("%(name)s is a name from this machine's %(file)s: other machines may"
+                        " not resolve it. Set PBX_PUBLIC_ADDRESS to an IP address or a name in"
+                        " DNS."), name=name, file=hosts_file)]
     if "." not in name:
-        return [f"{name} is a bare host name: only machines whose hosts file or local DNS know "
-                "it can resolve it. Set PBX_PUBLIC_ADDRESS to an IP address or a name in DNS."]
-    return [f"{name} is a name: {DNS_REMINDER}"]
+        return [Text(N_("%(name)s is a bare host name: only machines whose hosts file or local"
+                        " DNS know it can resolve it. Set PBX_PUBLIC_ADDRESS to an IP address or"
+                        " a name in DNS."), name=name)]
+    return [Text(N_("%(name)s is a name: every phone must be able to resolve it in DNS."),
+                 name=name)]
 
 
 def _names_in(hosts_file: str) -> set[str]:
@@ -114,7 +124,7 @@ class PhoneSettings:
 
     @property
     def transports(self) -> str:
-        return "UDP, TCP or TLS" if self.tls_port else "UDP or TCP"
+        return Text(N_("UDP, TCP or TLS")) if self.tls_port else Text(N_("UDP or TCP"))
 
     @property
     def host(self) -> str:
@@ -126,12 +136,13 @@ class PhoneSettings:
         return f"{self.host}:{self.port}"
 
 
-NEVER_RAN = ("sipd has not recorded itself in the database yet (it has never run with this "
-             "database): these come from the settings of this process, not from the running PBX.")
+NEVER_RAN = Text(N_("sipd has not recorded itself in the database yet (it has never run with"
+                    " this database): these come from the settings of this process, not from"
+                    " the running PBX."))
 
 
-NOT_RUNNING = ("sipd is not running now ({state}): these are what it used when it last ran, "
-               "and what it uses again if started with the same settings.")
+NOT_RUNNING = N_("sipd is not running now (%(state)s): these are what it used when it last ran,"
+                 " and what it uses again if started with the same settings.")
 
 
 def current(settings: Settings) -> PhoneSettings:
@@ -142,7 +153,7 @@ def current(settings: Settings) -> PhoneSettings:
     record = state.record
     if record is not None and record.sip_port:
         address = record.sip_address
-        note = None if state.ok else NOT_RUNNING.format(state=state.state)
+        note = None if state.ok else Text(NOT_RUNNING, state=state.state)
         return PhoneSettings(address, record.address_source, record.sip_port, record.tls_port,
                              record.realm or settings.realm, note, warnings_for(address))
     address, source = detect(settings)

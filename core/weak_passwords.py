@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.text import N_, Text
+
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("data") / "common-passwords.txt"
 # A list word this short is one a guesser pads, not what makes a password weak
 # ("abc" in a long random one is chance); bases from 4 characters count.
@@ -48,13 +50,15 @@ def length_problem(password: str, minimum: int, maximum: int) -> str | None:
     short word padded with them, is not ten characters of secret). The phrase
     completes "password ..."."""
     if not password.strip():
-        return "must not be blank"
+        return Text(N_("must not be blank"))
     if len(password) > maximum:
-        return f"must be at most {maximum} characters (this one has {len(password)})"
+        return Text(N_("must be at most %(maximum)s characters (this one has %(length)s)"),
+                    maximum=maximum, length=len(password))
     if len(password) < minimum:
-        return f"must be at least {minimum} characters"
+        return Text(N_("must be at least %(minimum)s characters"), minimum=minimum)
     if len("".join(password.split())) < minimum:
-        return f"must be at least {minimum} characters besides spaces"
+        return Text(N_("must be at least %(minimum)s characters besides spaces"),
+                    minimum=minimum)
     return None
 
 def common_passwords() -> frozenset[str]:
@@ -75,15 +79,15 @@ def guessable(password: str, names: Iterable[tuple[str, str]] = ()) -> str | Non
     for name, what in names:
         name = (name or "").strip().lower()
         if (name.isdigit() or len(name) >= MIN_NAME) and name in lower:
-            return f"must not contain {what} ({name})"
+            return Text(N_("must not contain %(what)s (%(name)s)"), what=what, name=name)
     if _mostly_one_character(lower):
-        return "must not be mostly one repeated character"
+        return Text(N_("must not be mostly one repeated character"))
     if _repeated_pattern(lower):
-        return "must not be a short pattern repeated"
+        return Text(N_("must not be a short pattern repeated"))
     if _mostly_sequences(lower):
-        return "must not be a simple sequence such as abcdef, 123456 or qwerty"
+        return Text(N_("must not be a simple sequence such as abcdef, 123456 or qwerty"))
     if _common(lower):
-        return "is one of the most common passwords (or one with digits or symbols added)"
+        return Text(N_("is one of the most common passwords (or one with digits or symbols added)"))
     return None
 
 
@@ -146,4 +150,5 @@ def realm_names(realm: str) -> list[tuple[str, str]]:
     """
     realm = (realm or "").strip()
     labels = [label for label in realm.split(".")[:-1] if len(label) >= MIN_LABEL]
-    return [(realm, "the realm"), *((label, "the realm's name") for label in labels)]
+    return [(realm, Text(N_("the realm"))),
+            *((label, Text(N_("the realm's name"))) for label in labels)]

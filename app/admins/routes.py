@@ -8,12 +8,14 @@ made a viewer, so the panel is never left with nobody to manage it.
 import logging
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app import login_manager
 from app.admins import bp
-from app.admins.forms import AdminForm, RoleForm
+from app.admins.forms import ROLE_NAMES, AdminForm, RoleForm
 from app.auth.forms import EmptyForm
+from app.filters import sentence, translated
 from core import audit
 from core.accounts import AccountError, create_admin, set_admin_enabled, set_admin_role
 from core.models import Admin, db
@@ -26,14 +28,14 @@ def admins_only():
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role != "admin":
-        abort(403, description="Managing panel users is for admins.")
+        abort(403, description=_("Managing panel users is for admins."))
     return None
 
 
 def _admin_or_404(username: str) -> Admin:
     admin = Admin.by_username(username)
     if admin is None:
-        abort(404, description=f"There is no panel user {username}.")
+        abort(404, description=_("There is no panel user %(user)s.", user=username))
     return admin
 
 
@@ -66,7 +68,7 @@ def create():
                 _audit("create", admin.username, f"role {admin.role}, "
                        + ("generated password" if generated else "password set"))
         except AccountError as error:
-            form.form_errors.append(_sentence(str(error)))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(admin, password, generated)
     return render_template("admins/new.html", form=form)
@@ -87,19 +89,21 @@ def role(username: str):
     admin = _admin_or_404(username)
     form = RoleForm()
     if not form.validate_on_submit():
-        flash("Choose admin or viewer.", "error")
+        flash(_("Choose admin or viewer."), "error")
         return redirect(url_for(".index"))
     if form.role.data == admin.role:
-        flash(f"{admin.username} is {admin.role} already.", "info")
+        flash(_("%(user)s is %(role)s already.", user=admin.username,
+                role=ROLE_NAMES[admin.role]), "info")
         return redirect(url_for(".index"))
     try:
         with db.atomic():
             set_admin_role(admin.username, form.role.data)
             _audit("role", admin.username, f"{admin.role} -> {form.role.data}")
     except AccountError as error:
-        flash(_sentence(str(error)), "error")
+        flash(sentence(translated(error.args[0])), "error")
     else:
-        flash(f"{admin.username} is now {form.role.data}.", "success")
+        flash(_("%(user)s is now %(role)s.", user=admin.username, role=ROLE_NAMES[form.role.data]),
+              "success")
     return redirect(url_for(".index"))
 
 
@@ -118,23 +122,21 @@ def _set_enabled(username: str, enabled: bool):
     if not EmptyForm().validate_on_submit():
         return redirect(url_for(".index"))
     if bool(admin.enabled) == enabled:
-        flash(f"{admin.username} is {'enabled' if enabled else 'disabled'} already.", "info")
+        flash(_("%(user)s is enabled already.", user=admin.username) if enabled
+              else _("%(user)s is disabled already.", user=admin.username), "info")
         return redirect(url_for(".index"))
     try:
         with db.atomic():
             set_admin_enabled(admin.username, enabled, keep_an_admin=True)
             _audit("enable" if enabled else "disable", admin.username)
     except AccountError as error:
-        flash(_sentence(str(error)), "error")
+        flash(sentence(translated(error.args[0])), "error")
         return redirect(url_for(".index"))
     if enabled:
-        flash(f"{admin.username} is enabled.", "success")
+        flash(_("%(user)s is enabled.", user=admin.username), "success")
     else:
         # Their sessions ended with the write (the session epoch); this one too
         # if they disabled themself, and the next page says so.
-        flash(f"{admin.username} is disabled; every session of theirs has ended.", "info")
+        flash(_("%(user)s is disabled; every session of theirs has ended.", user=admin.username),
+              "info")
     return redirect(url_for(".index"))
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

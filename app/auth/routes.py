@@ -3,10 +3,13 @@ import time
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import refresh
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth import bp, sessions, throttle
-from app.auth.forms import EmptyForm, LoginForm, PasswordForm
+from app.auth.forms import EmptyForm, LanguageForm, LoginForm, PasswordForm
+from app.filters import sentence, translated
 from core import audit
 from core.accounts import AccountError, end_sessions, set_admin_password, verify_admin
 from core.models import Admin, db
@@ -55,7 +58,7 @@ def login():
                 audit.record("", "login_failed", username, address,
                              f"locked for {locked} s" if locked else "")
             log.warning("Panel login failed for %r from %s", username, address)
-            form.password.errors.append("Wrong user name or password.")
+            form.password.errors.append(_("Wrong user name or password."))
             if locked:
                 form.form_errors.append(too_many(locked))
         else:
@@ -74,7 +77,7 @@ def login():
 
 
 def too_many(seconds: int) -> str:
-    return f"Too many failed logins, try again in {seconds} s."
+    return _("Too many failed logins, try again in %(seconds)s s.", seconds=seconds)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -89,7 +92,7 @@ def logout():
                          request.remote_addr)
         logout_user()
         session.clear()
-        flash("You are logged out, in every browser where you were logged in.", "info")
+        flash(_("You are logged out, in every browser where you were logged in."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -99,12 +102,12 @@ def account():
     """A panel user's own password. Every other session of theirs ends; this one goes on."""
     form = PasswordForm()
     if not form.validate_on_submit():
-        return render_template("auth/account.html", form=form)
+        return _account_page(form)
     username, address = current_user.username, request.remote_addr
     wait = throttle.wait_seconds(username, address)
     if wait:
         form.form_errors.append(too_many(wait))
-        return render_template("auth/account.html", form=form), 429
+        return _account_page(form), 429
     # The current password, so that a borrowed or stolen session cannot lock the owner out.
     if verify_admin(username, form.current.data) is None:
         with db.atomic():
@@ -114,22 +117,50 @@ def account():
                          + (f", locked for {locked} s" if locked else ""))
         log.warning("Panel password change refused for %s from %s: wrong current password",
                     username, address)
-        form.current.errors.append("This is not your current password.")
+        form.current.errors.append(_("This is not your current password."))
         if locked:
             form.form_errors.append(too_many(locked))
-        return render_template("auth/account.html", form=form)
+        return _account_page(form)
     try:
         with db.atomic():
             # "" rather than None when the field is missing: None would generate one.
-            admin, _, _ = set_admin_password(username, form.password.data or "")
+            admin = set_admin_password(username, form.password.data or "")[0]
             audit.record(username, "admin.password", username, address, "own password")
     except AccountError as error:
-        form.password.errors.append(f"The {error}.")
-        return render_template("auth/account.html", form=form)
+        form.password.errors.append(
+            sentence(_("The %(error)s", error=translated(error.args[0]))))
+        return _account_page(form)
     # This session goes on under the new epoch; copies of its old cookie do not.
     session.clear()
     login_user(admin)
     sessions.start(admin)
     log.info("Panel password of %s changed from %s", username, address)
-    flash("Your password is changed. Every other session of yours has ended.", "success")
+    flash(_("Your password is changed. Every other session of yours has ended."), "success")
     return redirect(url_for("extensions.index"))
+
+
+def _account_page(form: PasswordForm, language_form: LanguageForm | None = None) -> str:
+    if language_form is None:
+        language_form = LanguageForm(language=current_user.language or get_locale_code())
+    return render_template("auth/account.html", form=form, language_form=language_form)
+
+
+def get_locale_code() -> str:
+    from app.i18n import select_locale
+
+    return select_locale()
+
+
+@bp.route("/account/language", methods=["POST"])
+@login_required
+def language():
+    """The panel's language for this admin, kept on their account for every browser."""
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return _account_page(PasswordForm(formdata=None), form), 400
+    # Not audited: like the theme of a desktop, it changes nothing of the PBX.
+    Admin.update(language=form.language.data).where(Admin.id == current_user.id).execute()
+    current_user.language = form.language.data
+    refresh()  # this response already in the new language
+    flash(_("The panel's language is saved."), "success")
+    return redirect(url_for("auth.account"))

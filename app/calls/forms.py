@@ -2,6 +2,8 @@
 
 from datetime import date
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
@@ -14,8 +16,11 @@ from core.models import Call
 EARLIEST = date(1970, 1, 1)
 LATEST = date(2999, 12, 31)
 
-DISPOSITION_CHOICES = [SelectChoice("", "Any outcome")] + [
-    SelectChoice(d, d.capitalize()) for d in Call.DISPOSITIONS
+# Each of Call.DISPOSITIONS as the filter's list names it.
+OUTCOMES = {"ANSWERED": _l("Answered"), "NO ANSWER": _l("No answer"), "BUSY": _l("Busy"),
+            "FAILED": _l("Failed"), "CANCELLED": _l("Cancelled")}
+DISPOSITION_CHOICES = [SelectChoice("", _l("Any outcome"))] + [
+    SelectChoice(d, OUTCOMES[d]) for d in Call.DISPOSITIONS
 ]
 
 
@@ -24,16 +29,17 @@ class HistoryFilter(FlaskForm):
         csrf = False
 
     extension = StringField(
-        "Extension", validators=[Optional(), Length(max=64)], filters=[lambda v: (v or "").strip()],
-        render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "any"},
+        _l("Extension"), validators=[Optional(), Length(max=64)],
+        filters=[lambda v: (v or "").strip()],
+        render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": _l("any")},
     )
     # "Date ...": beside the caller and callee columns, a bare "From / To" read as
     # the calling and called party.
-    since = DateField("Date from", validators=[Optional()])
-    until = DateField("Date to", validators=[Optional()])
-    disposition = SelectField("Outcome", choices=DISPOSITION_CHOICES, default="",
+    since = DateField(_l("Date from"), validators=[Optional()])
+    until = DateField(_l("Date to"), validators=[Optional()])
+    disposition = SelectField(_l("Outcome"), choices=DISPOSITION_CHOICES, default="",
                               validators=[Optional()])
-    submit = SubmitField("Filter")
+    submit = SubmitField(_l("Filter"))
 
     def validate_since(self, field):
         _within_history(field.data)
@@ -41,7 +47,7 @@ class HistoryFilter(FlaskForm):
     def validate_until(self, field):
         _within_history(field.data)
         if field.data and self.since.data and field.data < self.since.data:
-            raise ValidationError("The end date is before the start date.")
+            raise ValidationError(_("The end date is before the start date."))
 
     def args(self) -> dict[str, str]:
         """The filter as query parameters, for links to other pages and the CSV."""
@@ -56,4 +62,5 @@ class HistoryFilter(FlaskForm):
 
 def _within_history(day: date | None) -> None:
     if day is not None and not EARLIEST <= day <= LATEST:
-        raise ValidationError(f"Enter a date from {EARLIEST} to {LATEST}.")
+        raise ValidationError(_("Enter a date from %(first)s to %(last)s.",
+                                first=EARLIEST, last=LATEST))

@@ -13,6 +13,8 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
@@ -53,8 +55,9 @@ def history():
 def export():
     form = _filter_form()
     if not form.validate():
-        abort(400, description="The filter is not valid: " + "; ".join(
-            f"{form[name].label.text}: {' '.join(errors)}" for name, errors in form.errors.items()))
+        errors = "; ".join(f"{form[name].label.text}: {' '.join(messages)}"
+                           for name, messages in form.errors.items())
+        abort(400, description=_("The filter is not valid: %(errors)s", errors=errors))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Response(
         stream_with_context(csv_lines(_filtered(form))),
@@ -119,11 +122,12 @@ def active():
 def active_json():
     # JSON, not the login page, when the session is gone: the page's script says so.
     if not current_user.is_authenticated:
-        return jsonify(error="Your session has expired. Please log in again."), 401
+        return jsonify(error=_("Your session has expired. Please log in again.")), 401
     now = time.time()
     calls = _live_calls()
     names = _names(calls)
-    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now, names) for call in calls])
+    return jsonify(now=now, count=len(calls), calls=[_as_json(call, now, names) for call in calls],
+                   summary=ngettext("%(num)s live call", "%(num)s live calls", len(calls)))
 
 
 # An id past SQLite's 64-bit integers would raise OverflowError in the query: a 404.
@@ -134,10 +138,10 @@ def active_json():
 def hangup(call_id: int):
     call = Call.get_or_none(Call.id == call_id)
     if call is None:
-        abort(404, description="There is no such call.")
+        abort(404, description=_("There is no such call."))
     who = f"{call.caller} → {call.callee}"
     if call.ended_at is not None:
-        flash(f"The call {who} has already ended.", "info")
+        flash(_("The call %(who)s has already ended.", who=who), "info")
         return redirect(url_for(".active"))
     if request.method == "GET":
         return _confirm_hangup(call)
@@ -150,14 +154,14 @@ def hangup(call_id: int):
     except control.ControlError as error:
         log.warning("Panel: %s could not hang up call %d: %s", current_user.username,
                     call.id, error)
-        flash(f"Could not hang up the call {who}: {error}", "error")
+        flash(_("Could not hang up the call %(who)s: %(error)s", who=who, error=error), "error")
         return redirect(url_for(".active"))
     with db.atomic():
         audit.record(current_user.username, "call.hangup", who, request.remote_addr,
                      f"call {call.id}, Call-ID {call.call_id}")
     log.info("Panel: %s hung up call %d (%s, Call-ID %s)", current_user.username, call.id, who,
              call.call_id)
-    flash(f"The call {who} is being hung up.", "success")
+    flash(_("The call %(who)s is being hung up.", who=who), "success")
     return redirect(url_for(".active"))
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import time
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
 from app.dashboard import figures
 from app.dashboard.charts import Column, Tick, column_chart
+from app.filters import format_duration
+from app.i18n import local_strftime
 from core import samples
 
 # Hours a day needs on the week's chart for its label to fit at a phone's width.
 FULL_DAY = 20
-
-
-def _plural(count: int, one: str) -> str:
-    return f"{count} {one if count == 1 else one + 's'}"
 
 
 # -- calls per hour over the week -----------------------------------------------------
@@ -24,8 +25,8 @@ def _plural(count: int, one: str) -> str:
 def _hour_title(slot: figures.Slot) -> str:
     start = time.localtime(slot.start)
     end = time.localtime(slot.start + figures.HOUR)
-    return (f"{time.strftime('%a %d %b, %H:%M', start)}–{time.strftime('%H:%M', end)}: "
-            f"{_plural(slot.value or 0, 'call')}")
+    return (f"{local_strftime('%a %d %b, %H:%M', start)}–{time.strftime('%H:%M', end)}: "
+            + ngettext("%(num)s call", "%(num)s calls", slot.value or 0))
 
 
 def day_ticks(starts: list[float]) -> list[Tick]:
@@ -40,7 +41,7 @@ def day_ticks(starts: list[float]) -> list[Tick]:
         if first > 0:
             ticks.append(Tick(first, "", line=True))
         if index - first >= 8:
-            ticks.append(Tick(first, time.strftime("%a %d", time.localtime(starts[first])),
+            ticks.append(Tick(first, local_strftime("%a %d", time.localtime(starts[first])),
                               minor=index - first < FULL_DAY, align="start"))
         first = index
     return ticks
@@ -49,18 +50,20 @@ def day_ticks(starts: list[float]) -> list[Tick]:
 def calls_chart(hours: list[figures.Slot]):
     columns = [Column(slot.value, _hour_title(slot)) for slot in hours]
     return column_chart(columns, day_ticks([slot.start for slot in hours]),
-                        label="Calls per hour, last 7 days. " + calls_summary(hours),
-                        unit="calls/h", chart_id="calls-chart")
+                        label=_("Calls per hour, last 7 days.") + " " + calls_summary(hours),
+                        unit=_("calls/h"), chart_id="calls-chart")
 
 
 def calls_summary(hours: list[figures.Slot]) -> str:
     total = sum(slot.value or 0 for slot in hours)
     if not total:
-        return "No calls in the last 7 days."
+        return _("No calls in the last 7 days.")
     busiest = max(hours, key=lambda slot: (slot.value or 0, slot.start))
-    when = time.strftime("%a %d %b %H:00", time.localtime(busiest.start))
-    return (f"{_plural(total, 'call')} in the last 7 days; the busiest hour was {when} "
-            f"with {busiest.value}.")
+    when = local_strftime("%a %d %b %H:00", time.localtime(busiest.start))
+    return ngettext(
+        "%(num)s call in the last 7 days; the busiest hour was %(when)s with %(most)s.",
+        "%(num)s calls in the last 7 days; the busiest hour was %(when)s with %(most)s.",
+        total, when=when, most=busiest.value)
 
 
 # -- registrations over the day -------------------------------------------------------
@@ -69,10 +72,11 @@ def calls_summary(hours: list[figures.Slot]) -> str:
 def _slot_title(slot: figures.Slot, began: float | None) -> str:
     at = time.strftime("%H:%M", time.localtime(slot.start))
     if slot.value is not None:
-        return f"{at}: {_plural(slot.value, 'extension')} registered"
+        return at + ": " + ngettext("%(num)s extension registered",
+                                    "%(num)s extensions registered", slot.value)
     if began is None or slot.start + samples.SAMPLE_EVERY <= began:
-        return f"{at}: no sample (sampling had not begun)"
-    return f"{at}: no sample (sipd was not running)"
+        return at + ": " + _("no sample (sampling had not begun)")
+    return at + ": " + _("no sample (sipd was not running)")
 
 
 def hour_ticks(starts: list[float], every: int = 3) -> list[Tick]:
@@ -90,27 +94,28 @@ def hour_ticks(starts: list[float], every: int = 3) -> list[Tick]:
 def registrations_chart(slots: list[figures.Slot], began: float | None):
     columns = [Column(slot.value, _slot_title(slot, began)) for slot in slots]
     return column_chart(columns, hour_ticks([slot.start for slot in slots]),
-                        label="Registered extensions, last 24 hours. "
+                        label=_("Registered extensions, last 24 hours.") + " "
                         + registrations_summary(slots, began),
-                        unit="extensions", gap=0, chart_id="registrations-chart")
+                        unit=_("extensions"), gap=0, chart_id="registrations-chart")
 
 
 def registrations_summary(slots: list[figures.Slot], began: float | None) -> str:
     known = [slot for slot in slots if slot.value is not None]
     if not known:
-        return "No samples in the last 24 hours."
+        return _("No samples in the last 24 hours.")
     low = min(known, key=lambda slot: (slot.value, slot.start))
     high = max(known, key=lambda slot: (slot.value, -slot.start))
-    text = (f"Between {low.value} ({_clock(low.start)}) and {high.value} "
-            f"({_clock(high.start)}) extensions registered.")
+    text = _("Between %(low)s (%(low_at)s) and %(high)s (%(high_at)s) extensions registered.",
+             low=low.value, low_at=_clock(low.start), high=high.value, high_at=_clock(high.start))
     if began is not None and began > slots[0].start:
-        text += f" Sampling began at {_clock(began)}."
+        text += " " + _("Sampling began at %(time)s.", time=_clock(began))
     # Slots after the first sample without one of their own: sipd was not running.
     missing = sum(1 for slot in slots if slot.value is None
                   and began is not None and slot.start + samples.SAMPLE_EVERY > began)
     if missing:
         minutes = missing * samples.SAMPLE_EVERY // 60
-        text += f" No samples for {_duration(minutes)}: sipd was not running."
+        text += " " + _("No samples for %(duration)s: sipd was not running.",
+                        duration=_duration(minutes))
     return text
 
 
@@ -120,4 +125,4 @@ def _clock(timestamp: float) -> str:
 
 def _duration(minutes: int) -> str:
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return format_duration(hours * 3600 + minutes * 60)

@@ -1,6 +1,8 @@
 """Forms for extensions; the rules themselves live in core (accounts, credentials)."""
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -13,6 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
+from app.filters import sentence, translated
 from core.accounts import (
     MAX_CALLS_LIMIT,
     AccountError,
@@ -24,8 +27,8 @@ from core.credentials import password_problem
 from core.models import Extension
 
 PASSWORD_CHOICES = [
-    SelectChoice("generate", "Generate a strong password"),
-    SelectChoice("set", "Set this password:"),
+    SelectChoice("generate", _l("Generate a strong password")),
+    SelectChoice("set", _l("Set this password:")),
 ]
 
 
@@ -36,13 +39,9 @@ def _core_rule(check):
         try:
             check(field.data)
         except AccountError as error:
-            raise ValidationError(_sentence(str(error))) from None
+            raise ValidationError(sentence(translated(error.args[0]))) from None
 
     return validate
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 class PasswordChoice:
@@ -53,9 +52,9 @@ class PasswordChoice:
     one pasted) is worse than saying the limit (core.credentials.MAX_PASSWORD_LENGTH).
     """
 
-    mode = RadioField("Password", choices=PASSWORD_CHOICES, default="generate")
-    password = PasswordField("New password", render_kw={"autocomplete": "new-password"})
-    confirm = PasswordField("Repeat it", render_kw={"autocomplete": "new-password"})
+    mode = RadioField(_l("Password"), choices=PASSWORD_CHOICES, default="generate")
+    password = PasswordField(_l("New password"), render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat it"), render_kw={"autocomplete": "new-password"})
 
     def number_for_policy(self) -> str:
         raise NotImplementedError
@@ -71,18 +70,18 @@ class PasswordChoice:
         if self.mode.data != "set":
             return
         if not field.data:
-            raise ValidationError("Type the password, or choose to generate one.")
+            raise ValidationError(_("Type the password, or choose to generate one."))
         realm = current_app.config["PBX_SETTINGS"].realm
         problem = password_problem(self.number_for_policy(), field.data, realm)
         if problem:
-            raise ValidationError(_sentence(f"password {problem}"))
+            raise ValidationError(sentence(_("password %(problem)s", problem=translated(problem))))
 
     def validate_confirm(self, field):
         # Said only of a password that is otherwise fine: its own error comes
         # first, and both fields are typed again anyway.
         if self.mode.data == "set" and not self.password.errors \
                 and field.data != self.password.data:
-            raise ValidationError("The two passwords differ.")
+            raise ValidationError(_("The two passwords differ."))
 
     @property
     def chosen_password(self) -> str | None:
@@ -96,20 +95,21 @@ class SearchForm(FlaskForm):
         csrf = False
 
     q = StringField(
-        "Search", validators=[Length(max=100, message="Search for at most 100 characters.")],
+        _l("Search"),
+        validators=[Length(max=100, message=_l("Search for at most 100 characters."))],
         filters=[lambda v: (v or "").strip()],
-        render_kw={"type": "search", "autocomplete": "off", "placeholder": "number or name"},
+        render_kw={"type": "search", "autocomplete": "off", "placeholder": _l("number or name")},
     )
 
 
 class ExtensionForm(PasswordChoice, FlaskForm):
     number = StringField(
-        "Number", validators=[InputRequired(), _core_rule(check_number)],
+        _l("Number"), validators=[InputRequired(), _core_rule(check_number)],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "1002"},
     )
-    name = StringField("Display name", validators=[_core_rule(check_display_name)])
-    enabled = BooleanField("Enabled", default=True)
-    submit = SubmitField("Create extension")
+    name = StringField(_l("Display name"), validators=[_core_rule(check_display_name)])
+    enabled = BooleanField(_l("Enabled"), default=True)
+    submit = SubmitField(_l("Create extension"))
 
     def number_for_policy(self) -> str:
         return (self.number.data or "").strip()
@@ -117,23 +117,23 @@ class ExtensionForm(PasswordChoice, FlaskForm):
     def validate_number(self, field):
         number = (field.data or "").strip()
         if Extension.by_number(number) is not None:
-            raise ValidationError(f"Extension {number} already exists.")
+            raise ValidationError(_("Extension %(number)s already exists.", number=number))
 
 
 class EditForm(FlaskForm):
-    name = StringField("Display name", validators=[_core_rule(check_display_name)])
-    enabled = BooleanField("Enabled")
+    name = StringField(_l("Display name"), validators=[_core_rule(check_display_name)])
+    enabled = BooleanField(_l("Enabled"))
     max_calls = IntegerField(
-        "Calls at once",
+        _l("Calls at once"),
         # Left blank (or not sent): unchanged.
         validators=[Optional(), _core_rule(check_max_calls)],
         render_kw={"inputmode": "numeric", "min": 1, "max": MAX_CALLS_LIMIT},
     )
-    submit = SubmitField("Save")
+    submit = SubmitField(_l("Save"))
 
 
 class PasswordForm(PasswordChoice, FlaskForm):
-    submit = SubmitField("Change password")
+    submit = SubmitField(_l("Change password"))
 
     def __init__(self, number: str, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -7,6 +7,7 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, request, url_for
+from flask_babel import gettext as _
 
 from app.extensions import bp
 from app.extensions.provisioning import (
@@ -18,6 +19,7 @@ from app.extensions.provisioning import (
     microsip_ini,
     qr_svg,
 )
+from app.filters import translated
 from core import audit, phone_settings
 from core.models import Extension
 
@@ -28,19 +30,23 @@ def _one_time_files() -> OneTimeFiles:
     return current_app.extensions.setdefault("pbx.provisioning", OneTimeFiles())
 
 
-def fields(account: Account) -> list[tuple[str, str]]:
-    """The fields of a softphone's account dialog (MicroSIP's names in brackets)."""
+def fields(account: Account) -> list[tuple[str, str, bool]]:
+    """The fields of a softphone's account dialog, as (label, value, secret).
+
+    MicroSIP's own English names in brackets, in every language: those are the
+    words on the admin's screen in MicroSIP's account dialog.
+    """
     phones = account.phones
     return [
-        ("SIP server", phones.server),
-        ("Domain", phones.host),
-        ("Port", str(phones.port)),
-        *([("TLS port", str(phones.tls_port))] if phones.tls_port else []),
-        ("Transport", phones.transports),
-        ("User name (Username)", account.number),
-        ("Auth user (Login)", account.number),
-        ("Password", account.password),
-        ("Display name", account.display_name),
+        (_("SIP server"), phones.server, False),
+        (_("Domain"), phones.host, False),
+        (_("Port"), str(phones.port), False),
+        *([(_("TLS port"), str(phones.tls_port), False)] if phones.tls_port else []),
+        (_("Transport"), translated(phones.transports), False),
+        (_("User name (Username)"), account.number, False),
+        (_("Auth user (Login)"), account.number, False),
+        (_("Password"), account.password, True),
+        (_("Display name"), account.display_name, False),
     ]
 
 
@@ -55,7 +61,7 @@ def context(extension: Extension, password: str) -> dict:
         "phones": phones,
         "fields": fields(account),
         "linphone_url": url,
-        "linphone_qr": qr_svg(url),
+        "linphone_qr": qr_svg(url, _("QR code for Linphone")),
         "linphone_minutes": int(PROVISION_TTL // 60),
         "linphone_warning": _link_warning(url),
         "microsip_file": data_url(microsip_ini(account)),
@@ -67,10 +73,10 @@ def _link_warning(url: str) -> str | None:
     host = urlsplit(url).hostname or ""
     if not phone_settings.warnings_for(host, dns_reminder=False):
         return None
-    return (f"The phone opens this link itself, at {host}, the address this panel was opened "
-            "with, which other machines may not reach (a loopback address, or a name they may "
-            "not resolve). Open the panel at an address the phone can reach and set the password "
-            "again for a code that works there.")
+    return _("The phone opens this link itself, at %(host)s, the address this panel was opened"
+             " with, which other machines may not reach (a loopback address, or a name they may"
+             " not resolve). Open the panel at an address the phone can reach and set the password"
+             " again for a code that works there.", host=host)
 
 
 @bp.route("/provision/<token>")
@@ -79,7 +85,7 @@ def provision(token: str):
     the secret (random, single use, PROVISION_TTL s)."""
     found = _one_time_files().take(token)
     if found is None:
-        abort(404, description="This provisioning link was used already or has expired.")
+        abort(404, description=_("This provisioning link was used already or has expired."))
     number, body = found
     audit.record("provisioning", "extension.provisioned", number, request.remote_addr,
                  "Linphone configuration fetched")

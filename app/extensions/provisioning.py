@@ -91,12 +91,12 @@ def linphone_xml(account: Account) -> bytes:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode()
 
 
-def qr_svg(payload: str) -> str:
+def qr_svg(payload: str, title: str = "QR code for Linphone") -> str:
     """A QR code of `payload` as inline SVG (no script, no style attribute: the CSP holds)."""
     buffer = io.BytesIO()
     segno.make(payload, error="m").save(
         buffer, kind="svg", scale=5, border=4, xmldecl=False, svgns=True,
-        svgclass="qr-code", lineclass=None, title="QR code for Linphone", light="#fff",
+        svgclass="qr-code", lineclass=None, title=title, light="#fff",
     )
     return buffer.getvalue().decode()
 

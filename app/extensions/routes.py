@@ -11,12 +11,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.calls.history import Page, page_number
 from app.extensions import bp, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
+from app.filters import sentence, translated
 from app.status import (
     extensions_in_order,
     live_bindings_by_extension,
@@ -45,7 +47,7 @@ def _settings():
 def _extension_or_404(number: str) -> Extension:
     extension = Extension.by_number(number)
     if extension is None:
-        abort(404, description=f"There is no extension {number}.")
+        abort(404, description=_("There is no extension %(number)s.", number=number))
     return extension
 
 
@@ -128,7 +130,7 @@ def create():
                     "" if extension.enabled else "disabled",
                 ])))
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(extension, password, generated, created=True)
     return render_template("extensions/new.html", form=form)
@@ -165,13 +167,14 @@ def edit(number: str):
                                  enabled=form.enabled.data, max_calls=max_calls)
                 _audit("edit", extension.number, detail)
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             if extension.enabled and not form.enabled.data:
-                flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+                flash(_("Extension %(number)s is disabled; its registrations were removed.",
+                        number=extension.number),
                       "info")
             else:
-                flash(f"Extension {extension.number} saved.", "success")
+                flash(_("Extension %(number)s saved.", number=extension.number), "success")
             return redirect(url_for(".show", number=extension.number))
     return render_template("extensions/edit.html", form=form, extension=extension)
 
@@ -195,9 +198,10 @@ def _set_enabled(number: str, enabled: bool):
             update_extension(extension.number, enabled=enabled)
             _audit("enable" if enabled else "disable", extension.number)
         if enabled:
-            flash(f"Extension {extension.number} is enabled.", "success")
+            flash(_("Extension %(number)s is enabled.", number=extension.number), "success")
         else:
-            flash(f"Extension {extension.number} is disabled; its registrations were removed.",
+            flash(_("Extension %(number)s is disabled; its registrations were removed.",
+                        number=extension.number),
                   "info")
     return redirect(url_for(".show", number=extension.number))
 
@@ -217,7 +221,7 @@ def password(number: str):
                 _audit("password", extension.number,
                        "generated password" if generated else "password set")
         except AccountError as error:
-            form.form_errors.append(str(error))
+            form.form_errors.append(sentence(translated(error.args[0])))
         else:
             return _show_password(extension, new_password, generated, created=False)
     return render_template("extensions/password.html", form=form, extension=extension)
@@ -233,6 +237,6 @@ def delete(number: str):
             delete_extension(extension.number)
             _audit("delete", extension.number,
                    f"name {extension.name!r}" if extension.name else "")
-        flash(f"Extension {extension.number} deleted.", "success")
+        flash(_("Extension %(number)s deleted.", number=extension.number), "success")
         return redirect(url_for(".index"))
     return render_template("extensions/delete.html", form=form, extension=extension)

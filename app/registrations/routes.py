@@ -6,6 +6,7 @@ import logging
 import time
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.registrations import bp
@@ -30,7 +31,7 @@ def index():
 def drop():
     form = DropForm()
     if not form.validate_on_submit():
-        flash("Nothing dropped: the form was incomplete.", "error")
+        flash(_("Nothing dropped: the form was incomplete."), "error")
         return redirect(url_for(".index"))
     try:
         dropped = registrations.drop(current_user.username, request.remote_addr,
@@ -41,6 +42,7 @@ def drop():
     for binding in dropped:
         log.info("Panel: %s dropped the registration of %s (%s)", current_user.username,
                  binding.extension.number, binding.contact)
-        flash(f"Dropped the registration of {binding.extension.number} ({binding.contact}); "
-              "calls no longer ring it. A live phone comes back at its next refresh.", "success")
+        flash(_("Dropped the registration of %(number)s (%(contact)s); calls no longer ring"
+                " it. A live phone comes back at its next refresh.",
+                number=binding.extension.number, contact=binding.contact), "success")
     return redirect(url_for(".index"))

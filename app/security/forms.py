@@ -3,6 +3,8 @@ and the audit log's filter."""
 
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -35,19 +37,19 @@ class AuditFilter(FlaskForm):
         csrf = False
 
     actor = StringField(
-        "Who", validators=[Optional(), Length(max=80)], filters=[lambda v: (v or "").strip()],
-        render_kw={"autocomplete": "off", "placeholder": "anyone"},
+        _l("Who"), validators=[Optional(), Length(max=80)], filters=[lambda v: (v or "").strip()],
+        render_kw={"autocomplete": "off", "placeholder": _l("anyone")},
     )
-    action = SelectField("What", default="", validators=[Optional()])
+    action = SelectField(_l("What"), default="", validators=[Optional()])
     # The browser's datetime-local sends "2026-03-01T09:30"; a hand-typed space works too.
-    since = TimeField("Since", validators=[Optional()], format=TIME_FORMATS)
-    until = TimeField("Until", validators=[Optional()], format=TIME_FORMATS)
+    since = TimeField(_l("Since"), validators=[Optional()], format=TIME_FORMATS)
+    until = TimeField(_l("Until"), validators=[Optional()], format=TIME_FORMATS)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Built here, not at import: every action core/audit.py knows, as the table shows it.
-        self.action.choices = [SelectChoice("", "Any change")] + [
-            SelectChoice(key, f"{label} ({key})") for key, label in ACTIONS.items()
+        self.action.choices = [SelectChoice("", _l("Any change"))] + [
+            SelectChoice(key, f"{_(label)} ({key})") for key, label in ACTIONS.items()
         ]
 
     def validate_since(self, field):
@@ -56,7 +58,7 @@ class AuditFilter(FlaskForm):
     def validate_until(self, field):
         _within_log(field.data)
         if field.data and self.since.data and field.data < self.since.data:
-            raise ValidationError("The end is before the start.")
+            raise ValidationError(_("The end is before the start."))
 
     def args(self) -> dict[str, str]:
         """The filter as query parameters, for the pager's links."""
@@ -72,4 +74,5 @@ class AuditFilter(FlaskForm):
 def _within_log(moment: datetime | None) -> None:
     # Outside these years the conversion to a timestamp overflows (a 500).
     if moment is not None and not EARLIEST.year <= moment.year <= LATEST.year:
-        raise ValidationError(f"Enter a time from {EARLIEST} to {LATEST}.")
+        raise ValidationError(_("Enter a time from %(first)s to %(last)s.",
+                                first=EARLIEST, last=LATEST))

@@ -4,6 +4,7 @@ import time
 from datetime import datetime
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.calls.history import Page, page_number
@@ -74,7 +75,7 @@ def bans():
 def lift():
     form = LiftForm()
     if not form.validate_on_submit():
-        flash("Nothing lifted: the form was incomplete.", "error")
+        flash(_("Nothing lifted: the form was incomplete."), "error")
         return redirect(url_for(".bans"))
     try:
         address = ban_rows.normalize(form.address.data)
@@ -89,8 +90,8 @@ def lift():
                              f"{lifted} ban{'s' if lifted > 1 else ''}")
     if lifted:
         log.info("Panel: %s lifted the ban of %s", current_user.username, address)
-        flash(f"The ban of {address} is lifted; sipd answers it again within a second.",
-              "success")
+        flash(_("The ban of %(address)s is lifted; sipd answers it again within a second.",
+                address=address), "success")
     else:
-        flash(f"{address} is not banned (any more).", "info")
+        flash(_("%(address)s is not banned (any more).", address=address), "info")
     return redirect(url_for(".bans"))

@@ -14,6 +14,9 @@
   const source = table.dataset.source;
   const interval = Number(table.dataset.interval) || 2000;
   const canHangUp = Boolean(table.dataset.hangup);
+  // The page's words in the admin's language, as the server wrote them (data-texts).
+  const texts = JSON.parse(table.dataset.texts || "{}");
+  const text = (english) => texts[english] || english;
   let stopped = false;
 
   function el(tag, attrs, ...children) {
@@ -39,28 +42,30 @@
 
   function row(call) {
     const answered = call.state === "answered";
-    const caller = el("td", { "data-label": "Caller" }, ...party(call.caller, call.caller_name));
+    const caller = el("td", { "data-label": text("Caller") }, ...party(call.caller, call.caller_name));
     if (call.caller_source) {
       caller.append(el("div", { class: "hint mono" }, call.caller_source));
     }
-    const media = el("td", { "data-label": "Media", class: "media" },
-      el("div", { class: "line mono" }, `caller ${call.caller_media || "—"}`),
-      el("div", { class: "line mono" }, `callee ${call.callee_media || "—"}`));
+    const media = el("td", { "data-label": text("Media"), class: "media" },
+      el("div", { class: "line mono" }, `${text("caller")} ${call.caller_media || "—"}`),
+      el("div", { class: "line mono" }, `${text("callee")} ${call.callee_media || "—"}`));
     if (call.codec) {
       media.append(el("div", { class: "line" }, el("span", { class: "tag" }, call.codec)));
     }
     const tr = el("tr", { id: `live-${call.id}`, "data-state": call.state },
-      el("td", { "data-label": "Started", class: "nowrap", title: call.started_utc }, call.started),
+      el("td", { "data-label": text("Started"), class: "nowrap", title: call.started_utc },
+        call.started),
       caller,
-      el("td", { "data-label": "Callee" }, ...party(call.callee, call.callee_name)),
-      el("td", { "data-label": "State" },
-        el("span", { class: `badge ${answered ? "ok" : "warn"}` }, answered ? "talking" : call.state)),
-      el("td", { "data-label": "Duration", class: "nowrap" }, call.duration),
+      el("td", { "data-label": text("Callee") }, ...party(call.callee, call.callee_name)),
+      el("td", { "data-label": text("State") },
+        el("span", { class: `badge ${answered ? "ok" : "warn"}` },
+          answered ? text("talking") : text(call.state))),
+      el("td", { "data-label": text("Duration"), class: "nowrap" }, call.duration),
       media);
     if (canHangUp) {
       // A link to the page that asks "Hang up this call?", as the server draws it.
       tr.append(el("td", { "data-label": "" },
-        el("a", { class: "button small danger", href: call.hangup_url }, "Hang up")));
+        el("a", { class: "button small danger", href: call.hangup_url }, text("Hang up"))));
     }
     return tr;
   }
@@ -99,7 +104,7 @@
     });
     table.hidden = data.count === 0;
     empty.hidden = data.count !== 0;
-    summary.textContent = `${data.count} live call${data.count === 1 ? "" : "s"}`;
+    summary.textContent = data.summary || `${data.count} live calls`;
     problem.hidden = true;
   }
 
@@ -116,7 +121,7 @@
       const data = await response.json();
       if (response.status === 401) {
         stopped = true;
-        fail(`${data.error} Reload the page to log in.`);
+        fail(text("%(error)s Reload the page to log in.").replace("%(error)s", data.error));
         return;
       }
       if (!response.ok) {
@@ -124,7 +129,8 @@
       }
       show(data);
     } catch (error) {
-      fail(`The panel does not answer (${error.message}); still trying.`);
+      fail(text("The panel does not answer (%(error)s); still trying.")
+        .replace("%(error)s", error.message));
     }
   }
 

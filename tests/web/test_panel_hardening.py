@@ -368,9 +368,10 @@ def test_headers_on_every_page(admin_client):
 
 def post_routes(app):
     for rule in app.url_map.iter_rules():
-        # A viewer may still log in and out, and set their own password (auth.account).
+        # A viewer may still log in and out, and set their own password (auth.account)
+        # and language (auth.language).
         if "POST" in rule.methods and rule.endpoint not in {"auth.login", "auth.logout",
-                                                            "auth.account"}:
+                                                            "auth.account", "auth.language"}:
             yield rule
 
 
