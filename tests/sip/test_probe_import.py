@@ -54,9 +54,12 @@ class RegisteringPhone(Phone):
             while (left := until - time.monotonic()) > 0:
                 self.sock.settimeout(left)
                 try:
-                    response = parse_response(self.sock.recv(65535))
+                    data = self.sock.recv(65535)
                 except TimeoutError:
                     break
+                if not data.startswith(b"SIP/2.0 "):
+                    continue  # a request to the phone (sipd's qualify OPTIONS): not ours
+                response = parse_response(data)
                 if response.status >= 200 and response.first("CSeq") == cseq:
                     return response
             interval = min(interval * 2, 4.0)
