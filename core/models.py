@@ -114,6 +114,15 @@ class Extension(BaseModel):
     # Calls this extension may be in at once, as caller or callee (sipd/calls.py):
     # one extension cannot take every call the PBX can carry (PBX_MAX_CALLS).
     max_calls = IntegerField(default=4)
+    # Routing (sipd/routing/, migration 0011). A forward is a destination in the
+    # notation every part shares (core/destinations.py): "1002", "600", "hangup";
+    # "" means none. DND: callers get busy, or forward_busy where one is set.
+    dnd = BooleanField(default=False)
+    forward_always = CharField(max_length=64, default="")
+    forward_busy = CharField(max_length=64, default="")
+    forward_no_answer = CharField(max_length=64, default="")
+    forward_no_answer_after = IntegerField(default=20)  # seconds of ringing first
+    forward_unavailable = CharField(max_length=64, default="")  # nothing registered
     # RFC 7616 §3.4.2: HA1 = H(username ":" realm ":" password). Only these
     # are stored, never the password; the realm they were made under is kept
     # so a changed PBX_REALM is reported instead of failing silently.
@@ -126,6 +135,53 @@ class Extension(BaseModel):
     @classmethod
     def by_number(cls, number: str) -> Extension | None:
         return cls.get_or_none(cls.number == number)
+
+
+class RingGroup(BaseModel):
+    """A number that rings several extensions (issue 11, item 3).
+
+    strategy: ringall (every member at once) | hunt (one after another,
+    member_time seconds each, in position order). ring_time bounds the whole
+    group; fallback is the destination when nobody answers ("" : the caller
+    gets 480). A group's number never equals an extension's (core/destinations.py).
+    """
+
+    STRATEGIES = ("ringall", "hunt")
+
+    number = CharField(max_length=32, unique=True)
+    name = CharField(max_length=100, default="")
+    strategy = CharField(max_length=16, default="ringall")
+    ring_time = IntegerField(default=30)
+    member_time = IntegerField(default=15)
+    fallback = CharField(max_length=64, default="")
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+    @classmethod
+    def by_number(cls, number: str) -> RingGroup | None:
+        return cls.get_or_none(cls.number == number)
+
+    def member_numbers(self) -> list[str]:
+        return [
+            m.extension.number
+            for m in (
+                RingGroupMember.select(RingGroupMember, Extension)
+                .join(Extension)
+                .where(RingGroupMember.group == self)
+                .order_by(RingGroupMember.position)
+            )
+        ]
+
+
+class RingGroupMember(BaseModel):
+    """An extension in a ring group, at its place in the hunt order (0 first)."""
+
+    group = ForeignKeyField(RingGroup, backref="members", on_delete="CASCADE")
+    extension = ForeignKeyField(Extension, backref="group_memberships", on_delete="CASCADE")
+    position = IntegerField()
+
+    class Meta:
+        indexes = ((("group", "extension"), True),)
 
 
 class Binding(BaseModel):
@@ -218,6 +274,10 @@ class Call(BaseModel):
     caller_media = CharField(max_length=80, default="")  # latched RTP source of each leg
     callee_media = CharField(max_length=80, default="")
     codec = CharField(max_length=32, default="")
+    # Routing (migration 0011): the extension whose phone answered (callee may be a
+    # group's number), and the ring group the call came through, by its number.
+    answered_by = CharField(max_length=64, default="")
+    via_group = CharField(max_length=32, default="")
 
     @property
     def talk_seconds(self) -> float:
@@ -229,6 +289,22 @@ class Call(BaseModel):
     @classmethod
     def active(cls):
         return cls.select().where(cls.ended_at.is_null()).order_by(cls.started_at)
+
+
+class CallEvent(BaseModel):
+    """Something that happened to a call on its way: a forward, a step of a group,
+    a transfer (who, to whom, when). `call` is the call row's id (rows are written
+    in group commits, sipd/history.py, so no foreign key to order them by).
+
+    kind: forwarded | group | transferred | refused_loop | feature
+    """
+
+    call = IntegerField(index=True)
+    at = FloatField()
+    kind = CharField(max_length=32)
+    by = CharField(max_length=64, default="")  # the extension that caused it, if any
+    target = CharField(max_length=64, default="")  # where the call went
+    detail = CharField(max_length=255, default="")
 
 
 class Ban(BaseModel):
@@ -338,5 +414,5 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = [
     Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
-    Setting, SchemaVersion, RegistrationSample, Service,
+    Setting, SchemaVersion, RegistrationSample, Service, RingGroup, RingGroupMember, CallEvent,
 ]

@@ -1,0 +1,67 @@
+"""Where a call can go, named the same way in the routing step, the panel and pbxctl.
+
+A destination is text: a number to dial (an extension or a ring group; later an
+outside number through the outbound routes) or `hangup`; the media
+applications add `voicemail:NUMBER`, `ivr:NAME` and `hours:NAME`. "" means
+none (a forward that is off, a group without a fallback). `parse` says what a
+text names without the database; `check` also says whether it exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.text import N_, Text
+
+HANGUP = "hangup"
+# What a phone can dial: the numbers of extensions and groups (2 to 15 digits,
+# core.accounts.NUMBER_RE); the kinds that later issues add go in KINDS.
+NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
+KINDS = ("number", "hangup")
+
+
+class DestinationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Destination:
+    kind: str  # one of KINDS
+    value: str = ""  # the number, for kind "number"
+
+    def __str__(self) -> str:
+        return self.value if self.kind == "number" else self.kind
+
+
+def parse(text: str) -> Destination | None:
+    """The destination `text` names, None for "" (none); DestinationError if it names nothing."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.lower() == HANGUP:
+        return Destination("hangup")
+    if NUMBER_RE.match(text):
+        return Destination("number", text)
+    raise DestinationError(
+        Text(N_("%(text)r is not a destination: give a number to dial or 'hangup'"), text=text)
+    )
+
+
+def check(text: str, *, not_to: str | None = None) -> str:
+    """`text` as stored ("" for none) if it names something that exists; `not_to`: the
+    number it belongs to, which it must not lead straight back to."""
+    from core.models import Extension, RingGroup  # noqa: PLC0415 - parse needs no database
+
+    destination = parse(text)
+    if destination is None:
+        return ""
+    if destination.kind == "number":
+        number = destination.value
+        if not_to is not None and number == not_to:
+            raise DestinationError(Text(N_("%(number)s cannot forward to itself"), number=number))
+        if Extension.by_number(number) is None and RingGroup.by_number(number) is None:
+            raise DestinationError(
+                Text(N_("%(number)s is neither an extension nor a ring group"), number=number)
+            )
+    return str(destination)
