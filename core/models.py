@@ -278,6 +278,9 @@ class Call(BaseModel):
     # group's number), and the ring group the call came through, by its number.
     answered_by = CharField(max_length=64, default="")
     via_group = CharField(max_length=32, default="")
+    # While it rings: the extensions being rung now, comma-separated ("1001,1002"),
+    # for the live calls page; "" once answered or ended.
+    ringing = CharField(max_length=255, default="")
 
     @property
     def talk_seconds(self) -> float:

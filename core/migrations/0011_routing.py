@@ -5,7 +5,8 @@
   "" for none.
 - ring_group / ring_group_member: a number that rings its members, all at once
   (ringall) or in turn (hunt), with a fallback destination.
-- call.answered_by (the extension whose phone answered) and call.via_group.
+- call.answered_by (the extension whose phone answered), call.via_group, and
+  call.ringing (the extensions ringing now, for the live calls page).
 - call_event: forwards, group steps and transfers of a call, in order.
 """
 
@@ -33,6 +34,7 @@ STATEMENTS = [
     ' ON "ring_group_member" ("group_id", "extension_id")',
     'ALTER TABLE "call" ADD COLUMN "answered_by" VARCHAR(64) NOT NULL DEFAULT \'\'',
     'ALTER TABLE "call" ADD COLUMN "via_group" VARCHAR(32) NOT NULL DEFAULT \'\'',
+    'ALTER TABLE "call" ADD COLUMN "ringing" VARCHAR(255) NOT NULL DEFAULT \'\'',
     'CREATE TABLE "call_event" ("id" INTEGER NOT NULL PRIMARY KEY, "call" INTEGER NOT NULL,'
     ' "at" REAL NOT NULL, "kind" VARCHAR(32) NOT NULL, "by" VARCHAR(64) NOT NULL,'
     ' "target" VARCHAR(64) NOT NULL, "detail" VARCHAR(255) NOT NULL)',
