@@ -36,9 +36,18 @@ phone has done it or failing with the phone's output and log:
     phone.calls()                          # [LinphoneCall(id, peer, state), ...]
     phone.transfer(call, "1003")           # blind: REFER to sip:1003@<registrar>
     phone.transfer_to_call(call, other_call)   # attended: REFER with Replaces
+    phone.sent("REFER")                    # requests it sent, from its SIP trace
     phone.hangup(call)
     phone.record_to(path)                  # the next call's recording
     phone.stop()
+
+The transfers send what RFC 3515 and RFC 3891 say (tests/sip/test_linphone.py
+checks the REFERs in the phone's trace); linphonec reports no outcome of its
+own, so a transfer test reads what happened from the calls and the history.
+Linphone restarts its audio stream on hold and resume, and writes a recording
+only when its stream stops: `record_to` a new file before a hold to check the
+audio on both sides of it, and read a recording once that call has ended on
+this phone.
 
 Every socket is on 127.0.0.1; every wait has a deadline.
 """
@@ -156,11 +165,12 @@ class Linphone:
             for raw in self.process.stdout:
                 copy.write(raw)
                 copy.flush()
-                line = raw.decode(errors="replace").rstrip("\r\n")
-                while line.startswith(PROMPT.rstrip()):
-                    line = line[len(PROMPT.rstrip()):].lstrip(" ")
+                # A prompt can also stand in the middle of a line, after output
+                # that ended without a newline: what follows it is a line of its own.
+                text = raw.decode(errors="replace").rstrip("\r\n")
+                parts = [part.strip() for part in text.split(PROMPT.rstrip())]
                 with self._changed:
-                    self.lines.append(line)
+                    self.lines.extend(part for part in parts if part)
                     self._changed.notify_all()
 
     def _pcmu_only(self) -> None:
@@ -345,6 +355,16 @@ class Linphone:
 
         self._until(reached, f"call {call_id} in {states} (saw {seen})", timeout)
         return seen[-1]
+
+    def sent(self, method: str) -> list[str]:
+        """The `method` requests this phone sent, as its SIP trace shows them (the
+        head of each: request line and headers)."""
+        found = []
+        for match in re.finditer(r"message sent to \[[^\]]*\], size: \[\d+\] bytes\r?\n"
+                                 r"(.*?)\r?\n\r?\n", self.log(), re.S):
+            if match.group(1).startswith(f"{method} "):
+                found.append(match.group(1))
+        return found
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def phones():
 @pytest.fixture
 def server(tmp_path):
     # The defaults: no PBX_DIGEST_ALGORITHMS, nothing about phones.
-    sipd = ck.SipdServer(tmp_path, numbers=("1001", "1002"))
+    sipd = ck.SipdServer(tmp_path, numbers=("1001", "1002", "1003"))
     assert not any(name.startswith("PBX_DIGEST") for name in sipd.env)
     sipd.start()
     yield sipd
@@ -119,6 +119,15 @@ def test_linphone_answers_sha256_where_its_extension_offers_it(server, phones, t
     # baresip 1.0 on an extension with the default beside it: MD5 alone, registered
     bare = baresip(phones, server)
     wait_registered(server, bare)
+    # A call's 407 follows the caller's extension too, and is answered with SHA-256.
+    call = lin.call("1002")
+    lin.wait_state(call, TALKING)
+    invites = lin.sent("INVITE")
+    assert len(invites) == 2 and "Proxy-Authorization:" not in invites[0], invites
+    assert re.search(r"^Proxy-Authorization:\s*Digest .*algorithm=SHA-256", invites[1], re.M), (
+        invites[1])
+    lin.hangup(call)
+    lin.wait_state(call, None)
 
 
 # -- calls with audio ----------------------------------------------------------------------------
@@ -185,6 +194,47 @@ def test_baresip_calls_linphone_which_answers_holds_resumes_and_hangs_up(server,
     assert recordings, story
     check_heard("baresip", block_tone_report(recordings[-1], (CALLER_HZ, CALLEE_HZ)),
                 CALLEE_HZ, CALLER_HZ, story)
+
+
+# -- what the transfer work will drive ------------------------------------------------------------
+
+def test_the_harness_transfers_send_refer(server, phones):
+    """Blind and attended transfer as tests/sip/linphone.py sends them: REFER with
+    Refer-To (RFC 3515), with Replaces naming the other call's dialog (RFC 3891).
+    What the PBX does with them is the transfer work's to test."""
+    transferor = linphone(phones, server, "1001")
+    transferor.wait_registered()
+    for number, tone in (("1002", CALLEE_HZ), ("1003", 700.0)):
+        wait_registered(server, baresip(phones, server, number, tone))  # answer at once
+
+    def hang_up_all():
+        for call in transferor.calls():
+            transferor.hangup(call.id)
+        transferor._until(lambda: not transferor.calls(), "without calls", 15)
+
+    first = transferor.call("1002")
+    transferor.wait_state(first, TALKING)
+    transferor.transfer(first, "1003")
+    [blind] = ck.wait_for(lambda: transferor.sent("REFER"), 10)
+    assert re.search(rf"^Refer-To: <?sip:1003@{re.escape(server.address)}>?\s*$", blind, re.M), (
+        blind)
+    hang_up_all()
+
+    held = transferor.call("1002")
+    transferor.wait_state(held, TALKING)
+    transferor.hold(held)
+    transferor.wait_state(held, "Paused")
+    consulted = transferor.call("1003")
+    transferor.wait_state(consulted, TALKING)
+    assert [(c.id, c.state) for c in transferor.calls()] == [
+        (held, "Paused"), (consulted, TALKING)]
+    transferor.transfer_to_call(held, consulted)
+    refers = ck.wait_for(lambda: transferor.sent("REFER")[1:], 10)
+    assert refers, transferor.story()
+    refer_to = re.search(r"^Refer-To: (.*)$", refers[0], re.M).group(1)
+    assert "sip:1003@" in refer_to and "?Replaces=" in refer_to, refer_to
+    assert "from-tag%3d" in refer_to and "to-tag%3d" in refer_to, refer_to
+    hang_up_all()
 
 
 # -- keep-alives (issue 15, item 3) --------------------------------------------------------------
