@@ -109,6 +109,7 @@ REASONS = {
     100: "Trying",
     180: "Ringing",
     200: "OK",
+    202: "Accepted",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -130,6 +131,7 @@ REASONS = {
     503: "Service Unavailable",
     505: "Version Not Supported",
     513: "Message Too Large",
+    603: "Decline",
 }
 
 

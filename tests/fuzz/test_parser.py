@@ -14,6 +14,7 @@ from hypothesis import example, given
 
 from sipd.sip.headers import URI, Credentials, CSeq, NameAddr, Via, parse_expires
 from sipd.sip.message import ParseError, Request, Response, parse
+from sipd.sip.refer import Refer, ReferredBy, ReferTo, Replaces, parse_sipfrag
 from tests.fuzz.corpus import FUZZ, SEEDS, messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,9 @@ HEADER_PARSERS = {
     "Expires": parse_expires,
     "Authorization": Credentials.parse,
     "Proxy-Authorization": Credentials.parse,
+    "Refer-To": ReferTo.parse,
+    "Referred-By": ReferredBy.parse,
+    "Replaces": Replaces.parse,
 }
 
 
@@ -41,6 +45,16 @@ def check(data: bytes, stream: bool) -> None:
     if isinstance(message, Request):
         try:
             URI.parse(message.uri)
+        except ParseError:
+            pass
+        if message.method == "REFER":
+            try:
+                Refer.from_request(message)
+            except ParseError:
+                pass
+    if message.body:
+        try:
+            parse_sipfrag(message.body)
         except ParseError:
             pass
     for name, value in message.headers.items:
@@ -91,11 +105,12 @@ def test_no_header_value_makes_a_regex_backtrack_for_ever():
         "import sys, time\n"
         "from sipd.sip.headers import URI, Credentials, NameAddr, Via, parse_params\n"
         "from sipd.sip.message import ParseError\n"
+        "from sipd.sip.refer import ReferTo, Replaces\n"
         "from tests.fuzz.test_parser import PATHOLOGICAL\n"
         "for text in PATHOLOGICAL:\n"
         "    for prefix in ('', 'sip:', 'Digest ', 'SIP/2.0/UDP h;', '<sip:a@b>'):\n"
         "        for parser in (NameAddr.parse, Via.parse, Credentials.parse, URI.parse,\n"
-        "                       parse_params):\n"
+        "                       parse_params, ReferTo.parse, Replaces.parse):\n"
         "            started = time.perf_counter()\n"
         "            try:\n"
         "                parser(prefix + text)\n"
