@@ -584,3 +584,33 @@ def _without_origin(sdp: SessionDescription) -> list[tuple[str, str]]:
     # Compared by meaning, not line endings: a phone switching from LF to CRLF
     # has not changed its session.
     return [(line.type, line.value) for line in sdp.lines() if line.type and line.type != "o"]
+
+
+def with_direction(sdp: SessionDescription, direction: str) -> SessionDescription:
+    """`sdp` with every stream declaring `direction` (RFC 8866 §6.7): the session
+    level's direction attribute removed, each enabled m= section's replaced, or
+    added where it had none. A transfer offers the remaining party's description
+    to the new party, and that description may be the answer to a hold
+    (recvonly, inactive) while the new call is to talk both ways."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}")
+
+    def kept(lines: list[Line]) -> list[Line]:
+        return [line for line in lines
+                if line.attribute is None or line.attribute[0] not in DIRECTIONS]
+
+    media = []
+    for section in sdp.media:
+        if not section.description.port:
+            media.append(section)  # a disabled stream stays as it is (RFC 3264 §8.2)
+            continue
+        lines = kept(section.lines)
+        at = len(lines)
+        while at > 1 and not lines[at - 1].type:
+            at -= 1  # after the section's last line, before any blank ones
+        eol = lines[at - 1].eol or CRLF
+        if not lines[at - 1].eol:
+            lines[at - 1] = replace(lines[at - 1], eol=eol)  # it ended the body
+        lines.insert(at, Line("a", direction, eol))
+        media.append(MediaSection(lines))
+    return SessionDescription(kept(sdp.session), media)

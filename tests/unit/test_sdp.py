@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sipd.sip.sdp import SdpError, SessionDescription, rewrite
+from sipd.sip.sdp import SdpError, SessionDescription, rewrite, with_direction
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 RELAY = "203.0.113.10"
@@ -338,3 +338,46 @@ a=rtpmap:96 weird
 """)
     (stream,) = SessionDescription.parse(body).streams()
     assert set(stream.rtpmap) == {0}
+
+
+# -- a transfer offers the remaining party's description with a new direction ----------------
+
+
+@pytest.mark.parametrize("before", ["sendrecv", "recvonly", "inactive", None])
+def test_with_direction_makes_every_stream_sendrecv(before):
+    body = body_of("invite_baresip_1.0.0.sip").replace(b"a=sendrecv\r\n", b"")
+    if before:
+        body = body.replace(b"a=label:1", f"a={before}\r\na=label:1".encode())
+    sdp = SessionDescription.parse(b"v=0\r\n" + body.split(b"\r\n", 1)[1])
+    out = with_direction(sdp, "sendrecv")
+    assert [stream.direction for stream in out.streams()] == ["sendrecv"]
+    text = bytes(out).decode()
+    assert text.count("a=sendrecv") == 1 and "a=recvonly" not in text and "inactive" not in text
+    assert text.endswith("a=ptime:20\r\na=sendrecv\r\n")
+    # everything else byte for byte
+    assert [line for line in bytes(out).split(b"\r\n") if b"a=sendrecv" not in line] == [
+        line for line in bytes(sdp).split(b"\r\n")
+        if line.strip() not in (f"a={before}".encode(), b"a=sendrecv")]
+
+
+def test_with_direction_replaces_the_session_level_one_and_keeps_disabled_streams():
+    sdp = SessionDescription.parse(crlf("""
+v=0
+o=- 1 2 IN IP4 192.0.2.1
+s=-
+c=IN IP4 192.0.2.1
+t=0 0
+a=sendonly
+m=audio 4000 RTP/AVP 0
+m=video 0 RTP/AVP 31
+a=inactive
+""").rstrip(b"\r\n"))  # a body whose last line has no line end
+    out = with_direction(sdp, "sendrecv")
+    assert [s.direction for s in out.streams()] == ["sendrecv", "inactive"]
+    assert "a=sendonly" not in str(out)
+    assert "m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\nm=video" in str(out)
+    with pytest.raises(ValueError):
+        with_direction(sdp, "both")
+    last = SessionDescription.parse(b"v=0\r\no=- 1 2 IN IP4 h\r\ns=-\r\nt=0 0\r\n"
+                                    b"m=audio 4000 RTP/AVP 0")
+    assert str(with_direction(last, "sendrecv")).endswith("RTP/AVP 0\r\na=sendrecv\r\n")
