@@ -134,12 +134,12 @@ class Scheduler:
 class LoopScheduler(Scheduler):
     """Driven by one timer watcher on gevent's loop, armed for the earliest deadline."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock=time.monotonic, loop=None, spawn=None):
         super().__init__(clock)
         import gevent
 
-        self._spawn = gevent.spawn
-        self._loop = gevent.get_hub().loop
+        self._spawn = spawn or gevent.spawn
+        self._loop = loop or gevent.get_hub().loop
         self._watcher = None
         self._armed_for: float | None = None
         self._running = False

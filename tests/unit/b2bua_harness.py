@@ -148,7 +148,7 @@ def request(method, cseq, branch, extra="", body="", to_tag="", call_id="c1@test
 
 
 def answer(to: bytes, status: str, body: str = "", tag: str = "callee",
-           contact: Source = CALLEE) -> str:
+           contact: Source = CALLEE, user: str = "1002") -> str:
     """The callee's response to one of our requests (its Via, From, To, Call-ID, CSeq)."""
     head = to.split(b"\r\n\r\n")[0].decode()
 
@@ -159,7 +159,7 @@ def answer(to: bytes, status: str, body: str = "", tag: str = "callee",
     to_tag = "" if ";tag=" in value("To") else f";tag={tag}"
     return (f"SIP/2.0 {status}\r\n{vias}From: {value('From')}\r\nTo: {value('To')}{to_tag}\r\n"
             f"Call-ID: {value('Call-ID')}\r\nCSeq: {value('CSeq')}\r\n"
-            f"Contact: <sip:1002@{contact.host}:{contact.port}>\r\n"
+            f"Contact: <sip:{user}@{contact.host}:{contact.port}>\r\n"
             + ("Content-Type: application/sdp\r\n" if body else "")
             + f"Content-Length: {len(body)}\r\n\r\n{body}")
 
