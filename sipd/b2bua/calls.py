@@ -29,6 +29,7 @@ from sipd.b2bua.media import Media, audio, direction
 from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
 from sipd.b2bua.standin import standin_route
+from sipd.b2bua.transfer import Transfers
 from sipd.history import History
 from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing.plan import Feature, Refuse
@@ -88,6 +89,7 @@ class Calls:
         self.media = Media(relay)
         self.executor = Executor(self, features)
         self.bridge = Bridge(self)
+        self.transfers = Transfers(self)
         # (Call-ID, our tag) -> the leg whose dialog that is, as §12.2.2 finds it
         # (the phone's tag is checked on the dialog itself). One per fork.
         self.dialogs: dict[tuple[str, str | None], Leg] = {}
@@ -215,6 +217,7 @@ class Calls:
         call.caller = CallerLeg(self, call, dialled, Destination(source.host, source.port,
                                                                   source.transport),
                                 request, txn, dialog)
+        call.caller.sdp = offer
         stream = audio(offer)
         if stream is not None:
             call.caller.direction = direction(stream)
@@ -290,9 +293,9 @@ class Calls:
             call.caller.respond(480, "Temporarily Unavailable")
             self.end(call, "NO ANSWER", "system", 480, reason)
             return
-        call.caller.bye()
-        if call.callee_leg is not None:
-            call.callee_leg.bye()
+        for leg in (call.caller, call.callee_leg):
+            if leg is not None and leg.call is call:  # not one a transfer took on
+                leg.bye()
         self.end(call, "ANSWERED", "system", None, reason)
 
     def end(self, call: Call, disposition: str, by: str, status: int | None, reason: str) -> None:
@@ -304,9 +307,11 @@ class Calls:
             if timer is not None:
                 timer.cancel()
         caller, answered = call.caller, call.callee_leg
-        caller.stop_2xx()
-        if answered is not None:
-            answered.stop_2xx()
+        for leg in (caller, answered):
+            if leg is not None and leg.call is call:  # not one a transfer took on
+                leg.stop_2xx()
+        if call.transfer is not None:
+            self.transfers.call_ended(call)
         try:
             # Not waited for: where the legs' media last came from is reported by
             # the next check_media() and written to the call's row then.
@@ -320,9 +325,12 @@ class Calls:
         self.held.pop(call.record_id, None)
         for number in list(call.parties):
             self.uncount(call, number)
-        # Only this call's own dialogs (its caller's and one per branch) map to it.
+        # Only this call's own dialogs (its caller's and one per branch, and after
+        # a transfer the leg it was joined with) map to it.
         keys = [(caller.dialog.call_id, caller.dialog.local_tag)]
         keys += [(leg.call_id, leg.tag) for leg in call.branches]
+        if answered is not None and answered.dialog is not None:
+            keys.append((answered.dialog.call_id, answered.dialog.local_tag))
         for key in keys:
             leg = self.dialogs.get(key)
             if leg is not None and leg.call is call:
@@ -347,10 +355,14 @@ class Calls:
         waiting for its final response keeps its call: a 2xx crossing our CANCEL
         is ACKed and BYEd."""
         caller = call.caller
-        caller.txn.context = None
-        caller.other = None
-        caller.call = None
+        if isinstance(caller, CallerLeg):
+            caller.txn.context = None
+        if caller.call is call:  # a leg a transfer moved on is the other call's now
+            caller.other = None
+            caller.call = None
         for leg in call.branches:
+            if leg.call is not call:
+                continue
             leg.other = None
             if leg.fork is not None:
                 leg.fork.legs = []
@@ -359,6 +371,10 @@ class Calls:
                 leg.transaction.context = None
                 leg.fork = None
                 leg.call = None
+        answered = call.callee_leg
+        if answered is not None and answered.call is call and answered not in call.branches:
+            answered.other = None  # joined by a transfer (attended, transfer.py)
+            answered.call = None
         call.branches = []
         call.fork = None
         call.callee_leg = None
@@ -487,11 +503,16 @@ class Calls:
         if method in ("INVITE", "UPDATE", "INFO"):
             self.bridge.relay_request(call, leg, request, txn)
             return
+        if method == "REFER":
+            self.transfers.refer(call, leg, request, txn)
+            return
         stack.reply(txn, request, 405, None, [("Allow", ALLOW)])
 
     def _bye(self, call: Call, leg: Leg) -> None:
         """A phone hung up: BYE the other (or CANCEL what still rings) and end."""
         leg.state = LegState.ENDED
+        if call.transfer is not None and self.transfers.left(call, leg):
+            return  # the transferor: the transfer goes on without it
         answered = call.phase is Phase.ANSWERED
         if leg.other is not None:
             leg.other.bye()

@@ -49,7 +49,7 @@ class Pending2xx:
 
 class Leg:
     __slots__ = ("owner", "call", "name", "role", "us", "dialog", "destination", "state",
-                 "direction", "other", "pending_2xx", "__weakref__")
+                 "direction", "other", "pending_2xx", "sdp", "__weakref__")
 
     def __init__(self, owner, call, name: str, role: str, us: str, destination: Destination):
         self.owner = owner  # the B2BUA (sipd.b2bua.calls.Calls)
@@ -65,6 +65,9 @@ class Leg:
         self.direction = "sendrecv"
         self.other: Leg | None = None
         self.pending_2xx: Pending2xx | None = None
+        # The description this leg's phone last sent (offer or answer): what a
+        # transfer offers the party it is connected to next (transfer.py).
+        self.sdp = None
 
     def from_phone(self, source: Source) -> bool:
         return from_peer(self.destination, source)

@@ -31,6 +31,7 @@ class Media:
         (sipd/media/session.py). Returns the audio stream (None: none)."""
         if description is None:
             return None
+        leg.sdp = description
         stream = audio(description)
         if stream is None:
             return None

@@ -15,7 +15,7 @@ from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.responses import make_response
 from sipd.sip.transaction import ClientTransaction, ClientTransactions, ServerTransaction
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
 SERVER = "pbx-sipd"
 
 
