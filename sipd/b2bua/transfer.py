@@ -15,8 +15,8 @@ sipfrag NOTIFYs: 180 once, then the final status (§2.4.5-§2.4.7). Answered: th
 remaining party moves to that call and is re-INVITEd with the relay's SDP for
 it (RFC 3261 §14.1), the target's identity in From's display name and in
 P-Asserted-Identity (RFC 3325 §9.1: the PBX is the phones' trust domain);
-the transferor gets "SIP/2.0 200 OK" and, once it has answered that NOTIFY, our
-BYE unless it hung up first (phones do, on the 200). Failed (busy, no answer,
+the transferor gets "SIP/2.0 200 OK" and, TRANSFEROR_GRACE after it answered that
+NOTIFY, our BYE unless it hung up meanwhile (phones do, on the 200). Failed (busy, no answer,
 unreachable, no such number): the NOTIFY carries the status (e.g. "SIP/2.0 486
 Busy Here"), the attempt's call and relay session are ended, and the
 transferor's call is as it was, to be resumed.
@@ -70,6 +70,10 @@ log = logging.getLogger("sipd")
 SUBSCRIPTION_EXPIRES = 300
 # Our re-INVITE crossing one of the phone's (491, RFC 3261 §14.1): tried again.
 GLARE_RETRIES = 3
+# How long a transferor has, once its final NOTIFY is answered, to hang up itself
+# (phones do, on the "200 OK") before we BYE it: two BYEs crossing would have
+# one of them answered 481.
+TRANSFEROR_GRACE = 2.0
 
 
 def identity(leg) -> tuple[str, str]:
@@ -254,6 +258,15 @@ class Transfer:
         that succeeded the transferor's legs are ended, ours to BYE if it has not."""
         if not self.joined or self.call is None:
             return
+        gone = all(leg.state is LegState.ENDED for leg in self.transferor_legs)
+        if self.refer.subscription and not gone:
+            self.owner.stack.scheduler.call_later(TRANSFEROR_GRACE, self.end_transferor)
+        else:
+            self.end_transferor()  # gone, or told nothing it could hang up on
+
+    def end_transferor(self) -> None:
+        if self.call is None:
+            return  # its legs are gone already
         reason = f"transferred to {self.target} by {self.by}"
         for leg in self.transferor_legs:
             call = leg.call

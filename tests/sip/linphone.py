@@ -82,9 +82,11 @@ class LinphoneCall:
     flags: str = ""
 
 
-_ROW = re.compile(r"^(\d+)\s*\|\s*(\S+)\s*\|\s*(\S+)\s*\|\s*(.*)$")
+# Id | Destination (an address, or "Name" <address>) | State | Flags
+_ROW = re.compile(r"^(\d+)\s*\|\s*(.+?)\s*\|\s*(\S+)\s*\|\s*(.*)$")
 _ASSIGNED = re.compile(r"assigned id (\d+)")
-_INCOMING = re.compile(r"Receiving new incoming call from (\S+), assigned id (\d+)")
+# The caller as linphone shows it: an address, or a display name and an address.
+_INCOMING = re.compile(r"Receiving new incoming call from (.+), assigned id (\d+)")
 
 
 class Linphone:
