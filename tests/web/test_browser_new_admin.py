@@ -12,7 +12,8 @@ numbers, drops it once the caller hangs up, the history has it, and the dashboar
 it. A third phone with
 a mistyped password appears on the failed-logins page with the reason. Then the admin
 switches the panel to Uzbek and to Russian on their own page and sees that same page
-translated. Screenshots of each step go to $PBX_SCREENSHOTS if set, else a
+translated, and last replaces the printed password with their own. The pages a new admin
+reads are checked at a phone's size too (nothing wider than the screen). Screenshots of each step go to $PBX_SCREENSHOTS if set, else a
 temporary directory.
 
 Every wait is on a condition with a bound (page text, a phone's event, a row); nothing
@@ -37,7 +38,13 @@ from pathlib import Path
 import pytest
 import test_browser
 from panel_testing import PanelProcess, free_tcp_port
-from test_browser import assert_no_console_errors, click_and_load, save_screenshot
+from test_browser import (
+    PHONE,
+    assert_fits_a_phone,
+    assert_no_console_errors,
+    click_and_load,
+    save_screenshot,
+)
 from test_browser_calls import history_row, live_rows, talking_row, wait_until
 from test_browser_i18n import choose_language
 
@@ -194,6 +201,7 @@ def create_extension(driver, panel, number: str, name: str, tmp_path: Path, sipd
         settings["SIP server"], number, number, password), ini
     assert ini["displayName"] == name, ini
     assert_no_console_errors(driver)
+    assert_fits_a_phone(driver)  # what is shown once is read on a phone as often as not
 
     # Done: the extension's page, and the list, show none of it again.
     click_and_load(driver, driver.find_element(By.PARTIAL_LINK_TEXT, f"Done, go to {number}"))
@@ -253,6 +261,8 @@ def test_a_new_admin_sets_up_two_phones_and_a_call(browser, pbx, tmp_path, scree
     sipd_row = browser.find_element(By.ID, "service-sipd")
     assert sipd_row.get_attribute("data-state") == "running", sipd_row.text
     save_screenshot(browser, screenshots / "dashboard-new.png")
+    assert_fits_a_phone(browser)
+    save_screenshot(browser, screenshots / "dashboard-new-phone.png", PHONE)
 
     # Two extensions, each with what the page shows once.
     shown = {number: create_extension(browser, panel, number, name, tmp_path, sipd_port)
@@ -293,6 +303,7 @@ def test_a_new_admin_sets_up_two_phones_and_a_call(browser, pbx, tmp_path, scree
     assert "Reception" in row["text"] and "Sales" in row["text"], row
     assert browser.find_element(By.ID, "active-summary").text == "1 live call"
     save_screenshot(browser, screenshots / "live-call.png")
+    assert_fits_a_phone(browser)
 
     caller.command("hangup")
     caller.wait_event("CALL_CLOSED", timeout=10)
@@ -342,4 +353,28 @@ def test_a_new_admin_sets_up_two_phones_and_a_call(browser, pbx, tmp_path, scree
         for word in FAILURES_PAGE["en"]:
             assert word not in text, (language, word)
         save_screenshot(browser, screenshots / f"failures-{language}.png")
+        assert_fits_a_phone(browser)
+        save_screenshot(browser, screenshots / f"failures-{language}-phone.png", PHONE)
         assert_no_console_errors(browser)
+
+    # Last, on a phone, the admin replaces the printed password with their own; the
+    # printed one no longer logs in, the new one does.
+    choose_language(browser, panel, "en")
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    browser.get(panel.url + "/account")
+    mine = "Toshkent-ofis-2026!"
+    browser.find_element(By.NAME, "current").send_keys(password)
+    browser.find_element(By.NAME, "password").send_keys(mine)
+    browser.find_element(By.NAME, "confirm").send_keys(mine)
+    click_and_load(browser, browser.find_element(By.NAME, "submit"))
+    assert "Your password is changed." in browser.page_source, browser.page_source[-2000:]
+    assert_fits_a_phone(browser)
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    for attempt, works in ((password, False), (mine, True)):
+        browser.delete_all_cookies()
+        browser.get(panel.url + "/login")
+        browser.find_element(By.NAME, "username").send_keys(username)
+        browser.find_element(By.NAME, "password").send_keys(attempt)
+        click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+        assert (browser.current_url == panel.url + "/") is works, (attempt, browser.current_url)
+    assert_no_console_errors(browser)
