@@ -207,6 +207,26 @@ def cmd_ext_set(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_ext_digest(args, settings: Settings) -> int:
+    """Show or set the digest challenges an extension's phones get (core/credentials.py)."""
+    with _db(settings).atomic():
+        before = accounts.get_extension(args.number)
+        extension = before
+        if args.algorithms is not None:
+            extension = accounts.set_digest_algorithms(before.number, args.algorithms)
+            _audit("extension.digest", extension.number,
+                   f"{before.digest_algorithms or 'default'} -> "
+                   f"{extension.digest_algorithms or 'default'}")
+    if extension.digest_algorithms:
+        offered = extension.digest_algorithms.replace(",", ", ")
+        whose = "its own choice"
+    else:
+        offered = ", ".join(settings.digest_algorithms)
+        whose = "the PBX's PBX_DIGEST_ALGORITHMS"
+    print(f"Extension {extension.number}: phones are challenged with {offered} ({whose})")
+    return 0
+
+
 def cmd_ext_list(args, settings: Settings) -> int:
     from core.models import Binding, Extension
 
@@ -620,6 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("number")
     change.add_argument("--max-calls", metavar="N", required=True, help=_MAX_CALLS_HELP)
     change.set_defaults(func=cmd_ext_set)
+    digest = ext.add_parser(
+        "digest", help="show or set the digest challenges an extension's phones get")
+    digest.add_argument("number")
+    digest.add_argument(
+        "algorithms", nargs="?", metavar="ALGORITHMS",
+        help="most preferred first: MD5, SHA-256, SHA-256,MD5; or 'default' for the PBX's "
+             "PBX_DIGEST_ALGORITHMS (MD5 unless set)")
+    digest.set_defaults(func=cmd_ext_digest)
     ext.add_parser("list", help="extensions and their registrations").set_defaults(
         func=cmd_ext_list
     )

@@ -88,6 +88,7 @@ SIP_REASONS = (
     N_("unknown extension"), N_("extension disabled"),
     N_("nonce was issued before sipd was upgraded"),
     N_("digest uri does not match the Request-URI"),
+    N_("never answered the challenge"),  # sipd/unanswered.py: result "challenge"
 )
 
 

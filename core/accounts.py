@@ -13,7 +13,7 @@ import time
 from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.credentials import generate_password, ha1_pair, password_problem
+from core.credentials import generate_password, ha1_pair, parse_algorithms, password_problem
 from core.models import Admin, Binding, Extension, db
 from core.text import N_, Text
 from core.weak_passwords import guessable, length_problem
@@ -131,6 +131,27 @@ def update_extension(
         if enabled is False:
             # A disabled extension has no business staying reachable.
             Binding.delete().where(Binding.extension == extension.id).execute()
+    return get_extension(number)
+
+
+def set_digest_algorithms(number: str, value: str) -> Extension:
+    """The digest challenges offered to this extension's phones, most preferred first
+    ("SHA-256,MD5"), or "default" (or "") for the PBX's PBX_DIGEST_ALGORITHMS.
+
+    Both HA1 values are always stored, so this can change at any time; the
+    next REGISTER is challenged with the new choice (sipd/registrar.py).
+    """
+    extension = get_extension(number)
+    value = (value or "").strip()
+    own = ""
+    if value.lower() not in ("", "default"):
+        try:
+            own = ",".join(parse_algorithms(value))
+        except ValueError as error:
+            raise AccountError(f"digest algorithms: {error}") from None
+    Extension.update(digest_algorithms=own, updated_at=time.time()).where(
+        Extension.id == extension.id
+    ).execute()
     return get_extension(number)
 
 

@@ -30,6 +30,7 @@ ACTIONS = {
     "extension.enable": N_("enabled extension"),
     "extension.disable": N_("disabled extension"),
     "extension.password": N_("set the password of extension"),
+    "extension.digest": N_("changed the digest challenges of extension"),
     "extension.delete": N_("deleted extension"),
     "admin.create": N_("created panel user"),
     "admin.password": N_("set the password of panel user"),

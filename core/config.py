@@ -13,6 +13,8 @@ import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core import credentials
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,11 +62,10 @@ def parse_networks(value: str, name: str) -> tuple[ipaddress._BaseNetwork, ...]:
 
 
 def parse_algorithms(value: str) -> tuple[str, ...]:
-    names = tuple(item.strip().upper() for item in value.split(",") if item.strip())
-    unknown = [name for name in names if name not in ("MD5", "SHA-256")]
-    if not names or unknown:
-        raise ConfigError(f"PBX_DIGEST_ALGORITHMS: expected MD5 and/or SHA-256, got {value!r}")
-    return names
+    try:
+        return credentials.parse_algorithms(value)
+    except ValueError as error:
+        raise ConfigError(f"PBX_DIGEST_ALGORITHMS: {error}") from None
 
 
 # User-Agents of SIP scanners (matched as words, case-insensitively; see
@@ -134,7 +135,8 @@ class Settings:
     # this many seconds; 0: never (PBX_CALL_HOLD_TIMEOUT, see sipd/calls.py).
     call_hold_timeout: int = 3600
     # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
-    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    # Offered to the phones of an extension without its own choice (core/credentials.py).
+    digest_algorithms: tuple[str, ...] = credentials.DEFAULT_ALGORITHMS
     # sipd's state directory (logs in a checkout) and its local control socket.
     run_dir: str = ""
     control_socket: str = ""
@@ -222,7 +224,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_call_duration=_int(env, "PBX_MAX_CALL_DURATION", 4 * 3600, 10),
         max_calls=_int(env, "PBX_MAX_CALLS", 500, 1),
         call_hold_timeout=_int(env, "PBX_CALL_HOLD_TIMEOUT", 3600, 0),
-        digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5,SHA-256")),
+        digest_algorithms=parse_algorithms(env.get("PBX_DIGEST_ALGORITHMS", "MD5")),
         sip_workers=parse_workers(env.get("PBX_SIP_WORKERS", "auto")),
         db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT") or "5", "PBX_DB_LOCK_WAIT", 0.1, 60),
         qualify_interval=_int(env, "PBX_QUALIFY_INTERVAL", 60, 0),

@@ -15,6 +15,43 @@ from core.weak_passwords import guessable, length_problem, realm_names
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
+# The challenges offered to a phone the PBX knows nothing about: MD5 alone.
+# Every common phone answers it, and some fail on anything else: Debian 12's
+# baresip 1.0 gives up on a 401 that holds a SHA-256 challenge anywhere in it
+# ("Register: Function not implemented"), PJSIP before 2.11 (older MicroSIP)
+# and sipp 3.6 read only the first challenge and stop when it is SHA-256. And
+# offering MD5 first with SHA-256 after it buys nothing: RFC 8760 §2.4 and
+# RFC 7616 §3.7 have a client take the topmost challenge it supports, which
+# Linphone and PJSIP 2.11+ do, so they would answer MD5 all the same. SHA-256
+# is used where it is offered first, to the extensions whose phones can
+# answer it (Extension.digest_algorithms, `pbxctl ext digest`).
+DEFAULT_ALGORITHMS = ("MD5",)
+
+
+def parse_algorithms(value: str) -> tuple[str, ...]:
+    """ "SHA-256,MD5" -> ("SHA-256", "MD5"): the challenges to offer, most preferred
+    first (RFC 8760 §2.3). ValueError, saying what is expected, for anything else."""
+    names = tuple(item.strip().upper() for item in value.split(",") if item.strip())
+    if not names or any(name not in ALGORITHMS for name in names):
+        raise ValueError(
+            f"expected MD5 and/or SHA-256, most preferred first (e.g. SHA-256,MD5), "
+            f"got {value!r}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"each algorithm once, got {value!r}")
+    return names
+
+
+def offered_algorithms(own: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """What an extension's phones are challenged with: its own choice (a stored
+    Extension.digest_algorithms, "" for none) or the PBX's `default`."""
+    if not own:
+        return default
+    try:
+        return parse_algorithms(own)
+    except ValueError:  # not written by this code: the PBX's choice is the safe one
+        return default
+
 MIN_PASSWORD_LENGTH = 10
 # The panel's fields carry no maxlength: a browser would cut a longer paste
 # silently (one field cut and not the other read as "the two passwords

@@ -152,7 +152,8 @@ def _check_row(row, cells, realm, existing, seen, generate) -> NewExtension:
                                                                              password))
 
 
-# An imported extension has no forwards and no DND (migration 0011), in the model's order.
+# An imported extension has no forwards and no DND (migration 0011), in the model's order;
+# its digest challenges are the PBX's ("", migration 0012).
 ROUTING_DEFAULTS = {
     "dnd": False, "forward_always": "", "forward_busy": "", "forward_no_answer": "",
     "forward_no_answer_after": 20, "forward_unavailable": "",
@@ -171,7 +172,8 @@ def write(ready: list[NewExtension], actor: str, source: str, name: str,
     now = time.time() if now is None else now
     extensions = [
         {"number": e.number, "name": e.name, "enabled": True, "max_calls": DEFAULT_MAX_CALLS,
-         **ROUTING_DEFAULTS, **e.ha1, "created_at": now, "updated_at": now}
+         **ROUTING_DEFAULTS, **e.ha1, "digest_algorithms": "", "created_at": now,
+         "updated_at": now}
         for e in ready
     ]
     audits = [

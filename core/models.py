@@ -129,6 +129,9 @@ class Extension(BaseModel):
     realm = CharField(max_length=255)
     ha1_md5 = CharField(max_length=32)
     ha1_sha256 = CharField(max_length=64)
+    # The digest challenges its phones are offered, most preferred first
+    # ("SHA-256,MD5"); "" is the PBX's PBX_DIGEST_ALGORITHMS (migration 0012).
+    digest_algorithms = CharField(max_length=32, default="")
     created_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
 
@@ -231,8 +234,10 @@ class AuthAttempt(BaseModel):
     source_port = IntegerField()
     transport = CharField(max_length=8, default="UDP")
     user_agent = CharField(max_length=255, default="")
+    # challenge: a phone was challenged and never answered (sipd/unanswered.py)
     result = CharField(max_length=16)  # success | failure | challenge
     reason = CharField(max_length=255, default="")
+    times = IntegerField(default=1)  # requests the row stands for (migration 0012)
 
     @classmethod
     def recent_for(cls, number: str, limit: int = 20):

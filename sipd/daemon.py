@@ -31,6 +31,8 @@ AUTH_HISTORY_DAYS = 30
 # How often the relay is asked for dead media (hung up after PBX_MEDIA_TIMEOUT)
 # and for the legs that latched since, written to the live call's row.
 MEDIA_CHECK_INTERVAL = 2.0
+# How often challenges are checked for an answer that did not come.
+UNANSWERED_CHECK = 2.0
 
 
 def _record(what: str, function, *args, **kwargs) -> None:
@@ -107,6 +109,10 @@ class Registration:
         self.registrar.nonce_counts.prune(time.time())
         self.guard.prune()
 
+    def watch_challenges(self) -> None:
+        """Challenges never answered become rows for the panel (sipd/unanswered.py)."""
+        periodic(UNANSWERED_CHECK, self.registrar.flush_unanswered, "unanswered challenges")
+
 
 class Sipd:
     def __init__(self, settings: Settings):
@@ -154,6 +160,7 @@ class Sipd:
         periodic(1.0, self.handler.expire, "transaction expiry")
         periodic(30.0, self._housekeeping, "housekeeping")
         periodic(0.5, self.guard.refresh, "ban list")
+        self.stack.watch_challenges()
         interval = systemd.watchdog_interval()
         if interval:
             periodic(interval, lambda: systemd.notify("WATCHDOG=1"), "watchdog")
@@ -336,6 +343,7 @@ def run_worker(settings: Settings, index: int, port: int, parent: int) -> int:
     periodic(1.0, stack.handler.expire, "transaction expiry")
     periodic(30.0, stack.housekeeping, "housekeeping")
     periodic(0.5, stack.guard.refresh, "ban list")
+    stack.watch_challenges()
     log.info("Registration worker %d ready on udp %s:%d", index, settings.sip_host, port)
     # Ctrl-C in a terminal reaches the whole process group: a worker leaves its
     # stopping to the main process (SIGTERM), which would otherwise see it exit

@@ -9,9 +9,12 @@ an AuthAttempt with its cause, which is what the panel shows.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
+import sqlite3
 import time
 
+from core.credentials import DEFAULT_ALGORITHMS, offered_algorithms
 from core.credentials import ha1 as make_ha1
 from sipd import store
 from sipd.sip import digest
@@ -19,6 +22,7 @@ from sipd.sip.headers import URI, Credentials, CSeq, shared_name_addr
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.registration import Policy, Refusal, plan, wanted_contacts
 from sipd.sip.responses import make_response
+from sipd.unanswered import Unanswered
 
 log = logging.getLogger("sipd")
 
@@ -71,9 +75,10 @@ class Registrar:
         minter: digest.NonceMinter,
         policy: Policy,
         clock=time.time,
-        algorithms: tuple[str, ...] = digest.OFFERED,
+        algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     ):
         self.realm = realm
+        # Offered to an extension without its own choice, and to unknown numbers.
         self.algorithms = algorithms
         self.minter = minter
         self.policy = policy
@@ -90,6 +95,29 @@ class Registrar:
             "MD5": make_ha1("unknown", realm, "unknown", "MD5"),
             "SHA-256": make_ha1("unknown", realm, "unknown", "SHA-256"),
         }
+        # REGISTER challenges not answered, for the panel (sipd/unanswered.py);
+        # flush_unanswered() is run every few seconds by the daemon.
+        self.unanswered = Unanswered(store.record_attempt, store.extension_exists)
+
+    def flush_unanswered(self) -> None:
+        try:
+            self.unanswered.flush(self.clock())
+        except sqlite3.Error as error:  # dblock.Unavailable too: the panel loses a row
+            log.warning("Could not record unanswered challenges: %s", error)
+
+    def offer(self, number: str, extension=None) -> tuple[str, ...]:
+        """The challenges for `number`, most preferred first (RFC 8760 §2.3): the
+        extension's own choice (`pbxctl ext digest`) or the PBX's.
+
+        Read from the database at each challenge, as the rest of the extension is
+        at each REGISTER, so a change applies to the next one. An unknown number
+        gets the PBX's choice, as does every extension without its own: only an
+        extension given its own choice is challenged differently from a number
+        that does not exist (docs/security.md).
+        """
+        own = extension.digest_algorithms if extension is not None else store.digest_algorithms(
+            number)
+        return _offered(own, self.algorithms)
 
     # -- the entry point ------------------------------------------------------
 
@@ -132,18 +160,22 @@ class Registrar:
     # -- authentication (RFC 7616, RFC 8760, RFC 3261 §22) ------------------------
 
     def challenge(
-        self, request: Request, source: Source, stale: bool = False, proxy: bool = False
+        self, request: Request, source: Source, stale: bool = False, proxy: bool = False,
+        algorithms: tuple[str, ...] | None = None,
     ) -> Response:
-        """401 with WWW-Authenticate, or for calls 407 with Proxy-Authenticate (§22.3).
+        """401 with WWW-Authenticate, or for calls 407 with Proxy-Authenticate (§22.3),
+        one per algorithm, most preferred first (RFC 8760 §2.3; the PBX's choice
+        when `algorithms` is None).
 
         The nonce is bound to the address the challenge goes to (§18.2.2: the
         source's), so that only who receives there can answer it.
         """
         nonce = self.minter.mint(self.clock(), source.host)
         header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        offered = self.algorithms if algorithms is None else algorithms
         headers = [
             (header, value)
-            for value in digest.challenges(self.realm, nonce, self.opaque, stale, self.algorithms)
+            for value in digest.challenges(self.realm, nonce, self.opaque, stale, offered)
         ]
         if proxy:
             return make_response(request, 407, "Proxy Authentication Required", headers)
@@ -177,7 +209,12 @@ class Registrar:
             log.info(
                 "[SIP] Sending %s challenge for %s to %s", 407 if proxy else 401, number, source
             )
-            return self.challenge(request, source, proxy=proxy)
+            offered = self.offer(number)
+            if not proxy:
+                self.unanswered.challenged(number, source, user_agent, offered, now)
+            return self.challenge(request, source, proxy=proxy, algorithms=offered)
+        if not proxy:
+            self.unanswered.answered(number, source.host)
 
         def fail(reason, status=403, stale=False, fresh=False, guess=False):
             self._record(number, source, user_agent, "failure", reason, request.method)
@@ -185,7 +222,8 @@ class Registrar:
             if guess and self.on_failure is not None:
                 self.on_failure(number, source, reason)
             if fresh or stale:
-                return self.challenge(request, source, stale=stale, proxy=proxy)
+                return self.challenge(request, source, stale=stale, proxy=proxy,
+                                      algorithms=self.offer(number))
             if status == 400:
                 return make_response(request, 400, f"Bad Request: {reason}")
             return make_response(request, status, "Forbidden")
@@ -236,7 +274,10 @@ class Registrar:
             )
         if verdict is not digest.Verdict.OK and verdict is not digest.Verdict.STALE:
             return fail(verdict.value, guess=verdict is digest.Verdict.WRONG)
-        if algorithm not in self.algorithms:
+        offered = self.offer(number, extension)
+        if algorithm not in offered:
+            # Not what this extension is challenged with (the admin chose SHA-256
+            # alone for it, say): refused, as a downgrade would be (RFC 8760 §3).
             return fail(f"digest algorithm {algorithm} is not offered")
         if not extension.enabled:
             return fail("extension disabled")
@@ -244,7 +285,7 @@ class Registrar:
             # RFC 7616 §3.3: right password, old nonce: challenge again with stale=true,
             # which phones answer without asking the user.
             log.info("[SIP] Stale nonce from %s for %s, sending a fresh challenge", source, number)
-            return self.challenge(request, source, stale=True, proxy=proxy)
+            return self.challenge(request, source, stale=True, proxy=proxy, algorithms=offered)
         if not self.nonce_counts.accept(credentials.nonce, credentials.nc or "", now):
             return fail(digest.Verdict.REPLAY.value, stale=True)
         return extension
@@ -358,6 +399,8 @@ class Registrar:
         for binding in changes.remove:
             log.info("Extension %s unregistered %s from %s", number, binding.contact, source)
 
+
+_offered = functools.lru_cache(maxsize=64)(offered_algorithms)
 
 _DATE = [0, ""]
 

@@ -44,6 +44,7 @@ class ExtensionRow(NamedTuple):
     realm: str
     ha1_md5: str
     ha1_sha256: str
+    digest_algorithms: str  # its own challenges ("SHA-256,MD5"), "" for the PBX's
     # Read with the extension for a REGISTER (extension(number, bindings=True)).
     bindings: list[BindingRow] | None = None
 
@@ -190,8 +191,8 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
         row = (
             _reader()
             .execute(
-                "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256 FROM extension"
-                " WHERE number = ?",
+                "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256, digest_algorithms"
+                " FROM extension WHERE number = ?",
                 (number,),
             )
             .fetchone()
@@ -201,9 +202,9 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
     rows = (
         _reader()
         .execute(
-            "SELECT e.id, e.number, e.enabled, e.realm, e.ha1_md5, e.ha1_sha256, b.id, b.contact,"
-            " b.call_id, b.cseq, b.instance, b.registered_at, b.expires_at, b.source_host,"
-            " b.user_agent"
+            "SELECT e.id, e.number, e.enabled, e.realm, e.ha1_md5, e.ha1_sha256,"
+            " e.digest_algorithms, b.id, b.contact, b.call_id, b.cseq, b.instance,"
+            " b.registered_at, b.expires_at, b.source_host, b.user_agent"
             " FROM extension e LEFT JOIN binding b ON b.extension_id = e.id"
             " WHERE e.number = ? ORDER BY b.registered_at, b.id",
             (number,),
@@ -212,12 +213,30 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
     )
     if not rows:
         return None
-    found = [BindingRow._make(r[6:]) for r in rows] if rows[0][6] is not None else []
+    found = [BindingRow._make(r[7:]) for r in rows] if rows[0][7] is not None else []
     return _extension_row(rows[0], found)
 
 
 def _extension_row(row: tuple, bindings: list[BindingRow] | None = None) -> ExtensionRow:
-    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], bindings)
+    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], bindings)
+
+
+def digest_algorithms(number: str) -> str:
+    """The challenges extension `number` has chosen ("SHA-256,MD5"); "" when it has
+    none of its own or does not exist (the caller offers the PBX's then)."""
+    row = (
+        _reader()
+        .execute("SELECT digest_algorithms FROM extension WHERE number = ?", (number,))
+        .fetchone()
+    )
+    return row[0] if row else ""
+
+
+def extension_exists(number: str) -> bool:
+    return (
+        _reader().execute("SELECT 1 FROM extension WHERE number = ?", (number,)).fetchone()
+        is not None
+    )
 
 
 def bindings(extension_id: int) -> list[BindingRow]:
@@ -296,11 +315,12 @@ def record_attempt(
     user_agent: str,
     result: str,
     reason: str,
+    times: int = 1,
 ) -> None:
     _write(
         "INSERT INTO auth_attempt (created_at, number, method, source_host, source_port,"
-        " transport, user_agent, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (now, number, method, host, port, transport, user_agent, result, reason),
+        " transport, user_agent, result, reason, times) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (now, number, method, host, port, transport, user_agent, result, reason, times),
     )
     # Bound each number's history (a guesser must not fill the disk) a little at a
     # time: now and then, trim the number just written to. A sweep over the whole

@@ -16,7 +16,7 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.calls.history import Page, page_number
-from app.extensions import bp, phone_setup
+from app.extensions import bp, diagnosis, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
 from app.filters import sentence, translated
 from app.status import (
@@ -33,6 +33,7 @@ from core.accounts import (
     set_password,
     update_extension,
 )
+from core.credentials import offered_algorithms
 from core.models import AuthAttempt, Extension, db
 
 log = logging.getLogger("panel")
@@ -141,11 +142,15 @@ def create():
 def show(number: str):
     extension = _extension_or_404(number)
     now = time.time()
+    bindings = list(live_bindings_of(extension, now))
+    attempts = list(AuthAttempt.recent_for(extension.number, limit=25))
     return render_template(
         "extensions/show.html",
         extension=extension,
-        bindings=list(live_bindings_of(extension, now)),
-        attempts=list(AuthAttempt.recent_for(extension.number, limit=25)),
+        bindings=bindings,
+        attempts=attempts,
+        unanswered=diagnosis.unanswered(attempts, bindings),
+        offered=offered_algorithms(extension.digest_algorithms, _settings().digest_algorithms),
         realm=_settings().realm,
         form=EmptyForm(),
         now=now,

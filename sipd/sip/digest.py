@@ -30,12 +30,10 @@ from enum import Enum
 from sipd.sip.headers import Credentials, quote_string
 
 HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
-# RFC 8760 §2.4: challenges are listed most preferred first. Our default puts
-# MD5 first on purpose: many clients read only the first challenge and know only
-# MD5 (sipp 3.6, older desk phones), and they would fail outright, while a client
-# that knows both and takes the first still authenticates. PBX_DIGEST_ALGORITHMS
-# turns the order round, or offers SHA-256 alone, for a fleet of modern phones.
-OFFERED = ("MD5", "SHA-256")
+# Which challenges a phone is offered, and in what order, is the registrar's
+# choice (sipd/registrar.py, core/credentials.py DEFAULT_ALGORITHMS): here a
+# challenge per algorithm, in the order given, most preferred first (RFC 8760
+# §2.3, RFC 7616 §3.7).
 
 
 def H(algorithm: str, data: str) -> str:
@@ -196,7 +194,7 @@ def _challenge_parts(realm: str, algorithm: str, opaque: str, stale: bool) -> tu
 
 
 def challenges(
-    realm: str, nonce: str, opaque: str, stale: bool = False, algorithms=OFFERED
+    realm: str, nonce: str, opaque: str, stale: bool, algorithms: tuple[str, ...]
 ) -> list[str]:
     return [challenge(realm, nonce, algorithm, opaque, stale) for algorithm in algorithms]
 

@@ -99,6 +99,28 @@ def tone_report(path: Path, frequencies=(440.0, 1000.0), skip_s: float = 0.5) ->
     return report
 
 
+def block_tone_report(path: Path, frequencies=(440.0, 1000.0), block_s: float = 0.2,
+                      skip_s: float = 0.5) -> dict:
+    """tone_report, made over blocks of `block_s` seconds: for each frequency the
+    median of its share over the blocks that hold sound, and "seconds" of them.
+
+    One Goertzel over a whole recording is a filter a fraction of a hertz wide:
+    a single jump in the tone's phase (a jitter buffer dropping or adding a few
+    samples, which linphone's adaptive buffer does) cancels much of it. Per block
+    a jump costs one block, and the median ignores it.
+    """
+    samples, rate = read_samples(path)
+    samples = samples[int(skip_s * rate):]
+    block = max(1, int(block_s * rate))
+    loud = [samples[i:i + block] for i in range(0, len(samples) - block + 1, block)
+            if mean_square(samples[i:i + block]) > 1e-5]
+    report: dict = {"seconds": round(len(loud) * block / rate, 2)}
+    for frequency in frequencies:
+        shares = sorted(2 * goertzel_power(b, rate, frequency) / mean_square(b) for b in loud)
+        report[frequency] = round(shares[len(shares) // 2], 3) if shares else 0.0
+    return report
+
+
 # --- baresip -------------------------------------------------------------------------------
 
 class Baresip:

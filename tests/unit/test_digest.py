@@ -148,11 +148,12 @@ def test_nonce_counts_refuse_replay():
     assert len(counts) == 0
 
 
-def test_challenges_offer_both_algorithms_in_order():
-    values = challenges("pbx.test", "nonce1", "op", stale=True)
-    assert [v.split("algorithm=")[1].split(",")[0] for v in values] == ["MD5", "SHA-256"]
+def test_challenges_are_offered_in_the_order_given():
+    values = challenges("pbx.test", "nonce1", "op", True, ("SHA-256", "MD5"))
+    assert [v.split("algorithm=")[1].split(",")[0] for v in values] == ["SHA-256", "MD5"]
     assert all('qop="auth"' in v and "stale=true" in v for v in values)
-    assert challenges("pbx.test", "n", "o", algorithms=("SHA-256",))[0].count("SHA-256") == 1
+    only = challenges("pbx.test", "n", "o", False, ("SHA-256",))
+    assert len(only) == 1 and only[0].count("SHA-256") == 1 and "stale" not in only[0]
 
 
 def test_nonce_counts_forget_the_oldest_after_their_lifetime():

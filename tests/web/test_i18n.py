@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 import pytest
 from panel_testing import ADMIN, VIEWER
 
+from core import accounts
 from core.models import Admin
 from tools import catalogues
 
@@ -69,6 +70,10 @@ def populated(rows):
     rows.extension("1003", name="Kitchen")
     rows.binding(extension)
     rows.attempt("1002")
+    # a phone that cannot answer SHA-256: the page's diagnosis (app/extensions/diagnosis.py)
+    accounts.set_digest_algorithms("1002", "SHA-256,MD5")
+    rows.attempt("1002", result="challenge", reason="never answered the challenge",
+                 source_host="198.51.100.20", user_agent="baresip v1.0.0 (x86_64/Linux)", times=2)
     rows.call("1002", "1003")
     rows.call("1002", "1003", live=True)
     return extension

@@ -195,10 +195,10 @@ def test_show_answers_why_1002_gets_403(admin_client, rows):
     table = page[page.index('id="attempts"'):]
     assert "wrong password" in table and "no credentials" in table
     assert "203.0.113.7:48355" in table and "MicroSIP/3.21.3" in table
-    assert ">failure<" in table and ">success<" in table and ">challenge<" in table
+    assert ">failure<" in table and ">success<" in table and ">no answer<" in table
     assert "unknown extension" not in table  # another number's attempt
     # Newest first.
-    assert table.index(">success<") < table.index(">failure<") < table.index(">challenge<")
+    assert table.index(">success<") < table.index(">failure<") < table.index(">no answer<")
 
 
 def test_show_warns_about_a_changed_realm(admin_client, rows):
