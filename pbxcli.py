@@ -235,14 +235,17 @@ def cmd_ext_list(args, settings: Settings) -> int:
     live: dict[int, list] = {}
     for binding in Binding.live(now).order_by(Binding.registered_at):
         live.setdefault(binding.extension_id, []).append(binding)
-    rows = [("NUMBER", "NAME", "STATE", "CONTACT", "FROM", "EXPIRES IN")]
+    from core.forwarding import describe
+
+    rows = [("NUMBER", "NAME", "STATE", "CONTACT", "FROM", "EXPIRES IN", "FORWARDING")]
     for extension in Extension.select().order_by(Extension.number):
         bindings = live.get(extension.id, [])
         state = (
             "disabled" if not extension.enabled else ("registered" if bindings else "unregistered")
         )
+        routing = describe(extension)
         if not bindings:
-            rows.append((extension.number, extension.name, state, "", "", ""))
+            rows.append((extension.number, extension.name, state, "", "", "", routing))
         for index, b in enumerate(bindings):
             rows.append(
                 (
@@ -252,6 +255,7 @@ def cmd_ext_list(args, settings: Settings) -> int:
                     b.contact,
                     f"{b.source_host}:{b.source_port}/{b.transport}",
                     _ago(b.expires_at - now),
+                    routing if index == 0 else "",
                 )
             )
     _table(rows)
@@ -608,6 +612,8 @@ _MAX_CALLS_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import pbxcli_routing  # noqa: PLC0415 - it uses this module's helpers
+
     parser = Parser(prog="pbxctl", description="Manage the PBX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -657,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ext.add_parser("import", help="create extensions from a CSV (number,name,password)")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_ext_import)
+    pbxcli_routing.add_ext_parsers(ext)
+    pbxcli_routing.add_group_parser(sub)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"

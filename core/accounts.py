@@ -14,7 +14,7 @@ from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, parse_algorithms, password_problem
-from core.models import Admin, Binding, Extension, db
+from core.models import Admin, Binding, Extension, RingGroup, db
 from core.text import N_, Text
 from core.weak_passwords import guessable, length_problem
 
@@ -93,6 +93,8 @@ def create_extension(
     with db.atomic():
         if Extension.by_number(number) is not None:
             raise AccountError(Text(N_("extension %(number)s already exists"), number=number))
+        if RingGroup.by_number(number) is not None:
+            raise AccountError(Text(N_("%(number)s is a ring group's number"), number=number))
         extension = Extension.create(
             number=number, name=name, enabled=enabled, max_calls=max_calls,
             **ha1_pair(number, realm, password),
@@ -156,9 +158,15 @@ def set_digest_algorithms(number: str, value: str) -> Extension:
 
 
 def delete_extension(number: str) -> None:
+    """Delete an extension: its bindings and group memberships go with it, and forwards
+    and group fallbacks that led to it are cleared (they would lead nowhere, or to
+    whatever is given its number later)."""
+    from core.groups import clear_destination  # noqa: PLC0415 - core.groups imports this
+
     extension = get_extension(number)
     with db.atomic():
         Binding.delete().where(Binding.extension == extension.id).execute()
+        clear_destination(extension.number)
         extension.delete_instance()
 
 

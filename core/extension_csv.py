@@ -30,7 +30,7 @@ from peewee import IntegrityError
 from core import audit
 from core.accounts import DEFAULT_MAX_CALLS, AccountError, check_display_name, check_number
 from core.credentials import generate_password, ha1_pair, password_problem
-from core.models import AuditEntry, Extension, db
+from core.models import AuditEntry, Extension, RingGroup, db
 
 # Per cell: numbers, names (100) and passwords are short; a longer cell is a
 # wrong file or a mistake, and gets its own message instead of "not a CSV".
@@ -161,7 +161,9 @@ ROUTING_DEFAULTS = {
 
 
 def existing_numbers() -> set[str]:
-    return {number for (number,) in Extension.select(Extension.number).tuples()}
+    """Numbers taken: extensions' and ring groups' (one dial plan)."""
+    return {number for (number,) in Extension.select(Extension.number).tuples()} | {
+        number for (number,) in RingGroup.select(RingGroup.number).tuples()}
 
 
 def write(ready: list[NewExtension], actor: str, source: str, name: str,

@@ -1,0 +1,1 @@
+"""What the PBX itself answers: feature codes (features.py); voicemail, IVR next."""
