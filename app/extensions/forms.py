@@ -141,3 +141,29 @@ class PasswordForm(PasswordChoice, FlaskForm):
 
     def number_for_policy(self) -> str:
         return self._number
+
+
+def _destination_field(label):
+    return StringField(
+        label, filters=[lambda v: (v or "").strip()],
+        render_kw={"autocomplete": "off", "placeholder": _l("off")},
+    )
+
+
+class ForwardingForm(FlaskForm):
+    """Where this extension's calls go instead (core/forwarding.py checks each place).
+
+    Each field is a destination as everywhere else (core/destinations.py): an
+    extension or ring group number, or "hangup"; left empty, that forward is off.
+    """
+
+    dnd = BooleanField(_l("Do not disturb"))
+    always = _destination_field(_l("Always forward to"))
+    busy = _destination_field(_l("When busy, forward to"))
+    no_answer = _destination_field(_l("When not answered, forward to"))
+    no_answer_after = IntegerField(
+        _l("Ring for (seconds) before forwarding"), validators=[InputRequired()], default=20,
+        render_kw={"inputmode": "numeric", "min": 1},
+    )
+    unavailable = _destination_field(_l("When no phone is registered, forward to"))
+    submit = SubmitField(_l("Save"))

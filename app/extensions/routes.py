@@ -19,6 +19,7 @@ from app.calls.history import Page, page_number
 from app.extensions import bp, diagnosis, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
 from app.filters import sentence, translated
+from app.names import names_of
 from app.status import (
     extensions_in_order,
     live_bindings_by_extension,
@@ -153,6 +154,8 @@ def show(number: str):
         offered=offered_algorithms(extension.digest_algorithms, _settings().digest_algorithms),
         realm=_settings().realm,
         form=EmptyForm(),
+        names=names_of([extension.forward_always, extension.forward_busy,
+                        extension.forward_no_answer, extension.forward_unavailable]),
         now=now,
     )
 
