@@ -35,6 +35,8 @@ def _group_changes(args) -> dict:
 
 def cmd_group_add(args, settings: Settings) -> int:
     cli = _cli()
+    if not groups.parse_members(args.members):
+        raise AccountError("a ring group needs at least one member: --members 1001,1002,...")
     with cli._db(settings).atomic():
         changes = _group_changes(args)
         group = groups.create_group(args.number, changes.pop("name", ""),

@@ -69,9 +69,9 @@ def parse_members(members) -> list[str]:
 
 
 def check_members(members, group_number: str) -> list[Extension]:
+    # No members is allowed: a group made first and filled later, or emptied by
+    # deleting its extensions, sends its calls to its fallback (sipd/routing/decide.py).
     numbers = parse_members(members)
-    if not numbers:
-        raise AccountError(Text(N_("a ring group needs at least one member")))
     if len(numbers) > MAX_MEMBERS:
         raise AccountError(Text(N_("a ring group has at most %(n)s members"), n=MAX_MEMBERS))
     seen = set()

@@ -57,7 +57,7 @@ def test_a_group_is_created_listed_shown_changed_and_removed(office):
     (["group", "add", "600", "--members", "1001,1999"], "member 1999 is not an extension"),
     (["group", "add", "1001", "--members", "1002"], "1001 is an extension's number"),
     (["group", "add", "600", "--members", "1001,1001"], "member 1001 is listed twice"),
-    (["group", "add", "600", "--members", ""], "a ring group needs at least one member"),
+    (["group", "add", "600", "--members", ""], "a ring group needs at least one member: --members 1001,1002,..."),
     (["group", "add", "600", "--members", "1001", "--ring-time", "2"],
      "ring time must be a whole number of seconds from 5 to 300, got '2'"),
     (["group", "add", "600", "--members", "1001", "--fallback", "600"],
