@@ -8,10 +8,11 @@ What a number leads to, in order (FreePBX's and FusionPBX's behaviour, where
 an office admin comes from):
 - a feature code (`*78` DND on, `*79` off, `*72NUMBER` forward always, `*73` off);
 - an extension: disabled -> 403; forward always -> there; DND -> its busy
-  forward, else 486; at its call limit -> busy the same way; no phone that
-  answers -> its unavailable forward, else 480; else its phones ring, for its
-  no-answer time when a no-answer forward is set, with its busy / no-answer /
-  unavailable forwards as what follows;
+  forward, else 486; at its call limit -> busy the same way; else its phones
+  ring, for its no-answer time when a no-answer forward is set, with its busy /
+  no-answer / unavailable forwards as what follows (the B2BUA finds out when the
+  step begins whether it has a phone that answers: if not, that is
+  `on_unavailable`, its unavailable forward, else 480);
 - a ring group: its usable members (not on DND, not in a call when the group
   skips busy members, registered and reachable; a member's forward-always to
   another extension rings that one instead) all at once for ring_time
@@ -109,12 +110,9 @@ class _Router:
                 return self.forward(ext, "busy", ext.forward_busy, path, events)
             return Refuse(486, "Busy Here: call limit reached", "BUSY",
                           f"callee {n} is in {ext.max_calls} calls, its limit", events)
-        if not self.directory.reachable(n):
-            if ext.forward_unavailable:
-                return self.forward(ext, "unavailable", ext.forward_unavailable, path, events)
-            reason = ("callee's phones do not answer" if self.directory.registered(n)
-                      else "callee not registered")
-            return Refuse(480, "Temporarily Unavailable", "FAILED", reason, events)
+        # Whether it has a phone to ring is not asked here: the B2BUA reads the
+        # bindings when the step begins (one read, which it needs anyway), and a
+        # step with nothing to ring is `on_unavailable`, the unavailable forward.
         if not self._budget():
             return self._too_many(path, events)
         seconds = ext.forward_no_answer_after if ext.forward_no_answer else self.ring_timeout
