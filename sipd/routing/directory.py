@@ -90,8 +90,11 @@ class StoreDirectory:
         " forward_no_answer_after, forward_unavailable, max_calls, id FROM extension"
     )
 
-    def __init__(self, conn, now: float, in_calls):
-        self._conn = conn
+    def __init__(self, now: float, in_calls, conn=None):
+        from core.models import db  # noqa: PLC0415 - the tables need no database
+
+        # Plain SELECTs (any SQL database reads them), on sipd's shared connection.
+        self._conn = conn if conn is not None else db.connection()
         self._now = now
         self._in_calls = in_calls  # number -> live calls (the B2BUA's own count)
         self._extensions: dict[str, ExtensionView | None] = {}
