@@ -25,7 +25,7 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 ROLES = ("admin", "viewer")
 MIN_ADMIN_PASSWORD = 10
 MAX_ADMIN_PASSWORD = 256
-# Calls an extension may be in at once (caller or callee, sipd/calls.py): the
+# Calls an extension may be in at once (caller or callee, sipd/b2bua/calls.py): the
 # default is more than an office phone's lines are ever busy with, and the
 # ceiling keeps one extension from being allowed every call the PBX carries.
 DEFAULT_MAX_CALLS = 4

@@ -126,13 +126,13 @@ class Settings:
     default_expires: int = 300
     max_contacts: int = 5
     nonce_lifetime: int = 300
-    # Calls (sipd/calls.py): ring timeout, dead-media and maximum-duration hang-ups.
+    # Calls (sipd/b2bua/): ring timeout, dead-media and maximum-duration hang-ups.
     ring_timeout: int = 30
     media_timeout: int = 60
     max_call_duration: int = 4 * 3600
     max_calls: int = 500
     # A call held both ways (no RTP may flow in either direction) is ended after
-    # this many seconds; 0: never (PBX_CALL_HOLD_TIMEOUT, see sipd/calls.py).
+    # this many seconds; 0: never (PBX_CALL_HOLD_TIMEOUT, see sipd/b2bua/bridge.py).
     call_hold_timeout: int = 3600
     # Digest algorithms offered, most preferred first (see sipd/sip/digest.py).
     # Offered to the phones of an extension without its own choice (core/credentials.py).

@@ -111,7 +111,7 @@ class Extension(BaseModel):
     number = CharField(max_length=32, unique=True)
     name = CharField(max_length=100, default="")
     enabled = BooleanField(default=True)
-    # Calls this extension may be in at once, as caller or callee (sipd/calls.py):
+    # Calls this extension may be in at once, as caller or callee (sipd/b2bua/calls.py):
     # one extension cannot take every call the PBX can carry (PBX_MAX_CALLS).
     max_calls = IntegerField(default=4)
     # Routing (sipd/routing/, migration 0011). A forward is a destination in the

@@ -204,7 +204,7 @@ class Sipd:
 
     def _start_calls(self, host: str, port: int) -> None:
         """The media relay, the B2BUA and the control socket (the calls issue)."""
-        from sipd.calls import Calls
+        from sipd.b2bua import Calls
         from sipd.control import ControlServer
         from sipd.history import History
         from sipd.media import Relay

@@ -2,11 +2,13 @@
 group commits.
 
 A call writes its row three or four times (opened, answered, where its media
-comes from, ended). Each of those as its own transaction was a WAL commit of
-several pages: a fifth of the CPU sipd spent on a call. Here the statements
-are queued and written together, WRITE_DELAY after the first of them: the
-history and the live calls page are that much behind the calls, and under load
-one transaction carries the writes of every call of those milliseconds.
+comes from, ended), and more only when its plan has more steps (what rings now,
+a `call_event` row for each forward or group step). Each of those as its own
+transaction was a WAL commit of several pages: a fifth of the CPU sipd spent
+on a call. Here the statements are queued and written together, WRITE_DELAY
+after the first of them: the history and the live calls page are that much
+behind the calls, and under load one transaction carries the writes of every
+call of those milliseconds.
 
 The ids of new rows are given here (the largest id + 1 at start, then
 counting), so that a call knows its row's id before the row is written; sipd
@@ -42,7 +44,8 @@ MAX_QUEUED = 100_000
 _OPEN = (
     "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, caller_claimed, callee,"
     " caller_source, callee_contact, state, started_at, reason, caller_media, callee_media,"
-    " codec) VALUES (?, ?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '')"
+    " codec, ringing, via_group)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '', ?, ?)"
 )
 _REFUSED = (
     "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, caller_claimed, callee,"
@@ -52,12 +55,21 @@ _REFUSED = (
 )
 _ANSWERED = (
     "UPDATE call SET state = 'answered', answered_at = ?, callee_contact = ?, codec = ?,"
-    " sip_status = 200 WHERE id = ?"
+    " answered_by = ?, ringing = '', sip_status = 200 WHERE id = ?"
+)
+# A ring step of the plan begins: what rings now; the group it rings, if any.
+_RINGING = (
+    "UPDATE call SET ringing = ?, via_group = CASE WHEN ? = '' THEN via_group ELSE ? END"
+    " WHERE id = ?"
+)
+_EVENT = (
+    'INSERT INTO call_event (call, at, kind, "by", target, detail) VALUES (?, ?, ?, ?, ?, ?)'
 )
 _MEDIA = "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ?"
 _ENDED = (
     "UPDATE call SET state = 'ended', ended_at = ?, disposition = ?, hangup_by = ?,"
-    " sip_status = COALESCE(?, sip_status), reason = ? WHERE id = ? AND ended_at IS NULL"
+    " sip_status = COALESCE(?, sip_status), reason = ?, ringing = '' WHERE id = ?"
+    " AND ended_at IS NULL"
 )
 
 
@@ -74,22 +86,40 @@ class History:
 
     # -- what the B2BUA records ------------------------------------------------------
 
-    def opened(self, now: float, call_id: str, record: dict) -> int:
-        """A call starts ringing: its row, state ringing. Returns the row's id."""
+    def opened(self, now: float, call_id: str, record: dict, ringing: str = "",
+               via_group: str = "") -> int:
+        """A call starts ringing: its row, state ringing, with the extensions rung
+        (comma-separated) and the group they are rung for. Returns the row's id."""
         row_id = self._new_id()
-        self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now), row_id)
+        self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now,
+                                  ringing[:255], via_group[:32]), row_id)
         return row_id
 
     def refused(self, now: float, call_id: str | None, record: dict, status: int,
-                disposition: str, reason: str) -> None:
-        """A call refused before ringing (404, 480, 503...) belongs in the history too."""
+                disposition: str, reason: str) -> int:
+        """A call refused before ringing (404, 480, 503...) belongs in the history
+        too. Returns the row's id."""
         call_id = call_id or ""
         row_id = self._new_id()
         self._queue_write(_REFUSED, (row_id, call_id[:255], *_caller(record), now, now,
                                      disposition, status, reason[:255]), row_id)
+        return row_id
 
-    def answered(self, row_id: int, now: float, contact: str, codec: str) -> None:
-        self._queue_write(_ANSWERED, (now, contact, codec[:32], row_id))
+    def answered(self, row_id: int, now: float, contact: str, codec: str,
+                 answered_by: str = "") -> None:
+        """Answered, by the phone at `contact` of extension `answered_by`."""
+        self._queue_write(_ANSWERED, (now, contact, codec[:32], answered_by[:64], row_id))
+
+    def ringing(self, row_id: int, numbers: str, via_group: str = "") -> None:
+        """The plan goes on to ring `numbers` (comma-separated), for `via_group` if
+        that is a group ("" keeps the group the row has)."""
+        self._queue_write(_RINGING, (numbers[:255], via_group[:32], via_group[:32], row_id))
+
+    def events(self, row_id: int, now: float, events) -> None:
+        """What the routing plan's steps record (core.models.CallEvent): a row each."""
+        for event in events:
+            self._queue_write(_EVENT, (row_id, now, event.kind[:32], event.by[:64],
+                                       event.target[:64], event.detail[:255]))
 
     def media(self, row_id: int, caller_media: str, callee_media: str) -> None:
         """Where each leg's media really comes from (latched): while the call

@@ -47,6 +47,10 @@ class ExtensionRow(NamedTuple):
     digest_algorithms: str  # its own challenges ("SHA-256,MD5"), "" for the PBX's
     # Read with the extension for a REGISTER (extension(number, bindings=True)).
     bindings: list[BindingRow] | None = None
+    # What a call from it needs (sipd/b2bua/calls.py): the name the callee is
+    # shown, whatever the caller's phone claims, and its call limit.
+    name: str = ""
+    max_calls: int = 0
 
 
 def _conn():
@@ -191,7 +195,8 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
         row = (
             _reader()
             .execute(
-                "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256, digest_algorithms"
+                "SELECT id, number, enabled, realm, ha1_md5, ha1_sha256, digest_algorithms,"
+                " name, max_calls"
                 " FROM extension WHERE number = ?",
                 (number,),
             )
@@ -203,8 +208,8 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
         _reader()
         .execute(
             "SELECT e.id, e.number, e.enabled, e.realm, e.ha1_md5, e.ha1_sha256,"
-            " e.digest_algorithms, b.id, b.contact, b.call_id, b.cseq, b.instance,"
-            " b.registered_at, b.expires_at, b.source_host, b.user_agent"
+            " e.digest_algorithms, e.name, e.max_calls, b.id, b.contact, b.call_id, b.cseq,"
+            " b.instance, b.registered_at, b.expires_at, b.source_host, b.user_agent"
             " FROM extension e LEFT JOIN binding b ON b.extension_id = e.id"
             " WHERE e.number = ? ORDER BY b.registered_at, b.id",
             (number,),
@@ -213,12 +218,13 @@ def extension(number: str, bindings: bool = False) -> ExtensionRow | None:
     )
     if not rows:
         return None
-    found = [BindingRow._make(r[7:]) for r in rows] if rows[0][7] is not None else []
+    found = [BindingRow._make(r[9:]) for r in rows] if rows[0][9] is not None else []
     return _extension_row(rows[0], found)
 
 
 def _extension_row(row: tuple, bindings: list[BindingRow] | None = None) -> ExtensionRow:
-    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], bindings)
+    return ExtensionRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], bindings,
+                        row[7], row[8])
 
 
 def digest_algorithms(number: str) -> str:
@@ -335,7 +341,7 @@ def record_attempt(
 
 
 def live_bindings(extension_id: int, now: float) -> list:
-    """The contacts a call to this extension rings (source address: NAT-proof)."""
+    """The live contacts of this extension (source address: NAT-proof)."""
     rows = _conn().execute(
         "SELECT contact, source_host, source_port, transport, unreachable_since IS NOT NULL"
         " FROM binding"
@@ -345,6 +351,24 @@ def live_bindings(extension_id: int, now: float) -> list:
     return [LiveBinding(*row) for row in rows]
 
 
+def ring_bindings(numbers, now: float) -> dict[str, list]:
+    """The live contacts of these extensions by number, in one statement: what a
+    ring step rings (sipd/b2bua/executor.py; an unreachable one is not rung)."""
+    numbers = tuple(numbers)
+    rows = _conn().execute(
+        "SELECT e.number, b.contact, b.source_host, b.source_port, b.transport,"
+        " b.unreachable_since IS NOT NULL"
+        " FROM extension e JOIN binding b ON b.extension_id = e.id"
+        f" WHERE e.number IN ({','.join('?' * len(numbers))}) AND b.expires_at > ?"
+        " ORDER BY b.registered_at, b.id",
+        (*numbers, now),
+    )
+    found: dict[str, list] = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(LiveBinding(*row[1:]))
+    return found
+
+
 @dataclass(frozen=True)
 class LiveBinding:
     contact: str
@@ -352,23 +376,3 @@ class LiveBinding:
     source_port: int
     transport: str
     unreachable: bool = False  # it did not answer sipd's last OPTIONS (sipd/qualifier.py)
-
-
-class Party(NamedTuple):
-    """An extension as a new call needs it (sipd/calls.py)."""
-
-    id: int
-    number: str
-    enabled: bool
-    name: str  # shown to the callee, whatever the caller's phone claims
-    max_calls: int  # calls it may be in at once, as caller or callee
-
-
-def call_parties(caller: str, callee: str) -> dict[str, Party]:
-    """The caller's and the callee's extensions by number, in one statement (a
-    number that is no extension is missing)."""
-    rows = _conn().execute(
-        "SELECT id, number, enabled, name, max_calls FROM extension WHERE number IN (?, ?)",
-        (caller, callee),
-    )
-    return {row[1]: Party(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows}

@@ -108,6 +108,9 @@ MAX_MESSAGE = 65535
 REASONS = {
     100: "Trying",
     180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
@@ -122,14 +125,22 @@ REASONS = {
     423: "Interval Too Brief",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
     483: "Too Many Hops",
+    484: "Address Incomplete",
     486: "Busy Here",
     487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
     500: "Server Internal Error",
     501: "Not Implemented",
     503: "Service Unavailable",
     505: "Version Not Supported",
     513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
 }
 
 

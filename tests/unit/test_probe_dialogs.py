@@ -1,6 +1,7 @@
 """Issue 14, findings 2, 4 and 10, without sockets: the rules as tables, and the
-B2BUA (sipd.calls) driven in-process through the real Handler, registrar and
-SQLite database on a clock the test moves (the pattern of test_call_lifetime).
+B2BUA (sipd.b2bua) driven in-process through the real Handler, registrar,
+SQLite database and call history on a clock the test moves
+(tests/unit/b2bua_harness.py).
 The media relay is the stand-in that only hands out ports; the phones' messages
 are written out here. What sipd does on the wire is in tests/sip/test_probe_dialogs.py.
 """
@@ -8,7 +9,6 @@ are written out here. What sipd does on the wire is in tests/sip/test_probe_dial
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 
@@ -18,24 +18,22 @@ import pbxcli
 from core import accounts
 from core.config import ConfigError, load_settings
 from core.models import AuditEntry, Extension, db
-from sipd.calls import Calls, from_peer, held_both_ways
+from sipd.b2bua import from_peer, held_both_ways
 from sipd.control import ControlServer
-from sipd.daemon import Registration
 from sipd.registrar import Destination, Source
 from sipd.sip.dialog import Dialog
-from tests.support import database_with
-from tests.unit.test_call_lifetime import (
+from tests.unit.b2bua_harness import (
     CALLEE,
     CALLER,
     PASSWORD,
-    REALM,
     SDP,
-    PortsOnly,
     answer,
     digest,
     last,
+    make_pbx,
     register_callee,
     request,
+    tag_of,
 )
 
 STRANGER = Source("127.0.0.9", 5061, "UDP")
@@ -148,61 +146,17 @@ def test_check_max_calls(value, ok):
 # --- the B2BUA in-process, on a clock the test moves -----------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Rows:
-    """The history as the B2BUA writes it (ids counted), kept in memory."""
-
-    def __init__(self):
-        self.rows: dict[int, dict] = {}
-
-    def opened(self, now, call_id, record):
-        row_id = len(self.rows) + 1
-        self.rows[row_id] = dict(record, id=row_id, call_id=call_id, ended=None)
-        return row_id
-
-    def refused(self, now, call_id, record, status, disposition, reason):
-        self.rows[len(self.rows) + 1] = dict(record, call_id=call_id, status=status,
-                                              ended=(disposition, "system", reason))
-
-    def ended(self, row_id, now, disposition, by, status, reason):
-        self.rows[row_id]["ended"] = (disposition, by, reason)
-
-    def __getattr__(self, name):
-        return lambda *args: None
-
-
 @pytest.fixture
 def pbx(tmp_path):
-    path = database_with(tmp_path / "pbx.db", ["1001", "1002", "1003"], PASSWORD, REALM)
-    settings = load_settings({"PBX_DB": str(path), "PBX_REALM": REALM,
-                              "PBX_SECRET_KEY": "k" * 48, "PBX_DIGEST_ALGORITHMS": "MD5"})
-    stack = Registration(settings)
-    sent: list[bytes] = []
-    stack.handler.send = lambda data, destination: sent.append(data)
-    clock = Clock()
-    history = Rows()
-    calls = Calls(stack.registrar, PortsOnly(), stack.handler.send, stack.handler.respond,
-                  "127.0.0.1", 5060, REALM, history=history, clock=clock, hold_timeout=60)
-    stack.handler.calls = calls
-
-    def handle(data: str, source: Source = CALLER) -> None:
-        for out in stack.handler.handle(data.encode(), source):
-            sent.append(out.data)
-
-    register_callee(handle, sent)
-    yield calls, sent, handle, clock, history
-    stack.database.close()
+    harness = make_pbx(tmp_path, numbers=("1001", "1002", "1003"), hold_timeout=60)
+    register_callee(harness.handle, harness.sent)
+    yield harness.calls, harness.sent, harness.handle, harness.scheduler, harness
+    harness.stack.database.close()
 
 
-def tag_of(message: bytes, header: bytes) -> str:
-    return re.search(rb"\r\n" + header + rb": [^\r]*;tag=([^\r;]*)", message).group(1).decode()
+def ended(harness, row_id: int) -> tuple:
+    row = harness.row(row_id)
+    return row["disposition"], row["hangup_by"], row["reason"]
 
 
 def call(pbx, call_id="c1@test", branch="x", number="1001", source=CALLER,
@@ -238,61 +192,58 @@ def reinvite(pbx, to_tag, direction, cseq=3, branch="h"):
 
 
 def test_a_call_held_both_ways_ends_after_the_hold_timeout(pbx):
-    calls, sent, handle, clock, history = pbx
+    calls, sent, handle, scheduler, harness = pbx
     to_tag, _ = call(pbx)
     reinvite(pbx, to_tag, "inactive")
     (row_id, live), = calls.calls.items()
     assert calls.held == {row_id: live}
-    clock.now += 59
-    calls.tick()
+    scheduler.advance(59)
     assert calls.calls, "ended before its time"
     sent.clear()
-    clock.now += 1
-    calls.tick()
+    scheduler.advance(1)
     assert calls.calls == {} and calls.held == {}
     assert [d.split(b" ")[0] for d in sent].count(b"BYE") == 2
-    assert history.rows[row_id]["ended"] == ("ANSWERED", "system", "on hold both ways for 60 s")
+    assert ended(harness, row_id) == ("ANSWERED", "system", "on hold both ways for 60 s")
 
 
 def test_a_one_way_hold_is_not_ended(pbx):
     """sendonly answered recvonly: the held side still gets the holder's audio
     (music or silence); only the maximum call duration ends it."""
-    calls, sent, handle, clock, _ = pbx
+    calls, sent, handle, scheduler, harness = pbx
     to_tag, _ = call(pbx)
     reinvite(pbx, to_tag, "sendonly")
     assert calls.held == {}
-    clock.now += 10 * 3600
-    calls.tick()
+    scheduler.advance(4 * 3600 - 1)
     assert len(calls.calls) == 1
+    (row_id,) = calls.calls
+    scheduler.advance(1)
+    assert calls.calls == {}
+    assert ended(harness, row_id) == ("ANSWERED", "system", "maximum call duration reached")
 
 
 def test_taking_the_call_off_hold_stops_the_hold_time(pbx):
-    calls, sent, handle, clock, _ = pbx
+    calls, sent, handle, scheduler, _ = pbx
     to_tag, _ = call(pbx)
     reinvite(pbx, to_tag, "inactive", cseq=3)
-    clock.now += 50
+    scheduler.advance(50)
     reinvite(pbx, to_tag, "sendrecv", cseq=4)
     assert calls.held == {}
-    clock.now += 50
-    calls.tick()
+    scheduler.advance(50)
     assert len(calls.calls) == 1
     # Held again: the time counts from the new hold.
     reinvite(pbx, to_tag, "inactive", cseq=5)
-    clock.now += 59
-    calls.tick()
+    scheduler.advance(59)
     assert len(calls.calls) == 1
-    clock.now += 1
-    calls.tick()
+    scheduler.advance(1)
     assert calls.calls == {}
 
 
 def test_a_hold_timeout_of_0_never_ends_a_held_call(pbx):
-    calls, sent, handle, clock, _ = pbx
+    calls, sent, handle, scheduler, _ = pbx
     calls.hold_timeout = 0
     to_tag, _ = call(pbx)
     reinvite(pbx, to_tag, "inactive")
-    clock.now += 10 * 3600
-    calls.tick()
+    scheduler.advance(4 * 3600 - 1)  # the maximum call duration (4 h) still ends it
     assert len(calls.calls) == 1
 
 
@@ -332,15 +283,15 @@ def test_an_ack_from_a_stranger_does_not_stop_the_2xx(pbx):
     to_tag = ";tag=" + tag_of(last(sent, b"SIP/2.0 200"), b"To")
     (live,) = calls.calls.values()
     handle(request("ACK", 2, "a3", to_tag=to_tag, source=STRANGER), STRANGER)
-    assert "A" in live.pending_2xx
+    assert live.caller.pending_2xx is not None
     handle(request("ACK", 2, "a4", to_tag=to_tag))
-    assert "A" not in live.pending_2xx
+    assert live.caller.pending_2xx is None
 
 
 def test_per_extension_counts_follow_the_calls(pbx):
     """A call counts once against each of its extensions while it rings or
     talks, and gives its place back when it ends, however it ends."""
-    calls, sent, handle, _, history = pbx
+    calls, sent, handle, _, harness = pbx
     first, _ = call(pbx, call_id="one@test", branch="o")
     call(pbx, call_id="two@test", branch="t", number="1003",
          source=Source("127.0.0.1", 5063, "UDP"))
@@ -353,7 +304,7 @@ def test_per_extension_counts_follow_the_calls(pbx):
 
 
 def test_a_refused_caller_is_recorded_with_the_cause(pbx, caplog):
-    calls, sent, handle, _, history = pbx
+    calls, sent, handle, _, harness = pbx
     Extension.update(max_calls=1).where(Extension.number == "1001").execute()
     call(pbx, call_id="one@test", branch="o")
     with caplog.at_level("INFO", logger="sipd"):
@@ -362,14 +313,15 @@ def test_a_refused_caller_is_recorded_with_the_cause(pbx, caplog):
         handle(request("INVITE", 2, "p2", body=SDP, call_id="two@test",
                        extra=digest("1001", "INVITE", challenge, "Proxy-Authorization")))
     assert last(sent, b"SIP/2.0 4").startswith(b"SIP/2.0 403 Forbidden: call limit of 1001")
-    refused = history.rows[max(history.rows)]
-    assert refused["status"] == 403
-    assert refused["ended"] == ("FAILED", "system", "caller 1001 is in 1 calls, its limit")
+    refused = harness.rows()[-1]
+    assert refused["sip_status"] == 403
+    assert ended(harness, refused["id"]) == (
+        "FAILED", "system", "caller 1001 is in 1 calls, its limit")
     assert "Call 1001 -> 1002 refused: 403 caller 1001 is in 1 calls, its limit" in caplog.text
 
 
 def test_the_callee_is_shown_the_configured_name(pbx):
-    calls, sent, handle, _, history = pbx
+    calls, sent, handle, _, harness = pbx
     accounts.update_extension("1001", name='Front "desk"')
     extra = 'X-Nothing: 1\r\n'
     text = request("INVITE", 1, "d1", body=SDP, extra=extra).replace(
@@ -382,12 +334,12 @@ def test_the_callee_is_shown_the_configured_name(pbx):
     handle(text)
     invite = last(sent, b"INVITE ")
     assert b'From: "Front \\"desk\\"" <sip:1001@pbx.test>;tag=' in invite, invite
-    (row,) = history.rows.values()
+    (row,) = harness.rows()
     assert (row["caller_name"], row["caller_claimed"]) == ('Front "desk"', "The CEO")
 
 
 def test_control_hangup_is_by_row_id(pbx, tmp_path):
-    calls, sent, handle, _, history = pbx
+    calls, sent, handle, _, harness = pbx
     call(pbx)
     (row_id,) = calls.calls
     server = ControlServer(str(tmp_path / "sipd.sock"), calls)
@@ -402,7 +354,7 @@ def test_control_hangup_is_by_row_id(pbx, tmp_path):
         assert server.execute(json.dumps({"command": "hangup", "id": row_id}).encode()) \
             == {"ok": True}
         assert calls.calls == {}
-        assert history.rows[row_id]["ended"] == ("ANSWERED", "system", "hung up by an admin")
+        assert ended(harness, row_id) == ("ANSWERED", "system", "hung up by an admin")
     finally:
         server.close()
 

@@ -1,0 +1,121 @@
+"""A call's audio through the media relay (sipd.media), as the B2BUA sees it.
+
+Media never flows phone to phone: every SDP is rewritten to the relay, which
+latches onto where packets really come from (RFC 4961 symmetric RTP), so
+phones behind NAT get two-way audio. The relay's session has two legs, named
+"A" (the caller's side) and "B" (the callee's: every branch of every ring step
+offers the same B ports, whichever phone answers).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sipd.sip.sdp import SessionDescription, rewrite
+
+log = logging.getLogger("sipd")
+
+
+class Media:
+    """The relay calls of the B2BUA: apply a leg's SDP, rewrite one for a leg."""
+
+    __slots__ = ("relay",)
+
+    def __init__(self, relay):
+        self.relay = relay
+
+    def apply(self, call, leg, description: SessionDescription | None):
+        """Tell the relay where `leg`'s phone wants its audio, in which direction,
+        and the address its signalling uses (`leg.destination`): the relay
+        latches the leg only to packets from there or from the SDP's address
+        (sipd/media/session.py). Returns the audio stream (None: none)."""
+        if description is None:
+            return None
+        stream = audio(description)
+        if stream is None:
+            return None
+        try:
+            self.relay.apply_stream(call.media, leg.name, stream, source=leg.destination.host)
+        except Exception as error:  # the relay restarted: the call has lost its media
+            log.warning("Call %s -> %s: media relay: %s", call.caller_number, call.callee, error)
+        return stream
+
+    def sdp_for(self, call, description: SessionDescription, name: str) -> bytes:
+        """`description` as the phone on relay leg `name` must see it: the relay's
+        address and that leg's ports for the audio stream; anything else goes
+        out disabled."""
+        stream = audio(description)
+        ports = {}
+        if stream is not None:
+            ports[stream.index] = call.media.leg(name).local_rtp_port
+        return bytes(rewrite(description, self.relay.address, ports))
+
+    def answer_for(self, call, offer: SessionDescription) -> bytes:
+        """An answer of our own to the caller's offer (RFC 3264 §6), with the relay's
+        leg A ports: for a call the PBX answers itself (a feature code). The
+        audio stream keeps the offer's formats and answers its direction; any
+        other stream is rejected (port 0)."""
+        address = self.relay.address
+        family = "IP6" if ":" in address else "IP4"
+        lines = ["v=0", f"o=pbx-sipd {call.record_id} 1 IN {family} {address}", "s=pbx-sipd",
+                 f"c=IN {family} {address}", "t=0 0"]
+        chosen = audio(offer)
+        for stream in offer.streams():
+            formats = " ".join(stream.formats)
+            if stream is not chosen or not stream.port:
+                lines.append(f"m={stream.media} 0 {stream.proto} {formats}")
+                continue
+            port = call.media.leg("A").local_rtp_port
+            lines.append(f"m=audio {port} {stream.proto} {formats}")
+            for payload_type in sorted(stream.rtpmap):
+                mapping = stream.rtpmap[payload_type]
+                channels = f"/{mapping.parameters}" if mapping.parameters else ""
+                lines.append(
+                    f"a=rtpmap:{payload_type} {mapping.encoding}/{mapping.clock_rate}{channels}"
+                )
+            lines.append("a=" + _ANSWER_DIRECTION.get(stream.direction, "sendrecv"))
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+    def close(self, call) -> None:
+        self.relay.close_session(call.media, wait=False)
+
+
+# RFC 3264 §6.1: the answer's direction for each direction offered.
+_ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+
+
+def audio(description: SessionDescription):
+    for stream in description.streams():
+        if stream.media == "audio":
+            return stream
+    return None
+
+
+def direction(stream) -> str:
+    """The direction the relay is given for this stream (RFC 3264 §6.1, §8.4):
+    a disabled stream (port 0) carries nothing."""
+    return stream.relay_direction if stream.port else "inactive"
+
+
+def held_both_ways(a: str, b: str) -> bool:
+    """No RTP may flow in either direction (RFC 3264 §6.1): A to B needs A to
+    send and B to receive, and the other way round. A one-way hold (sendonly
+    answered with recvonly) still carries the held party's music or silence."""
+    sends = ("sendrecv", "sendonly")
+    receives = ("sendrecv", "recvonly")
+    a_to_b = a in sends and b in receives
+    b_to_a = b in sends and a in receives
+    return not a_to_b and not b_to_a
+
+
+def codec(description: SessionDescription) -> str:
+    stream = audio(description)
+    if stream is None or not stream.formats:
+        return ""
+    first = stream.formats[0]
+    if first.isdigit() and int(first) in stream.rtpmap:
+        mapping = stream.rtpmap[int(first)]
+        return f"{mapping.encoding}/{mapping.clock_rate}"
+    return {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000", "18": "G729/8000"}.get(
+        first, first
+    )
