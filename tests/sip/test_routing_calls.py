@@ -166,7 +166,7 @@ def test_a_forward_loop_is_refused(server):
                        sets={"expect": "482"})
     ck.finish(caller, server=server)
     final = next(m for m in caller.received() if m.status == 482)
-    assert final.first_line() == "SIP/2.0 482 Loop Detected: 1002 -> 1003 -> 1002"
+    assert final.first_line == "SIP/2.0 482 Loop Detected: 1002 -> 1003 -> 1002"
     row = ended_call(server)
     assert (row["disposition"], row["sip_status"]) == ("FAILED", 482), row
     assert row["reason"] == "forward loop 1002 -> 1003 -> 1002", row
@@ -201,7 +201,7 @@ def test_feature_codes_change_what_the_panel_shows(server, tmp_path):
     # a forward to nothing that exists: refused with why, nothing changed
     refused = dial("*721999", "caller_rejected.xml", expect="403")
     final = next(m for m in refused.received() if m.status == 403)
-    assert "1999 is neither an extension nor a ring group" in final.first_line()
+    assert "1999 is neither an extension nor a ring group" in final.first_line
     dial("*73")
     dial("*79")
     assert rows(server, "SELECT dnd, forward_always FROM extension WHERE number = '1001'") \
