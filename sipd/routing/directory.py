@@ -115,6 +115,24 @@ class StoreDirectory:
             self._extensions[number] = _view(row) if row else None
         return self._extensions[number]
 
+    def preload(self, *numbers: str) -> None:
+        """Read these extensions in one statement (the B2BUA: the caller, whose name and
+        call limit it needs, with the number dialled), so that the call costs no more
+        statements than before routing."""
+        wanted = sorted({n for n in numbers if n and n not in self._extensions})
+        if not wanted:
+            return
+        rows = self._connection().execute(
+            f"SELECT {_EXTENSION_COLUMNS} FROM extension e"
+            f" WHERE e.number IN ({', '.join('?' * len(wanted))})",
+            (self.now, self.now, *wanted),
+        ).fetchall()
+        for number in wanted:
+            self._extensions[number] = None
+        for row in rows:
+            view = _view(row)
+            self._extensions[view[0].number] = view
+
     def extension(self, number: str) -> ExtensionView | None:
         found = self._extension(number)
         return found[0] if found else None

@@ -543,6 +543,18 @@ def test_a_call_costs_one_statement_a_group_call_two(store):
     assert len(forwarded.run) == 2, forwarded.run  # 1002, then where it forwards
 
 
+def test_the_caller_and_the_callee_in_one_statement(store):
+    bind("1002")
+    directory = StoreDirectory(NOW, lambda n: 0)
+    with Statements() as read:
+        directory.preload("1001", "1002", "1999")
+        plan = decide("1001", "1002", directory, NOW)
+        caller = directory.extension("1001")
+        nobody = directory.extension("1999")
+    assert (plan, caller.name, nobody) == (Ring(("1002",), 30), "Desk 1001", None)
+    assert len(read.run) == 1, read.run
+
+
 def test_the_store_and_a_table_give_the_same_plan(store):
     forwarding.set_dnd("1001", True)
     forwarding.set_forward("1002", "always", "1004")
