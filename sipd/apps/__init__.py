@@ -1,1 +1,1 @@
-"""What the PBX itself answers: feature codes (features.py); voicemail, IVR next."""
+"""What the PBX itself answers: feature codes now; voicemail, IVR and music on hold later."""

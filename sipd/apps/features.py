@@ -1,13 +1,11 @@
-"""Feature codes dialled from a phone: *78 / *79 DND on / off, *72NUMBER / *73 forward
-always on / off (the codes FreePBX and FusionPBX users know).
+"""Feature codes dialled from a phone (*78, *79, *72NUMBER, *73), carried out.
 
-The routing step turns the dialled code into a `Feature` step (sipd/routing/
-decide.py); this writes the change, as the panel or pbxctl would (the same
-checks, core/forwarding.py, and an audit row naming the phone), and says how
-it went: (200, "OK") or a status and reason phrase for the caller's phone
-(403 with why, 503 if the database stayed locked). Until the PBX can play a
-prompt, the B2BUA answers a success and hangs up, and sends a failure as the
-final response.
+The routing step (sipd/routing/decide.py) turns the code into a `Feature` step;
+the B2BUA calls `carry_out` and answers the call with the result: 200 (answered,
+then ended: the PBX plays no audio yet) or 403 with the reason. The change is
+written by core/forwarding.py, the same operations as pbxctl and the panel, in
+a transaction that waits for the write lock on the event loop, like every sipd
+write (sipd/dblock.py), with its audit row (actor "phone:NUMBER").
 """
 
 from __future__ import annotations
@@ -19,53 +17,65 @@ import peewee
 
 from core import audit, forwarding
 from core.accounts import AccountError
-from core.models import Extension, db
+from core.models import db
 from sipd import dblock
 from sipd.routing.plan import Feature
 
 log = logging.getLogger("sipd")
 
-# What each code does, as the audit log and sipd's log say it.
-DONE = {
-    "dnd_on": "do not disturb on",
-    "dnd_off": "do not disturb off",
-    "forward_on": "forward always to {argument}",
-    "forward_off": "forward always off",
+
+def _dnd_on(step: Feature) -> str:
+    forwarding.set_dnd(step.caller, True)
+    return "do not disturb on"
+
+
+def _dnd_off(step: Feature) -> str:
+    forwarding.set_dnd(step.caller, False)
+    return "do not disturb off"
+
+
+def _forward_on(step: Feature) -> str:
+    extension = forwarding.set_forward(step.caller, "always", step.argument)
+    return f"calls forwarded to {extension.forward_always}"
+
+
+def _forward_off(step: Feature) -> str:
+    forwarding.clear_forward(step.caller, "always")
+    return "forward always off"
+
+
+CODES = {
+    "dnd_on": (_dnd_on, "extension.dnd"),
+    "dnd_off": (_dnd_off, "extension.dnd"),
+    "forward_on": (_forward_on, "extension.forward"),
+    "forward_off": (_forward_off, "extension.forward"),
 }
 
 
-def carry_out(step: Feature) -> tuple[int, str]:
-    what = DONE[step.code].format(argument=step.argument)
+def _phrase(text: str) -> str:
+    """A reason phrase (RFC 3261 §25.1 Reason-Phrase: no CR or LF), kept short."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def carry_out(step: Feature, source: str = "") -> tuple[int, str]:
+    """Do what `step` asks; (status, reason phrase) to answer the call with.
+    `source`: where the phone called from, for the audit log."""
+    if step.code not in CODES:
+        return 484, "Address Incomplete: unknown feature code"
+    action, audited = CODES[step.code]
     try:
-        # The write lock is taken on the event loop (sipd/dblock.py), and the
-        # change and its audit row are one transaction.
         with dblock.transaction(db.connection()):
-            extension = Extension.by_number(step.caller)
-            if extension is None:
-                return 403, "Forbidden: feature codes are for extensions"
-            fields = _fields(extension, step)
-            before = forwarding.describe(extension) or "none"
-            Extension.update(**fields).where(Extension.id == extension.id).execute()
-            after = forwarding.describe(Extension.by_number(step.caller)) or "none"
-            action = "extension.dnd" if step.code.startswith("dnd") else "extension.forward"
-            audit.record(f"phone:{step.caller}", action, step.caller, "feature code",
-                         f"{before} -> {after}")
+            done = action(step)
+            audit.record(f"phone:{step.caller}", audited, step.caller, source, done)
     except AccountError as error:
-        reason = str(error)
-        log.info("Feature code from %s refused: %s", step.caller, reason)
-        return 403, f"Forbidden: {reason}"[:120]
-    except (dblock.Unavailable, peewee.DatabaseError, sqlite3.DatabaseError) as error:
-        log.warning("Feature code from %s not stored: %s", step.caller, error)
-        return 503, "Service Unavailable: the database is busy, try again"
-    log.info("Extension %s: %s (feature code)", step.caller, what)
-    return 200, "OK"
-
-
-def _fields(extension: Extension, step: Feature) -> dict:
-    if step.code == "dnd_on":
-        return {"dnd": True}
-    if step.code == "dnd_off":
-        return {"dnd": False}
-    if step.code == "forward_on":
-        return forwarding.forward_fields(extension, "always", step.argument)
-    return {"forward_always": ""}
+        log.info("Feature %s of %s refused: %s", step.code, step.caller, error)
+        return 403, _phrase(f"Forbidden: {error}")
+    except dblock.Unavailable as error:
+        log.warning("Feature %s of %s not carried out: %s", step.code, step.caller, error)
+        return 503, "Service Unavailable: database busy, try again"
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as error:
+        log.error("Feature %s of %s not carried out: %s", step.code, step.caller, error)
+        return 503, "Service Unavailable: database error"
+    log.info("Extension %s: %s (feature code)", step.caller, done)
+    return 200, _phrase(f"OK: {done}")

@@ -11,6 +11,8 @@ def route_with(ring_timeout: float):
     from sipd.routing.directory import StoreDirectory
 
     def route(caller: str, dialled: str, now: float, in_calls):
-        return decide(caller, dialled, StoreDirectory(now, in_calls), now, ring_timeout)
+        directory = StoreDirectory(now, in_calls)
+        directory.preload(caller, dialled)  # one statement for both
+        return decide(caller, dialled, directory, now, ring_timeout)
 
     return route
