@@ -275,7 +275,8 @@ def cmd_ext_import(args, settings: Settings) -> int:
     name = os.path.basename(args.file)
     rows = extension_csv.parse(data, name)
     _db(settings)
-    ready = extension_csv.check(rows, settings.realm, extension_csv.existing_numbers(), name)
+    ready = extension_csv.check(rows, settings.realm, extension_csv.existing_numbers(), name,
+                                groups=extension_csv.group_numbers())
     extension_csv.write(ready, audit.cli_actor(), audit.cli_source(), name)
     print(f"Imported {len(ready)} extension{'' if len(ready) == 1 else 's'}")
     for extension in ready:
