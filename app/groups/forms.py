@@ -14,6 +14,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.fields.list import FieldList
 from wtforms.validators import InputRequired, NumberRange, Optional
 
+from app.forms import core_rule
+from core.groups import check_member_time, check_name, check_ring_time
+
 # Blank rows under the members, to add some; "More rows" adds this many again.
 BLANK_ROWS = 3
 # Positions only order the rows; a group has a handful of members, not a thousand.
@@ -48,14 +51,17 @@ class GroupForm(FlaskForm):
         _l("Number"), validators=[InputRequired()], filters=[_strip],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "600"},
     )
-    name = StringField(_l("Name"), filters=[_strip], render_kw={"placeholder": _l("Sales")})
+    name = StringField(_l("Name"), filters=[_strip], validators=[core_rule(check_name)],
+                       render_kw={"placeholder": _l("Sales")})
     strategy = RadioField(_l("Strategy"), choices=STRATEGY_CHOICES, default="ringall")
     ring_time = IntegerField(
-        _l("Ring time (seconds)"), validators=[InputRequired()], default=30,
+        _l("Ring time (seconds)"), validators=[InputRequired(), core_rule(check_ring_time)],
+        default=30,
         render_kw={"inputmode": "numeric", "min": 1},
     )
     member_time = IntegerField(
-        _l("Seconds per member (hunt)"), validators=[InputRequired()], default=15,
+        _l("Seconds per member (hunt)"),
+        validators=[InputRequired(), core_rule(check_member_time)], default=15,
         render_kw={"inputmode": "numeric", "min": 1},
     )
     fallback = StringField(

@@ -13,8 +13,8 @@ import re
 import time
 
 import pytest
-from core.groups import create_group
 
+from core.groups import create_group
 from core.models import CallEvent
 
 
