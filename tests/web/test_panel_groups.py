@@ -167,6 +167,19 @@ def test_more_rows_adds_blank_rows_and_saves_nothing(admin_client, office):
     assert positions == ["1", "2", "3", "4", "5", "6"]
 
 
+def test_rows_stop_at_a_limit(admin_client, office):
+    from app.groups.forms import MAX_ROWS
+
+    rows = [(str(n), "") for n in range(1, MAX_ROWS + 1)]
+    response = admin_client.post("/groups/new", data=group_form(members=rows, more="More rows"))
+    assert response.status_code == 200
+    assert response.data.decode().count('class="member"') == MAX_ROWS
+    # A crafted form with thousands of rows is read as far as the limit only.
+    rows = [("1", "1001")] + [("", "1002")] * 5000
+    response = admin_client.post("/groups/new", data=group_form(members=rows))
+    assert form_errors(response.data.decode()) == ["A ring group has at most 100 members."]
+
+
 def test_the_audit_log_page_names_the_change(admin_client, office):
     admin_client.post("/groups/new", data=group_form(members=[("1", "1001")]))
     page = admin_client.get("/security/audit").data.decode()
