@@ -1,4 +1,6 @@
-"""The panel's names of numbers: extensions and ring groups, for showing "600 Sales".
+"""Numbers as the panel shows them: the names of extensions and ring groups ("600
+Sales"), the numbers sipd lists in a call, and what leads to a number (forwards,
+group fallbacks) before it is deleted.
 
 One query per kind for all the numbers of a page (never one per row).
 """
@@ -27,3 +29,14 @@ def names_of(numbers: Iterable[str]) -> dict[str, str]:
 def numbers_in(text: str) -> list[str]:
     """The numbers of a comma-separated list as sipd writes them (Call.ringing)."""
     return [number for number in (part.strip() for part in (text or "").split(",")) if number]
+
+
+def leading_to(number: str) -> tuple[list[Extension], list[RingGroup]]:
+    """The extensions with a forward to `number` and the groups that fall back to it:
+    what deleting it turns off (core/groups.py clear_references)."""
+    forward = ((Extension.forward_always == number) | (Extension.forward_busy == number)
+               | (Extension.forward_no_answer == number)
+               | (Extension.forward_unavailable == number))
+    return (list(Extension.select().where(forward).order_by(Extension.number)),
+            list(RingGroup.select().where(RingGroup.fallback == number)
+                 .order_by(RingGroup.number)))

@@ -20,7 +20,8 @@ from app.extensions.routes import _audit, _extension_or_404
 from app.filters import can_change, sentence, translated
 from core.accounts import AccountError
 from core.forwarding import clear_forward, set_dnd, set_forward
-from core.models import Extension, RingGroup, RingGroupMember, db
+from core.groups import groups_of
+from core.models import Extension, db
 
 # (kind as core/forwarding.py names it, the Extension column, the audit log's word)
 FORWARDS = (
@@ -63,12 +64,8 @@ def forwards(extension: Extension) -> list[tuple[str, str, str, str]]:
     return found
 
 
-@bp.app_template_global("groups_of")
-def groups_of(extension: Extension) -> list[RingGroup]:
-    """The ring groups `extension` is a member of, by number."""
-    return list(RingGroup.select().join(RingGroupMember)
-                .where(RingGroupMember.extension == extension.id)
-                .order_by(RingGroup.number))
+# The ring groups an extension is in, for its page.
+bp.add_app_template_global(groups_of, "groups_of")
 
 
 def _form_for(extension: Extension) -> ForwardingForm:

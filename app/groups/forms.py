@@ -14,10 +14,17 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.fields.list import FieldList
 from wtforms.validators import InputRequired, NumberRange, Optional
 
+from app.forms import core_rule
+from core.groups import MAX_MEMBERS, check_member_time, check_name, check_ring_time
+
 # Blank rows under the members, to add some; "More rows" adds this many again.
 BLANK_ROWS = 3
 # Positions only order the rows; a group has a handful of members, not a thousand.
 MAX_POSITION = 999
+# Rows a form takes, blank ones included: more than a group may have members
+# (core.groups.MAX_MEMBERS, which says so), few enough that a crafted POST cannot make
+# the panel build thousands of subforms.
+MAX_ROWS = MAX_MEMBERS + 2 * BLANK_ROWS
 
 STRATEGY_CHOICES = [
     SelectChoice("ringall", _l("Ring all: every member's phones at once")),
@@ -48,21 +55,24 @@ class GroupForm(FlaskForm):
         _l("Number"), validators=[InputRequired()], filters=[_strip],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "600"},
     )
-    name = StringField(_l("Name"), filters=[_strip], render_kw={"placeholder": _l("Sales")})
+    name = StringField(_l("Name"), filters=[_strip], validators=[core_rule(check_name)],
+                       render_kw={"placeholder": _l("Sales")})
     strategy = RadioField(_l("Strategy"), choices=STRATEGY_CHOICES, default="ringall")
     ring_time = IntegerField(
-        _l("Ring time (seconds)"), validators=[InputRequired()], default=30,
+        _l("Ring time (seconds)"), validators=[InputRequired(), core_rule(check_ring_time)],
+        default=30,
         render_kw={"inputmode": "numeric", "min": 1},
     )
     member_time = IntegerField(
-        _l("Seconds per member (hunt)"), validators=[InputRequired()], default=15,
+        _l("Seconds per member (hunt)"),
+        validators=[InputRequired(), core_rule(check_member_time)], default=15,
         render_kw={"inputmode": "numeric", "min": 1},
     )
     fallback = StringField(
         _l("When nobody answers"), filters=[_strip],
         render_kw={"autocomplete": "off", "placeholder": _l("1003, 601 or hangup")},
     )
-    members = FieldList(FormField(MemberRow), min_entries=BLANK_ROWS)
+    members = FieldList(FormField(MemberRow), min_entries=BLANK_ROWS, max_entries=MAX_ROWS)
     more = SubmitField(_l("More rows"))
     submit = SubmitField(_l("Save"))
 
@@ -70,13 +80,13 @@ class GroupForm(FlaskForm):
         """Rows for `numbers` in order, then blank rows, positions counted from 1."""
         while len(self.members):
             self.members.pop_entry()
-        for numbers_or_blank in [*numbers, *[""] * BLANK_ROWS]:
+        for numbers_or_blank in [*numbers, *[""] * BLANK_ROWS][:MAX_ROWS]:
             self.members.append_entry(
                 {"position": len(self.members) + 1, "extension": numbers_or_blank})
 
     def add_rows(self) -> None:
         last = max((row.position.data or 0 for row in self.members), default=0)
-        for step in range(1, BLANK_ROWS + 1):
+        for step in range(1, min(BLANK_ROWS, MAX_ROWS - len(self.members)) + 1):
             self.members.append_entry({"position": last + step, "extension": ""})
 
     def ordered_members(self) -> list[str]:

@@ -20,7 +20,7 @@ from app.auth.forms import EmptyForm
 from app.filters import can_change, sentence, translated
 from app.groups import bp
 from app.groups.forms import EditGroupForm, GroupForm
-from app.names import names_of
+from app.names import leading_to, names_of
 from core import audit
 from core.accounts import AccountError
 from core.groups import create_group, delete_group, update_group
@@ -183,9 +183,15 @@ def delete(number: str):
     form = EmptyForm()
     if form.validate_on_submit():
         with db.atomic():
-            delete_group(group.number)
-            _audit("delete", group.number, f"name {group.name!r}" if group.name else "")
+            cleared = delete_group(group.number)
+            _audit("delete", group.number, "; ".join(filter(None, [
+                f"name {group.name!r}" if group.name else "",
+                f"cleared {', '.join(cleared)}" if cleared else ""])))
         flash(_("Ring group %(number)s deleted.", number=group.number), "success")
+        if cleared:
+            flash(_("Turned off as well: %(what)s.",
+                    what=", ".join(translated(text) for text in cleared)), "info")
         return redirect(url_for(".index"))
+    forwarders, fallbacks = leading_to(group.number)
     return render_template("groups/delete.html", form=form, group=group,
-                           members=members_by_group([group.id])[group.id])
+                           forwarders=forwarders, fallbacks=fallbacks)

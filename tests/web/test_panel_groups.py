@@ -9,6 +9,7 @@ the models the routing step reads.
 from __future__ import annotations
 
 import re
+from html import unescape
 
 import pytest
 from panel_testing import ADMIN, csrf_token, make_app
@@ -39,12 +40,12 @@ def members(number="600"):
 
 
 def form_errors(page: str) -> list[str]:
-    return [re.sub(r"\s+", " ", m) for m in re.findall(r'<div class="flash error" role="alert">'
-                                                      r"([^<]*)</div>", page)]
+    return [unescape(re.sub(r"\s+", " ", m)) for m in re.findall(
+        r'<div class="flash error" role="alert">([^<]*)</div>', page)]
 
 
 def row_errors(page: str) -> list[str]:
-    return re.findall(r'<p class="error">([^<]*)</p>', page)
+    return [unescape(m) for m in re.findall(r'<p class="error">([^<]*)</p>', page)]
 
 
 @pytest.fixture
@@ -147,9 +148,10 @@ def test_rows_without_a_position_come_after_the_numbered_ones_in_their_order(adm
     assert members() == ["1001", "1002", "1003", "1004"]
 
 
-def test_a_group_without_members_may_be_created(admin_client):
-    assert admin_client.post("/groups/new", data=group_form()).status_code == 302
-    assert members() == []
+def test_a_group_needs_a_member(admin_client, office):
+    response = admin_client.post("/groups/new", data=group_form(members=[("1", "")]))
+    assert form_errors(response.data.decode()) == ["A ring group needs at least one member."]
+    assert RingGroup.select().count() == 0
 
 
 def test_more_rows_adds_blank_rows_and_saves_nothing(admin_client, office):
@@ -165,6 +167,19 @@ def test_more_rows_adds_blank_rows_and_saves_nothing(admin_client, office):
     assert positions == ["1", "2", "3", "4", "5", "6"]
 
 
+def test_rows_stop_at_a_limit(admin_client, office):
+    from app.groups.forms import MAX_ROWS
+
+    rows = [(str(n), "") for n in range(1, MAX_ROWS + 1)]
+    response = admin_client.post("/groups/new", data=group_form(members=rows, more="More rows"))
+    assert response.status_code == 200
+    assert response.data.decode().count('class="member"') == MAX_ROWS
+    # A crafted form with thousands of rows is read as far as the limit only.
+    rows = [("1", "1001")] + [("", "1002")] * 5000
+    response = admin_client.post("/groups/new", data=group_form(members=rows))
+    assert form_errors(response.data.decode()) == ["A ring group has at most 100 members."]
+
+
 def test_the_audit_log_page_names_the_change(admin_client, office):
     admin_client.post("/groups/new", data=group_form(members=[("1", "1001")]))
     page = admin_client.get("/security/audit").data.decode()
@@ -177,8 +192,7 @@ def test_a_member_that_does_not_exist_is_said_and_nothing_is_created(admin_clien
     response = admin_client.post("/groups/new", data=group_form(
         members=[("1", "1001"), ("2", "1099")]))
     assert response.status_code == 200
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1099" in errors[0], errors
+    assert form_errors(response.data.decode()) == ["Member 1099 is not an extension."]
     assert RingGroup.select().count() == 0
     assert audit_rows("group.create") == []
     # What was typed is still there to correct.
@@ -187,8 +201,8 @@ def test_a_member_that_does_not_exist_is_said_and_nothing_is_created(admin_clien
 
 def test_a_number_taken_by_an_extension_is_refused(admin_client, office):
     response = admin_client.post("/groups/new", data=group_form(number="1002"))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1002" in errors[0], errors
+    assert form_errors(response.data.decode()) == [
+        "1002 is an extension; a ring group needs a number of its own."]
     assert RingGroup.select().count() == 0
 
 
@@ -196,24 +210,32 @@ def test_a_number_taken_by_a_group_is_refused(admin_client, office):
     create_group("600", "Sales", ["1001"])
     response = admin_client.post("/groups/new", data=group_form(name="Other", members=[
         ("1", "1002")]))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "600" in errors[0], errors
+    assert form_errors(response.data.decode()) == ["Ring group 600 already exists."]
     assert RingGroup.by_number("600").name == "Sales" and members() == ["1001"]
 
 
 def test_a_fallback_that_names_nothing_is_refused(admin_client, office):
-    response = admin_client.post("/groups/new", data=group_form(fallback="1999"))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1999" in errors[0], errors
+    response = admin_client.post("/groups/new", data=group_form(
+        fallback="1999", members=[("1", "1001")]))
+    assert form_errors(response.data.decode()) == [
+        "1999 is neither an extension nor a ring group."]
     assert RingGroup.select().count() == 0
 
 
 def test_an_extension_listed_twice_is_refused(admin_client, office):
     response = admin_client.post("/groups/new", data=group_form(
         members=[("1", "1001"), ("2", "1001")]))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1001" in errors[0], errors
+    assert form_errors(response.data.decode()) == ["1001 is a member twice."]
     assert RingGroup.select().count() == 0
+
+
+def test_a_group_that_falls_back_to_itself_is_refused(admin_client, office):
+    create_group("600", "Sales", ["1001"])
+    response = admin_client.post("/groups/600/edit", data=group_form(
+        fallback="600", members=[("1", "1001")]))
+    assert form_errors(response.data.decode()) == [
+        "Ring group 600 cannot fall back to itself."]
+    assert RingGroup.by_number("600").fallback == ""
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -222,6 +244,9 @@ def test_an_extension_listed_twice_is_refused(admin_client, office):
     ({"ring_time": "soon"}, "Not a valid integer value."),
     ({"member_time": "x"}, "Not a valid integer value."),
     ({"strategy": "random"}, "Not a valid choice."),
+    ({"name": ""}, "A ring group needs a name."),
+    ({"ring_time": "2"}, "Ring time must be 5 to 300 seconds, got '2'."),
+    ({"member_time": "121"}, "Time per member must be 5 to 120 seconds, got '121'."),
     ({"members-0-position": "first", "members-0-extension": "1001"},
      "Not a valid integer value."),
     ({"members-0-position": "0", "members-0-extension": "1001"},
@@ -235,17 +260,20 @@ def test_form_errors_are_shown_at_their_field(admin_client, office, fields, mess
 
 
 def test_core_errors_are_translated(admin_client, office):
+    from tools import catalogues
+
     admin_client.post("/account/language", data={"language": "ru"})
     response = admin_client.post("/groups/new", data=group_form(number="1002"))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1002" in errors[0], errors
-    assert re.search("[а-яА-Я]", errors[0]), errors
+    russian = catalogues.load("ru")[
+        "%(number)s is an extension; a ring group needs a number of its own"].string
+    assert form_errors(response.data.decode()) == [
+        (russian % {"number": "1002"})[:1].upper() + (russian % {"number": "1002"})[1:] + "."]
     admin_client.post("/account/language", data={"language": "uz"})
     response = admin_client.post("/groups/new", data=group_form(members=[("1", "1099")]))
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1099" in errors[0], errors
-    page = admin_client.get("/groups/new").data.decode()
-    assert "Yangi" in page or "guruh" in page
+    uzbek = catalogues.load("uz")["member %(number)s is not an extension"].string % {
+        "number": "1099"}
+    assert form_errors(response.data.decode()) == [uzbek[:1].upper() + uzbek[1:] + "."]
+    assert "Yangi qoʻngʻiroq guruhi" in admin_client.get("/groups/new").data.decode()
 
 
 # Edit
@@ -283,8 +311,7 @@ def test_edit_refused_by_core_changes_nothing(admin_client, office):
     response = admin_client.post("/groups/600/edit", data=group_form(
         name="Changed", members=[("1", "1002"), ("2", "1098")]))
     assert response.status_code == 200
-    errors = form_errors(response.data.decode())
-    assert len(errors) == 1 and "1098" in errors[0], errors
+    assert form_errors(response.data.decode()) == ["Member 1098 is not an extension."]
     assert RingGroup.by_number("600").name == "Sales" and members() == ["1001", "1002"]
     assert audit_rows("group.edit") == []
 
@@ -292,19 +319,66 @@ def test_edit_refused_by_core_changes_nothing(admin_client, office):
 # Delete
 
 def test_delete_asks_first_then_deletes_and_is_audited(admin_client, office):
+    from core.forwarding import set_forward
+
     create_group("600", "Sales", ["1001", "1002"])
+    create_group("601", "Support", ["1003"], fallback="600")
+    set_forward("1004", "busy", "600")
     page = admin_client.get("/groups/600/delete").data.decode()
     assert "Delete ring group 600?" in page and "“Sales” will be removed" in page
+    leading = page[page.index('id="leading-here"'):page.index("</ul>")]
+    assert "the forwarding of 1004" in leading and "busy" in leading
+    assert "where ring group 601 goes when nobody answers" in leading
     assert RingGroup.by_number("600") is not None
     response = admin_client.post("/groups/600/delete")
     assert response.status_code == 302 and response.location == "/groups/"
     assert RingGroup.by_number("600") is None
     from core.models import Extension, RingGroupMember
 
-    assert RingGroupMember.select().count() == 0
+    assert [m.extension.number for m in RingGroupMember.select()] == ["1003"]  # 601's
     assert Extension.select().count() == 4  # the members stay
-    assert audit_rows("group.delete") == [(ADMIN[0], "600", "name 'Sales'")]
-    assert "Ring group 600 deleted." in admin_client.get("/groups/").data.decode()
+    assert Extension.by_number("1004").forward_busy == ""
+    assert RingGroup.by_number("601").fallback == ""
+    assert audit_rows("group.delete") == [(
+        ADMIN[0], "600",
+        "name 'Sales'; cleared forward on busy of 1004, fallback of ring group 601")]
+    page = admin_client.get("/groups/").data.decode()
+    assert "Ring group 600 deleted." in page
+    assert "Turned off as well: forward on busy of 1004, fallback of ring group 601." in page
+
+
+# Deleting an extension that is in a group (core.accounts.delete_extension)
+
+def test_deleting_a_member_says_what_changes_with_it(admin_client, office):
+    from core.forwarding import set_forward
+    from core.models import Extension
+
+    create_group("600", "Sales", ["1001", "1002"])
+    set_forward("1003", "busy", "1002")
+    page = admin_client.get("/extensions/1002/delete").data.decode()
+    changed = page[page.index('id="changed-with-it"'):page.index("</ul>")]
+    assert "it leaves ring group 600" in changed
+    assert "the forwarding of 1003 to it is turned off" in changed
+    response = admin_client.post("/extensions/1002/delete")
+    assert response.status_code == 302 and Extension.by_number("1002") is None
+    assert members() == ["1001"] and Extension.by_number("1003").forward_busy == ""
+    assert "Changed with it: left ring group 600 (Sales), forward on busy of 1003." in \
+        unescape(admin_client.get("/extensions/").data.decode())
+    assert audit_rows("extension.delete") == [(
+        ADMIN[0], "1002", "name 'Bob'; left ring group 600 (Sales), forward on busy of 1003")]
+
+
+def test_deleting_a_groups_only_member_is_refused_with_the_reason(admin_client, office):
+    from core.models import Extension
+
+    create_group("600", "Sales", ["1001"])
+    response = admin_client.post("/extensions/1001/delete")
+    assert response.status_code == 200
+    assert form_errors(response.data.decode()) == [
+        "Extension 1001 is the only member of ring group 600 (Sales): add another member or"
+        " delete the group first."]
+    assert Extension.by_number("1001") is not None and members() == ["1001"]
+    assert audit_rows("extension.delete") == []
 
 
 # Viewers look; only admins change
