@@ -50,6 +50,7 @@ bench: install deps-bench
 	$(PY) bench/registrations.py
 	$(PY) bench/memory.py
 	$(PY) bench/calls.py
+	$(PY) bench/calls.py --fork 3 --answer-after-ms 100
 	$(PY) bench/media.py
 
 clean:

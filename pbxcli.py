@@ -12,16 +12,17 @@ import sys
 import time
 from pathlib import Path
 
+import pbxcli_routing
 from core import accounts
 from core.config import ROOT, ConfigError, Settings, load_settings
+from pbxcli_common import CliError
+from pbxcli_common import audit_change as _audit
+from pbxcli_common import open_db as _db
+from pbxcli_common import table as _table
 
 EXIT_ERROR = 1
 # argparse's own status for a command line it cannot read.
 EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    pass
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,21 +35,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _db(settings: Settings):
-    from core.database import connect, ensure_private
-
-    database = connect(settings)
-    ensure_private(settings.db_path)
-    return database
-
-
-def _audit(action: str, target: str, detail: str = "") -> None:
-    """The audit row of a change, written in the change's transaction (core/audit.py)."""
-    from core import audit
-
-    audit.record(audit.cli_actor(), action, target, audit.cli_source(), detail)
 
 
 def _ago(seconds: float) -> str:
@@ -228,6 +214,7 @@ def cmd_ext_digest(args, settings: Settings) -> int:
 
 
 def cmd_ext_list(args, settings: Settings) -> int:
+    from core.forwarding import describe
     from core.models import Binding, Extension
 
     _db(settings)
@@ -235,20 +222,22 @@ def cmd_ext_list(args, settings: Settings) -> int:
     live: dict[int, list] = {}
     for binding in Binding.live(now).order_by(Binding.registered_at):
         live.setdefault(binding.extension_id, []).append(binding)
-    rows = [("NUMBER", "NAME", "STATE", "CONTACT", "FROM", "EXPIRES IN")]
+    rows = [("NUMBER", "NAME", "STATE", "DND / FORWARDS", "CONTACT", "FROM", "EXPIRES IN")]
     for extension in Extension.select().order_by(Extension.number):
         bindings = live.get(extension.id, [])
         state = (
             "disabled" if not extension.enabled else ("registered" if bindings else "unregistered")
         )
+        routing = describe(extension) or "-"
         if not bindings:
-            rows.append((extension.number, extension.name, state, "", "", ""))
+            rows.append((extension.number, extension.name, state, routing, "", "", ""))
         for index, b in enumerate(bindings):
             rows.append(
                 (
                     extension.number if index == 0 else "",
                     extension.name if index == 0 else "",
                     state if index == 0 else "",
+                    routing if index == 0 else "",
                     b.contact,
                     f"{b.source_host}:{b.source_port}/{b.transport}",
                     _ago(b.expires_at - now),
@@ -258,31 +247,15 @@ def cmd_ext_list(args, settings: Settings) -> int:
     return 0
 
 
-def _printable(cell) -> str:
-    """What a phone sent may hold terminal escapes: shown as \\xNN, never run."""
-    return "".join(
-        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-        for c in str(cell)
-    )
-
-
-def _table(rows) -> None:
-    rows = [[_printable(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-        )
-
-
 def cmd_ext_rm(args, settings: Settings) -> int:
     with _db(settings).atomic():
         name = accounts.get_extension(args.number).name
-        accounts.delete_extension(args.number)
-        _audit("extension.delete", args.number.strip(), f"name {name!r}" if name else "")
+        changed = accounts.delete_extension(args.number)
+        _audit("extension.delete", args.number.strip(), "; ".join(filter(None, [
+            f"name {name!r}" if name else "", ", ".join(changed)])))
     print(f"Extension {args.number} deleted")
+    for line in changed:
+        print(f"Also: {line}")
     return 0
 
 
@@ -295,7 +268,8 @@ def cmd_ext_import(args, settings: Settings) -> int:
     name = os.path.basename(args.file)
     rows = extension_csv.parse(data, name)
     _db(settings)
-    ready = extension_csv.check(rows, settings.realm, extension_csv.existing_numbers(), name)
+    ready = extension_csv.check(rows, settings.realm, extension_csv.existing_numbers(), name,
+                                groups=extension_csv.group_numbers())
     extension_csv.write(ready, audit.cli_actor(), audit.cli_source(), name)
     print(f"Imported {len(ready)} extension{'' if len(ready) == 1 else 's'}")
     for extension in ready:
@@ -657,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ext.add_parser("import", help="create extensions from a CSV (number,name,password)")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_ext_import)
+    pbxcli_routing.add_ext_commands(ext)
+    pbxcli_routing.add_group_commands(sub)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"

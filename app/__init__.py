@@ -117,6 +117,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.calls import bp as calls_bp
     from app.dashboard import bp as dashboard_bp
     from app.extensions import bp as extensions_bp
+    from app.groups import bp as groups_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
@@ -126,6 +127,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
+    app.register_blueprint(groups_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)

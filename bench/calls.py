@@ -28,7 +28,14 @@ clean rate is each server's sustained call setup rate. For sipd, after each
 step every call must have its row ended in the database (no call left
 "active") and the rows must agree with sipp's count.
 
+With --fork N (issue 11: a call through a ringall group): N called phones
+are rung at once; the first answers after --answer-after-ms and the other
+N-1 ring (callee_no_answer.xml) until the server CANCELs them. Kamailio forks
+to N contacts registered for the callee's one AOR; for sipd the callee's
+number is a ringall ring group whose N members are one extension per phone.
+
     .venv/bin/python bench/calls.py                   # both
+    .venv/bin/python bench/calls.py --fork 3 --answer-after-ms 100
     .venv/bin/python bench/calls.py --only sipd --json calls.json
 
 Traffic goes to 127.0.0.1 only; every step is bounded in calls and time.
@@ -104,16 +111,20 @@ def free_pair() -> int:
 # --- the called phone ----------------------------------------------------------------------
 
 class Callee:
-    """A sipp that registers CALLEE from its port, then answers every call
-    (callee_answer.xml, -rtp_echo). Restarted for each step, so its own
+    """A sipp that registers `user` from its port, then answers every call
+    (callee_answer.xml, -rtp_echo) or rings until it is CANCELled
+    (callee_no_answer.xml: a fork that loses). Restarted for each step, so its own
     statistics are the step's and its binding never expires."""
 
-    def __init__(self, workdir: Path, password: str):
-        self.workdir = workdir / "callee"
+    def __init__(self, workdir: Path, user: str, password: str, name: str = "callee",
+                 answers: bool = True, ring_ms: int = 0):
+        self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.inf = users_csv(self.workdir / "callee.csv", [(CALLEE, password)])
+        self.inf = users_csv(self.workdir / "callee.csv", [(user, password)])
         self.port = free_udp_port()
         self.media_port = free_pair()
+        self.answers = answers
+        self.ring_ms = ring_ms
         self.process: subprocess.Popen | None = None
 
     def start(self, target: str) -> None:
@@ -128,10 +139,13 @@ class Callee:
         self.stats = self.workdir / "stats.csv"
         self.stats.unlink(missing_ok=True)
         self._out = open(self.workdir / "sipp.out", "wb")  # noqa: SIM115
+        scenario = ["-sf", str(SCENARIOS / "callee_answer.xml"), "-rtp_echo",
+                    "-set", "ring", str(self.ring_ms)] if self.answers else [
+                    "-sf", str(SCENARIOS / "callee_no_answer.xml")]
         self.process = subprocess.Popen(
-            ["sipp", "-sf", str(SCENARIOS / "callee_answer.xml"),
+            ["sipp", *scenario,
              "-i", LOOPBACK, "-p", str(self.port), "-mi", LOOPBACK,
-             "-mp", str(self.media_port), "-rtp_echo",
+             "-mp", str(self.media_port),
              "-nostdin", "-trace_stat", "-stf", str(self.stats), "-fd", "1",
              "-trace_err", "-error_file", str(self.workdir / "errors.log"),
              "-buff_size", "4194304", "-cp", str(free_udp_port())],
@@ -156,6 +170,31 @@ class Callee:
         self._out.close()
         self.process = None
         return read_sipp_stats(self.stats)
+
+
+class Callees:
+    """The called side of a step: one phone (the default), or --fork N phones rung at
+    once of which the first answers after --answer-after-ms and the others ring until
+    the server CANCELs them. Kamailio forks to N contacts registered for CALLEE; sipd
+    rings the ring group CALLEE whose members are the N extensions after it."""
+
+    def __init__(self, workdir: Path, users: dict[str, str], numbers: list[str], ring_ms: int):
+        self.phones = [
+            Callee(workdir, number, users[number], name=f"callee{i}", answers=i == 0,
+                   ring_ms=ring_ms)
+            for i, number in enumerate(numbers)
+        ]
+
+    def start(self, target: str) -> None:
+        for phone in self.phones:
+            phone.start(target)
+
+    def stop(self) -> list[dict[str, str]]:
+        return [phone.stop() for phone in self.phones]
+
+    @property
+    def cpu(self) -> float:
+        return sum(getattr(phone, "cpu", 0.0) for phone in self.phones)
 
 
 # --- the servers ---------------------------------------------------------------------------
@@ -190,6 +229,11 @@ class Server:
     def check_step(self, calls: int) -> str:
         """Anything wrong in the server's own records after a step ("" if fine)."""
         return ""
+
+    def callee_numbers(self, fork: int) -> list[str]:
+        """Whom the called phones register as: CALLEE from every one of them (a
+        proxy forks to the contacts of one AOR)."""
+        return [CALLEE] * fork
 
     def restart(self) -> None:
         """A fresh process after a step that was not clean, so that what a
@@ -234,11 +278,11 @@ class Kamailio(Server):
 class Sipd(Server):
     name = "sipd"
 
-    def __init__(self, workdir: Path, users, rtp_ports: str):
+    def __init__(self, workdir: Path, users, rtp_ports: str, fork: int = 1):
         from core.config import load_settings
         from core.credentials import ha1_pair
         from core.database import connect
-        from core.models import Extension
+        from core.models import Extension, RingGroup, RingGroupMember
 
         self.workdir = workdir / "sipd"
         (self.workdir / "run").mkdir(parents=True, exist_ok=True)
@@ -259,6 +303,9 @@ class Sipd(Server):
             # the concurrent call cap must not be what stops the benchmark
             "PBX_TRUSTED_NETWORKS": "127.0.0.0/8",
             "PBX_MAX_CALLS": "100000",
+            # Kamailio probes no contacts; nor does sipd here (sipp's callee would
+            # count each OPTIONS as an unexpected message, a failed call)
+            "PBX_QUALIFY_INTERVAL": "0",
             # sipp answers only the first challenge, and only MD5 (README)
             "PBX_DIGEST_ALGORITHMS": "MD5,SHA-256",
         })
@@ -269,10 +316,21 @@ class Sipd(Server):
         # not be what stops the benchmark (written directly, past the panel's 1000).
         rows = [{"number": number, "name": "", "enabled": True, "max_calls": 100000,
                  **ha1_pair(number, REALM, password)} for number, password in users]
+        if fork > 1:  # CALLEE is a ringall group of the fork extensions after it
+            rows = [row for row in rows if row["number"] != CALLEE]
         with database.atomic():
             for start in range(0, len(rows), 500):
                 Extension.insert_many(rows[start:start + 500]).execute()
+            if fork > 1:
+                # Its members are each in every call at once here: a group that
+                # skipped members in a call (the default) would ring nobody.
+                group = RingGroup.create(number=CALLEE, name="Bench", strategy="ringall",
+                                         ring_time=30, skip_busy=False)
+                for position, number in enumerate(self.callee_numbers(fork)):
+                    RingGroupMember.create(group=group, position=position,
+                                           extension=Extension.by_number(number))
         database.close()
+        self.fork = fork
         self.command = [sys.executable, "-m", "sipd"]
         self.detail = ("python -m sipd (gevent, one process) + its RTP relay process, "
                        f"SQLite WAL, call rows written, RTP ports {rtp_ports}")
@@ -293,6 +351,10 @@ class Sipd(Server):
         if wait_options_200(self.port, 30, alive=self.alive) is None:
             tail = "\n".join(self.stderr_tail[-10:])
             raise RuntimeError(f"sipd did not answer OPTIONS:\n{tail}")
+
+    def callee_numbers(self, fork: int) -> list[str]:
+        """The called phones: CALLEE itself, or the members of the group CALLEE."""
+        return [CALLEE] if fork == 1 else [str(int(CALLEE) + 1 + i) for i in range(fork)]
 
     def check_step(self, calls: int) -> str:
         """Every call of the step has its row, ended; none is left active."""
@@ -357,7 +419,7 @@ def _bucket_ms(label: str) -> float:
     return float(parts[0].lstrip("<"))
 
 
-def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: float,
+def run_step(server: Server, callee: Callees, inf: Path, workdir: Path, rate: float,
              duration: float, label: str, max_p99_ms: float) -> tuple[SippRun, dict]:
     calls = max(1, int(round(rate * duration)))
     target = f"{LOOPBACK}:{server.port}"
@@ -377,8 +439,9 @@ def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: flo
                        timeout_s=int(placing + 90))
     finally:
         callee_stats = callee.stop()
-    callee_failed = int(float(callee_stats.get("FailedCall(C)", "0") or 0))
-    callee_ok = int(float(callee_stats.get("SuccessfulCall(C)", "0") or 0))
+    callee_failed = sum(int(float(st.get("FailedCall(C)", "0") or 0)) for st in callee_stats)
+    # the answering phone's calls (the others' end CANCELled)
+    callee_ok = int(float(callee_stats[0].get("SuccessfulCall(C)", "0") or 0))
     late = run.elapsed - (placing + CALL_MS / 1000)
     problems = server.check_step(calls) if server.alive() else f"{server.name} exited"
     prompt = _bucket_ms(run.p99_bucket) <= max_p99_ms
@@ -386,7 +449,7 @@ def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: flo
     record = asdict(run)
     record.update(label=label, command=" ".join(run.command), callee_failed=callee_failed,
                   zero_failures=run.clean and callee_failed == 0, prompt=prompt,
-                  callee_cpu=round(getattr(callee, "cpu", 0.0), 2),
+                  callee_cpu=round(callee.cpu, 2),
                   callee_ok=callee_ok, late_s=round(late, 2), problems=problems, clean=clean)
     print(f"  {server.name:8} {label:7} rate {rate:6.0f}/s calls {calls:6} "
           f"ok {run.successful:6} failed {run.failed:4} (callee side {callee_failed:3}) "
@@ -404,7 +467,7 @@ def run_step(server: Server, callee: Callee, inf: Path, workdir: Path, rate: flo
     return run, record
 
 
-def search(server: Server, callee: Callee, inf: Path, workdir: Path, args,
+def search(server: Server, callee: Callees, inf: Path, workdir: Path, args,
            result: Result) -> None:
     started = time.monotonic()
 
@@ -459,7 +522,9 @@ def search(server: Server, callee: Callee, inf: Path, workdir: Path, args,
 
 def bench(server: Server, users, inf: Path, workdir: Path, args) -> Result:
     result = Result(server.name, detail=server.detail, command=" ".join(server.command))
-    callee = Callee(workdir / server.name, users[-1][1])
+    passwords = dict(users)
+    callee = Callees(workdir / server.name, passwords, server.callee_numbers(args.fork),
+                     args.answer_after_ms)
     try:
         server.start()
         search(server, callee, inf, workdir, args, result)
@@ -531,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtp-ports", default="10000-19999",
                         help="sipd's PBX_RTP_PORTS (below Linux's ephemeral ports, "
                         "where every sipp and client socket of the machine lands)")
+    parser.add_argument("--fork", type=int, default=1,
+                        help="called phones rung at once: Kamailio forks to N contacts of "
+                        "the callee, sipd rings a ringall group of N extensions; one answers")
+    parser.add_argument("--answer-after-ms", type=int, default=0,
+                        help="how long the answering phone rings first (with --fork, the "
+                        "others have rung by then)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
@@ -547,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-calls-"))
     try:
         users = bench_users(args.users)
-        callee_user = bench_users(1, first=int(CALLEE))
+        callee_user = bench_users(1 + (args.fork if args.fork > 1 else 0), first=int(CALLEE))
         inf = users_csv(workdir / "callers.csv", users, extra=[[CALLEE]] * len(users))
         everyone = users + callee_user
         results = []
@@ -557,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                                  everyone, inf, workdir, args))
         if args.only in (None, "sipd"):
             print("sipd:", flush=True)
-            results.append(bench(Sipd(workdir, everyone, args.rtp_ports),
+            results.append(bench(Sipd(workdir, everyone, args.rtp_ports, args.fork),
                                  everyone, inf, workdir, args))
         print()
         print(table(results, args))

@@ -14,7 +14,7 @@ from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.credentials import generate_password, ha1_pair, parse_algorithms, password_problem
-from core.models import Admin, Binding, Extension, db
+from core.models import Admin, Binding, Extension, RingGroup, RingGroupMember, db
 from core.text import N_, Text
 from core.weak_passwords import guessable, length_problem
 
@@ -93,6 +93,8 @@ def create_extension(
     with db.atomic():
         if Extension.by_number(number) is not None:
             raise AccountError(Text(N_("extension %(number)s already exists"), number=number))
+        if RingGroup.by_number(number) is not None:
+            raise AccountError(Text(N_("%(number)s is a ring group's number"), number=number))
         extension = Extension.create(
             number=number, name=name, enabled=enabled, max_calls=max_calls,
             **ha1_pair(number, realm, password),
@@ -155,11 +157,41 @@ def set_digest_algorithms(number: str, value: str) -> Extension:
     return get_extension(number)
 
 
-def delete_extension(number: str) -> None:
+def delete_extension(number: str) -> list[str]:
+    """Delete an extension. It leaves the ring groups it is in, and forwards and
+    fallbacks that led to it are cleared (a number that is gone, or taken later
+    by someone else, must not receive them), as a PBX drops a deleted user from
+    its hunt lists; refused if it is the only member of a group, which would be
+    left ringing nobody. Returns what was changed besides, in words."""
+    from core.groups import clear_references  # noqa: PLC0415 - groups imports this module
+
     extension = get_extension(number)
     with db.atomic():
+        alone = (
+            RingGroup.select(RingGroup.number, RingGroup.name)
+            .join(RingGroupMember)
+            .where(RingGroupMember.extension == extension.id)
+            .where(RingGroup.id.not_in(
+                RingGroupMember.select(RingGroupMember.group)
+                .where(RingGroupMember.extension != extension.id)))
+            .order_by(RingGroup.number)
+            .first()
+        )
+        if alone is not None:
+            raise AccountError(Text(
+                N_("extension %(number)s is the only member of ring group %(group)s"
+                   " (%(name)s): add another member or delete the group first"),
+                number=extension.number, group=alone.number, name=alone.name))
+        changed = [Text(N_("left ring group %(group)s (%(name)s)"), group=g.number, name=g.name)
+                   for g in (RingGroup.select(RingGroup.number, RingGroup.name)
+                             .join(RingGroupMember)
+                             .where(RingGroupMember.extension == extension.id)
+                             .order_by(RingGroup.number))]
+        changed += clear_references(extension.number)
         Binding.delete().where(Binding.extension == extension.id).execute()
+        # Its memberships go with it (ON DELETE CASCADE); the order of the others stays.
         extension.delete_instance()
+    return changed
 
 
 def get_extension(number: str) -> Extension:

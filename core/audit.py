@@ -2,7 +2,8 @@
 
 `record(actor, action, target, source)` is called inside the transaction of
 the change it describes, so a change and its audit row are written together
-or not at all. Who: a panel user name, or "cli:<unix user>" for pbxctl.
+or not at all. Who: a panel user name, "cli:<unix user>" for pbxctl, or
+"phone:<extension>" for a feature code dialled on a phone (sipd/apps/features.py).
 From where: the client's address, or "local" (or "ssh ADDRESS") for pbxctl.
 """
 
@@ -32,6 +33,11 @@ ACTIONS = {
     "extension.password": N_("set the password of extension"),
     "extension.digest": N_("changed the digest challenges of extension"),
     "extension.delete": N_("deleted extension"),
+    "extension.forward": N_("changed the call forwarding of extension"),
+    "extension.dnd": N_("changed do-not-disturb of extension"),
+    "group.create": N_("created ring group"),
+    "group.edit": N_("edited ring group"),
+    "group.delete": N_("deleted ring group"),
     "admin.create": N_("created panel user"),
     "admin.password": N_("set the password of panel user"),
     "admin.disable": N_("disabled panel user"),

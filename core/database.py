@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import nullcontext
 from pathlib import Path
 
 from core import migrations
 from core.config import ConfigError, Settings
-from core.models import Setting, open_database
+from core.models import Setting, db, open_database
 
 
 def connect(settings: Settings, migrate: bool = True, shared: bool = False):
@@ -55,3 +56,16 @@ def ensure_private(path: str) -> None:
             os.chmod(path + suffix, 0o600)
         except FileNotFoundError:
             pass
+
+
+def atomic():
+    """The transaction of one operation of core (core/groups.py, core/forwarding.py).
+
+    peewee's own (BEGIN IMMEDIATE, core/models.py), or, when the caller already
+    began one on the connection without peewee, that one, joined: sipd takes the
+    write lock on its event loop (sipd/dblock.py) and then calls core inside it,
+    where a second BEGIN would fail.
+    """
+    if db.transaction_depth() == 0 and db.connection().in_transaction:
+        return nullcontext()
+    return db.atomic()

@@ -21,7 +21,7 @@ import csv
 import io
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from peewee import IntegrityError
 from core import audit
 from core.accounts import DEFAULT_MAX_CALLS, AccountError, check_display_name, check_number
 from core.credentials import generate_password, ha1_pair, password_problem
-from core.models import AuditEntry, Extension, db
+from core.models import AuditEntry, Extension, RingGroup, db
 
 # Per cell: numbers, names (100) and passwords are short; a longer cell is a
 # wrong file or a mistake, and gets its own message instead of "not a CSV".
@@ -110,16 +110,18 @@ def _csv_problem(error: csv.Error) -> str:
 
 def check(
     rows: list[tuple[int, list[str]]], realm: str, existing: set[str], name: str,
-    generate: Callable[[], str] = generate_password,
+    generate: Callable[[], str] = generate_password, groups: Collection[str] = (),
 ) -> list[NewExtension]:
     """Every row checked and made ready to insert, or CsvImportError naming the
-    first bad row (and how many more there are)."""
+    first bad row (and how many more there are). `groups`: the ring groups' numbers,
+    which no extension may take."""
     ready: list[NewExtension] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
+    groups = set(groups)
     for row, cells in rows:
         try:
-            ready.append(_check_row(row, cells, realm, existing, seen, generate))
+            ready.append(_check_row(row, cells, realm, existing, seen, generate, groups))
         except AccountError as error:
             problems.append(f"row {row}: {error}")
     if problems:
@@ -129,7 +131,7 @@ def check(
     return ready
 
 
-def _check_row(row, cells, realm, existing, seen, generate) -> NewExtension:
+def _check_row(row, cells, realm, existing, seen, generate, groups) -> NewExtension:
     if len(cells) != 3:
         raise AccountError(f"expected {COLUMNS} (3 cells separated by commas), got "
                            f"{len(cells)} cell{'s' if len(cells) != 1 else ''}")
@@ -138,6 +140,8 @@ def _check_row(row, cells, realm, existing, seen, generate) -> NewExtension:
     display = check_display_name(display)
     if number in existing:
         raise AccountError(f"extension {number} already exists")
+    if number in groups:
+        raise AccountError(f"{number} is a ring group's number")
     if number in seen:
         raise AccountError(f"extension {number} is also in row {seen[number]}")
     seen[number] = row
@@ -162,6 +166,10 @@ ROUTING_DEFAULTS = {
 
 def existing_numbers() -> set[str]:
     return {number for (number,) in Extension.select(Extension.number).tuples()}
+
+
+def group_numbers() -> set[str]:
+    return {number for (number,) in RingGroup.select(RingGroup.number).tuples()}
 
 
 def write(ready: list[NewExtension], actor: str, source: str, name: str,
@@ -190,6 +198,13 @@ def write(ready: list[NewExtension], actor: str, source: str, name: str,
     ]
     try:
         with db.atomic():  # BEGIN IMMEDIATE (core/models.py); nothing but the inserts inside
+            # A ring group made while the file was checked (a handful of rows to read).
+            taken = group_numbers().intersection(e.number for e in ready)
+            if taken:
+                first = next(e for e in ready if e.number in taken)
+                raise CsvImportError(
+                    f"{name}: row {first.row}: {first.number} became a ring group's number "
+                    "while the file was being checked; nothing was imported")
             cursor = db.cursor()
             for sql, params in statements:
                 cursor.executemany(sql, params)

@@ -157,6 +157,10 @@ class RingGroup(BaseModel):
     ring_time = IntegerField(default=30)
     member_time = IntegerField(default=15)
     fallback = CharField(max_length=64, default="")
+    # Skip a member already in a call (FreePBX's "Skip Busy Agent"; on here, as a
+    # receptionist's group should not ring the desk that is talking). Off: a member
+    # in a call is rung too, its phone's call waiting decides.
+    skip_busy = BooleanField(default=True)
     created_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
 

@@ -376,20 +376,3 @@ class LiveBinding:
     source_port: int
     transport: str
     unreachable: bool = False  # it did not answer sipd's last OPTIONS (sipd/qualifier.py)
-
-
-class Party(NamedTuple):
-    """An extension as a call to it needs it (sipd/b2bua/standin.py)."""
-
-    id: int
-    number: str
-    enabled: bool
-    name: str
-    max_calls: int  # calls it may be in at once, as caller or callee
-
-
-def party(number: str) -> Party | None:
-    row = _conn().execute(
-        "SELECT id, number, enabled, name, max_calls FROM extension WHERE number = ?", (number,)
-    ).fetchone()
-    return Party(row[0], row[1], bool(row[2]), row[3], row[4]) if row else None

@@ -1,5 +1,6 @@
 import logging
 import time
+from collections import defaultdict
 
 from flask import (
     Response,
@@ -22,10 +23,16 @@ from app.calls import bp
 from app.calls.forms import HistoryFilter
 from app.calls.history import Page, csv_lines, filtered, page_number
 from app.filters import can_change, format_duration, format_time, format_utc
+from app.i18n import N_
+from app.names import names_of, numbers_in
 from core import audit, control
-from core.models import Call, Extension, db
+from core.models import Call, CallEvent, db
 
 log = logging.getLogger("panel")
+
+# The routing step's words for why a call was forwarded (sipd/routing/plan.py Event.detail),
+# shown translated where a detail is exactly one of these (app/filters.py `translated`).
+EVENT_DETAILS = (N_("always"), N_("busy"), N_("no answer"), N_("unavailable"))
 
 
 def _filter_form() -> HistoryFilter:
@@ -46,8 +53,35 @@ def history():
         return render_template("calls/history.html", form=form, page=None, filters={}), 400
     page = Page(_filtered(form), page_number(request.args.get("page")),
                 current_app.config["PANEL_PAGE_SIZE"])
+    events = events_by_call([call.id for call in page.rows])
+    names = _names(page.rows) | names_of(number for rows in events.values() for event in rows
+                                         for number in (event.by, event.target))
     return render_template("calls/history.html", form=form, page=page, filters=form.args(),
-                           now=time.time())
+                           events=events, names=names, now=time.time())
+
+
+def events_by_call(call_ids: list[int]) -> dict[int, list[CallEvent]]:
+    """{call id: its forwards, group steps and transfers in order}, in one query."""
+    events: dict[int, list[CallEvent]] = defaultdict(list)
+    if call_ids:
+        query = (CallEvent.select().where(CallEvent.call.in_(call_ids))
+                 .order_by(CallEvent.at, CallEvent.id))
+        for event in query:
+            events[event.call].append(event)
+    return events
+
+
+# An id past SQLite's 64-bit integers would raise OverflowError in the query: a 404.
+@bp.route(f"/<int(max={2**63 - 1}):call_id>")
+@login_required
+def show(call_id: int):
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        abort(404, description=_("There is no such call."))
+    events = events_by_call([call.id])[call.id]
+    names = _names([call]) | names_of(n for event in events for n in (event.by, event.target))
+    return render_template("calls/show.html", call=call, events=events, names=names,
+                           ringing=numbers_in(call.ringing), now=time.time())
 
 
 @bp.route("/export.csv")
@@ -71,13 +105,10 @@ def _live_calls():
 
 
 def _names(calls) -> dict[str, str]:
-    """{number: the panel's name of that extension} for the parties of `calls`."""
-    numbers = {number for call in calls for number in (call.caller, call.callee)}
-    if not numbers:
-        return {}
-    query = Extension.select(Extension.number, Extension.name).where(
-        Extension.number.in_(numbers) & (Extension.name != ""))
-    return {extension.number: extension.name for extension in query}
+    """{number: the panel's name of that extension or ring group} for every number
+    `calls` name: the parties, the group, who rings now and who answered."""
+    return names_of(number for call in calls for number in (
+        call.caller, call.callee, call.via_group, call.answered_by, *numbers_in(call.ringing)))
 
 
 def _party_names(call: Call, names: dict[str, str]) -> tuple[str, str]:
@@ -106,6 +137,12 @@ def _as_json(call: Call, now: float, names: dict[str, str]) -> dict:
         "caller_media": call.caller_media,
         "callee_media": call.callee_media,
         "codec": call.codec,
+        # Routing: the group the call came through, who rings now, who answered.
+        "via_group": call.via_group,
+        "via_group_name": names.get(call.via_group, "") if call.via_group else "",
+        "ringing": [[number, names.get(number, "")] for number in numbers_in(call.ringing)],
+        "answered_by": call.answered_by,
+        "answered_by_name": names.get(call.answered_by, "") if call.answered_by else "",
         "hangup_url": url_for(".hangup", call_id=call.id),
     }
 

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("extensions", __name__, url_prefix="/extensions")
 
-from app.extensions import phone_setup, routes  # noqa: E402, F401  (register the views on bp)
+from app.extensions import forwarding, phone_setup, routes  # noqa: E402, F401  (register the views on bp)

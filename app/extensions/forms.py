@@ -16,32 +16,21 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from app.filters import sentence, translated
+from app.forms import core_rule
 from core.accounts import (
     MAX_CALLS_LIMIT,
-    AccountError,
     check_display_name,
     check_max_calls,
     check_number,
 )
 from core.credentials import password_problem
+from core.forwarding import check_after
 from core.models import Extension
 
 PASSWORD_CHOICES = [
     SelectChoice("generate", _l("Generate a strong password")),
     SelectChoice("set", _l("Set this password:")),
 ]
-
-
-def _core_rule(check):
-    """A WTForms validator from a core check that raises AccountError."""
-
-    def validate(form, field):
-        try:
-            check(field.data)
-        except AccountError as error:
-            raise ValidationError(sentence(translated(error.args[0]))) from None
-
-    return validate
 
 
 class PasswordChoice:
@@ -104,10 +93,10 @@ class SearchForm(FlaskForm):
 
 class ExtensionForm(PasswordChoice, FlaskForm):
     number = StringField(
-        _l("Number"), validators=[InputRequired(), _core_rule(check_number)],
+        _l("Number"), validators=[InputRequired(), core_rule(check_number)],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "placeholder": "1002"},
     )
-    name = StringField(_l("Display name"), validators=[_core_rule(check_display_name)])
+    name = StringField(_l("Display name"), validators=[core_rule(check_display_name)])
     enabled = BooleanField(_l("Enabled"), default=True)
     submit = SubmitField(_l("Create extension"))
 
@@ -121,12 +110,12 @@ class ExtensionForm(PasswordChoice, FlaskForm):
 
 
 class EditForm(FlaskForm):
-    name = StringField(_l("Display name"), validators=[_core_rule(check_display_name)])
+    name = StringField(_l("Display name"), validators=[core_rule(check_display_name)])
     enabled = BooleanField(_l("Enabled"))
     max_calls = IntegerField(
         _l("Calls at once"),
         # Left blank (or not sent): unchanged.
-        validators=[Optional(), _core_rule(check_max_calls)],
+        validators=[Optional(), core_rule(check_max_calls)],
         render_kw={"inputmode": "numeric", "min": 1, "max": MAX_CALLS_LIMIT},
     )
     submit = SubmitField(_l("Save"))
@@ -141,3 +130,30 @@ class PasswordForm(PasswordChoice, FlaskForm):
 
     def number_for_policy(self) -> str:
         return self._number
+
+
+def _destination_field(label):
+    return StringField(
+        label, filters=[lambda v: (v or "").strip()],
+        render_kw={"autocomplete": "off", "placeholder": _l("off")},
+    )
+
+
+class ForwardingForm(FlaskForm):
+    """Where this extension's calls go instead (core/forwarding.py checks each place).
+
+    Each field is a destination as everywhere else (core/destinations.py): an
+    extension or ring group number, or "hangup"; left empty, that forward is off.
+    """
+
+    dnd = BooleanField(_l("Do not disturb"))
+    always = _destination_field(_l("Always forward to"))
+    busy = _destination_field(_l("When busy, forward to"))
+    no_answer = _destination_field(_l("When not answered, forward to"))
+    no_answer_after = IntegerField(
+        _l("Ring for (seconds) before forwarding"),
+        validators=[InputRequired(), core_rule(check_after)], default=20,
+        render_kw={"inputmode": "numeric", "min": 1},
+    )
+    unavailable = _destination_field(_l("When no phone is registered, forward to"))
+    submit = SubmitField(_l("Save"))

@@ -19,6 +19,7 @@ from app.calls.history import Page, page_number
 from app.extensions import bp, diagnosis, phone_setup
 from app.extensions.forms import EditForm, ExtensionForm, PasswordForm, SearchForm
 from app.filters import sentence, translated
+from app.names import leading_to, names_of
 from app.status import (
     extensions_in_order,
     live_bindings_by_extension,
@@ -153,6 +154,8 @@ def show(number: str):
         offered=offered_algorithms(extension.digest_algorithms, _settings().digest_algorithms),
         realm=_settings().realm,
         form=EmptyForm(),
+        names=names_of([extension.forward_always, extension.forward_busy,
+                        extension.forward_no_answer, extension.forward_unavailable]),
         now=now,
     )
 
@@ -238,10 +241,22 @@ def delete(number: str):
     extension = _extension_or_404(number)
     form = EmptyForm()
     if form.validate_on_submit():
-        with db.atomic():
-            delete_extension(extension.number)
-            _audit("delete", extension.number,
-                   f"name {extension.name!r}" if extension.name else "")
-        flash(_("Extension %(number)s deleted.", number=extension.number), "success")
-        return redirect(url_for(".index"))
-    return render_template("extensions/delete.html", form=form, extension=extension)
+        try:
+            with db.atomic():
+                changed = delete_extension(extension.number)
+                _audit("delete", extension.number, "; ".join(filter(None, [
+                    f"name {extension.name!r}" if extension.name else "",
+                    ", ".join(changed)])))
+        except AccountError as error:
+            # The only member of a ring group: the group would ring nobody.
+            form.form_errors.append(sentence(translated(error.args[0])))
+        else:
+            flash(_("Extension %(number)s deleted.", number=extension.number), "success")
+            if changed:
+                flash(_("Changed with it: %(what)s.",
+                        what=", ".join(translated(text) for text in changed)), "info")
+            return redirect(url_for(".index"))
+    forwarders, fallbacks = leading_to(extension.number)
+    return render_template("extensions/delete.html", form=form, extension=extension,
+                           forwarders=[e for e in forwarders if e.id != extension.id],
+                           fallbacks=fallbacks)

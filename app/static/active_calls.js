@@ -40,6 +40,34 @@
     return cell;
   }
 
+  // Under the callee, as the server draws it (_macros.html routing_lines): the ring
+  // group the call came through, the members ringing now, who answered.
+  function routing(cell, call) {
+    if (call.via_group) {
+      if (call.via_group === call.callee) {
+        cell.append(" ", el("span", { class: "tag" }, text("ring group")));
+      } else {
+        cell.append(el("div", { class: "hint via-group" }, `${text("via ring group")} `,
+          ...party(call.via_group, call.via_group_name)));
+      }
+    }
+    if (call.ringing && call.ringing.length) {
+      const line = el("div", { class: "hint ringing" }, `${text("ringing now:")} `);
+      call.ringing.forEach(([number, name], index) => {
+        if (index) {
+          line.append(", ");
+        }
+        line.append(...party(number, name));
+      });
+      cell.append(line);
+    }
+    if (call.answered_by && call.answered_by !== call.callee) {
+      cell.append(el("div", { class: "hint answered-by" }, `${text("answered by")} `,
+        ...party(call.answered_by, call.answered_by_name)));
+    }
+    return cell;
+  }
+
   function row(call) {
     const answered = call.state === "answered";
     const caller = el("td", { "data-label": text("Caller") }, ...party(call.caller, call.caller_name));
@@ -56,7 +84,8 @@
       el("td", { "data-label": text("Started"), class: "nowrap", title: call.started_utc },
         call.started),
       caller,
-      el("td", { "data-label": text("Callee") }, ...party(call.callee, call.callee_name)),
+      routing(el("td", { "data-label": text("Callee") }, ...party(call.callee, call.callee_name)),
+        call),
       el("td", { "data-label": text("State") },
         el("span", { class: `badge ${answered ? "ok" : "warn"}` },
           answered ? text("talking") : text(call.state))),

@@ -21,6 +21,7 @@ STATEMENTS = [
     ' "number" VARCHAR(32) NOT NULL, "name" VARCHAR(100) NOT NULL,'
     ' "strategy" VARCHAR(16) NOT NULL, "ring_time" INTEGER NOT NULL,'
     ' "member_time" INTEGER NOT NULL, "fallback" VARCHAR(64) NOT NULL,'
+    ' "skip_busy" INTEGER NOT NULL DEFAULT 1,'
     ' "created_at" REAL NOT NULL, "updated_at" REAL NOT NULL)',
     'CREATE UNIQUE INDEX "ring_group_number" ON "ring_group" ("number")',
     'CREATE TABLE "ring_group_member" ("id" INTEGER NOT NULL PRIMARY KEY,'

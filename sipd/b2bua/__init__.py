@@ -8,7 +8,8 @@
 - legs.py: the caller's leg (we are its UAS) and the callee legs (we are their UAC).
 - call.py: one call's state; media.py: its audio through the relay;
   stack.py: what every part sends through; scheduler.py: timers on the clock
-  passed in; standin.py: today's routing, until decide() takes its place.
+  passed in.
+The plans come from the routing step (sipd/routing/decide.py).
 """
 
 from sipd.b2bua.calls import Calls

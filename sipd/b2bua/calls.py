@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
+from sipd.apps.features import carry_out
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.executor import Executor
@@ -28,10 +29,10 @@ from sipd.b2bua.legs import CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
 from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
-from sipd.b2bua.standin import standin_route
 from sipd.b2bua.transfer import Transfers
 from sipd.history import History
 from sipd.registrar import Destination, Registrar, Source, clean_text
+from sipd.routing import route_with
 from sipd.routing.plan import Feature, Refuse
 from sipd.sip.dialog import Dialog, new_tag, tag_param
 from sipd.sip.headers import CSeq, NameAddr, Via
@@ -49,9 +50,10 @@ class Calls:
     """The B2BUA. `send(data, Destination)` is the transport's; `respond` is the handler's.
 
     `route(caller, dialled, now, in_calls) -> Step` decides where a call goes
-    (default: ring the extension dialled, standin.py); `features(step) ->
-    (status, phrase)` carries out a feature code; `scheduler` runs the timers
-    (default: on gevent's loop; tests pass a Scheduler on the clock they move).
+    (default: the routing step on the database, sipd/routing/); `features(step)
+    -> (status, phrase)` carries out a feature code (default: sipd/apps/features.py);
+    `scheduler` runs the timers (default: on gevent's loop; tests pass a Scheduler
+    on the clock they move).
     """
 
     def __init__(
@@ -83,11 +85,11 @@ class Calls:
         self.hold_timeout = hold_timeout  # 0: calls held both ways never end for it
         self.clock = clock
         self.history = history or History()
-        self.route = route or standin_route(ring_timeout)
+        self.route = route or route_with(ring_timeout)
         self.stack = Stack(send, respond, local_host, local_port, realm, clock,
                            scheduler if scheduler is not None else LoopScheduler())
         self.media = Media(relay)
-        self.executor = Executor(self, features)
+        self.executor = Executor(self, features if features is not None else carry_out)
         self.bridge = Bridge(self)
         self.transfers = Transfers(self)
         # (Call-ID, our tag) -> the leg whose dialog that is, as §12.2.2 finds it

@@ -105,8 +105,9 @@ class ControlError(Exception):
 
 class RelayServer:
     def __init__(self, control: socket.socket, bind_host: str, low: int, high: int,
-                 own: OwnEndpoints | None = None):
+                 own: OwnEndpoints | None = None, clock=time.monotonic):
         self.control = control
+        self.clock = clock  # passed in: a test sets the relay's time instead of waiting
         self.bind_host = bind_host
         self.pool = PortPool(low, high)
         # Never sent to nor latched onto; the relay's own ports join while bound.
@@ -138,7 +139,7 @@ class RelayServer:
         view = self.view
         buffer = self.buffer
         poll = self.epoll.poll
-        clock = time.monotonic
+        clock = self.clock
         sleep = time.sleep
         coalesce = self.coalesce
         last = clock()

@@ -324,12 +324,28 @@ def callee(target: str, number: str, scenario: str, *, ring_ms: int | None = Non
                local_port=port, rtp_echo=rtp_echo, timeout=timeout, sets=variables, **kwargs)
     run.number = number  # type: ignore[attr-defined]
     run.start()
-    # sipp binds its sockets right after it starts; give it a moment
-    time.sleep(0.3)
+    # Ready once its SIP socket (and, echoing, its media sockets) are bound.
+    ports = [run.local_port] + ([run.media_port, run.media_port + 2] if rtp_echo else [])
+    if not wait_for(lambda: not run.running() or udp_bound(run.process.pid, ports),
+                    timeout=10, interval=0.01):
+        run.stop()
+        raise AssertionError(f"callee sipp did not bind {ports}:\n{run.explain()}")
     if not run.running():
         run.wait()
         raise AssertionError(f"callee sipp exited at start:\n{run.explain()}")
     return run
+
+
+def udp_bound(pid: int, ports: list[int]) -> bool:
+    """Whether every one of `ports` has a UDP socket bound in the network namespace
+    of process `pid` (its /proc/PID/net/udp: also for a sipp run in a namespace
+    of the test's own through `ip netns exec`, which keeps the pid)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    bound = {int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines if line.strip()}
+    return all(port in bound for port in ports)
 
 
 def caller(target: str, number: str, callee_number: str, scenario: str, *,

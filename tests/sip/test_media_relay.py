@@ -6,6 +6,7 @@ Everything here talks to 127.0.0.1 only; every wait has a deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 
 from core.config import load_settings
 from sipd.media import MediaError, PortsExhausted, Relay
+from sipd.media.server import RelayServer
 from sipd.sip.sdp import SessionDescription, rewrite
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -321,21 +324,74 @@ def test_ports_are_released_and_exhaustion_is_a_clear_error(tmp_path):
         relay.stop()
 
 
-def test_dead_media_is_reported(relay):
-    a, b = Phone(), Phone()
-    quiet = call(relay, Phone(), Phone(), "quiet")
-    talking = call(relay, a, b, "talking")
-    deadline = time.monotonic() + 0.8
-    while time.monotonic() < deadline:
-        a.send(talking.leg("A").local_rtp_port, a.rtp())
-        time.sleep(0.02)
-    dead = relay.dead_sessions(timeout=0.5)
-    assert [s.call_id for s in dead] == ["quiet"]
-    time.sleep(0.6)
-    assert {s.call_id for s in relay.dead_sessions(timeout=0.5)} == {"quiet", "talking"}
+class RelayInThread:
+    """The relay's real loop (RelayServer) in a thread of this process, on a clock
+    the test sets, spoken to in its control protocol (one JSON object per line):
+    what depends on how long media has been idle is checked by moving the
+    relay's time, not by waiting for it."""
+
+    def __init__(self, pairs: int = 10):
+        self.now = 1000.0
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        theirs.setblocking(False)
+        low, high = (int(p) for p in port_range(pairs).split("-"))
+        self.server = RelayServer(theirs, LOOPBACK, low, high, clock=lambda: self.now)
+        self.server.coalesce = 0
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.replies = self.sock.makefile("rb")
+        self.count = 0
+
+    def op(self, **request) -> dict:
+        self.count += 1
+        self.sock.sendall(json.dumps({**request, "id": self.count}).encode() + b"\n")
+        reply = json.loads(self.replies.readline())
+        assert reply["ok"] and reply["id"] == self.count, reply
+        return reply
+
+    def call(self, call_id: str, a: Phone, b: Phone) -> dict:
+        opened = self.op(op="open", call_id=call_id)
+        for leg, phone in (("A", a), ("B", b)):
+            self.op(op="remote", session=opened["session"], leg=leg, host=LOOPBACK,
+                    rtp=phone.address[1], rtcp=None)
+        return opened
+
+    def dead(self, timeout: float, hold_timeout: float | None = None) -> list[int]:
+        return self.op(op="dead", timeout=timeout, hold_timeout=hold_timeout)["sessions"]
+
+    def stop(self) -> None:
+        self.replies.close()
+        self.sock.close()  # the relay's end-of-file: its loop ends
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+@pytest.fixture
+def relay_in_thread():
+    relay = RelayInThread()
+    yield relay
+    relay.stop()
+
+
+def test_dead_media_is_reported(relay_in_thread):
+    relay = relay_in_thread
+    a, b, c, d = Phone(), Phone(), Phone(), Phone()
+    quiet = relay.call("quiet", c, d)["session"]
+    talking = relay.call("talking", a, b)
+    relay.now += 0.8
+    a.send(talking["legs"]["A"][0], a.rtp())
+    assert b.receive() is not None  # relayed: the relay has seen it, at its time 0.8
+    assert relay.dead(timeout=0.5) == [quiet]
+    assert relay.dead(timeout=0.9) == []
+    relay.now += 0.5
+    assert sorted(relay.dead(timeout=0.5)) == sorted([quiet, talking["session"]])
     # On hold, the hold timeout applies (None: never reported).
-    relay.set_direction(quiet, "A", "sendonly")
-    assert {s.call_id for s in relay.dead_sessions(timeout=0.5)} == {"talking"}
+    relay.op(op="direction", session=quiet, leg="A", direction="sendonly")
+    assert relay.dead(timeout=0.5) == [talking["session"]]
+    assert sorted(relay.dead(timeout=0.5, hold_timeout=1.2)) == sorted(
+        [quiet, talking["session"]])
+    for phone in (a, b, c, d):
+        phone.close()
 
 
 def test_a_crashed_relay_is_restarted_and_its_calls_reported(relay):

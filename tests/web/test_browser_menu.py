@@ -26,11 +26,11 @@ from core.models import db
 chromium = test_browser.chromium
 browser = test_browser.browser
 
-PAGES = ["/", "/extensions/", "/calls/active", "/calls/", "/security/bans", "/security/audit",
-         "/settings/"]
+PAGES = ["/", "/extensions/", "/groups/", "/calls/active", "/calls/", "/security/bans",
+         "/security/audit", "/settings/"]
 # Every entry, whatever else is added later (each must be in sight too).
-SECTIONS = ["Dashboard", "Extensions", "Registrations", "Live calls", "Call history",
-            "Failed logins", "Bans", "Audit log", "Settings"]
+SECTIONS = ["Dashboard", "Extensions", "Ring groups", "Registrations", "Live calls",
+            "Call history", "Failed logins", "Bans", "Audit log", "Settings"]
 
 # For each menu link: its text, its box, and whether the point at its middle is the
 # link itself (not covered, not clipped away by a scrolling parent).

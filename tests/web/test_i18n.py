@@ -14,7 +14,9 @@ import pytest
 from panel_testing import ADMIN, VIEWER
 
 from core import accounts
-from core.models import Admin
+from core.forwarding import set_dnd, set_forward
+from core.groups import create_group
+from core.models import Admin, CallEvent
 from tools import catalogues
 
 # Every page an admin can GET, with rows behind it (see `populated`).
@@ -23,7 +25,8 @@ PAGES = [
     "/extensions/1002", "/extensions/1002/edit", "/extensions/1002/password",
     "/extensions/1002/delete", "/account", "/registrations/", "/calls/", "/calls/active",
     "/security/failures", "/security/bans", "/security/audit", "/settings/", "/admins/",
-    "/admins/new",
+    "/admins/new", "/groups/", "/groups/new", "/groups/600", "/groups/600/edit",
+    "/groups/600/delete", "/extensions/1002/forwarding", "/calls/1", "/calls/2",
 ]
 # No page may keep English text in Uzbek or Russian.
 TRANSLATED = PAGES
@@ -76,6 +79,16 @@ def populated(rows):
                  source_host="198.51.100.20", user_agent="baresip v1.0.0 (x86_64/Linux)", times=2)
     rows.call("1002", "1003")
     rows.call("1002", "1003", live=True)
+    # A group, forwards and DND, and calls through them: every routing word on the pages.
+    create_group("600", "Sales", ["1003", "1002"], strategy="hunt", fallback="hangup")
+    set_forward("1002", "busy", "600")
+    set_forward("1002", "no_answer", "1003", after=25)
+    set_dnd("1002", True)
+    call = rows.call("1002", "1003", via_group="600", answered_by="1002")
+    CallEvent.create(call=call.id, at=time.time(), kind="forwarded", by="1003", target="600",
+                     detail="busy")
+    rows.call("1002", "600", live=True, state="ringing", answered_at=None, via_group="600",
+              ringing="1003,1002")
     return extension
 
 

@@ -1,0 +1,1 @@
+"""What the PBX itself answers: feature codes now; voicemail, IVR and music on hold later."""

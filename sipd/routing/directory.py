@@ -1,0 +1,232 @@
+"""What the routing step knows about the targets of a call (sipd/routing/decide.py).
+
+`decide` asks a `Directory` and nothing else: the settings of an extension or
+a ring group, whether an extension's phones can be rung now, and how many calls
+it is in. `StoreDirectory` answers from the database (a few statements per
+call, each result kept for the rest of that call's decision) and the B2BUA's
+own count of live calls; `TableDirectory` answers from plain dicts, for the
+table tests (tests/unit/test_routing.py). Neither writes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ExtensionView:
+    """An extension's routing settings (core/models.py Extension; forwards as
+    core/destinations.py names them, "" for none)."""
+
+    number: str
+    name: str = ""
+    enabled: bool = True
+    dnd: bool = False
+    forward_always: str = ""
+    forward_busy: str = ""
+    forward_no_answer: str = ""
+    forward_no_answer_after: int = 20  # seconds of ringing before forward_no_answer
+    forward_unavailable: str = ""
+    max_calls: int = 4
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """A ring group (core/models.py RingGroup), its members in hunt order."""
+
+    number: str
+    name: str = ""
+    strategy: str = "ringall"  # ringall | hunt
+    ring_time: int = 30
+    member_time: int = 15
+    members: tuple[str, ...] = ()
+    fallback: str = ""
+    # A member already in a call is skipped (core/models.py RingGroup.skip_busy); off,
+    # it is rung too unless at its call limit, and its phone's call waiting decides.
+    skip_busy: bool = True
+
+
+class Directory(Protocol):
+    def extension(self, number: str) -> ExtensionView | None:
+        """The extension `number`, or None."""
+
+    def group(self, number: str) -> GroupView | None:
+        """The ring group `number`, or None."""
+
+    def reachable(self, number: str) -> bool:
+        """Whether the extension has a live binding not marked unreachable
+        (sipd/qualifier.py): something a call can ring now."""
+
+    def registered(self, number: str) -> bool:
+        """Whether it has a live binding at all (to say why a call could not ring it:
+        not registered, or its phones do not answer)."""
+
+    def in_calls(self, number: str) -> int:
+        """How many live calls the extension is in, as caller or callee."""
+
+
+# -- from the database -------------------------------------------------------------------
+
+_EXTENSION_COLUMNS = (
+    "e.number, e.name, e.enabled, e.dnd, e.forward_always, e.forward_busy,"
+    " e.forward_no_answer, e.forward_no_answer_after, e.forward_unavailable, e.max_calls,"
+    " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?),"
+    " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?"
+    "  AND b.unreachable_since IS NULL)"
+)
+_WIDTH = 12  # the columns above
+
+
+def _view(row) -> tuple[ExtensionView, int, int]:
+    """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS."""
+    view = ExtensionView(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5], row[6],
+                         int(row[7]), row[8], int(row[9]))
+    return view, int(row[10]), int(row[11])
+
+
+class StoreDirectory:
+    """The database as it is at `now`, read on sipd's shared connection.
+
+    A direct call costs one statement (the extension with its bindings counted);
+    a ring group one more (the group, its members and theirs, in one statement);
+    each forward target one more. Reads need no transaction (WAL) and never wait
+    for the write lock. `in_calls`: the B2BUA's count (no database read).
+    """
+
+    def __init__(self, now: float, in_calls: Callable[[str], int], conn=None):
+        self.now = now
+        self._in_calls = in_calls
+        self._conn = conn
+        self._extensions: dict[str, tuple[ExtensionView, int, int] | None] = {}
+        self._groups: dict[str, GroupView | None] = {}
+
+    def _connection(self):
+        if self._conn is not None:
+            return self._conn
+        from core.models import db  # noqa: PLC0415 - TableDirectory needs no database
+
+        return db.connection()
+
+    def _extension(self, number: str) -> tuple[ExtensionView, int, int] | None:
+        if number not in self._extensions:
+            row = self._connection().execute(
+                f"SELECT {_EXTENSION_COLUMNS} FROM extension e WHERE e.number = ?",
+                (self.now, self.now, number),
+            ).fetchone()
+            self._extensions[number] = _view(row) if row else None
+        return self._extensions[number]
+
+    def preload(self, *numbers: str) -> None:
+        """Read these extensions in one statement (the B2BUA: the caller, whose name and
+        call limit it needs, with the number dialled), so that the call costs no more
+        statements than before routing."""
+        wanted = sorted({n for n in numbers if n and n not in self._extensions})
+        if not wanted:
+            return
+        rows = self._connection().execute(
+            f"SELECT {_EXTENSION_COLUMNS} FROM extension e"
+            f" WHERE e.number IN ({', '.join('?' * len(wanted))})",
+            (self.now, self.now, *wanted),
+        ).fetchall()
+        for number in wanted:
+            self._extensions[number] = None
+        for row in rows:
+            view = _view(row)
+            self._extensions[view[0].number] = view
+
+    def extension(self, number: str) -> ExtensionView | None:
+        found = self._extension(number)
+        return found[0] if found else None
+
+    def group(self, number: str) -> GroupView | None:
+        if number not in self._groups:
+            rows = self._connection().execute(
+                "SELECT g.number, g.name, g.strategy, g.ring_time, g.member_time, g.fallback,"
+                f" g.skip_busy, {_EXTENSION_COLUMNS}"
+                " FROM ring_group g"
+                " LEFT JOIN ring_group_member m ON m.group_id = g.id"
+                " LEFT JOIN extension e ON e.id = m.extension_id"
+                " WHERE g.number = ? ORDER BY m.position, m.id",
+                (self.now, self.now, number),
+            ).fetchall()
+            if not rows:
+                self._groups[number] = None
+            else:
+                members = []
+                for row in rows:
+                    if row[7] is None:  # a group without members
+                        continue
+                    member = _view(row[7:7 + _WIDTH])
+                    self._extensions.setdefault(member[0].number, member)
+                    members.append(member[0].number)
+                g = rows[0]
+                self._groups[number] = GroupView(g[0], g[1], g[2], int(g[3]), int(g[4]),
+                                                 tuple(members), g[5], bool(g[6]))
+        return self._groups[number]
+
+    def reachable(self, number: str) -> bool:
+        found = self._extension(number)
+        return bool(found and found[2])
+
+    def registered(self, number: str) -> bool:
+        found = self._extension(number)
+        return bool(found and found[1])
+
+    def in_calls(self, number: str) -> int:
+        return self._in_calls(number)
+
+
+# -- from plain dicts, for tests ---------------------------------------------------------
+
+PHONES = ("up", "unreachable", "none")  # registered and answering | not answering | none
+_EXTENSION_FIELDS = {f.name for f in fields(ExtensionView)}
+_GROUP_FIELDS = {f.name for f in fields(GroupView)}
+
+
+class TableDirectory:
+    """A directory from dicts: {"1001": {"dnd": True, "phones": "none", "calls": 1}}
+    for extensions (ExtensionView's fields, plus `phones`, one of PHONES, "up" by
+    default, and `calls`, the calls it is in) and {"600": {"name": "Sales",
+    "members": ["1001", "1002"]}} for groups (GroupView's fields)."""
+
+    def __init__(self, extensions: Mapping[str, Mapping] | None = None,
+                 groups: Mapping[str, Mapping] | None = None):
+        self.extensions: dict[str, ExtensionView] = {}
+        self.phones: dict[str, str] = {}
+        self.calls: dict[str, int] = {}
+        for number, settings in (extensions or {}).items():
+            settings = dict(settings)
+            phones = settings.pop("phones", "up")
+            if phones not in PHONES:
+                raise ValueError(f"{number}: phones must be one of {PHONES}, got {phones!r}")
+            self.phones[number] = phones
+            self.calls[number] = settings.pop("calls", 0)
+            unknown = set(settings) - _EXTENSION_FIELDS
+            if unknown:
+                raise ValueError(f"{number}: unknown settings {sorted(unknown)}")
+            self.extensions[number] = ExtensionView(number, **settings)
+        self.groups: dict[str, GroupView] = {}
+        for number, settings in (groups or {}).items():
+            settings = dict(settings)
+            unknown = set(settings) - _GROUP_FIELDS
+            if unknown:
+                raise ValueError(f"group {number}: unknown settings {sorted(unknown)}")
+            settings["members"] = tuple(settings.get("members", ()))
+            self.groups[number] = GroupView(number, **settings)
+
+    def extension(self, number: str) -> ExtensionView | None:
+        return self.extensions.get(number)
+
+    def group(self, number: str) -> GroupView | None:
+        return self.groups.get(number)
+
+    def reachable(self, number: str) -> bool:
+        return number in self.extensions and self.phones[number] == "up"
+
+    def registered(self, number: str) -> bool:
+        return number in self.extensions and self.phones[number] != "none"
+
+    def in_calls(self, number: str) -> int:
+        return self.calls.get(number, 0)
