@@ -84,8 +84,8 @@ def identity(leg) -> tuple[str, str]:
         number = NameAddr.parse(leg.invite.headers.get("From")).uri.user or ""
     else:
         number = leg.extension
-    party = store.party(number) if number else None
-    return number, (party.name if party else "")
+    extension = store.extension(number) if number else None
+    return number, (extension.name if extension else "")
 
 
 def asserted(number: str, name: str, realm: str) -> str:
