@@ -658,6 +658,7 @@ class BlindTransfer(Transfer):
             self.release()
             if ringing is not None and ringing.phase is not Phase.ENDED:
                 self.owner.hangup(ringing, "the call being transferred ended")
+            self.forget()
 
 
 def _reoffered(owner, call: Call, leg, answer) -> None:
@@ -801,7 +802,7 @@ class AttendedTransfer(Transfer):
     def call_ended(self, call: Call) -> None:
         if not self.joined and not self.over:
             # One of the two calls ended before the target took the new session:
-            # what it answers is dropped (target_answered sees the call ended).
+            # what it answers is dropped (target_answered sees it is over).
             self.notify(487, "Request Terminated")
-            self.over = True
             self.release()
+            self.forget()

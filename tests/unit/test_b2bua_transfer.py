@@ -550,3 +550,22 @@ def test_transferred_calls_are_freed_without_the_cyclic_collector(pbx, phones):
         assert blind() is None
     finally:
         gc.enable()
+
+
+def test_a_blind_transfer_goes_through_the_routing_step(pbx, phones):
+    """The Refer-To's number is dialled as any other: here a ring group, whose
+    member is shown who calls and through which group."""
+    from core import groups
+
+    groups.create_group("600", "Sales", ["1003"])
+    alice, bob, carol = phones
+    to_bob = talking(pbx, alice, bob, "x1")
+    bob.refer(to_bob, "sip:600@127.0.0.1")
+    (invite,) = carol.got("INVITE")
+    assert re.search(rb'\r\nFrom: "1001 via Sales" <sip:1001@pbx.test>;tag=', invite), invite
+    carol.answer(invite, "200 OK", sdp("1003"))
+    alice.ok(alice.got("INVITE")[-1], sdp("1001"))
+    joined = pbx.rows()[1]
+    assert (joined["callee"], joined["via_group"], joined["answered_by"]) == (
+        "600", "600", "1003")
+    assert [n[0] for n in notifies(bob)] == [100, 200]
