@@ -569,3 +569,31 @@ def test_a_blind_transfer_goes_through_the_routing_step(pbx, phones):
     assert (joined["callee"], joined["via_group"], joined["answered_by"]) == (
         "600", "600", "1003")
     assert [n[0] for n in notifies(bob)] == [100, 200]
+
+
+def test_our_reinvite_crossing_the_phones_is_sent_again(pbx, phones):
+    """RFC 3261 §14.1: a 491 to our re-INVITE, and it goes again after a random wait
+    (0-2 s: 1001 began its dialog)."""
+    alice, bob, carol = phones
+    to_bob = talking(pbx, alice, bob, "x1")
+    bob.refer(to_bob, "sip:1003@127.0.0.1")
+    carol.answer(carol.got("INVITE")[-1], "200 OK", sdp("1003"))
+    (first,) = alice.got("INVITE")
+    alice._send(answer(first, "491 Request Pending", contact=alice.source, user="1001"))
+    pbx.advance(2.0)
+    again = alice.got("INVITE")[1:]
+    assert len(again) == 1 and b"a=tool:phone-1003" in again[0]
+    alice.ok(again[0], sdp("1001"))
+    assert len(pbx.calls.calls) == 2 and alice.got("BYE") == []
+
+
+def test_the_remaining_party_refusing_the_new_media_ends_the_new_call(pbx, phones):
+    alice, bob, carol = phones
+    to_bob = talking(pbx, alice, bob, "x1")
+    bob.refer(to_bob, "sip:1003@127.0.0.1")
+    carol.answer(carol.got("INVITE")[-1], "200 OK", sdp("1003"))
+    (reinvite,) = alice.got("INVITE")
+    alice._send(answer(reinvite, "488 Not Acceptable Here", contact=alice.source, user="1001"))
+    assert len(alice.got("BYE")) == 1 and len(carol.got("BYE")) == 1
+    transferred = pbx.rows()[1]
+    assert transferred["reason"] == "transferred party refused the new media (488)"
