@@ -5,6 +5,8 @@
 - executor.py: a plan (sipd/routing/plan.py) from step to step while the caller waits.
 - forking.py: the branches of one Ring step; the first 2xx wins.
 - bridge.py: the answered call: re-INVITE, UPDATE, INFO, glare, hold.
+- transfer.py: REFER, consumed here: blind and attended transfer (RFC 3515, 3891);
+  reoffer.py: our own re-INVITE to a phone (a transfer moves its audio with it).
 - legs.py: the caller's leg (we are its UAS) and the callee legs (we are their UAC).
 - call.py: one call's state; media.py: its audio through the relay;
   stack.py: what every part sends through; scheduler.py: timers on the clock
