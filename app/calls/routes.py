@@ -22,7 +22,7 @@ from app.auth.forms import EmptyForm
 from app.calls import bp
 from app.calls.forms import HistoryFilter
 from app.calls.history import Page, csv_lines, filtered, page_number
-from app.filters import can_change, format_duration, format_time, format_utc
+from app.filters import can_change, format_duration, format_time, format_utc, translated
 from app.i18n import N_
 from app.names import names_of, numbers_in
 from core import audit, control
@@ -101,14 +101,27 @@ def export():
 
 
 def _live_calls():
-    return list(Call.active())
+    """The live calls, each with `transfers`: its transfers as they happen (the
+    call_event rows sipd writes when a REFER moves a party, sipd/b2bua/transfer.py)."""
+    calls = list(Call.active())
+    transfers = defaultdict(list)
+    if calls:
+        for event in (CallEvent.select()
+                      .where(CallEvent.call.in_([c.id for c in calls]),
+                             CallEvent.kind == "transferred")
+                      .order_by(CallEvent.id)):
+            transfers[event.call].append(event)
+    for call in calls:
+        call.transfers = transfers.get(call.id, [])
+    return calls
 
 
 def _names(calls) -> dict[str, str]:
     """{number: the panel's name of that extension or ring group} for every number
     `calls` name: the parties, the group, who rings now and who answered."""
     return names_of(number for call in calls for number in (
-        call.caller, call.callee, call.via_group, call.answered_by, *numbers_in(call.ringing)))
+        call.caller, call.callee, call.via_group, call.answered_by, *numbers_in(call.ringing),
+        *(n for e in getattr(call, "transfers", ()) for n in (e.by, e.target))))
 
 
 def _party_names(call: Call, names: dict[str, str]) -> tuple[str, str]:
@@ -143,6 +156,8 @@ def _as_json(call: Call, now: float, names: dict[str, str]) -> dict:
         "ringing": [[number, names.get(number, "")] for number in numbers_in(call.ringing)],
         "answered_by": call.answered_by,
         "answered_by_name": names.get(call.answered_by, "") if call.answered_by else "",
+        "transfers": [[e.by, names.get(e.by, ""), e.target, names.get(e.target, ""),
+                       translated(e.detail)] for e in getattr(call, "transfers", ())],
         "hangup_url": url_for(".hangup", call_id=call.id),
     }
 

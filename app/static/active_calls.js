@@ -65,6 +65,14 @@
       cell.append(el("div", { class: "hint answered-by" }, `${text("answered by")} `,
         ...party(call.answered_by, call.answered_by_name)));
     }
+    (call.transfers || []).forEach(([by, byName, target, targetName, detail]) => {
+      const line = el("div", { class: "hint transferred" }, `${text("transferred by")} `,
+        ...party(by, byName), " → ", ...party(target, targetName));
+      if (detail) {
+        line.append(" ", el("span", { class: "muted" }, `(${detail})`));
+      }
+      cell.append(line);
+    });
     return cell;
   }
 

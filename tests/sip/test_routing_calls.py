@@ -126,6 +126,29 @@ def test_dnd_and_unregistered_members_are_skipped(server):
     ]
 
 
+def test_a_member_in_a_call_is_skipped(server):
+    from core.groups import create_group
+
+    configure(server, lambda: create_group("600", "Sales", ["1002", "1004"]))
+    # 1002 talks to 1005 first ...
+    busy = ck.callee(server.address, "1002", "callee_answer.xml", ring_ms=100)
+    talking = ck.caller(server.address, "1005", "1002", "caller_call.xml", duration_ms=6000)
+    assert ck.wait_for(lambda: [r for r in server.calls() if r["state"] == "answered"],
+                       timeout=10), server.calls()
+    # ... so a call to the group rings only 1004
+    answering = ck.callee(server.address, "1004", "callee_answer.xml", ring_ms=200)
+    caller = ck.caller(server.address, "1001", "600", "caller_call.xml", duration_ms=300)
+    ck.finish(caller, answering, talking, busy, server=server)
+    assert busy.requests() == ["INVITE", "ACK", "BYE"], busy.flow()  # its one call only
+    group_call = ck.wait_for(lambda: [r for r in server.calls() if r["callee"] == "600"
+                                      and r["ended_at"] is not None], timeout=10)[0]
+    assert group_call["answered_by"] == "1004", group_call
+    assert events(server, group_call["id"]) == [
+        ("group", "1002", "600", "skipped: in a call"),
+        ("group", "600", "1004", "ringall 1004"),
+    ]
+
+
 @pytest.mark.parametrize("kind", ["always", "busy", "no_answer", "unavailable"])
 def test_each_kind_of_forward(server, kind):
     from core.forwarding import set_forward

@@ -162,3 +162,17 @@ def test_a_viewer_may_look_at_a_call(client, auth, routed):
     call, _ = routed
     auth.login_viewer()
     assert client.get(f"/calls/{call.id}").status_code == 200
+
+
+def test_a_transfer_shows_on_the_live_call_as_it_happens(admin_client, office, rows):
+    # A blind transfer's new call (sipd/b2bua/transfer.py): 1002 put 1001 through to 1003.
+    call = rows.call("1001", "1003", live=True, state="ringing", answered_at=None,
+                     started_at=time.time() - 2)
+    CallEvent.create(call=call.id, at=time.time(), kind="transferred", by="1002",
+                     target="1003", detail="blind from call 7")
+    page = admin_client.get("/calls/active").data.decode()
+    callee = cell(page, f"live-{call.id}", "Callee")
+    assert "transferred by 1002 Bob → 1003 Carol (blind from call 7)" in callee, callee
+    shown = admin_client.get("/calls/active.json").get_json()["calls"]
+    assert [c["transfers"] for c in shown if c["id"] == call.id] == [
+        [["1002", "Bob", "1003", "Carol", "blind from call 7"]]]
