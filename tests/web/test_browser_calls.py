@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,13 @@ def screenshots(tmp_path) -> Path:
     return directory
 
 
-@pytest.fixture
-def pbx(tmp_path):
-    """(sipd, panel) on the same database; the panel hangs up through sipd's socket."""
+@contextmanager
+def sipd_and_panel(tmp_path, numbers=("1001", "1002"), **env):
+    """(sipd, panel) on the same database, the admin made with core.accounts; the panel
+    hangs up through sipd's control socket."""
     # A short directory of its own: a Unix socket's path has ~100 bytes at most.
     run_dir = Path(tempfile.mkdtemp(prefix="pbx-run-"))
-    server = ck.SipdServer(tmp_path, numbers=("1001", "1002"), PBX_RUN_DIR=str(run_dir),
-                           PBX_RING_TIMEOUT="10")
+    server = ck.SipdServer(tmp_path, numbers=numbers, PBX_RUN_DIR=str(run_dir), **env)
     connect(load_settings({"PBX_DB": str(server.db_path), "PBX_REALM": ck.REALM}))
     create_admin(*ADMIN)
     db.close()
@@ -78,6 +79,12 @@ def pbx(tmp_path):
         (tmp_path / "sipd.log").write_text(server.log())
         shutil.rmtree(server.daemon.run_dir, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pbx(tmp_path):
+    with sipd_and_panel(tmp_path, PBX_RING_TIMEOUT="10") as both:
+        yield both
 
 
 def live_rows(driver) -> list[dict]:

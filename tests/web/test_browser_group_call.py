@@ -13,20 +13,11 @@ failure, never a skip.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 import test_browser
-from panel_testing import ADMIN, PanelProcess, free_tcp_port
 from test_browser import assert_no_console_errors, click_and_load, log_in, save_screenshot
-from test_browser_calls import history_row, live_rows, wait_until
+from test_browser_calls import history_row, live_rows, sipd_and_panel, wait_until
 
-from core.accounts import create_admin
-from core.config import load_settings
-from core.database import connect
-from core.models import db
 from tests.sip import callkit as ck
 
 chromium = test_browser.chromium
@@ -41,25 +32,8 @@ def _logs_in_tmp_path(tmp_path, monkeypatch):
 
 @pytest.fixture
 def pbx(tmp_path):
-    run_dir = Path(tempfile.mkdtemp(prefix="pbx-run-"))
-    server = ck.SipdServer(tmp_path, numbers=("1001", "1002", "1003"),
-                           PBX_RUN_DIR=str(run_dir), PBX_RING_TIMEOUT="20")
-    connect(load_settings({"PBX_DB": str(server.db_path), "PBX_REALM": ck.REALM}))
-    create_admin(*ADMIN)
-    db.close()
-    server.start()
-    panel = None
-    try:
-        panel = PanelProcess(server.db_path, tmp_path, free_tcp_port(),
-                             PBX_CONTROL_SOCKET=str(run_dir / "sipd.sock")).start()
-        yield server, panel
-    finally:
-        if panel is not None:
-            assert panel.stop() == 0, panel.log()
-        server.stop()
-        (tmp_path / "sipd.log").write_text(server.log())
-        shutil.rmtree(server.daemon.run_dir, ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with sipd_and_panel(tmp_path, ("1001", "1002", "1003"), PBX_RING_TIMEOUT="20") as both:
+        yield both
 
 
 def test_a_group_made_in_the_panel_rings_its_members_on_the_live_page(browser, pbx,
