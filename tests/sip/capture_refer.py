@@ -19,7 +19,6 @@ import re
 import socket
 import sys
 import threading
-import time
 from pathlib import Path
 
 from sipd.sip import refer as referlib
@@ -43,6 +42,7 @@ class StandInPbx:
         self.port = self.sock.getsockname()[1]
         self.address = f"{LOOPBACK}:{self.port}"
         self.refers: list[bytes] = []
+        self.registers = 0  # REGISTERs answered
         self.invites: list[Request] = []
         self._tags: dict[str, str] = {}  # Call-ID -> our To tag
         self._stop = False
@@ -96,6 +96,7 @@ class StandInPbx:
             contact = request.headers.get("Contact") or ""
             self._answer(request, source, 200, [("Contact", contact), ("Expires", "300")]
                          if contact else [])
+            self.registers += 1
             return
         if method == "INVITE":
             self.invites.append(request)
@@ -129,12 +130,13 @@ class StandInPbx:
         self._send(referlib.notify(dialog, via, self._contact(), 200), source)
 
     def wait_refer(self, timeout: float = 15) -> bytes:
-        deadline = time.monotonic() + timeout
-        while not self.refers:
-            if time.monotonic() > deadline:
-                raise AssertionError("no REFER reached the stand-in PBX")
-            time.sleep(0.1)
+        if not ck.wait_for(lambda: self.refers, timeout):
+            raise AssertionError("no REFER reached the stand-in PBX")
         return self.refers[0]
+
+    def wait_registered(self, timeout: float = 15) -> None:
+        if not ck.wait_for(lambda: self.registers, timeout):
+            raise AssertionError("no REGISTER reached the stand-in PBX")
 
 
 def version_of(refer: bytes) -> str:
@@ -149,7 +151,7 @@ def capture_baresip(pbx: StandInPbx) -> tuple[bytes, str]:
                     f"{LOOPBACK}:{ck.free_ports()}", 440.0, ctrl_port=ck.free_ports())
     phone.start()
     try:
-        time.sleep(1)  # its REGISTER answered
+        pbx.wait_registered()
         phone.command("dial", f"sip:1002@{pbx.address}")
         phone.wait_event("CALL_ESTABLISHED", 15)
         phone.command("transfer", f"sip:1003@{pbx.address}")

@@ -63,7 +63,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sip.callkit import free_ports, workdir
+from tests.sip.callkit import free_ports, wait_for, workdir
 from tests.sip.softphone import write_tone
 from tests.support import LOOPBACK, require_tool
 
@@ -270,7 +270,7 @@ class Linphone:
         return any(line.startswith("registered, identity=") for line in lines)
 
     def wait_registered(self, timeout: float = 15) -> None:
-        self._until(self.registered, f"registered as {self.number}", timeout)
+        self.until(self.registered, f"registered as {self.number}", timeout)
 
     def uri(self, number: str) -> str:
         """What this phone dials for `number`: sip:NUMBER@ its registrar."""
@@ -355,7 +355,7 @@ class Linphone:
                 seen.append(state)
             return state in states
 
-        self._until(reached, f"call {call_id} in {states} (saw {seen})", timeout)
+        self.until(reached, f"call {call_id} in {states} (saw {seen})", timeout)
         return seen[-1]
 
     def sent(self, method: str) -> list[str]:
@@ -370,15 +370,11 @@ class Linphone:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _until(self, condition, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if condition():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"linphone {self.name}: not {what} within {timeout} s\n"
-                                     f"{self.story()}")
-            time.sleep(0.2)
+    def until(self, condition, what: str, timeout: float) -> None:
+        """condition() within `timeout` seconds, or an AssertionError with the story."""
+        if not wait_for(condition, timeout, 0.2):
+            raise AssertionError(f"linphone {self.name}: not {what} within {timeout} s\n"
+                                 f"{self.story()}")
 
     def _expect_ok(self, lines: list[str]) -> None:
         refused = [line for line in lines if re.search(

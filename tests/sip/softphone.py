@@ -280,6 +280,34 @@ class Baresip:
         """sndfile's dumps: kind "dec" (what it heard) or "enc" (what it sent)."""
         return sorted(self.dir.glob(f"dump-*-{kind}.wav"))
 
+    def heard_seconds(self) -> float:
+        """Seconds of audio in the stream's recording of what it hears, as written so
+        far (sndfile writes each frame as it comes; the WAV header's sizes only at
+        the end, so the file's size is what counts)."""
+        found = self.recordings("dec")
+        if not found:
+            return 0.0
+        try:
+            with found[-1].open("rb") as f:
+                header = f.read(44)
+            size = found[-1].stat().st_size
+        except OSError:
+            return 0.0
+        if len(header) < 44:
+            return 0.0
+        channels, rate = struct.unpack_from("<HI", header, 22)
+        bits = struct.unpack_from("<H", header, 34)[0]
+        return max(0, size - 44) / (rate * channels * bits // 8 or 1)
+
+    def wait_heard(self, seconds: float, timeout: float) -> None:
+        """Until the current stream's recording holds `seconds` of audio: the call
+        has really carried that much sound to this phone (no fixed talk time)."""
+        from tests.sip.callkit import wait_for
+
+        if not wait_for(lambda: self.heard_seconds() >= seconds, timeout, 0.05):
+            raise AssertionError(f"{self.name}: heard {self.heard_seconds():.1f} s, not "
+                                 f"{seconds} s within {timeout} s\n{self.log()[-3000:]}")
+
 
 # --- a NAT router made of namespaces --------------------------------------------------------
 

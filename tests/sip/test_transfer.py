@@ -174,13 +174,16 @@ def test_blind_transfer_with_baresips_transfer_command(server, phones):
     alice.command("dial", f"sip:1002@{host}:{port}")
     wait_events(alice, "CALL_ESTABLISHED", 1)
     wait_events(bob, "CALL_ESTABLISHED", 1)
-    time.sleep(2)  # they talk
+    alice.wait_heard(2, 15)  # they talk
     bob.command("transfer", "1003")  # baresip completes it: sip:1003@<its registrar>
     wait_events(carol, "CALL_ESTABLISHED", 1)
     # baresip ends its call on the NOTIFY's "SIP/2.0 200 OK" ("Call transfered")
     closed = wait_events(bob, "CALL_CLOSED", 1)
     assert "transfer" in str(closed[0].get("param", "")).lower(), closed
-    time.sleep(TALK_SECONDS)
+    # The new pair talks until each has heard TALK_SECONDS of the other (carol's call
+    # is new; alice's stream, re-INVITEd onto the new pair, restarted its recording).
+    carol.wait_heard(TALK_SECONDS, TALK_SECONDS + 10)
+    alice.wait_heard(TALK_SECONDS, TALK_SECONDS + 10)
     alice.command("hangup")
     wait_events(alice, "CALL_CLOSED", 1)
     wait_events(carol, "CALL_CLOSED", 1)
@@ -246,6 +249,8 @@ def test_blind_transfer_to_a_busy_number_leaves_the_call_up(tmp_path, phones):
         if bob.state(call) != TALKING:
             bob.resume(call)
             bob.wait_state(call, TALKING)
+        # A talk time, not a wait for an event: after a hold re-INVITE baresip 1.0
+        # records nothing it hears and linphone writes its recording at the end.
         time.sleep(TALK_SECONDS)
         assert not [e for e in alice.events if e.get("type") == "CALL_CLOSED"]
         alice.command("hangup")
@@ -288,7 +293,10 @@ def test_attended_transfer_with_linphone(server, phones, tmp_path):
     bob.answer(held)
     alice.wait_state(call, TALKING)
     bob.wait_state(held, TALKING)
-    time.sleep(1.5)  # alice and bob talk
+    # they talk: until sipd's relay has latched both phones' audio (the call's row)
+    assert ck.wait_for(lambda: [r for r in server.calls() if r["ended_at"] is None
+                                and r["caller_media"] and r["callee_media"]], 10), (
+        story(server, alice, bob))
     bob.hold(held)
     bob.wait_state(held, "Paused")
     alice.wait_state(call, "PausedByRemote")
@@ -297,13 +305,16 @@ def test_attended_transfer_with_linphone(server, phones, tmp_path):
     wait_events(carol, "CALL_ESTABLISHED", 1)
     # baresip's sndfile names its recordings by the second: sipd's re-INVITE within
     # the second of the call's start would begin a recording of the same name
-    time.sleep(1.5)  # bob and carol talk
+    carol.wait_heard(1.5, 15)  # bob and carol talk
     after = alice.record_to(tmp_path / "alice-after-transfer.wav")  # its next stream
     bob.transfer_to_call(held, consulted)
     # linphone ends both its calls once told "200 OK" (or sipd BYEs them)
-    bob._until(lambda: not bob.calls(), "without calls", 15)
+    bob.until(lambda: not bob.calls(), "without calls", 15)
     alice.wait_state(call, TALKING)
-    time.sleep(TALK_SECONDS)
+    # carol's stream, re-INVITEd onto alice, restarted its recording: until it has
+    # TALK_SECONDS of alice (alice's own recording is written only when it stops).
+    ck.wait_for(lambda: len(carol.recordings("dec")) >= 2, 10)
+    carol.wait_heard(TALK_SECONDS, TALK_SECONDS + 10)
     alice.hangup(call)
     alice.wait_state(call, None)
     wait_events(carol, "CALL_CLOSED", 1)
