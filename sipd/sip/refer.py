@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from sipd.sip import abnf
 from sipd.sip.dialog import Dialog
 from sipd.sip.headers import NameAddr, format_params, parse_params
-from sipd.sip.message import REASONS, ParseError, Request, canonical_name
+from sipd.sip.message import REASONS, ParseError, Request, canonical_name, split_list
 
 SIPFRAG = "message/sipfrag;version=2.0"  # RFC 3515 §2.4.5, RFC 3420 §2
 
@@ -241,7 +241,7 @@ class Refer:
         # Refer-To at commas (not a list header), so "a, b" is caught here too.
         if not values:
             raise ParseError("REFER without Refer-To", partial=request)
-        if len(values) > 1 or _has_two_values(values[0]):
+        if len(values) > 1 or len(split_list(values[0])) > 1:
             raise ParseError("REFER with more than one Refer-To", partial=request)
         try:
             refer_to = ReferTo.parse(values[0])
@@ -259,25 +259,6 @@ class Refer:
                              partial=request)
         return cls(refer_to=refer_to, referred_by=referred_by, cseq=int(number),
                    subscription=refer_sub != "false")
-
-
-def _has_two_values(value: str) -> bool:
-    """A comma outside quotes and angle brackets: two Refer-To values on one line."""
-    quoted = angle = escaped = False
-    for char in value:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif not quoted and char == "<":
-            angle = True
-        elif not quoted and char == ">":
-            angle = False
-        elif char == "," and not quoted and not angle:
-            return True
-    return False
 
 
 # -- the refer subscription's NOTIFYs (RFC 3515 §2.4.4-§2.4.7) ----------------------------
