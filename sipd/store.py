@@ -340,17 +340,6 @@ def record_attempt(
         )
 
 
-def live_bindings(extension_id: int, now: float) -> list:
-    """The live contacts of this extension (source address: NAT-proof)."""
-    rows = _conn().execute(
-        "SELECT contact, source_host, source_port, transport, unreachable_since IS NOT NULL"
-        " FROM binding"
-        " WHERE extension_id = ? AND expires_at > ? ORDER BY registered_at, id",
-        (extension_id, now),
-    )
-    return [LiveBinding(*row) for row in rows]
-
-
 def ring_bindings(numbers, now: float) -> dict[str, list]:
     """The live contacts of these extensions by number, in one statement: what a
     ring step rings (sipd/b2bua/executor.py; an unreachable one is not rung)."""
