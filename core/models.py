@@ -132,6 +132,17 @@ class Extension(BaseModel):
     # The digest challenges its phones are offered, most preferred first
     # ("SHA-256,MD5"); "" is the PBX's PBX_DIGEST_ALGORITHMS (migration 0012).
     digest_algorithms = CharField(max_length=32, default="")
+    # Calls to the outside world (issue 12, migration 0013): what this extension may
+    # dial (OUTBOUND_PERMISSIONS), the caller ID sent for it ("" = the route's or the
+    # trunk's), its limits (None = OutboundPolicy's default), and the block an hourly
+    # limit sets until an admin lifts it (None = not blocked).
+    outbound_permission = CharField(max_length=16, default="national")
+    outbound_caller_id = CharField(max_length=32, default="")
+    outbound_max_calls = IntegerField(null=True)
+    outbound_calls_per_hour = IntegerField(null=True)
+    outbound_minutes_per_hour = IntegerField(null=True)
+    outbound_blocked_at = FloatField(null=True)
+    outbound_blocked_reason = CharField(max_length=255, default="")
     created_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
 
@@ -290,6 +301,11 @@ class Call(BaseModel):
     # While it rings: the extensions being rung now, comma-separated ("1001,1002"),
     # for the live calls page; "" once answered or ended.
     ringing = CharField(max_length=255, default="")
+    # Outside calls (migration 0013): internal | outbound | inbound, the trunk used
+    # (its name) and the number as sent to it after the route's rewrite.
+    direction = CharField(max_length=16, default="internal")
+    trunk = CharField(max_length=64, default="", index=True)
+    number_sent = CharField(max_length=64, default="")
 
     @property
     def talk_seconds(self) -> float:
@@ -419,6 +435,171 @@ class Service(BaseModel):
         indexes = ((("name", "host"), True),)
 
 
+OUTBOUND_PERMISSIONS = ("internal", "national", "international")
+
+
+class Trunk(BaseModel):
+    """A phone provider (issue 12; migration 0013).
+
+    kind "register": sipd registers `username` (auth_user for the digest, ""
+    = username) with `password` at host:port every `register_expires` seconds
+    (sipd/trunks/). kind "ip": the provider is trusted by address, `match`
+    holds its CIDRs (comma-separated) and requests from them need no
+    challenge. host is an address or a name (the system resolver, DNS SRV
+    where the name has it); port None = the transport's default (SRV first).
+    REGISTER, OPTIONS and INVITE to one trunk go the same way: to
+    outbound_proxy when set, else to host. caller_id_header: "from" (the
+    caller ID goes in From) or "pai" (P-Asserted-Identity, From left as
+    from_user). max_calls 0 = the policy's trunk_max_calls.
+    keepalive_interval: OPTIONS every N s (0 = off); no answer marks it down.
+    """
+
+    KINDS = ("register", "ip")
+    TRANSPORTS = ("udp", "tcp", "tls")
+
+    name = CharField(max_length=64, unique=True)
+    kind = CharField(max_length=16, default="register")
+    host = CharField(max_length=255)
+    port = IntegerField(null=True)
+    transport = CharField(max_length=8, default="udp")
+    username = CharField(max_length=128, default="")
+    auth_user = CharField(max_length=128, default="")
+    # A secret that must be sent, so kept as given (DESIGN.md, Secrets): never
+    # shown again, logged or exported. The panel shows only whether one is set.
+    password = CharField(max_length=255, default="")
+    register = BooleanField(default=False)
+    register_expires = IntegerField(default=3600)
+    match = TextField(default="")
+    outbound_proxy = CharField(max_length=255, default="")
+    from_user = CharField(max_length=128, default="")
+    from_domain = CharField(max_length=255, default="")
+    caller_id = CharField(max_length=32, default="")
+    caller_id_header = CharField(max_length=8, default="from")  # from | pai
+    max_calls = IntegerField(default=0)
+    keepalive_interval = IntegerField(default=30)
+    enabled = BooleanField(default=True)
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+    def match_cidrs(self) -> list[str]:
+        return [part.strip() for part in self.match.split(",") if part.strip()]
+
+
+class TrunkState(BaseModel):
+    """What sipd last knew of a trunk; written only by sipd, shown by the panel.
+
+    status: registering | registered | failed | unregistered (register trunks),
+    up | down (keep-alive of any trunk), disabled. last_code/reason: the last
+    response (or "no response from 198.51.100.7:5060 (udp)"); failures: in a
+    row since the last success; next_attempt_at: when sipd tries again;
+    reachable: the OPTIONS keep-alive's verdict; contact: the Contact sipd
+    registered (inbound INVITEs to it belong to this trunk); address: the
+    host:port/transport the last request went to.
+    """
+
+    trunk = ForeignKeyField(Trunk, primary_key=True, backref="state_rows", on_delete="CASCADE")
+    status = CharField(max_length=16, default="unregistered")
+    last_code = IntegerField(null=True)
+    reason = CharField(max_length=255, default="")
+    registered_at = FloatField(null=True)
+    expires_at = FloatField(null=True)
+    next_attempt_at = FloatField(null=True)
+    failures = IntegerField(default=0)
+    reachable = BooleanField(default=True)
+    contact = CharField(max_length=255, default="")
+    address = CharField(max_length=80, default="")
+    updated_at = FloatField(default=time.time)
+
+
+class InboundRoute(BaseModel):
+    """An office number (DID) -> a destination (core/destinations.py). trunk None:
+    the DID on any trunk; a route naming the trunk wins over one that does not."""
+
+    did = CharField(max_length=32)
+    trunk = ForeignKeyField(Trunk, null=True, backref="inbound_routes", on_delete="CASCADE")
+    destination = CharField(max_length=64)
+    created_at = FloatField(default=time.time)
+
+    class Meta:
+        indexes = ((("did", "trunk"), True),)
+
+
+class OutboundRoute(BaseModel):
+    """Ordered by position (first match wins); patterns: FreePBX dial patterns, one
+    per line (sipd/routing/patterns.py); trunks tried in OutboundRouteTrunk order.
+    emergency: always allowed, whatever the caller's permission, block or limits."""
+
+    name = CharField(max_length=64, unique=True)
+    position = IntegerField(default=0)
+    patterns = TextField(default="")
+    caller_id = CharField(max_length=32, default="")
+    emergency = BooleanField(default=False)
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+    def pattern_list(self) -> list[str]:
+        return [line.strip() for line in self.patterns.splitlines() if line.strip()]
+
+    def trunk_names(self) -> list[str]:
+        return [
+            row.trunk.name
+            for row in (
+                OutboundRouteTrunk.select(OutboundRouteTrunk, Trunk)
+                .join(Trunk)
+                .where(OutboundRouteTrunk.route == self)
+                .order_by(OutboundRouteTrunk.position)
+            )
+        ]
+
+
+class OutboundRouteTrunk(BaseModel):
+    route = ForeignKeyField(OutboundRoute, backref="trunk_rows", on_delete="CASCADE")
+    trunk = ForeignKeyField(Trunk, backref="route_rows", on_delete="CASCADE")
+    position = IntegerField()
+
+    class Meta:
+        indexes = ((("route", "trunk"), True),)
+
+
+class OutboundPolicy(BaseModel):
+    """Toll-fraud defaults, one row (id 1, made by migration 0013).
+
+    home_country: the E.164 country code of the office ("998"); "" until the
+    admin names it, and until then no international number is allowed at all.
+    allowed_countries: other country codes that "international" extensions
+    may call (comma-separated). The limits are the defaults for extensions
+    whose own column is None, and for trunks whose max_calls is 0.
+    """
+
+    home_country = CharField(max_length=4, default="")
+    allowed_countries = CharField(max_length=255, default="")
+    max_calls = IntegerField(default=2)
+    calls_per_hour = IntegerField(default=30)
+    minutes_per_hour = IntegerField(default=120)
+    trunk_max_calls = IntegerField(default=10)
+    updated_at = FloatField(default=0)
+
+    @classmethod
+    def current(cls) -> OutboundPolicy:
+        return cls.get_or_none(cls.id == 1) or cls(id=1)
+
+
+class FraudEvent(BaseModel):
+    """An outside call refused by a toll-fraud rule (the panel's page).
+
+    rule: permission | country | blocked | max_calls | trunk_max_calls |
+    calls_per_hour | minutes_per_hour; detail: the words the log and the
+    reason phrase use."""
+
+    created_at = FloatField(default=time.time, index=True)
+    extension = CharField(max_length=64)
+    number = CharField(max_length=64)
+    rule = CharField(max_length=32)
+    detail = CharField(max_length=255, default="")
+    trunk = CharField(max_length=64, default="")
+    source = CharField(max_length=80, default="")
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = FloatField(default=time.time)
@@ -427,4 +608,6 @@ class SchemaVersion(BaseModel):
 ALL_MODELS = [
     Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
     Setting, SchemaVersion, RegistrationSample, Service, RingGroup, RingGroupMember, CallEvent,
+    Trunk, TrunkState, InboundRoute, OutboundRoute, OutboundRouteTrunk, OutboundPolicy,
+    FraudEvent,
 ]

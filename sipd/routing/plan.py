@@ -74,4 +74,52 @@ class Feature:
     events: tuple[Event, ...] = field(default=())
 
 
-Step = Union[Ring, Refuse, Feature]  # noqa: UP007 - a closed set, read as one
+@dataclass(frozen=True)
+class TrunkAttempt:
+    """One trunk of an outbound route, with what is sent through it."""
+
+    trunk: str  # core.models.Trunk.name
+    number: str  # the number sent (after the route's strip and prepend)
+    caller_id: str = ""  # the caller ID sent: extension's, else route's, else trunk's
+
+
+@dataclass(frozen=True)
+class Outside:
+    """A call to the outside world through an outbound route (issue 12).
+
+    The B2BUA tries `attempts` in order: the next one on 5xx, 408, no answer
+    within the trunk's time, or a trunk that is down or at its call limit;
+    404, 484 and 486 (the number is wrong or busy) go back to the caller.
+    emergency: the route is an emergency one, never refused by a toll-fraud
+    rule nor counted against a limit. Toll-fraud checks that need live state
+    (concurrent calls, calls and minutes in the last hour) are made by the
+    B2BUA before the first attempt (sipd/trunks/); permission and country are
+    decided here, and a refused number is a `Refuse` instead.
+    """
+
+    dialled: str
+    route: str
+    attempts: tuple[TrunkAttempt, ...]
+    caller: str = ""
+    emergency: bool = False
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Application:
+    """A call the PBX answers itself (issue 13, sipd/apps/).
+
+    app: "voicemail" (target: the mailbox's number) or "ivr" (target: the
+    menu's name). A business-hours schedule is no application: the routing
+    step resolves `hours:NAME` with its `now` to the open or closed
+    destination. reason, for voicemail: why the call came (busy | no_answer |
+    unavailable | dnd | "" when dialled directly), which picks the greeting.
+    """
+
+    app: str
+    target: str
+    reason: str = ""
+    events: tuple[Event, ...] = ()
+
+
+Step = Union[Ring, Refuse, Feature, Outside, Application]  # noqa: UP007 - a closed set, read as one
