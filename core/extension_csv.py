@@ -192,6 +192,7 @@ def write(ready: list[NewExtension], actor: str, source: str, name: str,
         ])), now)
         for e in ready
     ]
+    extensions = [_with_defaults(Extension, row) for row in extensions]
     statements = [
         (_insert_sql(model, rows), [tuple(row.values()) for row in rows])
         for model, rows in ((Extension, extensions), (AuditEntry, audits))
@@ -219,6 +220,19 @@ def write(ready: list[NewExtension], actor: str, source: str, name: str,
             f"{name}: row {first.row}: extension {first.number} was created while the file "
             "was being checked; nothing was imported"
         ) from None
+
+
+def _with_defaults(model, row: dict) -> dict:
+    """`row` in the model's column order, with the defaults of the columns it does
+    not name (as peewee's insert adds them): columns later issues add to the model
+    need no change here."""
+    out = {}
+    for field in model._meta.sorted_fields:
+        if field.name in row:
+            out[field.name] = row[field.name]
+        elif field.default is not None:
+            out[field.name] = field.default() if callable(field.default) else field.default
+    return out
 
 
 def _insert_sql(model, rows: list[dict]) -> str:
