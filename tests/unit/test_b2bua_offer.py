@@ -65,7 +65,7 @@ def answered_without_offer(pbx):
 
 def caller_ack(pbx, body="", cseq=2):
     ok = last(pbx.sent, b"SIP/2.0 200")
-    pbx.handle(request("ACK", cseq, "ack%d" % cseq, body=body,
+    pbx.handle(request("ACK", cseq, f"ack{cseq}", body=body,
                        to_tag=";tag=" + tag_of(ok, b"To")), CALLER)
 
 
