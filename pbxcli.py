@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pbxcli_ivr
 import pbxcli_routing
 import pbxcli_trunks
 from core import accounts
@@ -635,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbxcli_routing.add_ext_commands(ext)
     pbxcli_routing.add_group_commands(sub)
     pbxcli_trunks.add_trunk_commands(sub)
+    pbxcli_ivr.add_commands(sub)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"
