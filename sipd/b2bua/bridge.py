@@ -84,6 +84,11 @@ class Bridge:
         if stream is not None:
             self.declared(call, leg, stream)
         body = owner.media.sdp_for(call, answer, "A") if answer else b""
+        if call.delayed and body:
+            # The caller sent no offer (RFC 3261 §13.2.1): the callee's answer,
+            # on leg A, is our offer to it (what the callee chose, so that the
+            # caller's answer fits both); its answer comes in the ACK.
+            caller.offered = (caller.cseq(), SessionDescription.parse(body))
         ok = caller.respond(
             200,
             "OK",
@@ -142,6 +147,59 @@ class Bridge:
         )
         self.owner.hangup(call, f"on hold both ways for {timeout:g} s")
 
+    # -- an offer of ours in a 2xx, the answer in the ACK (RFC 3264 §5, RFC 3261 §13.2.1) -------
+
+    def answer_in_ack(self, call, leg: Leg, ack: Request) -> None:
+        """The ACK to a 2xx that carried our offer: its SDP is the phone's answer,
+        applied to the relay. An ACK without one leaves the phone without audio
+        (RFC 3261 §13.2.1 wants the answer there): the call is ended."""
+        leg.offered = None
+        owner = self.owner
+        if call.phase is not Phase.ANSWERED:
+            return
+        answer = None
+        if ack.body:
+            try:
+                answer = SessionDescription.parse(ack.body)
+            except SdpError:
+                answer = None
+        if answer is None:
+            log.warning(
+                "Call %s -> %s: the %s's ACK has no usable SDP answer to our offer; hanging up",
+                call.caller_number, call.callee, leg.role,
+            )
+            owner.hangup(call, f"{leg.role} sent no answer in its ACK")
+            return
+        stream = owner.media.apply(call, leg, answer)
+        if stream is not None:
+            self.declared(call, leg, stream)
+        log.info("Call %s -> %s: the %s's answer came in its ACK (%s)",
+                 call.caller_number, call.callee, leg.role, codec(answer) or "no audio")
+
+    def offer_locally(self, call, leg: Leg, request: Request, txn: ServerTransaction) -> None:
+        """A re-INVITE without SDP (RFC 3261 §14.1, §13.2.1): answered here, not
+        passed on, with an offer of the relay's leg for this phone carrying what
+        the other phone last declared (nothing changes for it); the answer
+        comes in the ACK. An UPDATE without SDP offers nothing and wants no
+        answer (RFC 3311 §5.2: a target or session refresh, RFC 4028): 200."""
+        stack = self.owner.stack
+        headers = [("Contact", stack.contact(leg.us, leg.destination.transport))]
+        if request.method == "UPDATE":
+            stack.reply(txn, request, 200, None, headers)
+            return
+        other = leg.other
+        if other.sdp is not None:
+            body = self.owner.media.sdp_for(call, other.sdp, leg.name)
+        else:
+            body = self.owner.media.offer_for(call, leg.name)
+        cseq = CSeq.parse(request.headers.get("CSeq")).number
+        leg.offered = (cseq, SessionDescription.parse(body))
+        headers.append(("Allow", ALLOW))
+        ok = stack.reply(txn, request, 200, None, headers, body)
+        leg.retransmit_2xx(bytes(ok), cseq)
+        log.info("Call %s -> %s: re-INVITE without SDP from the %s answered with our offer",
+                 call.caller_number, call.callee, leg.role)
+
     # -- requests from one phone to the other ------------------------------------------------
 
     def relay_request(self, call, leg: Leg, request: Request, txn: ServerTransaction) -> None:
@@ -156,6 +214,9 @@ class Bridge:
             stack.reply(txn, request, 491, "Request Pending")
             return
         body = request.body
+        if not body and method in ("INVITE", "UPDATE"):
+            self.offer_locally(call, leg, request, txn)
+            return
         if body and method in ("INVITE", "UPDATE"):
             try:
                 offer = SessionDescription.parse(body)

@@ -24,7 +24,7 @@ class Call:
         "record_id", "caller_number", "caller_name", "callee", "caller", "callee_leg",
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
-        "steps", "feature", "transfer", "__weakref__",
+        "steps", "feature", "transfer", "delayed", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -56,6 +56,9 @@ class Call:
         self.steps = 0  # plan steps begun (bounded: see plan.py)
         self.feature = None  # a Feature step the PBX answered itself
         self.transfer = None  # the Transfer under way from a REFER (transfer.py)
+        # The caller's INVITE had no SDP (RFC 3261 §13.2.1): `offer` is ours,
+        # the caller's answer comes in its ACK.
+        self.delayed = False
 
     @property
     def timers(self) -> tuple:

@@ -162,19 +162,17 @@ class Calls:
                 "FAILED",
                 phrase=f"Forbidden: call limit of {caller.number} reached",
             )
-        if not request.body:
-            return refuse(
-                488,
-                "INVITE without an SDP offer is not supported",
-                "FAILED",
-                phrase="Not Acceptable Here",
-            )
-        try:
-            offer = SessionDescription.parse(request.body)
-        except SdpError as error:
-            return refuse(
-                488, f"unreadable SDP offer: {error}", "FAILED", phrase="Not Acceptable Here"
-            )
+        # An INVITE without SDP (delayed offer, RFC 3261 §13.2.1): the callees
+        # get an offer of ours (media.offer_for), the caller gets one in our 2xx
+        # and its answer comes in its ACK (calls.ack).
+        offer = None
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+            except SdpError as error:
+                return refuse(
+                    488, f"unreadable SDP offer: {error}", "FAILED", phrase="Not Acceptable Here"
+                )
 
         events: list = []
         step, bindings, outcome = self.executor.resolve(
@@ -194,7 +192,8 @@ class Calls:
                               "FAILED", phrase=feature[1] or None, events=events)
         try:
             # The relay's leg A is set from the caller's offer in the same round trip.
-            media = self.relay.open_session(call_id, audio(offer), source=source.host)
+            media = self.relay.open_session(call_id, audio(offer) if offer else None,
+                                            source=source.host)
         except Exception as error:  # the relay says why: no ports, or it is down
             return refuse(503, f"media relay: {error}", "FAILED", [("Retry-After", "5")],
                           events=events)
@@ -220,7 +219,10 @@ class Calls:
                                                                   source.transport),
                                 request, txn, dialog)
         call.caller.sdp = offer
-        stream = audio(offer)
+        if offer is None:
+            call.delayed = True
+            call.offer = SessionDescription.parse(self.media.offer_for(call, "B"))
+        stream = audio(offer) if offer is not None else None
         if stream is not None:
             call.caller.direction = direction(stream)
         txn.context = call
@@ -459,7 +461,13 @@ class Calls:
         if source is not None and not self._from_leg(leg, request, source):
             return
         call = leg.call
-        if leg.acked(CSeq.parse(request.headers.get("CSeq")).number) and call.feature:
+        cseq = CSeq.parse(request.headers.get("CSeq")).number
+        acked = leg.acked(cseq)
+        # Over TCP/TLS our 2xx is not retransmitted (nothing to stop): the
+        # ACK's CSeq alone says it is the one our offer waits for.
+        if leg.offered is not None and leg.offered[0] == cseq:
+            self.bridge.answer_in_ack(call, leg, request)
+        if acked and call.feature and call.phase is not Phase.ENDED:
             self.executor.feature_acked(call)
 
     def in_dialog(self, request: Request, source: Source, txn: ServerTransaction) -> None:

@@ -165,7 +165,9 @@ class Fork:
         call = self.call
         owner = self.owner
         body = b""
-        if response.body and response.status == 183:
+        # A caller that sent no offer may get none in an unreliable 18x (RFC
+        # 3261 §13.2.1: the offer goes in the first reliable response): 180.
+        if response.body and response.status == 183 and not call.delayed:
             # Early media (ringback from the phone): the relay carries it too.
             try:
                 answer = SessionDescription.parse(response.body)

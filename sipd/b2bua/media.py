@@ -77,6 +77,22 @@ class Media:
             lines.append("a=" + _ANSWER_DIRECTION.get(stream.direction, "sendrecv"))
         return ("\r\n".join(lines) + "\r\n").encode()
 
+    def offer_for(self, call, name: str, version: int = 1) -> bytes:
+        """An offer of our own on relay leg `name` (RFC 3264 §5), for a phone
+        that sent no offer: an INVITE without SDP (delayed offer, RFC 3261
+        §13.2.1), whose callees are offered this on leg B, or a re-INVITE
+        without SDP answered with it on that phone's leg. G.711 both laws and
+        RFC 4733 telephone-event, which the relay carries without reading."""
+        address = self.relay.address
+        family = "IP6" if ":" in address else "IP4"
+        port = call.media.leg(name).local_rtp_port
+        return ("\r\n".join([
+            "v=0", f"o=pbx-sipd {call.record_id} {version} IN {family} {address}", "s=pbx-sipd",
+            f"c=IN {family} {address}", "t=0 0", f"m=audio {port} RTP/AVP 0 8 101",
+            "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16", "a=ptime:20", "a=sendrecv",
+        ]) + "\r\n").encode()
+
     def close(self, call) -> None:
         self.relay.close_session(call.media, wait=False)
 
