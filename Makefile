@@ -32,6 +32,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt
 
 run: $(RUNTIME_STAMP)
 	./pbxctl init --first-admin
+	./pbxctl prompts build
 	./pbxctl run
 
 deps-test:

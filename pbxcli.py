@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pbxcli_ivr
 import pbxcli_routing
 from core import accounts
 from core.config import ROOT, ConfigError, Settings, load_settings
@@ -633,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_ext_import)
     pbxcli_routing.add_ext_commands(ext)
     pbxcli_routing.add_group_commands(sub)
+    pbxcli_ivr.add_commands(sub)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"

@@ -164,6 +164,10 @@ class Settings:
     db_lock_wait: float = 5.0
     # Seconds between OPTIONS probes of each binding (sipd/qualifier.py); 0: off.
     qualify_interval: int = 60
+    # Prompts (core/prompts.py): built at install by `pbxctl prompts build` into
+    # prompts_dir; an admin's upload of the same name in sounds_dir wins.
+    prompts_dir: str = ""
+    sounds_dir: str = ""
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -229,6 +233,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         db_lock_wait=parse_seconds(env.get("PBX_DB_LOCK_WAIT") or "5", "PBX_DB_LOCK_WAIT", 0.1, 60),
         qualify_interval=_int(env, "PBX_QUALIFY_INTERVAL", 60, 0),
         run_dir=env.get("PBX_RUN_DIR") or str(var),
+        prompts_dir=env.get("PBX_PROMPTS_DIR") or str(var / "prompts"),
+        sounds_dir=env.get("PBX_SOUNDS_DIR") or str(var / "sounds"),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
