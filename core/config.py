@@ -168,6 +168,8 @@ class Settings:
     # prompts_dir; an admin's upload of the same name in sounds_dir wins.
     prompts_dir: str = ""
     sounds_dir: str = ""
+    # The wall clock business hours are judged by (core/hours.py; IANA name).
+    timezone: str = "UTC"
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -189,6 +191,18 @@ def parse_seconds(raw: str, name: str, low: float, high: float) -> float:
     if value is None or not low <= value <= high:  # also NaN
         raise ConfigError(f"{name}: expected seconds from {low:g} to {high:g}, got {raw!r}")
     return value
+
+
+def parse_timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"PBX_TIMEZONE: {name!r} is not a time zone (e.g. Asia/Tashkent)"
+        ) from None
+    return name
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -235,6 +249,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         run_dir=env.get("PBX_RUN_DIR") or str(var),
         prompts_dir=env.get("PBX_PROMPTS_DIR") or str(var / "prompts"),
         sounds_dir=env.get("PBX_SOUNDS_DIR") or str(var / "sounds"),
+        timezone=parse_timezone(env.get("PBX_TIMEZONE") or "UTC"),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},

@@ -1,1 +1,6 @@
-"""What the PBX itself answers: feature codes now; voicemail, IVR and music on hold later."""
+"""What the PBX itself answers: feature codes (features.py); applications run on
+an answered call (call.py's AppCall), registered in APPS by name, the name a
+routing plan's `Application` step gives. Each helper adds its own line;
+importing lazily keeps sipd's start free of what a call may never use."""
+
+APPS: dict = {}

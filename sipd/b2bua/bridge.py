@@ -22,6 +22,7 @@ from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import Leg
 from sipd.b2bua.media import codec, direction, held_both_ways
 from sipd.b2bua.stack import ALLOW
+from sipd.sip.extensions import SUPPORTED_HEADER, expiry
 from sipd.sip.headers import CSeq
 from sipd.sip.message import Request, Response
 from sipd.sip.sdp import SdpError, SessionDescription
@@ -89,13 +90,12 @@ class Bridge:
             # on leg A, is our offer to it (what the callee chose, so that the
             # caller's answer fits both); its answer comes in the ACK.
             caller.offered = (caller.cseq(), SessionDescription.parse(body))
-        ok = caller.respond(
-            200,
-            "OK",
-            [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
-             ("Allow", ALLOW)],
-            body,
-        )
+        headers = [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
+                   ("Allow", ALLOW), ("Supported", SUPPORTED_HEADER)]
+        if call.session_interval:
+            headers += self.session_headers(call)
+            self.refreshed(call)
+        ok = caller.respond(200, "OK", headers, body)
         caller.retransmit_2xx(bytes(ok), caller.cseq())
         owner.history.answered(
             call.record_id, call.answered_at, leg.contact, codec(answer) if answer else "",
@@ -107,6 +107,30 @@ class Bridge:
         )
         if answer is None:
             owner.hangup(call, "callee answered without SDP")
+
+    # -- the session timer (RFC 4028) ---------------------------------------------------------
+
+    def session_headers(self, call) -> list:
+        """§9: the interval and refresher=uac with Require: timer in a 2xx to the caller."""
+        return [("Session-Expires", f"{call.session_interval};refresher=uac"),
+                ("Require", "timer")]
+
+    def refreshed(self, call) -> None:
+        """The caller refreshed the session (or it began): the call ends if the
+        next refresh has not come by the interval less §10's margin."""
+        if call.session_timer is not None:
+            call.session_timer.cancel()
+        call.session_timer = self.owner.stack.scheduler.call_later(
+            expiry(call.session_interval), self.session_expired, call
+        )
+
+    def session_expired(self, call) -> None:
+        call.session_timer = None
+        if call.phase is not Phase.ANSWERED:
+            return
+        log.warning("Call %s -> %s: no session refresh from the caller within %d s; hanging up",
+                    call.caller_number, call.callee, call.session_interval)
+        self.owner.hangup(call, f"session timer expired ({call.session_interval} s)")
 
     # -- hold ----------------------------------------------------------------------------
 
@@ -184,6 +208,8 @@ class Bridge:
         answer (RFC 3311 §5.2: a target or session refresh, RFC 4028): 200."""
         stack = self.owner.stack
         headers = [("Contact", stack.contact(leg.us, leg.destination.transport))]
+        if leg is call.caller and call.session_interval:
+            headers += self.session_headers(call)
         if request.method == "UPDATE":
             stack.reply(txn, request, 200, None, headers)
             return
@@ -273,6 +299,8 @@ class Bridge:
             except SdpError:
                 body = b""
         headers = [("Contact", stack.contact(origin.us, origin.destination.transport))]
+        if 200 <= status < 300 and origin is call.caller and call.session_interval and live:
+            headers += self.session_headers(call)
         out = stack.reply(relayed.txn, relayed.request, status, response.reason, headers, body)
         if method == "INVITE" and 200 <= status < 300 and live:
             origin.retransmit_2xx(

@@ -24,7 +24,8 @@ class Call:
         "record_id", "caller_number", "caller_name", "callee", "caller", "callee_leg",
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
-        "steps", "feature", "transfer", "delayed", "__weakref__",
+        "steps", "feature", "transfer", "delayed", "session_interval", "session_timer",
+        "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -59,7 +60,12 @@ class Call:
         # The caller's INVITE had no SDP (RFC 3261 §13.2.1): `offer` is ours,
         # the caller's answer comes in its ACK.
         self.delayed = False
+        # RFC 4028: the caller's session interval (0: no session timer) and the
+        # timer that ends the call when its refresh does not come (§10).
+        self.session_interval = 0
+        self.session_timer = None
 
     @property
     def timers(self) -> tuple:
-        return (self.trying, self.ring_timer, self.max_timer, self.hold_timer)
+        return (self.trying, self.ring_timer, self.max_timer, self.hold_timer,
+                self.session_timer)

@@ -35,6 +35,7 @@ from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing import route_with
 from sipd.routing.plan import Feature, Refuse
 from sipd.sip.dialog import Dialog, new_tag, tag_param
+from sipd.sip.extensions import MIN_SE, min_se, session_expires, supports, unsupported
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.sdp import SdpError, SessionDescription
@@ -162,6 +163,21 @@ class Calls:
                 "FAILED",
                 phrase=f"Forbidden: call limit of {caller.number} reached",
             )
+        # §8.2.2.3: an extension we do not implement, Required: 420 naming it.
+        unknown = unsupported(request)
+        if unknown:
+            return refuse(420, f"Require {', '.join(unknown)} not supported", "FAILED",
+                          [("Unsupported", ", ".join(unknown))], phrase="Bad Extension")
+        try:
+            asked = session_expires(request.headers.get("Session-Expires"))
+            floor = min_se(request.headers.get("Min-SE"))
+        except ValueError as error:
+            return refuse(400, str(error), "FAILED", phrase=f"Bad Request: {error}")
+        if asked is not None and asked.interval < MIN_SE:
+            # RFC 4028 §8.1: too brief an interval: 422 with ours (and §5: at least 90 s).
+            return refuse(422, f"Session-Expires {asked.interval} s below {MIN_SE} s", "FAILED",
+                          [("Min-SE", str(max(MIN_SE, floor or 0)))],
+                          phrase="Session Interval Too Small")
         # An INVITE without SDP (delayed offer, RFC 3261 §13.2.1): the callees
         # get an offer of ours (media.offer_for), the caller gets one in our 2xx
         # and its answer comes in its ACK (calls.ack).
@@ -219,6 +235,10 @@ class Calls:
                                                                   source.transport),
                                 request, txn, dialog)
         call.caller.sdp = offer
+        if asked is not None and supports(request, "timer"):
+            # RFC 4028 §9: the caller supports the timer: it refreshes (uac), as it
+            # asked unless it named us; a refresh that never comes ends the call.
+            call.session_interval = asked.interval
         if offer is None:
             call.delayed = True
             call.offer = SessionDescription.parse(self.media.offer_for(call, "B"))
@@ -382,7 +402,7 @@ class Calls:
         call.branches = []
         call.fork = None
         call.callee_leg = None
-        call.trying = call.ring_timer = call.max_timer = call.hold_timer = None
+        call.trying = call.ring_timer = call.max_timer = call.hold_timer = call.session_timer = None
         call.relayed.clear()
 
     # -- requests within a call -----------------------------------------------------------
@@ -511,6 +531,8 @@ class Calls:
             )
             return
         if method in ("INVITE", "UPDATE", "INFO"):
+            if method != "INFO" and leg is call.caller and call.session_interval:
+                self.bridge.refreshed(call)  # RFC 4028 §10: the session goes on
             self.bridge.relay_request(call, leg, request, txn)
             return
         if method == "REFER":

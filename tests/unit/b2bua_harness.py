@@ -193,12 +193,14 @@ def register_callee(handle, sent) -> None:
 
 
 def invite(pbx: Pbx, call_id="c1@test", branch="x", number="1001", source=CALLER,
-           target="1002", body=SDP) -> None:
-    """A caller's INVITE, challenged (407) and sent again with its credentials."""
+           target="1002", body=SDP, extra="") -> None:
+    """A caller's INVITE, challenged (407) and sent again with its credentials
+    (`extra`: more header lines for both)."""
     pbx.handle(request("INVITE", 1, branch + "1", body=body, call_id=call_id, number=number,
-                       source=source, target=target), source)
+                       source=source, target=target, extra=extra), source)
     challenge = last(pbx.sent, b"SIP/2.0 407")
     pbx.handle(request("INVITE", 2, branch + "2", body=body, call_id=call_id, number=number,
                        source=source, target=target,
-                       extra=digest(number, "INVITE", challenge, "Proxy-Authorization")),
+                       extra=extra + digest(number, "INVITE", challenge,
+                                            "Proxy-Authorization")),
                source)

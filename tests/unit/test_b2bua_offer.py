@@ -171,3 +171,40 @@ def test_an_update_without_sdp_is_a_refresh_answered_200_without_sdp(pbx):
     ok = last(pbx.sent, b"SIP/2.0 200")
     assert b"CSeq: 2 UPDATE" in ok and ok.endswith(b"Content-Length: 0\r\n\r\n")
     assert not [d for d in pbx.sent if d.startswith(b"UPDATE sip:1001@")]
+
+
+# --- extensions: 420 (RFC 3261 §8.2.2.3) and the session timer (RFC 4028) -----------------
+
+def test_an_unknown_required_extension_gets_420_naming_it(pbx):
+    invite(pbx, extra="Require: 100rel, foo\r\n")
+    refused = last(pbx.sent, b"SIP/2.0 420")
+    assert b"\r\nUnsupported: 100rel, foo\r\n" in refused
+
+
+def test_a_session_interval_below_90_s_gets_422_with_min_se(pbx):
+    invite(pbx, extra="Supported: timer\r\nSession-Expires: 60\r\n")
+    refused = last(pbx.sent, b"SIP/2.0 422")
+    assert b"\r\nMin-SE: 90\r\n" in refused
+
+
+def test_the_caller_refreshes_and_a_refresh_that_never_comes_ends_the_call(pbx):
+    invite(pbx, extra="Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n")
+    ours = last(pbx.sent, b"INVITE sip:1002@")
+    pbx.handle(answer(ours, "200 OK", ANSWER), CALLEE)
+    ok = last(pbx.sent, b"SIP/2.0 200")
+    assert b"\r\nSession-Expires: 90;refresher=uac\r\n" in ok and b"\r\nRequire: timer\r\n" in ok
+    caller_ack(pbx)
+    to_tag = ";tag=" + tag_of(ok, b"To")
+    # A refresh (UPDATE without SDP) before the interval is up: the call goes on past it.
+    pbx.advance(50)
+    pbx.handle(request("UPDATE", 3, "up3", to_tag=to_tag), CALLER)
+    refresh_ok = last(pbx.sent, b"SIP/2.0 200")
+    assert b"CSeq: 3 UPDATE" in refresh_ok and b"Session-Expires: 90;refresher=uac" in refresh_ok
+    pbx.advance(50)
+    assert pbx.calls.calls  # 100 s in: beyond the first interval, refreshed
+    # No refresh again: ended at 90 - 30 s after the last (§10), BYE to both.
+    pbx.advance(61)
+    assert not pbx.calls.calls
+    assert last(pbx.sent, b"BYE sip:1001@") and last(pbx.sent, b"BYE sip:1002@")
+    (row,) = pbx.rows()
+    assert row["reason"] == "session timer expired (90 s)"

@@ -1,0 +1,90 @@
+"""SIP extensions named by option tags (RFC 3261 §19.2, §20.32, §20.37) and the
+session timer's headers (RFC 4028 §4-§5). Sans-IO: header values in, values out.
+
+- `options(message, "Require")`: the option tags a header lists.
+- `unsupported(message)`: what a request Requires that we do not support: the
+  request gets 420 Bad Extension with these in Unsupported (§8.2.2.3).
+- `session_expires(value)`, `min_se(value)`: RFC 4028's two headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sipd.sip.message import split_list
+
+# The extensions we implement: the session timer (RFC 4028). Not yet 100rel
+# (RFC 3262): a caller that Requires it gets 420.
+SUPPORTED = ("timer",)
+SUPPORTED_HEADER = ", ".join(SUPPORTED)
+
+# RFC 4028 §4: no interval below 90 s is ever allowed; ours is the minimum too.
+MIN_SE = 90
+# The interval we give a call that asked for none but supports the timer
+# (RFC 4028 §7.1 recommends 1800 s).
+DEFAULT_SE = 1800
+
+
+def options(message, header: str) -> list[str]:
+    """The option tags of every `header` line (lower case: tags compare
+    case-insensitively... RFC 3261 §19.2 says they are tokens compared exactly,
+    but no two registered tags differ in case only)."""
+    tags = []
+    for value in message.headers.get_all(header):
+        tags.extend(tag.strip().lower() for tag in split_list(value) if tag.strip())
+    return tags
+
+
+def unsupported(message) -> list[str]:
+    """The option tags `message` Requires that we do not support (§8.2.2.3)."""
+    return [tag for tag in options(message, "Require") if tag not in SUPPORTED]
+
+
+def supports(message, tag: str) -> bool:
+    """Whether the sender of `message` supports extension `tag` (Supported or Require)."""
+    return tag in options(message, "Supported") or tag in options(message, "Require")
+
+
+@dataclass(frozen=True)
+class SessionExpires:
+    interval: int  # delta-seconds
+    refresher: str | None  # "uac", "uas" or None (not said)
+
+    def __str__(self) -> str:
+        return f"{self.interval};refresher={self.refresher}" if self.refresher else str(
+            self.interval)
+
+
+def session_expires(value: str | None) -> SessionExpires | None:
+    """RFC 4028 §4: `Session-Expires: delta-seconds *(;se-params)`; None when
+    absent; ValueError when malformed."""
+    if value is None or not value.strip():
+        return None
+    delta, *params = value.split(";")
+    delta = delta.strip()
+    if not delta.isdigit():
+        raise ValueError(f"Session-Expires {value.strip()!r} is not delta-seconds")
+    refresher = None
+    for param in params:
+        name, _, found = param.partition("=")
+        if name.strip().lower() == "refresher":
+            refresher = found.strip().lower()
+            if refresher not in ("uac", "uas"):
+                raise ValueError(f"refresher={found.strip()!r} is neither uac nor uas")
+    return SessionExpires(int(delta), refresher)
+
+
+def min_se(value: str | None) -> int | None:
+    """RFC 4028 §5: `Min-SE: delta-seconds *(;generic-param)`; ValueError when malformed."""
+    if value is None or not value.strip():
+        return None
+    delta = value.split(";")[0].strip()
+    if not delta.isdigit():
+        raise ValueError(f"Min-SE {value.strip()!r} is not delta-seconds")
+    return int(delta)
+
+
+def expiry(interval: float) -> float:
+    """RFC 4028 §10: when a session without a refresh ends: before the interval
+    runs out by a third of it or 32 s, whichever is less."""
+    return interval - min(32.0, interval / 3)
