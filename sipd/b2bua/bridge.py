@@ -76,6 +76,10 @@ class Bridge:
                 answer = SessionDescription.parse(response.body)
             except SdpError:
                 answer = None
+        if answer is None and leg.sdp is not None:
+            # The answer came in its 183 (early media) and the 2xx did not repeat
+            # it (RFC 3264 §5 has the 2xx repeat it; some providers do not).
+            answer = leg.sdp
         if answer is None:
             log.warning(
                 "Call %s -> %s: answer without usable SDP; hanging up",

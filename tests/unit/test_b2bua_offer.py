@@ -208,3 +208,13 @@ def test_the_caller_refreshes_and_a_refresh_that_never_comes_ends_the_call(pbx):
     assert last(pbx.sent, b"BYE sip:1001@") and last(pbx.sent, b"BYE sip:1002@")
     (row,) = pbx.rows()
     assert row["reason"] == "session timer expired (90 s)"
+
+
+def test_a_2xx_without_sdp_after_early_media_keeps_the_183s_answer(pbx):
+    invite(pbx)
+    ours = last(pbx.sent, b"INVITE sip:1002@")
+    pbx.handle(answer(ours, "183 Session Progress", ANSWER), CALLEE)
+    pbx.handle(answer(ours, "200 OK"), CALLEE)
+    ok = last(pbx.sent, b"SIP/2.0 200")
+    (stream,) = SessionDescription.parse(ok.split(b"\r\n\r\n", 1)[1]).streams()
+    assert stream.port == 10000 and pbx.calls.calls  # answered, not hung up
