@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary database bound to the models."""
+"""Shared fixtures: a temporary database bound to the models, pbxctl against one."""
 
 import pytest
 
@@ -16,6 +16,34 @@ def database(settings):
     db = connect(settings)
     yield db
     db.close()
+
+
+@pytest.fixture
+def pbxctl(tmp_path, monkeypatch, capsys):
+    """Run pbxctl in-process against a database in tmp_path: run(*argv) ->
+    (exit status, stdout, stderr). Nothing of the caller's environment leaks in
+    (no PBX_ setting, no SSH_CLIENT/SUDO_USER for the audit's "who")."""
+    import os
+
+    import pbxcli
+    from core.models import db
+
+    for name in list(os.environ):
+        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
+    monkeypatch.setenv("PBX_REALM", "pbx.test")
+    monkeypatch.setenv("PBX_RUN_DIR", str(tmp_path / "run"))
+
+    def run(*argv):
+        status = pbxcli.main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    run.db_path = tmp_path / "pbx.db"
+    yield run
+    if not db.is_closed():
+        db.close()
 
 
 # Built prompts are shared by every test of a run and kept between runs outside

@@ -7,26 +7,12 @@ import time
 
 import pytest
 
-import pbxcli
 from core.models import AuditEntry, Call, db
 
 
 @pytest.fixture
-def pbx(tmp_path, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", "pbx.test")
-
-    def run(*argv):
-        status = pbxcli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    yield run
-    if not db.is_closed():
-        db.close()
+def pbx(pbxctl):
+    return pbxctl
 
 
 def call(caller, callee, started, live=False, **fields):

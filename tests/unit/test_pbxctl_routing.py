@@ -12,8 +12,6 @@ import sys
 
 import pytest
 
-import pbxcli
-from core.models import db
 from tests.support import ROOT
 
 REALM = "pbx.test"
@@ -21,26 +19,11 @@ PBXCTL = str(ROOT / "pbxctl")
 
 
 @pytest.fixture
-def pbx(tmp_path, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", REALM)
-    monkeypatch.setenv("PBX_RUN_DIR", str(tmp_path / "run"))
-
-    def run(*argv):
-        status = pbxcli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    run.db_path = tmp_path / "pbx.db"
-    assert run("init")[0] == 0
+def pbx(pbxctl):
+    assert pbxctl("init")[0] == 0
     for number in ("1001", "1002", "1003", "1004"):
-        assert run("ext", "add", number, "--name", f"Desk {number}", "--generate")[0] == 0
-    yield run
-    if not db.is_closed():
-        db.close()
+        assert pbxctl("ext", "add", number, "--name", f"Desk {number}", "--generate")[0] == 0
+    return pbxctl
 
 
 def rows(pbx, sql: str) -> list[tuple]:

@@ -5,36 +5,17 @@ and nothing written, and a trunk password that is never printed or audited."""
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 
 import pytest
-
-import pbxcli
-from core.models import db
 
 SECRET = "s3cret-Pa55"
 
 
 @pytest.fixture
-def pbx(tmp_path, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", "pbx.test")
-    monkeypatch.setenv("PBX_RUN_DIR", str(tmp_path / "run"))
-
-    def run(*argv):
-        status = pbxcli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    run.db_path = tmp_path / "pbx.db"
-    assert run("init")[0] == 0
-    yield run
-    if not db.is_closed():
-        db.close()
+def pbx(pbxctl):
+    assert pbxctl("init")[0] == 0
+    return pbxctl
 
 
 def rows(pbx, sql: str) -> list[tuple]:

@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-import pbxcli
 from core import accounts
 from core.config import ConfigError, load_settings
-from core.models import AuditEntry, Extension, db
+from core.models import AuditEntry, Extension
 from sipd.b2bua import from_peer, held_both_ways
 from sipd.control import ControlServer
 from sipd.registrar import Destination, Source
@@ -400,24 +399,8 @@ def test_migration_0005_on_a_database_with_calls(tmp_path):
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", "pbx.test")
-    monkeypatch.setenv("PBX_RUN_DIR", str(tmp_path / "run"))
-
-    def run(*argv):
-        status = pbxcli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    yield run
-    if not db.is_closed():
-        db.close()
+def cli(pbxctl):
+    return pbxctl
 
 
 def test_pbxctl_sets_the_call_limit(cli):

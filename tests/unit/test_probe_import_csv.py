@@ -4,33 +4,17 @@ on stderr with a non-zero exit, and nothing written."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-import pbxcli
 from core.credentials import GENERATED_LENGTH, ha1
-from core.models import AuditEntry, Extension, db
+from core.models import AuditEntry, Extension
 
 REALM = "pbx.test"
 
 
 @pytest.fixture
-def pbx(tmp_path, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", REALM)
-
-    def run(*argv):
-        status = pbxcli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    yield run
-    if not db.is_closed():
-        db.close()
+def pbx(pbxctl):
+    return pbxctl
 
 
 @pytest.fixture

@@ -104,24 +104,9 @@ def test_drop_needs_a_login_and_the_csrf_token(tmp_path):
 # -- the same from the command line (pbxctl reg rm, pbxctl status) ---------------------------
 
 
-def pbxctl(tmp_path, monkeypatch, capsys, *argv):
-    import os
-
-    import pbxcli
-
-    for name in list(os.environ):
-        if name.startswith("PBX_") or name in ("SSH_CLIENT", "SUDO_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PBX_DB", str(tmp_path / "pbx.db"))
-    monkeypatch.setenv("PBX_REALM", "pbx.test")
-    status = pbxcli.main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def test_pbxctl_status_marks_unreachable(app, rows, tmp_path, monkeypatch, capsys):
+def test_pbxctl_status_marks_unreachable(app, rows, pbxctl):
     _, alive, dead = two_phones(rows)
-    status, out, _ = pbxctl(tmp_path, monkeypatch, capsys, "status")
+    status, out, _ = pbxctl("status")
     assert status == 0
     assert "Unreachable: 1 bindings" in out
     line_dead = next(line for line in out.splitlines() if dead.contact in line)
@@ -130,9 +115,9 @@ def test_pbxctl_status_marks_unreachable(app, rows, tmp_path, monkeypatch, capsy
     assert "UNREACHABLE" not in line_alive
 
 
-def test_pbxctl_reg_rm_one_contact_then_all(app, rows, tmp_path, monkeypatch, capsys):
+def test_pbxctl_reg_rm_one_contact_then_all(app, rows, pbxctl):
     _, alive, dead = two_phones(rows)
-    status, out, err = pbxctl(tmp_path, monkeypatch, capsys, "reg", "rm", "1001",
+    status, out, err = pbxctl("reg", "rm", "1001",
                               "--contact", dead.contact)
     assert (status, err) == (0, "")
     assert out == f"Registration of 1001 dropped: {dead.contact} from 192.0.2.10:5070/UDP\n"
@@ -141,17 +126,17 @@ def test_pbxctl_reg_rm_one_contact_then_all(app, rows, tmp_path, monkeypatch, ca
     entry = AuditEntry.get(AuditEntry.action == "registration.drop")
     assert entry.actor.startswith("cli:") and entry.target == "1001"
 
-    status, _, err = pbxctl(tmp_path, monkeypatch, capsys, "reg", "rm", "1001",
+    status, _, err = pbxctl("reg", "rm", "1001",
                             "--contact", dead.contact)
     assert status == 1
     assert err == f"pbxctl: extension 1001 has no registration with contact {dead.contact}\n"
 
     rows.binding(rows.extension("1002"), contact="sip:1002@192.0.2.11:5062")
-    status, out, _ = pbxctl(tmp_path, monkeypatch, capsys, "reg", "rm", "1001", "--all")
+    status, out, _ = pbxctl("reg", "rm", "1001", "--all")
     assert status == 0 and out.count("dropped") == 1
     db.connect(reuse_if_open=True)
     assert [b.contact for b in Binding.select()] == ["sip:1002@192.0.2.11:5062"]
-    status, _, err = pbxctl(tmp_path, monkeypatch, capsys, "reg", "rm", "1001", "--all")
+    status, _, err = pbxctl("reg", "rm", "1001", "--all")
     assert (status, err) == (1, "pbxctl: extension 1001 is not registered\n")
-    status, _, err = pbxctl(tmp_path, monkeypatch, capsys, "reg", "rm", "9999", "--all")
+    status, _, err = pbxctl("reg", "rm", "9999", "--all")
     assert (status, err) == (1, "pbxctl: no extension 9999\n")
