@@ -20,7 +20,7 @@ import logging
 
 from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import Leg
-from sipd.b2bua.media import codec, direction, held_both_ways
+from sipd.b2bua.media import codec, direction, held_both_ways, parsed
 from sipd.b2bua.stack import ALLOW
 from sipd.sip.extensions import SUPPORTED_HEADER, expiry
 from sipd.sip.headers import CSeq
@@ -70,12 +70,7 @@ class Bridge:
         call.answered_at = owner.clock()
         call.callee_leg = leg
         caller.other, leg.other = leg, caller
-        answer = None
-        if response.body:
-            try:
-                answer = SessionDescription.parse(response.body)
-            except SdpError:
-                answer = None
+        answer = parsed(response.body)
         if answer is None and leg.sdp is not None:
             # The answer came in its 183 (early media) and the 2xx did not repeat
             # it (RFC 3264 §5 has the 2xx repeat it; some providers do not).
@@ -93,7 +88,7 @@ class Bridge:
             # The caller sent no offer (RFC 3261 §13.2.1): the callee's answer,
             # on leg A, is our offer to it (what the callee chose, so that the
             # caller's answer fits both); its answer comes in the ACK.
-            caller.offered = (caller.cseq(), SessionDescription.parse(body))
+            caller.awaiting_answer = caller.cseq()
         headers = [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
                    ("Allow", ALLOW), ("Supported", SUPPORTED_HEADER)]
         if call.session_interval:
@@ -181,16 +176,11 @@ class Bridge:
         """The ACK to a 2xx that carried our offer: its SDP is the phone's answer,
         applied to the relay. An ACK without one leaves the phone without audio
         (RFC 3261 §13.2.1 wants the answer there): the call is ended."""
-        leg.offered = None
+        leg.awaiting_answer = None
         owner = self.owner
         if call.phase is not Phase.ANSWERED:
             return
-        answer = None
-        if ack.body:
-            try:
-                answer = SessionDescription.parse(ack.body)
-            except SdpError:
-                answer = None
+        answer = parsed(ack.body)
         if answer is None:
             log.warning(
                 "Call %s -> %s: the %s's ACK has no usable SDP answer to our offer; hanging up",
@@ -223,7 +213,7 @@ class Bridge:
         else:
             body = self.owner.media.offer_for(call, leg.name)
         cseq = CSeq.parse(request.headers.get("CSeq")).number
-        leg.offered = (cseq, SessionDescription.parse(body))
+        leg.awaiting_answer = cseq
         headers.append(("Allow", ALLOW))
         ok = stack.reply(txn, request, 200, None, headers, body)
         leg.retransmit_2xx(bytes(ok), cseq)
@@ -292,16 +282,14 @@ class Bridge:
                                         cseq=cseq)
             stack.send(bytes(ack), target.destination)
         body = b""
-        if response.body and 200 <= status < 300 and method in ("INVITE", "UPDATE"):
-            try:
-                answer = SessionDescription.parse(response.body)
-                if live:
-                    stream = owner.media.apply(call, target, answer)
-                    if stream is not None:
-                        self.declared(call, target, stream)
-                    body = owner.media.sdp_for(call, answer, origin.name)
-            except SdpError:
-                body = b""
+        answer = None
+        if live and 200 <= status < 300 and method in ("INVITE", "UPDATE"):
+            answer = parsed(response.body)
+        if answer is not None:
+            stream = owner.media.apply(call, target, answer)
+            if stream is not None:
+                self.declared(call, target, stream)
+            body = owner.media.sdp_for(call, answer, origin.name)
         headers = [("Contact", stack.contact(origin.us, origin.destination.transport))]
         if 200 <= status < 300 and origin is call.caller and call.session_interval and live:
             headers += self.session_headers(call)

@@ -485,7 +485,7 @@ class Calls:
         acked = leg.acked(cseq)
         # Over TCP/TLS our 2xx is not retransmitted (nothing to stop): the
         # ACK's CSeq alone says it is the one our offer waits for.
-        if leg.offered is not None and leg.offered[0] == cseq:
+        if leg.awaiting_answer == cseq:
             self.bridge.answer_in_ack(call, leg, request)
         if acked and call.feature and call.phase is not Phase.ENDED:
             self.executor.feature_acked(call)

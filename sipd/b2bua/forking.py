@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import CalleeLeg, LegState
+from sipd.b2bua.media import parsed
 from sipd.b2bua.stack import ALLOW, SERVER, contact_uri
 from sipd.registrar import Destination
 from sipd.sip.dialog import new_call_id, new_tag
 from sipd.sip.headers import CSeq, NameAddr
 from sipd.sip.message import Headers, Request, Response
-from sipd.sip.sdp import SdpError, SessionDescription
 
 BUSY = "busy"
 NO_ANSWER = "no answer"
@@ -169,14 +169,12 @@ class Fork:
         # 3261 §13.2.1: the offer goes in the first reliable response): 180.
         if response.body and response.status == 183 and not call.delayed:
             # Early media (ringback from the phone): the relay carries it too.
-            try:
-                answer = SessionDescription.parse(response.body)
+            answer = parsed(response.body)
+            if answer is not None:
                 stream = owner.media.apply(call, leg, answer)
                 if stream is not None:
                     owner.bridge.declared(call, leg, stream)
                 body = owner.media.sdp_for(call, answer, "A")
-            except SdpError:
-                body = b""
         caller = call.caller
         caller.respond(
             183 if body else 180,

@@ -18,7 +18,6 @@ from sipd.registrar import Destination, Source
 from sipd.sip.dialog import Dialog
 from sipd.sip.headers import CSeq, NameAddr
 from sipd.sip.message import Request, Response
-from sipd.sip.sdp import SessionDescription
 from sipd.sip.transaction import T1, T2, ClientTransaction, ServerTransaction, State, build_cancel
 
 log = logging.getLogger("sipd")
@@ -50,7 +49,7 @@ class Pending2xx:
 
 class Leg:
     __slots__ = ("owner", "call", "name", "role", "us", "dialog", "destination", "state",
-                 "direction", "other", "pending_2xx", "sdp", "offered", "__weakref__")
+                 "direction", "other", "pending_2xx", "sdp", "awaiting_answer", "__weakref__")
 
     def __init__(self, owner, call, name: str, role: str, us: str, destination: Destination):
         self.owner = owner  # the B2BUA (sipd.b2bua.calls.Calls)
@@ -69,9 +68,9 @@ class Leg:
         # The description this leg's phone last sent (offer or answer): what a
         # transfer offers the party it is connected to next (transfer.py).
         self.sdp = None
-        # (CSeq, the offer) we put in a 2xx to this phone's INVITE that had
-        # none (RFC 3264 §5, RFC 3261 §13.2.1): its answer comes in that ACK.
-        self.offered: tuple[int, SessionDescription] | None = None
+        # The CSeq of this phone's INVITE that had no offer and got one of ours
+        # in our 2xx (RFC 3264 §5, RFC 3261 §13.2.1): its answer comes in that ACK.
+        self.awaiting_answer: int | None = None
 
     def from_phone(self, source: Source) -> bool:
         return from_peer(self.destination, source)

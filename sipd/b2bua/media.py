@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from sipd.sip.sdp import SessionDescription, rewrite
+from sipd.sip.sdp import SdpError, SessionDescription, rewrite
 
 log = logging.getLogger("sipd")
 
@@ -56,10 +56,7 @@ class Media:
         leg A ports: for a call the PBX answers itself (a feature code). The
         audio stream keeps the offer's formats and answers its direction; any
         other stream is rejected (port 0)."""
-        address = self.relay.address
-        family = "IP6" if ":" in address else "IP4"
-        lines = ["v=0", f"o=pbx-sipd {call.record_id} 1 IN {family} {address}", "s=pbx-sipd",
-                 f"c=IN {family} {address}", "t=0 0"]
+        lines = self._session_lines(call, 1)
         chosen = audio(offer)
         for stream in offer.streams():
             formats = " ".join(stream.formats)
@@ -75,7 +72,7 @@ class Media:
                     f"a=rtpmap:{payload_type} {mapping.encoding}/{mapping.clock_rate}{channels}"
                 )
             lines.append("a=" + _ANSWER_DIRECTION.get(stream.direction, "sendrecv"))
-        return ("\r\n".join(lines) + "\r\n").encode()
+        return _body(lines)
 
     def offer_for(self, call, name: str, version: int = 1) -> bytes:
         """An offer of our own on relay leg `name` (RFC 3264 §5), for a phone
@@ -83,18 +80,38 @@ class Media:
         §13.2.1), whose callees are offered this on leg B, or a re-INVITE
         without SDP answered with it on that phone's leg. G.711 both laws and
         RFC 4733 telephone-event, which the relay carries without reading."""
-        address = self.relay.address
-        family = "IP6" if ":" in address else "IP4"
         port = call.media.leg(name).local_rtp_port
-        return ("\r\n".join([
-            "v=0", f"o=pbx-sipd {call.record_id} {version} IN {family} {address}", "s=pbx-sipd",
-            f"c=IN {family} {address}", "t=0 0", f"m=audio {port} RTP/AVP 0 8 101",
+        return _body([
+            *self._session_lines(call, version), f"m=audio {port} RTP/AVP 0 8 101",
             "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000",
             "a=fmtp:101 0-16", "a=ptime:20", "a=sendrecv",
-        ]) + "\r\n").encode()
+        ])
+
+    def _session_lines(self, call, version: int) -> list[str]:
+        """The session-level lines of an SDP of ours (RFC 4566 §5): the relay's
+        address as origin and connection, one session per call."""
+        address = self.relay.address
+        family = "IP6" if ":" in address else "IP4"
+        return ["v=0", f"o=pbx-sipd {call.record_id} {version} IN {family} {address}",
+                "s=pbx-sipd", f"c=IN {family} {address}", "t=0 0"]
 
     def close(self, call) -> None:
         self.relay.close_session(call.media, wait=False)
+
+
+def _body(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def parsed(body: bytes) -> SessionDescription | None:
+    """The SDP a message carries; None when it has none or it cannot be read
+    (the caller then acts as for a missing one)."""
+    if not body:
+        return None
+    try:
+        return SessionDescription.parse(body)
+    except SdpError:
+        return None
 
 
 # RFC 3264 §6.1: the answer's direction for each direction offered.

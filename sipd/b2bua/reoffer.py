@@ -10,9 +10,9 @@ import random
 
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.legs import CallerLeg, LegState
+from sipd.b2bua.media import parsed
 from sipd.sip.headers import CSeq
 from sipd.sip.message import Response
-from sipd.sip.sdp import SdpError, SessionDescription
 
 # Our re-INVITE crossing one of the phone's (491, RFC 3261 §14.1): tried again.
 GLARE_RETRIES = 3
@@ -66,10 +66,7 @@ class Reoffer:
             if self.answered:
                 return  # a retransmitted 2xx: our ACK again, nothing more
             self.answered = True
-            try:
-                answer = SessionDescription.parse(response.body) if response.body else None
-            except SdpError:
-                answer = None
+            answer = parsed(response.body)
             done, _ = self._finish()
             done(answer)
             return

@@ -88,7 +88,7 @@ def test_a_caller_without_offer_gets_ours_in_the_2xx_and_answers_in_the_ack(pbx)
     caller_ack(pbx, SDP.replace("sendrecv", "sendonly"))
     assert relay.applied[-1] == ("A", 6000, "sendonly")
     (call,) = pbx.calls.calls.values()
-    assert call.caller.offered is None and call.caller.direction == "sendonly"
+    assert call.caller.awaiting_answer is None and call.caller.direction == "sendonly"
     assert call.caller.pending_2xx is None  # the ACK stopped our retransmissions
 
 
@@ -159,7 +159,7 @@ def test_a_reinvite_without_sdp_is_answered_here_with_an_offer(pbx):
     pbx.handle(ack, CALLEE)
     assert relay.applied[-1] == ("B", 7100, "sendrecv")
     (call,) = pbx.calls.calls.values()
-    assert call.callee_leg.offered is None and call.callee_leg.pending_2xx is None
+    assert call.callee_leg.awaiting_answer is None and call.callee_leg.pending_2xx is None
 
 
 def test_an_update_without_sdp_is_a_refresh_answered_200_without_sdp(pbx):
