@@ -7,6 +7,10 @@ stream socket, one JSON object per line each way:
     <- {"ok": true} | {"ok": false, "error": "no such call"}
     -> {"command": "ping"}
     <- {"ok": true, "calls": 2}
+    -> {"command": "trunk reload"}                  (re-read the trunks, register each again)
+    <- {"ok": true, "registering": 1}
+    -> {"command": "trunk register", "name": "acme"}   (that trunk's REGISTER now)
+    <- {"ok": true}
 
 What the panel *shows* comes from the database, never from here.
 """
@@ -44,3 +48,13 @@ def send(path: str, command: dict, timeout: float = 3.0) -> dict:
     if not reply.get("ok"):
         raise ControlError(reply.get("error") or "sipd refused the command")
     return reply
+
+
+def reload_trunks(settings) -> dict:
+    """Ask sipd to re-read the Trunk table (after pbxctl trunk add/set/rm or the panel)."""
+    return send(settings.control_socket, {"command": "trunk reload"})
+
+
+def register_trunk(settings, name: str) -> dict:
+    """Ask sipd to register trunk `name` again now."""
+    return send(settings.control_socket, {"command": "trunk register", "name": name})

@@ -5,9 +5,9 @@ everything first and writes in one transaction; errors are `AccountError` with
 a message fit to show a person. The password is kept as given because it must
 be sent (DESIGN.md, Secrets) but is never returned by `describe`, so it is
 never printed, logged or exported; callers show only `password_state`.
-sipd reads trunks on "trunk reload" (core/control.reload_trunks, added by the
-trunks helper); `notify_sipd` asks for it and tolerates a sipd that is not
-running, because the next start reads the table anyway.
+sipd reads trunks on "trunk reload" (core/control.reload_trunks); `notify_sipd`
+asks for it and tolerates a sipd that is not running, because the next start
+reads the table anyway.
 """
 
 from __future__ import annotations
@@ -253,11 +253,8 @@ def notify_sipd(settings) -> str:
     a sipd that is not running reads the table when it starts)."""
     from core import control
 
-    reload = getattr(control, "reload_trunks", None)
-    if reload is None:  # until the trunks helper's reload_trunks lands
-        return "sipd reads trunks when it starts"
     try:
-        reload(settings)
-    except Exception as error:  # noqa: BLE001 - sipd down or old: the change is saved anyway
+        control.reload_trunks(settings)
+    except control.ControlError as error:  # sipd down or old: the change is saved anyway
         return f"sipd not told ({error})"
     return ""

@@ -2,7 +2,8 @@
 
 A Unix stream socket (mode 0660, owned by the daemon's user), one JSON object
 per line each way; the protocol is described in core/control.py. Only
-commands that need the live process are here (hang up a call); everything
+commands that need the live process are here (hang up a call, re-read the
+trunks, register a trunk again); everything
 shown comes from the database.
 """
 
@@ -20,9 +21,10 @@ MAX_LINE = 4096
 
 
 class ControlServer(StreamServer):
-    def __init__(self, path: str, calls):
+    def __init__(self, path: str, calls, trunks=None):
         self.path = path
         self.calls = calls
+        self.trunks = trunks  # sipd/trunks/manager.py's TrunkManager
         try:
             os.unlink(path)  # a socket left by a crashed sipd
         except FileNotFoundError:
@@ -69,6 +71,19 @@ class ControlServer(StreamServer):
                 log.info("Call %d hung up by an admin", row_id)
                 return {"ok": True}
             return {"ok": False, "error": "no such call (it may have ended)"}
+        if name == "trunk reload":
+            if self.trunks is None:
+                return {"ok": False, "error": "trunks are not enabled"}
+            return {"ok": True, "registering": self.trunks.reload()}
+        if name == "trunk register":
+            if self.trunks is None:
+                return {"ok": False, "error": "trunks are not enabled"}
+            trunk = command.get("name")
+            if not isinstance(trunk, str) or not self.trunks.register(trunk):
+                return {"ok": False, "error": f"no register trunk named {str(trunk)[:64]!r}"
+                                              " (run trunk reload after adding one)"}
+            log.info("[TRUNK] %s: registering again, asked by an admin", trunk)
+            return {"ok": True}
         return {"ok": False, "error": f"unknown command {name!r}"}
 
     def close(self):

@@ -240,9 +240,10 @@ class Sipd:
         self.handler.send = send
         self.handler.calls = self.calls
         self._start_qualifier(send, local, port)
+        self._start_trunks(send, local, port)
         periodic(MEDIA_CHECK_INTERVAL, self.calls.check_media, "media check")
         try:
-            self.control = ControlServer(self.settings.control_socket, self.calls)
+            self.control = ControlServer(self.settings.control_socket, self.calls, self.trunks)
             self.control.start()
         except OSError as error:
             log.warning("Control socket %s unavailable: %s", self.settings.control_socket, error)
@@ -260,6 +261,16 @@ class Sipd:
         self.qualifier = Qualifier(send, local, port, self.settings.realm, interval)
         self.handler.qualifier = self.qualifier
         periodic(0.1, self.qualifier.tick, "qualify")
+
+    def _start_trunks(self, send, local: str, port: int) -> None:
+        """Registrations to the providers (sipd/trunks/manager.py): main sipd only, as
+        the qualifier, since the responses come to this process."""
+        from sipd.trunks.manager import TrunkManager
+
+        self.trunks = TrunkManager(send, local, port)
+        self.trunks.load()
+        self.handler.trunks = self.trunks
+        periodic(0.1, self.trunks.tick, "trunks")
 
     def _housekeeping(self) -> None:
         reap()

@@ -74,6 +74,8 @@ class Handler:
         self.send = None
         # The qualifier's OPTIONS probes (sipd/qualifier.py), in the main sipd when enabled.
         self.qualifier = None
+        # The trunks' REGISTERs and keep-alives (sipd/trunks/manager.py), in the main sipd.
+        self.trunks = None
         # Inside batch(): the transactions begun and the work to run after the commit,
         # and the greenlet of the batch (others handle requests while it waits for
         # the database's write lock: theirs are not part of it).
@@ -151,6 +153,8 @@ class Handler:
         if isinstance(message, Response):
             # To the owner of its client transaction: a probe of the qualifier's, or the B2BUA's.
             if self.qualifier is not None and self.qualifier.response(message, source):
+                return []
+            if self.trunks is not None and self.trunks.response(message, source):
                 return []
             if self.calls is not None:
                 self.calls.response(message, source)

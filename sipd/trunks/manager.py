@@ -1,0 +1,258 @@
+"""sipd's trunks at run time: registrations to the providers, and their state.
+
+The decisions are sipd/trunks/registration.py's and the path
+sipd/trunks/path.py's; this carries them out, in the main sipd only (the
+responses come to its port). `tick()` runs often (every 0.1 s, from the
+daemon) with the clock given, so tests move time instead of waiting:
+
+    manager = TrunkManager(send, local_host, local_port, clock=time.time)
+    manager.load()            # read the Trunk table; every register trunk due now
+    manager.reload()          # "trunk reload": read it again, register every one again
+    manager.register(name)    # "trunk register NAME": that one again now; False if unknown
+    manager.tick()            # timers: retransmissions, timeouts, attempts and refreshes due
+    manager.response(response, source) -> bool   # ours (then it ends here) or not
+    manager.trunks[name]      # a LiveTrunk: .row (the Trunk), .path, .status ...
+
+What sipd knows of each trunk is written to TrunkState whenever it changes,
+for `pbxctl trunk list` and the panel. The password is never logged: reasons
+come from the digest client, which names the user and the realm only.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import time
+
+import peewee
+
+from core.models import Trunk, TrunkState, db
+from sipd import dblock
+from sipd.sip.dialog import new_branch, new_call_id, new_tag
+from sipd.sip.message import Response
+from sipd.sip.transaction import ClientTransactions, Event
+from sipd.trunks.path import Path, PathError, path_for
+from sipd.trunks.registration import ClientRegistration, Outcome, refresh_after
+
+log = logging.getLogger("sipd")
+
+
+class LiveTrunk:
+    """A Trunk row and what this sipd is doing with it."""
+
+    def __init__(self, row: Trunk):
+        self.row = row
+        self.name = row.name
+        self.path: Path | None = None
+        self.registration: ClientRegistration | None = None
+        self.status = "unregistered"
+        self.next_at: float | None = None  # the next REGISTER (first, retry or refresh)
+        self.transaction = None  # the REGISTER in flight
+        self.contact = ""
+        self.expires_at: float | None = None
+
+    @property
+    def registers(self) -> bool:
+        return self.row.kind == "register" and self.row.register and self.row.enabled
+
+    def where(self) -> str:
+        """The provider as the admin wrote it, for log lines."""
+        return f"{self.row.host}:{self.row.port}" if self.row.port else self.row.host
+
+
+class TrunkManager:
+    def __init__(self, send, local_host: str, local_port: int, clock=time.time,
+                 getaddrinfo=socket.getaddrinfo):
+        self.send = send  # the transports' send(data, Destination) -> bool
+        self.local_host, self.local_port = local_host, local_port
+        self.clock = clock
+        self.getaddrinfo = getaddrinfo
+        self.client = ClientTransactions()
+        self.trunks: dict[str, LiveTrunk] = {}
+        self._call_ids: dict[str, tuple[str, int]] = {}  # name -> (Call-ID, last CSeq)
+
+    # --- the table -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the trunks; every register trunk is registered (again) at once."""
+        now = self.clock()
+        rows = {row.name: row for row in Trunk.select()}
+        for name in list(self.trunks):
+            if name not in rows:
+                self._drop(self.trunks.pop(name), now)
+        for name, row in rows.items():
+            previous = self.trunks.get(name)
+            if previous is not None:
+                self._forget(previous)
+                if previous.registers and not (row.kind == "register" and row.register
+                                               and row.enabled):
+                    self._unregister(previous, now)
+            trunk = LiveTrunk(row)
+            self.trunks[name] = trunk
+            if trunk.registers:
+                call_id, cseq = self._call_ids.get(name) or (new_call_id(self.local_host), 0)
+                trunk.registration = ClientRegistration(
+                    name, row.username, row.auth_user, row.password, row.register_expires,
+                    call_id)
+                trunk.registration.cseq = cseq
+                if previous is not None and previous.status == "registered":
+                    trunk.status = "registered"  # until the new REGISTER says otherwise
+                trunk.next_at = now
+            else:
+                status = "disabled" if not row.enabled else "unregistered"
+                self._record(trunk, status=status, reason="", next_attempt_at=None,
+                             expires_at=None)
+
+    def reload(self) -> int:
+        self.load()
+        count = sum(1 for trunk in self.trunks.values() if trunk.registers)
+        log.info("[TRUNK] Trunks reloaded: %d trunk(s), %d to register",
+                 len(self.trunks), count)
+        return count
+
+    def register(self, name: str) -> bool:
+        trunk = self.trunks.get(name)
+        if trunk is None or not trunk.registers:
+            return False
+        self._forget(trunk)
+        trunk.next_at = self.clock()
+        return True
+
+    # --- the loop --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        resend, timed_out = self.client.tick(now)
+        for transaction in resend:
+            self.send(transaction.data, transaction.destination)
+        for transaction in timed_out:
+            trunk = transaction.context
+            if isinstance(trunk, LiveTrunk) and trunk.transaction is transaction:
+                trunk.transaction = None
+                address = trunk.path.address if trunk.path else trunk.where()
+                self._apply(trunk, trunk.registration.timeout(address), now)
+        for trunk in self.trunks.values():
+            if (trunk.registers and trunk.transaction is None and trunk.next_at is not None
+                    and trunk.next_at <= now):
+                self._attempt(trunk, now)
+
+    def response(self, response: Response, source) -> bool:
+        transaction = self.client.match(response)
+        if transaction is None:
+            return False
+        now = self.clock()
+        event, _ = self.client.receive(transaction, response, now)
+        trunk = transaction.context
+        if (event is Event.DELIVER and response.status >= 200 and isinstance(trunk, LiveTrunk)
+                and trunk.transaction is transaction):
+            trunk.transaction = None
+            self._apply(trunk, trunk.registration.response(response), now)
+        return True
+
+    # --- registering -----------------------------------------------------------------
+
+    def _attempt(self, trunk: LiveTrunk, now: float) -> None:
+        """A new REGISTER: the path found again (a name may point elsewhere by now)."""
+        trunk.next_at = None
+        try:
+            trunk.path = path_for(trunk.row, self.getaddrinfo)
+        except PathError as error:
+            self._apply(trunk, trunk.registration.error(str(error)), now)
+            return
+        if trunk.status not in ("registered", "registering"):
+            self._record(trunk, status="registering", address=trunk.path.address)
+            trunk.status = "registering"
+        self._send_register(trunk, now)
+
+    def _contact(self, path: Path, user: str) -> str:
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        params = "" if path.transport == "UDP" else f";transport={path.transport.lower()}"
+        return f"sip:{user}@{host}:{self.local_port}{params}"
+
+    def _via(self, path: Path) -> str:
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        return f"SIP/2.0/{path.transport} {host}:{self.local_port};branch={new_branch()};rport"
+
+    def _send_register(self, trunk: LiveTrunk, now: float, expires: int | None = None) -> None:
+        path, registration = trunk.path, trunk.registration
+        trunk.contact = self._contact(path, trunk.row.username or "pbx")
+        request = registration.request(path, trunk.contact, self._via(path), new_tag(), expires)
+        self._call_ids[trunk.name] = (registration.call_id, registration.cseq)
+        destination = path.destination()
+        transaction = self.client.start(request, destination.reliable, now,
+                                        destination=destination,
+                                        context=trunk if expires is None else None)
+        if expires is None:
+            trunk.transaction = transaction
+        if not self.send(transaction.data, destination):
+            self.client.forget(transaction)
+            if expires is None:
+                trunk.transaction = None
+                self._apply(trunk, registration.error(
+                    f"could not send to {path.address}"), now)
+
+    def _apply(self, trunk: LiveTrunk, outcome: Outcome, now: float) -> None:
+        if outcome.kind == "resend":
+            self._send_register(trunk, now)
+            return
+        if outcome.kind == "registered":
+            if outcome.expires == 0:
+                outcome = trunk.registration.error(
+                    f"provider granted 0 s to {trunk.contact} ({outcome.reason})")
+            else:
+                before = trunk.status
+                trunk.status = "registered"
+                trunk.expires_at = now + outcome.expires
+                trunk.next_at = now + refresh_after(outcome.expires)
+                self._record(trunk, status="registered", last_code=outcome.code,
+                             reason=outcome.reason, registered_at=now,
+                             expires_at=trunk.expires_at, next_attempt_at=trunk.next_at,
+                             failures=0, contact=trunk.contact, address=trunk.path.address)
+                if before != "registered":
+                    log.info("[TRUNK] %s registered at %s (expires %d s)", trunk.name,
+                             trunk.where(), outcome.expires)
+                else:
+                    log.debug("[TRUNK] %s registration refreshed (expires %d s)", trunk.name,
+                              outcome.expires)
+                return
+        trunk.status = "failed"
+        trunk.expires_at = None
+        trunk.next_at = now + outcome.retry_in
+        self._record(trunk, status="failed", last_code=outcome.code, reason=outcome.reason[:255],
+                     expires_at=None, next_attempt_at=trunk.next_at,
+                     failures=trunk.registration.failures,
+                     address=trunk.path.address if trunk.path else "")
+        log.warning("[TRUNK] %s registration at %s failed: %s; next attempt in %d s",
+                    trunk.name, trunk.where(), outcome.reason, outcome.retry_in)
+
+    def _unregister(self, trunk: LiveTrunk, now: float) -> None:
+        """Best effort Expires: 0 (§10.2.2) for a trunk that stops registering."""
+        if trunk.status != "registered" or trunk.path is None or trunk.registration is None:
+            return
+        self._send_register(trunk, now, expires=0)
+        log.info("[TRUNK] %s unregistered from %s", trunk.name, trunk.where())
+
+    def _drop(self, trunk: LiveTrunk, now: float) -> None:
+        self._forget(trunk)
+        self._unregister(trunk, now)
+        self._call_ids.pop(trunk.name, None)
+
+    def _forget(self, trunk: LiveTrunk) -> None:
+        if trunk.transaction is not None:
+            self.client.forget(trunk.transaction)
+            trunk.transaction = None
+
+    # --- TrunkState ------------------------------------------------------------------
+
+    def _record(self, trunk: LiveTrunk, **fields) -> None:
+        fields["updated_at"] = self.clock()
+        try:
+            # Waits for the write lock on the loop, like every sipd write (sipd/dblock.py).
+            with dblock.transaction(db.connection()):
+                (TrunkState.insert(trunk=trunk.row.id, **fields)
+                 .on_conflict(conflict_target=[TrunkState.trunk], update=fields)
+                 .execute())
+        except (dblock.Unavailable, peewee.DatabaseError, sqlite3.DatabaseError) as error:
+            log.warning("Could not record trunk %s's state (%s): %s", trunk.name,
+                        fields.get("status", "?"), error)
