@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pbxcli_ivr
+import pbxcli_outbound
 import pbxcli_routing
 import pbxcli_trunks
 from core import accounts
@@ -636,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     pbxcli_routing.add_ext_commands(ext)
     pbxcli_routing.add_group_commands(sub)
     pbxcli_trunks.add_trunk_commands(sub)
+    pbxcli_outbound.add_commands(sub)
+    pbxcli_outbound.add_ext_commands(ext)
     pbxcli_ivr.add_commands(sub)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
