@@ -16,6 +16,7 @@ import pbxcli_ivr
 import pbxcli_outbound
 import pbxcli_routing
 import pbxcli_trunks
+import pbxcli_voicemail
 from core import accounts
 from core.config import ROOT, ConfigError, Settings, load_settings
 from pbxcli_common import CliError
@@ -170,6 +171,7 @@ def cmd_ext_add(args, settings: Settings) -> int:
         ])))
     print(f"Extension {extension.number} created")
     _print_secret(extension.number, password, generated, settings)
+    print(f"Voicemail PIN (shown once): {extension.voicemail_pin}")
     return 0
 
 
@@ -256,6 +258,9 @@ def cmd_ext_rm(args, settings: Settings) -> int:
         changed = accounts.delete_extension(args.number)
         _audit("extension.delete", args.number.strip(), "; ".join(filter(None, [
             f"name {name!r}" if name else "", ", ".join(changed)])))
+    from core import voicemail
+
+    voicemail.delete_files(args.number.strip(), settings)
     print(f"Extension {args.number} deleted")
     for line in changed:
         print(f"Also: {line}")
@@ -640,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbxcli_outbound.add_commands(sub)
     pbxcli_outbound.add_ext_commands(ext)
     pbxcli_ivr.add_commands(sub)
+    pbxcli_voicemail.add_commands(sub, ext)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"
