@@ -11,7 +11,12 @@ daemon) with the clock given, so tests move time instead of waiting:
     manager.register(name)    # "trunk register NAME": that one again now; False if unknown
     manager.tick()            # timers: retransmissions, timeouts, attempts and refreshes due
     manager.response(response, source) -> bool   # ours (then it ends here) or not
-    manager.trunks[name]      # a LiveTrunk: .row (the Trunk), .path, .status ...
+    manager.usable(name) -> bool   # may a call go out through it now (routing skips it if not)
+    manager.trunks[name]      # a LiveTrunk: .row (the Trunk), .path, .status, .up ...
+
+Every enabled trunk with a keepalive_interval is probed with OPTIONS on the
+same path (sipd/trunks/keepalive.py); no answer marks it down (TrunkState
+reachable false, and an IP trunk's status "down") until one is answered.
 
 What sipd knows of each trunk is written to TrunkState whenever it changes,
 for `pbxctl trunk list` and the panel. The password is never logged: reasons
@@ -32,6 +37,7 @@ from sipd import dblock
 from sipd.sip.dialog import new_branch, new_call_id, new_tag
 from sipd.sip.message import Response
 from sipd.sip.transaction import ClientTransactions, Event
+from sipd.trunks.keepalive import KeepAlive, options_request
 from sipd.trunks.path import Path, PathError, path_for
 from sipd.trunks.registration import ClientRegistration, Outcome, refresh_after
 
@@ -51,6 +57,12 @@ class LiveTrunk:
         self.transaction = None  # the REGISTER in flight
         self.contact = ""
         self.expires_at: float | None = None
+        self.keepalive = KeepAlive(row.keepalive_interval if row.enabled else 0)
+        self.probe = None  # the OPTIONS in flight
+
+    @property
+    def up(self) -> bool:
+        return self.keepalive.up
 
     @property
     def registers(self) -> bool:
@@ -59,6 +71,15 @@ class LiveTrunk:
     def where(self) -> str:
         """The provider as the admin wrote it, for log lines."""
         return f"{self.row.host}:{self.row.port}" if self.row.port else self.row.host
+
+
+class _Probe:
+    """The context of a keep-alive's transaction (a REGISTER's is the LiveTrunk)."""
+
+    __slots__ = ("trunk",)
+
+    def __init__(self, trunk: LiveTrunk):
+        self.trunk = trunk
 
 
 class TrunkManager:
@@ -85,10 +106,14 @@ class TrunkManager:
             previous = self.trunks.get(name)
             if previous is not None:
                 self._forget(previous)
+                self._forget_probe(previous)
                 if previous.registers and not (row.kind == "register" and row.register
                                                and row.enabled):
                     self._unregister(previous, now)
             trunk = LiveTrunk(row)
+            if previous is not None:
+                trunk.keepalive.up = previous.keepalive.up
+            trunk.keepalive.start(now)
             self.trunks[name] = trunk
             if trunk.registers:
                 call_id, cseq = self._call_ids.get(name) or (new_call_id(self.local_host), 0)
@@ -100,9 +125,11 @@ class TrunkManager:
                     trunk.status = "registered"  # until the new REGISTER says otherwise
                 trunk.next_at = now
             else:
-                status = "disabled" if not row.enabled else "unregistered"
+                status = "disabled" if not row.enabled else (
+                    ("up" if trunk.up else "down") if row.keepalive_interval else "unregistered")
+                trunk.status = status
                 self._record(trunk, status=status, reason="", next_attempt_at=None,
-                             expires_at=None)
+                             expires_at=None, reachable=trunk.up)
 
     def reload(self) -> int:
         self.load()
@@ -110,6 +137,15 @@ class TrunkManager:
         log.info("[TRUNK] Trunks reloaded: %d trunk(s), %d to register",
                  len(self.trunks), count)
         return count
+
+    def usable(self, name: str) -> bool:
+        """Whether a call may go out through trunk `name` now: it exists and is
+        enabled, its keep-alive has not marked it down, and it is not a register
+        trunk whose registration failed (the provider refused it: its INVITEs
+        would be refused too). A trunk still registering is usable."""
+        trunk = self.trunks.get(name)
+        return bool(trunk is not None and trunk.row.enabled and trunk.up
+                    and not (trunk.registers and trunk.status == "failed"))
 
     def register(self, name: str) -> bool:
         trunk = self.trunks.get(name)
@@ -132,10 +168,21 @@ class TrunkManager:
                 trunk.transaction = None
                 address = trunk.path.address if trunk.path else trunk.where()
                 self._apply(trunk, trunk.registration.timeout(address), now)
+        for transaction in timed_out:
+            trunk = transaction.context
+            if isinstance(trunk, _Probe) and trunk.trunk.probe is transaction:
+                trunk.trunk.probe = None  # the keep-alive's own deadline decides
         for trunk in self.trunks.values():
             if (trunk.registers and trunk.transaction is None and trunk.next_at is not None
                     and trunk.next_at <= now):
                 self._attempt(trunk, now)
+            change = trunk.keepalive.expired(now)
+            if change:
+                self._forget_probe(trunk)
+                where = trunk.path.address if trunk.path else trunk.where()
+                self._reachable(trunk, change, f"no answer to OPTIONS from {where}")
+            if trunk.keepalive.due(now):
+                self._probe(trunk, now)
 
     def response(self, response: Response, source) -> bool:
         transaction = self.client.match(response)
@@ -144,11 +191,60 @@ class TrunkManager:
         now = self.clock()
         event, _ = self.client.receive(transaction, response, now)
         trunk = transaction.context
-        if (event is Event.DELIVER and response.status >= 200 and isinstance(trunk, LiveTrunk)
-                and trunk.transaction is transaction):
+        if event is not Event.DELIVER or response.status < 200:
+            return True
+        if isinstance(trunk, LiveTrunk) and trunk.transaction is transaction:
             trunk.transaction = None
             self._apply(trunk, trunk.registration.response(response), now)
+        elif isinstance(trunk, _Probe) and trunk.trunk.probe is transaction:
+            live = trunk.trunk
+            live.probe = None
+            change = live.keepalive.answered(now)
+            if change:
+                self._reachable(live, change, f"answered OPTIONS with {response.status}")
         return True
+
+    # --- keep-alive ------------------------------------------------------------------
+
+    def _probe(self, trunk: LiveTrunk, now: float) -> None:
+        trunk.keepalive.sent(now)
+        try:
+            path = path_for(trunk.row, self.getaddrinfo)
+        except PathError as error:
+            change = trunk.keepalive.failed(now)
+            if change:
+                self._reachable(trunk, change, str(error))
+            return
+        if trunk.path is None:
+            trunk.path = path
+        request = options_request(path, self._via(path), new_tag(),
+                                  new_call_id(self.local_host), path.from_user)
+        destination = path.destination()
+        transaction = self.client.start(request, destination.reliable, now,
+                                        destination=destination, context=_Probe(trunk))
+        trunk.probe = transaction
+        if not self.send(transaction.data, destination):
+            self._forget_probe(trunk)
+            change = trunk.keepalive.failed(now)
+            if change:
+                self._reachable(trunk, change, f"could not send to {path.address}")
+
+    def _forget_probe(self, trunk: LiveTrunk) -> None:
+        if trunk.probe is not None:
+            self.client.forget(trunk.probe)
+            trunk.probe = None
+
+    def _reachable(self, trunk: LiveTrunk, change: str, why: str) -> None:
+        fields = {"reachable": change == "up"}
+        if not trunk.registers:
+            trunk.status = change
+            fields.update(status=change, reason=why[:255])
+        self._record(trunk, **fields)
+        if change == "down":
+            log.warning("[TRUNK] %s is down: %s; calls skip it until it answers", trunk.name,
+                        why)
+        else:
+            log.info("[TRUNK] %s is up again: %s", trunk.name, why)
 
     # --- registering -----------------------------------------------------------------
 
@@ -235,6 +331,7 @@ class TrunkManager:
 
     def _drop(self, trunk: LiveTrunk, now: float) -> None:
         self._forget(trunk)
+        self._forget_probe(trunk)
         self._unregister(trunk, now)
         self._call_ids.pop(trunk.name, None)
 

@@ -7,14 +7,14 @@ import time
 from tests.sip.callkit import SipdServer, wait_for
 
 
-def trunk_state(db_path):
+def trunk_state(db_path, name="acme"):
     import sqlite3
 
     connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
     try:
         row = connection.execute(
             "SELECT s.status, s.last_code, s.reason, s.contact FROM trunk_state s"
-            " JOIN trunk t ON t.id = s.trunk_id WHERE t.name = 'acme'").fetchone()
+            " JOIN trunk t ON t.id = s.trunk_id WHERE t.name = ?", (name,)).fetchone()
     finally:
         connection.close()
     return row or (None, None, None, None)

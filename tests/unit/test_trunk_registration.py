@@ -33,8 +33,12 @@ class Wire:
         self.sent.append((parse(data), destination))
         return self.up
 
-    def last(self):
-        return self.sent[-1][0]
+    def last(self, method="REGISTER"):
+        """The last request of `method` sent (the keep-alive's OPTIONS go too)."""
+        return [request for request, _ in self.sent if request.method == method][-1]
+
+    def count(self, method="REGISTER"):
+        return sum(1 for request, _ in self.sent if request.method == method)
 
 
 @pytest.fixture
@@ -74,7 +78,7 @@ def test_registers_with_digest_and_refreshes_before_expiry(rig):
     assert first.headers.get("To") == "<sip:acme1@127.0.0.1:5070>"
     assert first.headers.get("Contact") == "<sip:acme1@127.0.0.1:5060>"
     assert "s3cret" not in bytes(second).decode()
-    destination = wire.sent[-1][1]
+    destination = [d for r, d in wire.sent if r.method == "REGISTER"][-1]
     assert (destination.host, destination.port, destination.transport) == (
         "127.0.0.1", 5070, "UDP")
     status, code, _ = state()
@@ -83,14 +87,14 @@ def test_registers_with_digest_and_refreshes_before_expiry(rig):
     assert row.expires_at == clock.now + 60 and row.contact == "sip:acme1@127.0.0.1:5060"
     assert row.address == "127.0.0.1:5070/udp"
     # Nothing more until the refresh is due (half of 60 s) ...
-    count = len(wire.sent)
+    count = wire.count()
     clock.now += 29
     manager.tick()
-    assert len(wire.sent) == count
+    assert wire.count() == count
     clock.now += 1
     manager.tick()
     refresh = wire.last()
-    assert refresh.method == "REGISTER" and len(wire.sent) == count + 1
+    assert wire.count() == count + 1
     # ... with the same Call-ID, the next CSeq and the cached nonce (no new 401 round).
     assert refresh.headers.get("Call-ID") == second.headers.get("Call-ID")
     assert refresh.headers.get("CSeq") == "3 REGISTER"
@@ -108,10 +112,10 @@ def test_wrong_password_fails_with_the_reason_and_backs_off_forever(rig, caplog)
         assert (status, code) == ("failed", 401)
         assert "refused the password for user acme1 at realm carrier.test" in reason
         waits.append(TrunkState.get().next_attempt_at - clock.now)
-        count = len(wire.sent)
+        count = wire.count()
         clock.now += waits[-1] - 1
         manager.tick()
-        assert len(wire.sent) == count  # not before its time
+        assert wire.count() == count  # not before its time
         clock.now += 1
     assert waits == [30, 60, 120, 300, 600, 600, 600]
     assert TrunkState.get().failures == 7
@@ -130,7 +134,7 @@ def test_403_waits_longer_and_a_timeout_names_the_address(rig):
     for _ in range(400):  # Timer E retransmits, Timer F gives up after 32 s
         clock.now += 0.1
         manager.tick()
-    assert len(wire.sent) > 2
+    assert wire.count() > 2
     status, code, reason = state()
     assert (status, code, reason) == ("failed", None, "no response from 127.0.0.1:5070/udp")
 
@@ -170,17 +174,57 @@ def test_unresolvable_host_is_a_failure_with_the_reason(database):
     manager = TrunkManager(wire, "127.0.0.1", 5060, clock=Clock(), getaddrinfo=getaddrinfo)
     manager.load()
     manager.tick()
-    assert wire.sent == []
+    assert wire.count() == 0
     assert state() == ("failed", None, "cannot resolve nowhere.invalid: Name or service not known")
 
 
 def test_an_ip_trunk_is_not_registered(database):
-    trunks.create_trunk("carrier", "127.0.0.1", match="127.0.0.1/32")
+    trunks.create_trunk("carrier", "127.0.0.1", match="127.0.0.1/32", keepalive_interval=0)
     wire = Wire()
     manager = TrunkManager(wire, "127.0.0.1", 5060, clock=Clock())
     manager.load()
     manager.tick()
     assert wire.sent == [] and state()[0] == "unregistered"
+
+
+def test_keepalive_marks_a_trunk_down_and_up_and_usable_follows(database, caplog):
+    trunks.create_trunk("carrier", "127.0.0.1:5070", match="127.0.0.1/32",
+                        keepalive_interval=10)
+    clock, wire = Clock(), Wire()
+    manager = TrunkManager(wire, "127.0.0.1", 5060, clock=clock)
+    manager.load()
+    manager.tick()
+    probe = wire.last("OPTIONS")
+    assert probe.uri == "sip:127.0.0.1:5070" and wire.count("REGISTER") == 0
+    answer(manager, probe, 200)
+    assert manager.usable("carrier") and TrunkState.get().reachable
+    clock.now += 10
+    manager.tick()
+    assert wire.count("OPTIONS") == 2
+    for _ in range(49):  # Timer E resends it; 5 s without an answer is down
+        clock.now += 0.1
+        manager.tick()
+    assert manager.usable("carrier")
+    clock.now += 0.2
+    manager.tick()
+    assert not manager.usable("carrier")
+    row = TrunkState.get()
+    assert (row.status, row.reachable) == ("down", False)
+    assert row.reason == "no answer to OPTIONS from 127.0.0.1:5070/udp"
+    assert "[TRUNK] carrier is down: no answer to OPTIONS from 127.0.0.1:5070/udp" in caplog.text
+    clock.now += 5
+    manager.tick()
+    answer(manager, wire.last("OPTIONS"), 404)  # any answer: it is there (§11.2)
+    assert manager.usable("carrier") and TrunkState.get().status == "up"
+    assert not manager.usable("nope")
+
+
+def test_a_failed_registration_is_not_usable(rig):
+    manager, clock, wire = rig
+    assert manager.usable("acme")  # registering
+    manager.tick()
+    answer(manager, wire.last(), 403, reason="Forbidden")
+    assert not manager.usable("acme")
 
 
 def test_policy_figures():
