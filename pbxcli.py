@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pbxcli_ivr
+import pbxcli_outbound
 import pbxcli_routing
 import pbxcli_trunks
+import pbxcli_voicemail
 from core import accounts
 from core.config import ROOT, ConfigError, Settings, load_settings
 from pbxcli_common import CliError
@@ -169,6 +171,7 @@ def cmd_ext_add(args, settings: Settings) -> int:
         ])))
     print(f"Extension {extension.number} created")
     _print_secret(extension.number, password, generated, settings)
+    print(f"Voicemail PIN (shown once): {extension.voicemail_pin}")
     return 0
 
 
@@ -255,6 +258,9 @@ def cmd_ext_rm(args, settings: Settings) -> int:
         changed = accounts.delete_extension(args.number)
         _audit("extension.delete", args.number.strip(), "; ".join(filter(None, [
             f"name {name!r}" if name else "", ", ".join(changed)])))
+    from core import voicemail
+
+    voicemail.delete_files(args.number.strip(), settings)
     print(f"Extension {args.number} deleted")
     for line in changed:
         print(f"Also: {line}")
@@ -636,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     pbxcli_routing.add_ext_commands(ext)
     pbxcli_routing.add_group_commands(sub)
     pbxcli_trunks.add_trunk_commands(sub)
+    pbxcli_outbound.add_commands(sub)
+    pbxcli_outbound.add_ext_commands(ext)
     pbxcli_ivr.add_commands(sub)
+    pbxcli_voicemail.add_commands(sub, ext)
 
     admin = sub.add_parser("admin", help="manage panel users").add_subparsers(
         dest="admin_command", required=True, metavar="ACTION"

@@ -99,6 +99,10 @@ def create_extension(
             number=number, name=name, enabled=enabled, max_calls=max_calls,
             **ha1_pair(number, realm, password),
         )
+        # Every new extension has its mailbox, on, with a PIN shown once (issue 13).
+        from core.voicemail import create_mailbox  # noqa: PLC0415 - it imports this module
+
+        _, extension.voicemail_pin, _ = create_mailbox(extension)
     return extension, password, generated
 
 

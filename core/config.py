@@ -170,6 +170,17 @@ class Settings:
     sounds_dir: str = ""
     # The wall clock business hours are judged by (core/hours.py; IANA name).
     timezone: str = "UTC"
+    # Voicemail (core/voicemail.py): where messages are kept, the longest message.
+    voicemail_dir: str = ""
+    voicemail_max_seconds: int = 180
+    # Voicemail by e-mail (core/voicemail_mail.py); smtp_host "" = no e-mail.
+    # smtp_starttls: "auto" (when the server offers it) | "yes" (required) | "no".
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_starttls: str = "auto"
 
 
 def parse_workers(raw: str, cpus: int | None = None) -> int:
@@ -203,6 +214,22 @@ def parse_timezone(name: str) -> str:
             f"PBX_TIMEZONE: {name!r} is not a time zone (e.g. Asia/Tashkent)"
         ) from None
     return name
+
+
+def parse_starttls(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("auto", "yes", "no"):
+        raise ConfigError(f"PBX_SMTP_STARTTLS: expected auto, yes or no, got {raw!r}")
+    return value
+
+
+def parse_sender(raw: str, name: str) -> str:
+    """An e-mail address (PBX_SMTP_FROM): one @, no spaces or header breaks."""
+    value = raw.strip()
+    if value and (value.count("@") != 1 or any(c.isspace() or c in "<>,;" for c in value)
+                  or value.startswith("@") or value.endswith("@")):
+        raise ConfigError(f"{name}: {raw!r} is not an e-mail address")
+    return value
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -250,6 +277,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         prompts_dir=env.get("PBX_PROMPTS_DIR") or str(var / "prompts"),
         sounds_dir=env.get("PBX_SOUNDS_DIR") or str(var / "sounds"),
         timezone=parse_timezone(env.get("PBX_TIMEZONE") or "UTC"),
+        voicemail_dir=env.get("PBX_VOICEMAIL_DIR") or str(var / "voicemail"),
+        voicemail_max_seconds=_int(env, "PBX_VOICEMAIL_MAX_SECONDS", 180, 5),
+        smtp_host=env.get("PBX_SMTP_HOST", "").strip(),
+        smtp_port=_int(env, "PBX_SMTP_PORT", 25, 1),
+        smtp_user=env.get("PBX_SMTP_USER", ""),
+        smtp_password=env.get("PBX_SMTP_PASSWORD", ""),
+        smtp_from=parse_sender(env.get("PBX_SMTP_FROM", ""), "PBX_SMTP_FROM")
+        or f"pbx@{socket.gethostname()}",
+        smtp_starttls=parse_starttls(env.get("PBX_SMTP_STARTTLS") or "auto"),
         control_socket=env.get("PBX_CONTROL_SOCKET")
         or str(Path(env.get("PBX_RUN_DIR") or str(var)) / "sipd.sock"),
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
@@ -270,6 +306,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if not settings.tls_cert or not settings.tls_key:
             raise ConfigError("PBX_SIP_TLS_LISTEN needs PBX_TLS_CERT and PBX_TLS_KEY")
         settings = replace(settings, sip_tls_host=tls_host, sip_tls_port=tls_port)
+    if settings.smtp_port > 65535:
+        raise ConfigError(f"PBX_SMTP_PORT: port {settings.smtp_port} is out of range")
+    if settings.voicemail_max_seconds > 3600:
+        raise ConfigError("PBX_VOICEMAIL_MAX_SECONDS: at most 3600 (an hour), got "
+                          f"{settings.voicemail_max_seconds}")
     if settings.min_expires > settings.max_expires:
         raise ConfigError("PBX_MIN_EXPIRES is larger than PBX_MAX_EXPIRES")
     if settings.server and not settings.secret_key:

@@ -600,6 +600,45 @@ class FraudEvent(BaseModel):
     source = CharField(max_length=80, default="")
 
 
+class Mailbox(BaseModel):
+    """An extension's voicemail box (issue 13; migration 0014, core/voicemail.py).
+
+    Made with each new extension (enabled) and by `pbxctl ext voicemail N on`.
+    pin_hash: the PIN's slow hash (werkzeug), never the PIN. greeting: the path of
+    the owner's or admin's recording ("" = the standard prompt naming the
+    number). email: where each new message is sent with its WAV ("" = none).
+    language: the prompts' language (core/prompts.LANGUAGES; "" = en).
+    """
+
+    extension = ForeignKeyField(Extension, unique=True, backref="mailboxes", on_delete="CASCADE")
+    enabled = BooleanField(default=True)
+    pin_hash = CharField(max_length=255, default="")
+    greeting = CharField(max_length=255, default="")
+    email = CharField(max_length=255, default="")
+    language = CharField(max_length=8, default="")
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+
+class VoicemailMessage(BaseModel):
+    """One message left in a mailbox: a WAV file (path, under PBX_VOICEMAIL_DIR)
+    and this row. folder: new (not yet heard) | old (heard or saved).
+    emailed_at / email_error: the e-mail of it (core/voicemail_mail.py), if any."""
+
+    FOLDERS = ("new", "old")
+
+    mailbox = ForeignKeyField(Mailbox, backref="messages", on_delete="CASCADE")
+    caller = CharField(max_length=64, default="")
+    caller_name = CharField(max_length=100, default="")
+    received = FloatField(default=time.time, index=True)
+    seconds = FloatField(default=0)
+    path = CharField(max_length=255)
+    folder = CharField(max_length=8, default="new")
+    heard_at = FloatField(null=True)
+    emailed_at = FloatField(null=True)
+    email_error = CharField(max_length=255, default="")
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = FloatField(default=time.time)
@@ -609,5 +648,5 @@ ALL_MODELS = [
     Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
     Setting, SchemaVersion, RegistrationSample, Service, RingGroup, RingGroupMember, CallEvent,
     Trunk, TrunkState, InboundRoute, OutboundRoute, OutboundRouteTrunk, OutboundPolicy,
-    FraudEvent,
+    FraudEvent, Mailbox, VoicemailMessage,
 ]
