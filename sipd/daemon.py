@@ -270,6 +270,7 @@ class Sipd:
         self.trunks = TrunkManager(send, local, port)
         self.trunks.load()
         self.handler.trunks = self.trunks
+        self.calls.trunks = self.trunks  # whose trunk an INVITE is (sipd/trunks/inbound.py)
         periodic(0.1, self.trunks.tick, "trunks")
 
     def _housekeeping(self) -> None:

@@ -247,7 +247,7 @@ class Handler:
             elif self.calls is not None:
                 self.calls.ack(request, source)
             return []
-        if self._challenge_only(request, index, is_sip):
+        if self._challenge_only(request, index, is_sip) and not self._from_trunk(request, source):
             # §8.2.7: a request without credentials, which gets a challenge (401,
             # 407) or an error, is answered statelessly, so that a flood of them
             # leaves no transaction state behind (the 401s were half of what a
@@ -325,6 +325,11 @@ class Handler:
             and "proxy-authorization" not in index
             and not _has_to_tag(request)
         )
+
+    def _from_trunk(self, request: Request, source: Source) -> bool:
+        """A provider's INVITE (sipd/trunks/inbound.py) is not challenged: it gets a
+        transaction of its own like an authenticated call."""
+        return self.trunks is not None and self.trunks.inbound(request, source) is not None
 
     def _for_calls(self, request: Request) -> bool:
         method = request.method

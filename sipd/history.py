@@ -47,6 +47,8 @@ _OPEN = (
     " codec, ringing, via_group)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, '', 'ringing', ?, '', '', '', '', ?, ?)"
 )
+# A call from a provider (sipd/trunks/inbound.py): its direction and trunk.
+_INBOUND = "UPDATE call SET direction = ?, trunk = ? WHERE id = ?"
 _REFUSED = (
     "INSERT OR IGNORE INTO call (id, call_id, caller, caller_name, caller_claimed, callee,"
     " caller_source, callee_contact, state, started_at, ended_at, disposition, hangup_by,"
@@ -93,6 +95,7 @@ class History:
         row_id = self._new_id()
         self._queue_write(_OPEN, (row_id, call_id[:255], *_caller(record), now,
                                   ringing[:255], via_group[:32]), row_id)
+        self._direction(row_id, record)
         return row_id
 
     def refused(self, now: float, call_id: str | None, record: dict, status: int,
@@ -103,7 +106,13 @@ class History:
         row_id = self._new_id()
         self._queue_write(_REFUSED, (row_id, call_id[:255], *_caller(record), now, now,
                                      disposition, status, reason[:255]), row_id)
+        self._direction(row_id, record)
         return row_id
+
+    def _direction(self, row_id: int, record: dict) -> None:
+        if record.get("trunk"):
+            self._queue_write(_INBOUND, (record.get("direction", "inbound")[:16],
+                                         record["trunk"][:64], row_id))
 
     def answered(self, row_id: int, now: float, contact: str, codec: str,
                  answered_by: str = "") -> None:

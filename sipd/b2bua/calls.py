@@ -40,7 +40,7 @@ from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.sdp import SdpError, SessionDescription
 from sipd.sip.transaction import Event, ServerTransaction
-from sipd.trunks import fraud
+from sipd.trunks import fraud, inbound
 
 log = logging.getLogger("sipd")
 
@@ -100,6 +100,7 @@ class Calls:
         self.calls: dict[int, Call] = {}  # by row id
         self.per_extension: dict[str, int] = {}  # live calls each extension is in
         self.held: dict[int, Call] = {}  # calls held both ways, by row id
+        self.trunks = None  # sipd/trunks/manager.py: whose trunk an INVITE is (daemon sets it)
         # Ended calls' media sessions -> their rows, until Relay.check() reports
         # the sessions (each once, whatever became of the relay meanwhile).
         self._closed_media: dict[object, int] = {}
@@ -126,24 +127,45 @@ class Calls:
             stack.reply(txn, request, 400, f"Bad Request: {error}")
             return
         caller_number = caller_addr.uri.user or ""
-        # §22.3: a call is authenticated by the PBX acting as a proxy: 407.
-        result = self.registrar.authenticate(
-            request, caller_number, source, user_agent, now, proxy=True
-        )
-        if isinstance(result, Response):
-            result.headers.add("Server", SERVER)
-            stack.respond(txn, result)
-            return
-        caller = result  # the extension that proved its password (name, call limit)
-        dialled = target.user or ""
         call_id = request.headers.get("Call-ID")
+        trunk = self.trunks.inbound(request, source) if self.trunks is not None else None
+        if trunk is not None:
+            # Issue 12: a provider's call, known by where it comes from
+            # (sipd/trunks/inbound.py): not challenged; its DID's inbound route
+            # says where it goes, and the caller is the number as the provider sent it.
+            caller = inbound.Caller(caller_number, clean_text(caller_addr.display_name or "", 100))
+            did = inbound.did(request, trunk)
+            dialled = inbound.route_for(did, trunk.row.id)
+        else:
+            # §22.3: a call is authenticated by the PBX acting as a proxy: 407.
+            result = self.registrar.authenticate(
+                request, caller_number, source, user_agent, now, proxy=True
+            )
+            if isinstance(result, Response):
+                result.headers.add("Server", SERVER)
+                stack.respond(txn, result)
+                return
+            caller = result  # the extension that proved its password (name, call limit)
+            dialled = target.user or ""
         record = dict(
             caller=caller.number,
             caller_name=caller.name,
             caller_claimed=clean_text(caller_addr.display_name or "", 100),
-            callee=dialled,
+            callee=dialled or "",
             caller_source=f"{source}/{source.transport}",
         )
+        if trunk is not None:
+            record.update(direction="inbound", trunk=trunk.name)
+            if dialled is None:
+                record["callee"] = did[:64]
+                stack.reply(txn, request, 404, "Not Found")
+                self.history.refused(now, call_id, record, 404, "FAILED",
+                                     f"DID {did} has no inbound route")
+                log.info("[TRUNK] %s: DID %s has no inbound route (call from %s)",
+                         trunk.name, did, caller.number)
+                return
+            log.info("[TRUNK] %s: call from %s to DID %s -> %s", trunk.name, caller.number,
+                     did, dialled)
 
         def refuse(status: int, reason: str, disposition: str, headers=None, phrase=None,
                    events=()):

@@ -162,6 +162,13 @@ class CallerLeg(Leg):
             self.state = LegState.ENDED
         elif status >= 200:
             self.state = LegState.ANSWERED
+        if 100 < status < 300 and tagged and self.invite is not None:
+            # §12.1.1: a response that makes a dialog (early or confirmed) carries the
+            # INVITE's Record-Route, so the caller's in-dialog requests go through the
+            # proxies that asked (a provider's Kamailio) instead of around them.
+            routes = self.invite.headers.get_all("Record-Route")
+            if routes:
+                headers = [*(headers or []), *(("Record-Route", value) for value in routes)]
         return self.owner.stack.reply(
             self.txn, self.invite, status, reason, headers, body,
             to_tag=self.dialog.local_tag if tagged else None,

@@ -12,6 +12,7 @@ daemon) with the clock given, so tests move time instead of waiting:
     manager.tick()            # timers: retransmissions, timeouts, attempts and refreshes due
     manager.response(response, source) -> bool   # ours (then it ends here) or not
     manager.usable(name) -> bool   # may a call go out through it now (routing skips it if not)
+    manager.inbound(request, source) -> LiveTrunk | None   # whose trunk an INVITE is
     manager.trunks[name]      # a LiveTrunk: .row (the Trunk), .path, .status, .up ...
 
 Every enabled trunk with a keepalive_interval is probed with OPTIONS on the
@@ -37,6 +38,7 @@ from sipd import dblock
 from sipd.sip.dialog import new_branch, new_call_id, new_tag
 from sipd.sip.message import Response
 from sipd.sip.transaction import ClientTransactions, Event
+from sipd.trunks import inbound
 from sipd.trunks.keepalive import KeepAlive, options_request
 from sipd.trunks.path import Path, PathError, path_for
 from sipd.trunks.registration import ClientRegistration, Outcome, refresh_after
@@ -57,6 +59,7 @@ class LiveTrunk:
         self.transaction = None  # the REGISTER in flight
         self.contact = ""
         self.expires_at: float | None = None
+        self.networks = inbound.networks(row.match_cidrs())  # --match: its calls' sources
         self.keepalive = KeepAlive(row.keepalive_interval if row.enabled else 0)
         self.probe = None  # the OPTIONS in flight
 
@@ -146,6 +149,10 @@ class TrunkManager:
         trunk = self.trunks.get(name)
         return bool(trunk is not None and trunk.row.enabled and trunk.up
                     and not (trunk.registers and trunk.status == "failed"))
+
+    def inbound(self, request, source) -> LiveTrunk | None:
+        """The trunk an INVITE comes from (sipd/trunks/inbound.py), None if no trunk's."""
+        return inbound.match(self.trunks.values(), request, source) if self.trunks else None
 
     def register(self, name: str) -> bool:
         trunk = self.trunks.get(name)
