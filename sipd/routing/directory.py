@@ -30,6 +30,9 @@ class ExtensionView:
     forward_no_answer_after: int = 20  # seconds of ringing before forward_no_answer
     forward_unavailable: str = ""
     max_calls: int = 4
+    # Its mailbox is on (core/models.py Mailbox): where a busy, unanswered,
+    # unavailable or DND call goes when no forward of that kind is set.
+    voicemail: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Directory(Protocol):
     def in_calls(self, number: str) -> int:
         """How many live calls the extension is in, as caller or callee."""
 
+    # Whether the B2BUA carries out Application steps (voicemail, *97/*98).
+    applications: bool
+
 
 # -- from the database -------------------------------------------------------------------
 
@@ -74,15 +80,17 @@ _EXTENSION_COLUMNS = (
     " e.forward_no_answer, e.forward_no_answer_after, e.forward_unavailable, e.max_calls,"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?),"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?"
-    "  AND b.unreachable_since IS NULL)"
+    "  AND b.unreachable_since IS NULL),"
+    " (SELECT count(*) FROM mailbox v WHERE v.extension_id = e.id AND v.enabled)"
 )
-_WIDTH = 12  # the columns above
+_WIDTH = 13  # the columns above
 
 
-def _view(row) -> tuple[ExtensionView, int, int]:
-    """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS."""
+def _view(row, applications: bool = True) -> tuple[ExtensionView, int, int]:
+    """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS; its
+    mailbox counts only where `applications` (the B2BUA can answer calls itself)."""
     view = ExtensionView(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5], row[6],
-                         int(row[7]), row[8], int(row[9]))
+                         int(row[7]), row[8], int(row[9]), bool(row[12]) and applications)
     return view, int(row[10]), int(row[11])
 
 
@@ -95,8 +103,12 @@ class StoreDirectory:
     for the write lock. `in_calls`: the B2BUA's count (no database read).
     """
 
-    def __init__(self, now: float, in_calls: Callable[[str], int], conn=None):
+    def __init__(self, now: float, in_calls: Callable[[str], int], conn=None,
+                 applications: bool = False):
         self.now = now
+        # Whether the B2BUA carries out Application steps (voicemail, *97/*98): until
+        # it does, no mailbox is on as far as routing knows, and calls go as before.
+        self.applications = applications
         self._in_calls = in_calls
         self._conn = conn
         self._extensions: dict[str, tuple[ExtensionView, int, int] | None] = {}
@@ -115,7 +127,7 @@ class StoreDirectory:
                 f"SELECT {_EXTENSION_COLUMNS} FROM extension e WHERE e.number = ?",
                 (self.now, self.now, number),
             ).fetchone()
-            self._extensions[number] = _view(row) if row else None
+            self._extensions[number] = _view(row, self.applications) if row else None
         return self._extensions[number]
 
     def preload(self, *numbers: str) -> None:
@@ -133,7 +145,7 @@ class StoreDirectory:
         for number in wanted:
             self._extensions[number] = None
         for row in rows:
-            view = _view(row)
+            view = _view(row, self.applications)
             self._extensions[view[0].number] = view
 
     def extension(self, number: str) -> ExtensionView | None:
@@ -158,7 +170,7 @@ class StoreDirectory:
                 for row in rows:
                     if row[7] is None:  # a group without members
                         continue
-                    member = _view(row[7:7 + _WIDTH])
+                    member = _view(row[7:7 + _WIDTH], self.applications)
                     self._extensions.setdefault(member[0].number, member)
                     members.append(member[0].number)
                 g = rows[0]
@@ -190,6 +202,8 @@ class TableDirectory:
     for extensions (ExtensionView's fields, plus `phones`, one of PHONES, "up" by
     default, and `calls`, the calls it is in) and {"600": {"name": "Sales",
     "members": ["1001", "1002"]}} for groups (GroupView's fields)."""
+
+    applications = True  # Application steps (voicemail) may be planned
 
     def __init__(self, extensions: Mapping[str, Mapping] | None = None,
                  groups: Mapping[str, Mapping] | None = None):
