@@ -33,13 +33,14 @@ from sipd.b2bua.transfer import Transfers
 from sipd.history import History
 from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing import route_with
-from sipd.routing.plan import Feature, Refuse
+from sipd.routing.plan import Feature, Outside, Refuse
 from sipd.sip.dialog import Dialog, new_tag, tag_param
 from sipd.sip.extensions import MIN_SE, min_se, session_expires, supports, unsupported
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.sdp import SdpError, SessionDescription
 from sipd.sip.transaction import Event, ServerTransaction
+from sipd.trunks import fraud
 
 log = logging.getLogger("sipd")
 
@@ -150,6 +151,10 @@ class Calls:
             row_id = self.history.refused(now, call_id, record, status, disposition, reason)
             self.history.events(row_id, now, events)
             log.info("Call %s -> %s refused: %d %s", caller.number, dialled, status, reason)
+            for event in events:
+                if event.kind == "toll_fraud":  # the routing step's (permission, country)
+                    fraud.record(now, event.by, event.target, event.detail, reason,
+                                 source=f"{source}/{source.transport}")
 
         if request.headers.get("Max-Forwards", "70").strip() == "0":
             return refuse(483, "too many hops", "FAILED")
@@ -199,6 +204,9 @@ class Calls:
             if isinstance(step, Refuse):
                 return refuse(step.status, step.reason, step.disposition,
                               phrase=step.phrase or None, events=events)
+            if isinstance(step, Outside):  # not carried out yet (sipd/trunks/outbound.py)
+                return refuse(503, f"outside call through route {step.route} not supported yet",
+                              "FAILED", phrase="Service Unavailable", events=events)
             if not isinstance(step, Feature):  # nothing to ring
                 return refuse(outcome.status, outcome.reason, outcome.disposition,
                               phrase=outcome.phrase, events=events)

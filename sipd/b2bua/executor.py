@@ -27,7 +27,8 @@ from sipd.b2bua.call import Phase
 from sipd.b2bua.forking import BUSY, NO_ANSWER, UNAVAILABLE, Fork, Outcome
 from sipd.b2bua.media import codec
 from sipd.b2bua.stack import ALLOW
-from sipd.routing.plan import Feature, Refuse, Ring
+from sipd.routing.plan import Feature, Outside, Refuse, Ring
+from sipd.trunks import fraud
 
 log = logging.getLogger("sipd")
 
@@ -144,6 +145,13 @@ class Executor:
         elif isinstance(step, Refuse):
             caller.respond(step.status, step.phrase or None)
             owner.end(call, step.disposition, "system", step.status, step.reason)
+            for event in step.events:
+                if event.kind == "toll_fraud":  # a forward to a number it may not call
+                    fraud.record(now, event.by, event.target, event.detail, step.reason)
+        elif isinstance(step, Outside):  # not carried out yet (sipd/trunks/outbound.py)
+            caller.respond(503, "Service Unavailable")
+            owner.end(call, "FAILED", "system", 503,
+                      f"outside call through route {step.route} not supported yet")
         elif isinstance(step, Feature):
             status, phrase = self.feature(step)
             self.answer_feature(call, step, status, phrase)

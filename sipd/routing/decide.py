@@ -39,6 +39,19 @@ MAX_DEPTH numbers, and a whole plan about MAX_STEPS steps (each Ring can lead
 three ways, so an unbounded plan would grow exponentially): the budget is shared
 fairly among a step's continuations, and what is left beyond it is a 482 too.
 
+Outside numbers (issue 12): a number that is no extension or ring group is
+matched against the outbound routes in order (first route, then first pattern,
+wins: sipd/routing/patterns.py) and becomes an `Outside` step, one
+`TrunkAttempt` per enabled trunk of the route, each with the number the pattern
+sends and the caller ID (the extension's, else the route's, else the trunk's).
+The number as sent is classified (sipd/routing/outbound.py) and the extension
+whose call it is (the caller, or the extension whose forward leads there) must
+be permitted it: a refusal is a 403 naming the rule, with a `toll_fraud` event
+that the B2BUA also writes as a FraudEvent row. An emergency route is always
+permitted. No route takes the number: 404 as before; a route without a usable
+trunk: 503. Limits that need live counts (calls now, calls and minutes in the
+last hour, a block) are the B2BUA's, before the first attempt (sipd/trunks/).
+
 Feature codes (FreePBX/FusionPBX): *78 / *79 DND on / off, *72NUMBER / *73
 forward always on / off; sipd/apps/features.py carries them out.
 """
@@ -46,14 +59,28 @@ forward always on / off; sipd/apps/features.py carries them out.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from core import destinations
+from sipd.routing import outbound, patterns
 from sipd.routing.directory import Directory, ExtensionView, GroupView
-from sipd.routing.plan import Application, Event, Feature, Refuse, Ring, Step
+from sipd.routing.plan import (
+    Application,
+    Event,
+    Feature,
+    Outside,
+    Refuse,
+    Ring,
+    Step,
+    TrunkAttempt,
+)
 
 MAX_DEPTH = 8  # numbers on one path of a call
 MAX_STEPS = 64  # steps in one plan
 NUMBER_RE = destinations.NUMBER_RE
+# What may be tried against the outbound routes: what a phone dials (patterns.py
+# matches nothing else anyway), short enough for a reason phrase.
+OUTSIDE_RE = re.compile(r"^\+?[0-9*#]{1,32}$")
 
 FEATURE_CODES = {
     "*78": ("dnd_on", "dnd on"),
@@ -156,7 +183,48 @@ class _Router:
         group = self.directory.group(number) if NUMBER_RE.match(number) else None
         if group is not None:
             return self.group(group, path + (number,), budget)
+        if OUTSIDE_RE.match(number):
+            step = self.outside(number, path)
+            if step is not None:
+                return step, 1
         return Refuse(404, NOT_FOUND, "FAILED", "no such number"), 1
+
+    # -- an outside number ------------------------------------------------------------
+
+    def outside(self, number: str, path: tuple[str, ...]) -> Step | None:
+        """The Outside step (or the refusal) for `number`; None when no route takes it."""
+        for route in self.directory.routes():
+            try:
+                found = patterns.first_match(route.patterns, number)
+            except patterns.PatternError:
+                # core/outbound.py refuses bad patterns on write: a row written
+                # otherwise cannot take calls, but the routes after it still do.
+                continue
+            if found is not None:
+                return self.through(route, number, found[1], path)
+        return None
+
+    def through(self, route, number: str, sent: str, path: tuple[str, ...]) -> Step:
+        # The extension whose call this is: the caller, or the one whose forward leads here.
+        by = path[-1] if path else self.caller
+        ext = self.directory.extension(by)
+        policy = self.directory.policy()
+        kind = outbound.classify(sent, emergency=route.emergency,
+                                 home_country=policy.home_country)
+        refusal = outbound.permit(
+            by, kind, permission=ext.outbound_permission if ext else "internal",
+            home_country=policy.home_country, allowed_countries=policy.allowed_countries)
+        if refusal is not None:
+            return Refuse(403, f"Forbidden: {refusal.detail}", "FAILED",
+                          f"{refusal.detail} (route {route.name}, {number} sent as {sent})",
+                          (Event("toll_fraud", by=by, target=number, detail=refusal.rule),))
+        if not route.trunks:
+            return Refuse(503, "Service Unavailable: no trunk for this number", "FAILED",
+                          f"outbound route {route.name} has no enabled trunk")
+        own = ext.outbound_caller_id if ext else ""
+        attempts = tuple(TrunkAttempt(t.name, sent, own or route.caller_id or t.caller_id)
+                         for t in route.trunks)
+        return Outside(number, route.name, attempts, by, kind.kind == outbound.EMERGENCY)
 
     def follow(self, by: str, detail: str, destination: str, path: tuple[str, ...],
                budget: int) -> tuple[Step, int]:

@@ -10,7 +10,7 @@ table tests (tests/unit/test_routing.py). Neither writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -30,6 +30,10 @@ class ExtensionView:
     forward_no_answer_after: int = 20  # seconds of ringing before forward_no_answer
     forward_unavailable: str = ""
     max_calls: int = 4
+    # Calls to the outside world (issue 12): what it may dial (core.models
+    # OUTBOUND_PERMISSIONS) and the caller ID sent for it ("" = the route's or trunk's).
+    outbound_permission: str = "national"
+    outbound_caller_id: str = ""
     # Its mailbox is on (core/models.py Mailbox): where a busy, unanswered,
     # unavailable or DND call goes when no forward of that kind is set.
     voicemail: bool = False
@@ -51,6 +55,34 @@ class GroupView:
     skip_busy: bool = True
 
 
+@dataclass(frozen=True)
+class TrunkView:
+    """A trunk of an outbound route, as the routing step needs it (core/models.py Trunk)."""
+
+    name: str
+    caller_id: str = ""
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """An outbound route (core/models.py OutboundRoute): its dial patterns in order
+    and its enabled trunks in the order they are tried."""
+
+    name: str
+    patterns: tuple[str, ...] = ()
+    trunks: tuple[TrunkView, ...] = ()
+    caller_id: str = ""
+    emergency: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The toll-fraud policy (core/models.py OutboundPolicy) the routing step uses."""
+
+    home_country: str = ""
+    allowed_countries: str = ""
+
+
 class Directory(Protocol):
     def extension(self, number: str) -> ExtensionView | None:
         """The extension `number`, or None."""
@@ -69,6 +101,12 @@ class Directory(Protocol):
     def in_calls(self, number: str) -> int:
         """How many live calls the extension is in, as caller or callee."""
 
+    def routes(self) -> tuple[RouteView, ...]:
+        """The outbound routes, in the order they are tried (first match wins)."""
+
+    def policy(self) -> PolicyView:
+        """The toll-fraud policy: the home country and the other allowed countries."""
+
     # Whether the B2BUA carries out Application steps (voicemail, *97/*98).
     applications: bool
 
@@ -78,20 +116,22 @@ class Directory(Protocol):
 _EXTENSION_COLUMNS = (
     "e.number, e.name, e.enabled, e.dnd, e.forward_always, e.forward_busy,"
     " e.forward_no_answer, e.forward_no_answer_after, e.forward_unavailable, e.max_calls,"
+    " e.outbound_permission, e.outbound_caller_id,"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?),"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?"
     "  AND b.unreachable_since IS NULL),"
     " (SELECT count(*) FROM mailbox v WHERE v.extension_id = e.id AND v.enabled)"
 )
-_WIDTH = 13  # the columns above
+_WIDTH = 15  # the columns above
 
 
 def _view(row, applications: bool = True) -> tuple[ExtensionView, int, int]:
     """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS; its
     mailbox counts only where `applications` (the B2BUA can answer calls itself)."""
     view = ExtensionView(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5], row[6],
-                         int(row[7]), row[8], int(row[9]), bool(row[12]) and applications)
-    return view, int(row[10]), int(row[11])
+                         int(row[7]), row[8], int(row[9]), row[10], row[11],
+                         bool(row[14]) and applications)
+    return view, int(row[12]), int(row[13])
 
 
 class StoreDirectory:
@@ -113,6 +153,8 @@ class StoreDirectory:
         self._conn = conn
         self._extensions: dict[str, tuple[ExtensionView, int, int] | None] = {}
         self._groups: dict[str, GroupView | None] = {}
+        self._routes: tuple[RouteView, ...] | None = None
+        self._policy: PolicyView | None = None
 
     def _connection(self):
         if self._conn is not None:
@@ -189,6 +231,36 @@ class StoreDirectory:
     def in_calls(self, number: str) -> int:
         return self._in_calls(number)
 
+    def routes(self) -> tuple[RouteView, ...]:
+        """Read only for a number that is no extension or group: one statement,
+        the routes with their enabled trunks in order."""
+        if self._routes is None:
+            rows = self._connection().execute(
+                "SELECT r.id, r.name, r.patterns, r.caller_id, r.emergency, t.name, t.caller_id"
+                " FROM outbound_route r"
+                " LEFT JOIN outbound_route_trunk rt ON rt.route_id = r.id"
+                " LEFT JOIN trunk t ON t.id = rt.trunk_id AND t.enabled"
+                " ORDER BY r.position, r.id, rt.position"
+            ).fetchall()
+            routes: dict[int, tuple] = {}
+            for row in rows:
+                entry = routes.setdefault(row[0], (row, []))
+                if row[5] is not None:
+                    entry[1].append(TrunkView(row[5], row[6]))
+            self._routes = tuple(
+                RouteView(r[1], tuple(line.strip() for line in r[2].splitlines() if line.strip()),
+                          tuple(trunks), r[3], bool(r[4]))
+                for r, trunks in routes.values())
+        return self._routes
+
+    def policy(self) -> PolicyView:
+        if self._policy is None:
+            from core.models import OutboundPolicy  # noqa: PLC0415
+
+            current = OutboundPolicy.current()
+            self._policy = PolicyView(current.home_country, current.allowed_countries)
+        return self._policy
+
 
 # -- from plain dicts, for tests ---------------------------------------------------------
 
@@ -206,7 +278,8 @@ class TableDirectory:
     applications = True  # Application steps (voicemail) may be planned
 
     def __init__(self, extensions: Mapping[str, Mapping] | None = None,
-                 groups: Mapping[str, Mapping] | None = None):
+                 groups: Mapping[str, Mapping] | None = None,
+                 routes: Sequence[Mapping] = (), policy: Mapping | None = None):
         self.extensions: dict[str, ExtensionView] = {}
         self.phones: dict[str, str] = {}
         self.calls: dict[str, int] = {}
@@ -229,6 +302,15 @@ class TableDirectory:
                 raise ValueError(f"group {number}: unknown settings {sorted(unknown)}")
             settings["members"] = tuple(settings.get("members", ()))
             self.groups[number] = GroupView(number, **settings)
+        # routes: [{"name": "local", "patterns": ["9|XXXXXXX"], "trunks": ["acme"]}]
+        # (a trunk as its name, or as {"name": ..., "caller_id": ...}).
+        self.outbound: tuple[RouteView, ...] = tuple(
+            RouteView(r["name"], tuple(r.get("patterns", ())),
+                      tuple(TrunkView(t) if isinstance(t, str) else TrunkView(**t)
+                            for t in r.get("trunks", ())),
+                      r.get("caller_id", ""), r.get("emergency", False))
+            for r in routes)
+        self.outbound_policy = PolicyView(**(policy or {}))
 
     def extension(self, number: str) -> ExtensionView | None:
         return self.extensions.get(number)
@@ -244,3 +326,9 @@ class TableDirectory:
 
     def in_calls(self, number: str) -> int:
         return self.calls.get(number, 0)
+
+    def routes(self) -> tuple[RouteView, ...]:
+        return self.outbound
+
+    def policy(self) -> PolicyView:
+        return self.outbound_policy
