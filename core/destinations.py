@@ -49,8 +49,9 @@ def parse(text: str) -> Destination | None:
     if text.lower().startswith(VOICEMAIL):
         number = text[len(VOICEMAIL):].strip()
         if not NUMBER_RE.match(number):
-            raise DestinationError(Text(N_("%(text)r is not a mailbox: give voicemail:NUMBER,"
-                                           " the number of an extension"), text=text))
+            raise DestinationError(Text(
+                N_("%(text)r is not a destination: a mailbox is voicemail:NUMBER,"
+                   " the number of an extension"), text=text))
         return Destination("voicemail", number)
     raise DestinationError(
         Text(N_("%(text)r is not a destination: give a number to dial or 'hangup'"), text=text)

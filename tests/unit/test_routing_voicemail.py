@@ -174,7 +174,7 @@ def test_the_destination_voicemail_number():
     assert destinations.parse("voicemail:1001") == destinations.Destination("voicemail", "1001")
     assert str(destinations.parse(" Voicemail:1001 ")) == "voicemail:1001"
     for bad in ("voicemail:", "voicemail:abc", "voicemail:1"):
-        with pytest.raises(destinations.DestinationError, match="is not a mailbox"):
+        with pytest.raises(destinations.DestinationError, match="is not a destination: a mailbox is"):
             destinations.parse(bad)
 
 
