@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pbxcli_ivr
+import pbxcli_outbound
 import pbxcli_routing
 import pbxcli_trunks
 import pbxcli_voicemail
@@ -641,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     pbxcli_routing.add_ext_commands(ext)
     pbxcli_routing.add_group_commands(sub)
     pbxcli_trunks.add_trunk_commands(sub)
+    pbxcli_outbound.add_commands(sub)
+    pbxcli_outbound.add_ext_commands(ext)
     pbxcli_ivr.add_commands(sub)
     pbxcli_voicemail.add_commands(sub, ext)
 

@@ -42,3 +42,20 @@ def table(rows) -> None:
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             ).rstrip()
         )
+
+
+def noun(sub, name: str, help: str):
+    """`pbxctl NAME ACTION ...`: the subparsers its verbs are added to (see `verb`)."""
+    return sub.add_parser(name, help=help).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def verb(actions, name: str, func, help: str, *positionals: str):
+    """One ACTION of a noun running func(args, settings), with its positional arguments
+    (a name given as "name:HELP" gets that help); returns its parser for the options."""
+    parser = actions.add_parser(name, help=help)
+    for positional in positionals:
+        dest, _, text = positional.partition(":")
+        parser.add_argument(dest, help=text or None)
+    parser.set_defaults(func=func)
+    return parser

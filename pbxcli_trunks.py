@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
-from core import trunks
-from pbxcli_common import CliError, audit_change, open_db, table
+from core import outbound, trunks
+from pbxcli_common import CliError, audit_change, noun, open_db, table, verb
 
 
 def _password(args) -> str | None:
@@ -109,7 +109,10 @@ def cmd_trunk_rm(args, settings) -> int:
         trunk = trunks.get_trunk(args.name)
         trunks.delete_trunk(trunk.name)
         audit_change("trunk.delete", trunk.name)
+        orphans = outbound.routes_without_trunks()
     print(f"Trunk {trunk.name} deleted.")
+    for route in orphans:
+        print(f"Outbound route {route} has no trunk left: it takes no call until it gets one.")
     _told(settings)
     return 0
 
@@ -137,21 +140,10 @@ def _options(parser, adding: bool) -> None:
 
 
 def add_trunk_commands(sub) -> None:
-    trunk = sub.add_parser("trunk", help="phone providers").add_subparsers(
-        dest="trunk_command", required=True, metavar="ACTION"
-    )
-    add = trunk.add_parser("add", help="add a trunk")
-    add.add_argument("name")
-    _options(add, adding=True)
-    add.set_defaults(func=cmd_trunk_add)
-    change = trunk.add_parser("set", help="change a trunk (what is given)")
-    change.add_argument("name")
-    _options(change, adding=False)
-    change.set_defaults(func=cmd_trunk_set)
-    trunk.add_parser("list", help="trunks and their state").set_defaults(func=cmd_trunk_list)
-    show = trunk.add_parser("show", help="one trunk (never its password)")
-    show.add_argument("name")
-    show.set_defaults(func=cmd_trunk_show)
-    remove = trunk.add_parser("rm", help="delete a trunk")
-    remove.add_argument("name")
-    remove.set_defaults(func=cmd_trunk_rm)
+    trunk = noun(sub, "trunk", "phone providers")
+    _options(verb(trunk, "add", cmd_trunk_add, "add a trunk", "name"), adding=True)
+    _options(verb(trunk, "set", cmd_trunk_set, "change a trunk (what is given)", "name"),
+             adding=False)
+    verb(trunk, "list", cmd_trunk_list, "trunks and their state")
+    verb(trunk, "show", cmd_trunk_show, "one trunk (never its password)", "name")
+    verb(trunk, "rm", cmd_trunk_rm, "delete a trunk", "name")

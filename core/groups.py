@@ -15,7 +15,7 @@ import time
 from core import destinations
 from core.accounts import AccountError, check_display_name
 from core.database import atomic
-from core.models import Extension, RingGroup, RingGroupMember
+from core.models import Extension, InboundRoute, RingGroup, RingGroupMember
 from core.text import N_, Text
 
 STRATEGIES = RingGroup.STRATEGIES
@@ -236,4 +236,9 @@ def clear_references(number: str) -> list[Text]:
         cleared.append(Text(N_("fallback of ring group %(owner)s"), owner=owner))
     RingGroup.update(fallback="", updated_at=time.time()).where(
         RingGroup.fallback == number).execute()
+    # An office number must not ring whoever takes the number later (issue 12).
+    for (did,) in (InboundRoute.select(InboundRoute.did).where(InboundRoute.destination == number)
+                   .order_by(InboundRoute.did).tuples()):
+        cleared.append(Text(N_("inbound route of DID %(did)s"), did=did))
+    InboundRoute.delete().where(InboundRoute.destination == number).execute()
     return cleared

@@ -199,8 +199,14 @@ def update_trunk(name: str, **values) -> Trunk:
 
 
 def delete_trunk(name: str) -> None:
+    from core.models import InboundRoute
+
     with atomic():
-        get_trunk(name).delete_instance(recursive=True)
+        trunk = get_trunk(name)
+        # peewee's recursive delete would set a nullable reference to NULL, turning the
+        # trunk's own inbound routes into routes "on any trunk": they go with it.
+        InboundRoute.delete().where(InboundRoute.trunk == trunk.id).execute()
+        trunk.delete_instance(recursive=True)
 
 
 def get_trunk(name: str) -> Trunk:
