@@ -59,6 +59,14 @@ class Destination:
         return f"Destination({self.host!r}, {self.port}, {self.transport!r})"
 
 
+class ProviderDestination(Destination):
+    """A trunk's provider (sipd/trunks/path.py): over TCP, sipd opens the connection
+    itself when it has none (a phone's connection is the phone's to open)."""
+
+    __slots__ = ()
+    connect = True
+
+
 def clean_text(value: str | None, limit: int = MAX_UA) -> str:
     """A peer-supplied string made safe to store and log: printable, bounded."""
     if not value:

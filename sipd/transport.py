@@ -34,6 +34,8 @@ TCP_READ = 65536
 # A message begun on a stream (and a connection's first one) must be complete
 # within this long, so slow senders cannot hold connections (slowloris).
 TCP_READ_TIMEOUT = 10
+# How long opening a connection to a provider may take (sipd's own, for trunks).
+CONNECT_TIMEOUT = 5
 
 
 def _host(address) -> str:
@@ -232,6 +234,25 @@ class TcpTransport(StreamServer):
         """The stream to speak SIP on (TLS wraps it here), or None to close."""
         return sock
 
+    def connect(self, host: str, port: int, timeout: float = CONNECT_TIMEOUT):
+        """A connection of our own to a provider (RFC 3261 §18.1.1: a client opens one
+        when it has none to the destination); read like an accepted one, so the
+        responses reach the handler. None when it cannot be opened (logged)."""
+        if self.transport != "TCP":
+            log.info("[SIP] Cannot open a %s connection to %s:%s (not supported yet)",
+                     self.transport, host, port)
+            return None
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as error:
+            log.info("[SIP] Could not connect to %s:%s over %s: %s", host, port,
+                     self.transport, error)
+            return None
+        source = Source(host, port, self.transport)
+        self.connections[(host, port)] = sock
+        gevent.spawn(self.serve, sock, source)
+        return sock
+
     def serve(self, sock, source):
         framer = StreamFramer()
         self.connections[(source.host, source.port)] = sock
@@ -299,6 +320,8 @@ def sender(udp: UdpTransport, streams: dict[str, TcpTransport]):
                 return True
             server = streams.get(destination.transport)
             sock = server.connections.get((destination.host, destination.port)) if server else None
+            if sock is None and server is not None and getattr(destination, "connect", False):
+                sock = server.connect(destination.host, destination.port)
             if sock is None:
                 log.info("[SIP] No %s connection to %s:%s; the phone must register again",
                          destination.transport, destination.host, destination.port)

@@ -11,7 +11,8 @@ ask this module, with the Trunk row, and get the same `Path`:
     Path.transport      "UDP" | "TCP" | "TLS" (as sipd.registrar.Destination has it)
     Path.host, .port    the address the request is sent to: the outbound proxy's
                         when the trunk has one, else the trunk's host
-    Path.destination()  sipd.registrar.Destination(host, port, transport)
+    Path.destination()  sipd.registrar.ProviderDestination(host, port, transport): a
+                        Destination that send() opens a TCP connection for if none
     Path.address        "198.51.100.7:5060/udp", for TrunkState.address and logs
     Path.domain         the host part of Request-URI, From and To: from_domain,
                         else the trunk's host (with its port when one was given)
@@ -26,7 +27,8 @@ No I/O but `resolve`, whose resolver is a parameter (tests give a dict).
 Left for later: DNS SRV (RFC 3263 §4.2: _sip._udp / _sip._tcp / _sips._tcp when
 no port is given) needs a DNS library that is not a dependency; a name is
 resolved with getaddrinfo on the transport's default port instead, which is
-what a provider without SRV records needs too.
+what a provider without SRV records needs too. TLS to a provider: sipd does
+not open TLS connections yet (only TCP).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from sipd.registrar import Destination
+from sipd.registrar import ProviderDestination
 
 # RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -80,8 +82,9 @@ class Path:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}/{self.transport.lower()}"
 
-    def destination(self) -> Destination:
-        return Destination(self.host, self.port, self.transport)
+    def destination(self) -> ProviderDestination:
+        """Where send() sends; over TCP it opens the connection when there is none."""
+        return ProviderDestination(self.host, self.port, self.transport)
 
     def uri(self, user: str = "") -> str:
         params = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"

@@ -65,3 +65,22 @@ def test_trunk_registers_refreshes_and_recovers_from_a_wrong_password(
         assert "s3cret" not in sipd.log()
     finally:
         sipd.stop()
+
+
+def test_trunk_registers_over_tcp_on_a_connection_of_its_own(tmp_path, carrier, pbxctl):
+    carrier.add_subscriber("acme1", "s3cret")
+    sipd = SipdServer(tmp_path, numbers=("1001",))
+    status, _, err = pbxctl("trunk", "add", "acme", "--host", carrier.address, "--transport",
+                            "tcp", "--username", "acme1", "--password", "s3cret", "--register")
+    assert status == 0, err
+    sipd.start()
+    try:
+        assert wait_for(lambda: trunk_state(sipd.db_path)[0] == "registered", 10), (
+            f"{trunk_state(sipd.db_path)}\n{sipd.log()}\n{carrier.log()}")
+        port = sipd.daemon.port
+        assert [r["contact"] for r in carrier.locations("acme1")] == [
+            f"sip:acme1@127.0.0.1:{port};transport=tcp"]
+        assert {r["proto"] for r in carrier.requests("REGISTER")} == {"tcp"}
+        assert trunk_state(sipd.db_path)[3] == f"sip:acme1@127.0.0.1:{port};transport=tcp"
+    finally:
+        sipd.stop()
