@@ -25,7 +25,7 @@ class Call:
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
         "steps", "feature", "transfer", "delayed", "session_interval", "session_timer",
-        "__weakref__",
+        "outside", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -64,6 +64,9 @@ class Call:
         # timer that ends the call when its refresh does not come (§10).
         self.session_interval = 0
         self.session_timer = None
+        # An outside call (sipd/trunks/outbound.py Prepared): counted by the toll-fraud
+        # limits until it ends.
+        self.outside = None
 
     @property
     def timers(self) -> tuple:

@@ -58,6 +58,15 @@ API for the B2BUA:
         # the live calls page), and those of sessions closed with wait=False (the history)
     relay.info()                  # pid, sessions, ports free/total, packet totals
 
+The PBX's own endpoint on a leg (sipd/media/endpoint.py; ops in server.py):
+
+    relay.endpoint(session, "endpoint", leg="A", payload_type=0, event_type=101)
+    relay.endpoint(session, "play", files=[...], tag=1)   # and tone, stop, echo,
+                                  # record, record_stop, detach: the reply as a dict
+    relay.events(session, timeout) -> list[dict]   # what happened on its endpoints
+                                  # ("key", "played", "recorded", "closed"), waited for
+                                  # up to `timeout` seconds ([] when nothing came)
+
 Call start() from the main thread (any greenlet of sipd's hub is): the relay
 is also told to die with the thread that started it (PR_SET_PDEATHSIG).
 
@@ -189,6 +198,8 @@ class Relay:
         self._unreported: list[MediaSession] = []
         # Sessions a relay process had when it died, by (generation, id).
         self._lost: dict[tuple[int, int], MediaSession] = {}
+        # Endpoint events the relay wrote, by (generation, session id), until asked.
+        self._events: dict[tuple[int, int], list[dict]] = {}
 
     # --- process --------------------------------------------------------------
 
@@ -373,7 +384,9 @@ class Relay:
             raise MediaError("the media relay closed its control socket")
         self._buffer += chunk
         for reply in self._complete_replies():
-            if reply.get("id") in self._waiting:
+            if "event" in reply:
+                self._events.setdefault((self.generation, reply.get("session")), []).append(reply)
+            elif reply.get("id") in self._waiting:
                 self._replies[reply["id"]] = reply
             elif not reply.get("ok"):
                 # A request nobody waits for (wait=False) failed.
@@ -485,6 +498,7 @@ class Relay:
         session was already closed or lost with a relay that died. With
         wait=False it does not wait for the relay (None): the sources the legs
         had latched to come with the next check(), as MediaCheck.closed."""
+        self._events.pop((session.generation, session.id), None)
         lost = self._lost.pop((session.generation, session.id), None) is not None
         if lost or session.generation != self.generation or session.id not in self._sessions:
             if not wait:
@@ -522,6 +536,38 @@ class Relay:
 
     def info(self) -> dict:
         return self._call({"op": "info"})
+
+    # --- the PBX's own endpoint ----------------------------------------------------
+
+    def endpoint(self, session: MediaSession, op: str, wait: bool = True, **fields) -> dict:
+        """An endpoint op on `session` (server.py lists them); its reply."""
+        self._live(session)
+        return self._call({"op": op, "session": session.id, **fields}, wait=wait) or {}
+
+    def events(self, session: MediaSession, timeout: float) -> list[dict]:
+        """The events of `session`'s endpoints since the last call, waiting up to
+        `timeout` seconds for the first. [] also when the session is gone."""
+        key = (session.generation, session.id)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._events.pop(key, None)
+            if found:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or session.generation != self.generation or self._sock is None:
+                return []
+            if not self._reading.acquire(timeout=remaining):
+                continue
+            try:
+                if key not in self._events:
+                    self._read_replies(remaining)
+            except (MediaError, OSError):
+                return []
+            finally:
+                self._reading.release()
+
+    def forget_events(self, session: MediaSession) -> None:
+        self._events.pop((session.generation, session.id), None)
 
 
 @dataclass(frozen=True)

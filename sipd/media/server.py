@@ -37,6 +37,32 @@ for it; an error is still answered, and logged by sipd when it reads it):
     -> {"op": "info"}                       <- {"ok": true, "pid": ..., "sessions": 2, ...}
     an error:                               <- {"ok": false, "error": "...", "code": "..."}
 
+The PBX's own endpoint on a leg (endpoint.py: the leg's phone hears it, and
+what that phone sends goes to it; "leg" defaults to "A", the caller's):
+
+    -> {"op": "endpoint", "session": 7, "leg": "A", "payload_type": 0, "event_type": 101}
+                                            (attach; event_type: the caller's
+                                            telephone-event payload type, or null)
+    -> {"op": "detach", "session": 7, "leg": "B"}   (relayed again: music on hold over)
+    -> {"op": "play", "session": 7, "files": ["/x.wav", ...], "tag": 3, "loop": false}
+                                            (queued after what plays; "played" event
+                                            with the tag once the last file is sent)
+    -> {"op": "tone", "session": 7, "hz": 1000, "ms": 250, "tag": 4}
+    -> {"op": "stop", "session": 7}         <- {"ok": true, "stopped": [3]}
+    -> {"op": "echo", "session": 7, "on": true}
+    -> {"op": "record", "session": 7, "path": "/x.wav", "max": 120, "silence": 5,
+        "end_keys": "#"}                    (a "recorded" event when it ends)
+    -> {"op": "record_stop", "session": 7}  <- {"ok": true, "recorded": {...} or null}
+
+Events are written unasked, one JSON object per line like the replies but
+with "event" instead of "ok" (and no "id"), as they happen:
+
+    <- {"event": "key", "session": 7, "leg": "A", "key": "5"}
+    <- {"event": "played", "session": 7, "leg": "A", "tag": 3}
+    <- {"event": "recorded", "session": 7, "leg": "A", "path": "/x.wav", "seconds": 4.98,
+        "ended_by": "key"|"hangup"|"silence"|"max", "key": "#"}  (+ "error" if unwritten)
+    <- {"event": "closed", "session": 7, "leg": "A"}   (the endpoint is gone)
+
 When that socket reaches end-of-file (sipd exited, crashed or was killed),
 the relay exits: its ports are free again for the sipd that comes next.
 """
@@ -44,6 +70,7 @@ the relay exits: its ports are free again for the sipd that comes next.
 from __future__ import annotations
 
 import errno
+import heapq
 import ipaddress
 import json
 import logging
@@ -54,7 +81,10 @@ import signal
 import socket
 import time
 
+from sipd.media import g711, wav
+from sipd.media.endpoint import Endpoint, Sounds, tone
 from sipd.media.own import OwnEndpoints
+from sipd.media.pacer import Lateness
 from sipd.media.pool import PoolExhausted, PortPool
 from sipd.media.rtp import is_media
 from sipd.media.session import KINDS, RTCP, RTP, Session
@@ -95,6 +125,11 @@ DRAIN = 16
 # Bind attempts for one leg before giving up (ports held by other programs).
 BIND_ATTEMPTS = 256
 MAX_LINE = 65536
+# Endpoints' packet grids start at one of STAGGER offsets, GRID_STEP apart, so
+# that the packets of many endpoints do not all fall due at the same instant
+# (each wake-up sends a tenth of them) nor each at its own (one wake-up each).
+STAGGER = 10
+GRID_STEP = 0.002
 
 
 class ControlError(Exception):
@@ -129,6 +164,14 @@ class RelayServer:
         # Sessions closed without a reply ("reply": false), with the sources their
         # legs had latched to: told to sipd with the next op "dead".
         self.closed_unreported: list[list] = []
+        # The PBX's own endpoints (endpoint.py): by (session id, leg name), and
+        # the times they must be woken, a heap of (time, count, endpoint).
+        self.own_endpoints: dict[tuple[int, str], tuple[Endpoint, socket.socket]] = {}
+        self.timers: list = []
+        self.timer_count = 0
+        self.epoch = clock()
+        self.sounds = Sounds()
+        self.lateness = Lateness()  # of every endpoint's packets (the benchmark's p99)
         self.epoll.register(control.fileno(), select.EPOLLIN)
 
     # --- the loop ---------------------------------------------------------------
@@ -143,9 +186,13 @@ class RelayServer:
         sleep = time.sleep
         coalesce = self.coalesce
         last = clock()
+        timers = self.timers
         while self.running:
+            timeout = 1.0
+            if timers:
+                timeout = min(1.0, max(0.0, timers[0][0] - clock()))
             try:
-                events = poll(1.0)
+                events = poll(timeout)
             except InterruptedError:
                 continue
             now = clock()
@@ -173,16 +220,74 @@ class RelayServer:
                         if leg.not_media == 1:
                             self.notes.append(("not_media", leg, kind, source))
                         continue
+                    if leg.endpoint is not None:  # the PBX itself answers this leg
+                        if leg.accept(kind, source, size, now) and kind == RTP:
+                            self._to_endpoint(leg.endpoint, size, now)
+                        continue
                     destination = leg.receive(kind, source, size, now)
                     if destination is not None:
                         try:
                             out.sendto(view[:size], destination)
                         except OSError:
                             leg.peer.send_failed()
+            if timers and timers[0][0] <= now:
+                self._wake_endpoints(now)
             if self.notes:
                 self._log_notes()
             if coalesce and events:
                 sleep(coalesce)
+
+    # --- the PBX's own endpoints (endpoint.py) ---------------------------------------
+
+    def _to_endpoint(self, endpoint: Endpoint, size: int, now: float) -> None:
+        endpoint.receive(self.view, size, now)
+        self._after(endpoint)
+
+    def _after(self, endpoint: Endpoint) -> None:
+        """Write its events; wake it sooner if it now needs to be."""
+        if endpoint.events:
+            for event in endpoint.events:
+                self._reply({**event, "session": endpoint.session, "leg": endpoint.leg})
+            endpoint.events.clear()
+        when = endpoint.next_wake()
+        if when is not None and (endpoint.scheduled is None or when < endpoint.scheduled):
+            endpoint.scheduled = when
+            self.timer_count += 1
+            heapq.heappush(self.timers, (when, self.timer_count, endpoint))
+
+    def _wake_endpoints(self, now: float) -> None:
+        timers = self.timers
+        # Each wake-up sends all that is due, so an endpoint comes back later than
+        # now; the bound only keeps a bug from spinning the loop forever.
+        for _ in range(len(timers) * 2 + 16):
+            if not timers or timers[0][0] > now:
+                break
+            when, _, endpoint = heapq.heappop(timers)
+            if endpoint.closed or endpoint.scheduled != when:
+                continue  # a wake-up superseded by an earlier one, or gone
+            endpoint.scheduled = None
+            packets = endpoint.wake(now)
+            if packets:
+                self._send_endpoint(endpoint, packets)
+            self._after(endpoint)
+
+    def _send_endpoint(self, endpoint: Endpoint, packets: list[bytes]) -> None:
+        entry = self.own_endpoints.get((endpoint.session, endpoint.leg))
+        if entry is None:
+            return
+        sock = entry[1]
+        leg = self.sessions[endpoint.session].legs[endpoint.leg]
+        destination = leg.route[RTP]
+        if destination is None or leg.direction not in ("sendrecv", "recvonly"):
+            leg.unroutable += len(packets)  # not latched yet, or the phone holds us
+            return
+        for packet in packets:
+            try:
+                sock.sendto(packet, destination)
+                leg.packets_out += 1
+                leg.bytes_out += len(packet)
+            except OSError:
+                leg.send_errors += 1
 
     def _log_notes(self) -> None:
         for event, leg, kind, source, *rest in self.notes:
@@ -385,6 +490,9 @@ class RelayServer:
 
     def op_close(self, request: dict, now: float) -> dict:
         session = self._session(request)
+        for name in session.legs:
+            if (session.id, name) in self.own_endpoints:
+                self._detach(session, name)
         stats = session.stats(now)
         for sock in self.sockets.pop(session.id):
             fd = sock.fileno()
@@ -421,6 +529,109 @@ class RelayServer:
         closed, self.closed_unreported = self.closed_unreported, []
         return {"sessions": dead, "latched": latched, "closed": closed}
 
+    # --- endpoint ops --------------------------------------------------------------
+
+    def _endpoint(self, request: dict) -> Endpoint:
+        session = self._session(request)
+        name = request.get("leg", "A")
+        session.leg(name)
+        entry = self.own_endpoints.get((session.id, name))
+        if entry is None:
+            raise ControlError(f"no endpoint on leg {name} of session {session.id}",
+                               "no_endpoint")
+        return entry[0]
+
+    def op_endpoint(self, request: dict, now: float) -> dict:
+        session = self._session(request)
+        name = request.get("leg", "A")
+        leg = session.leg(name)
+        payload_type = int(request.get("payload_type", g711.PCMU))
+        if payload_type not in g711.ENCODINGS:
+            raise ControlError(f"payload type {payload_type}: the endpoint speaks PCMU and PCMA")
+        event_type = request.get("event_type", 101)
+        if (session.id, name) in self.own_endpoints:
+            self._detach(session, name)
+        start = self.epoch + (session.id % STAGGER) * GRID_STEP
+        rng = int.from_bytes(os.urandom(10), "big")  # RFC 3550 §5.1: random seq, ts, SSRC
+        endpoint = Endpoint(session.id, name, now, start, rng & 0xFFFFFFFF, payload_type,
+                            int(event_type) if event_type is not None else None,
+                            seq=(rng >> 32) & 0xFFFF, timestamp=(rng >> 48) & 0xFFFFFFFF,
+                            lateness=self.lateness)
+        index = list(session.legs).index(name) * 2  # its RTP socket (open() order)
+        self.own_endpoints[(session.id, name)] = (endpoint, self.sockets[session.id][index])
+        leg.attach(endpoint)
+        return {}
+
+    def _detach(self, session: Session, name: str) -> None:
+        endpoint, _ = self.own_endpoints.pop((session.id, name))
+        endpoint.close()
+        endpoint.events.append({"event": "closed"})
+        self._after(endpoint)
+        session.legs[name].attach(None)
+
+    def op_detach(self, request: dict, now: float) -> dict:
+        endpoint = self._endpoint(request)
+        self._detach(self.sessions[endpoint.session], endpoint.leg)
+        return {}
+
+    def op_play(self, request: dict, now: float) -> dict:
+        endpoint = self._endpoint(request)
+        files = request.get("files")
+        if not isinstance(files, list) or not files:
+            raise ControlError("files: a list of WAV paths")
+        try:
+            sounds = [self.sounds.encoded(str(path), endpoint.payload_type) for path in files]
+        except (wav.WavError, ValueError) as error:  # and what audioop refuses
+            raise ControlError(str(error), "sound") from None
+        tag = request.get("tag")
+        loop = bool(request.get("loop", False))
+        for index, data in enumerate(sounds):
+            last = index == len(sounds) - 1
+            endpoint.play(data, now, tag if last else None, loop and last)
+        self._after(endpoint)
+        return {}
+
+    def op_tone(self, request: dict, now: float) -> dict:
+        endpoint = self._endpoint(request)
+        hz, ms = float(request["hz"]), int(request["ms"])
+        if not 0 < hz < 4000 or not 0 < ms <= 60000:
+            raise ControlError("a tone is 1-3999 Hz for 1-60000 ms")
+        endpoint.play(tone(hz, ms, endpoint.payload_type), now, request.get("tag"))
+        self._after(endpoint)
+        return {}
+
+    def op_stop(self, request: dict, now: float) -> dict:
+        return {"stopped": self._endpoint(request).stop()}
+
+    def op_echo(self, request: dict, now: float) -> dict:
+        self._endpoint(request).echo = bool(request.get("on", True))
+        return {}
+
+    def op_record(self, request: dict, now: float) -> dict:
+        endpoint = self._endpoint(request)
+        path = str(request["path"])
+        if not os.path.isabs(path):
+            raise ControlError(f"not an absolute path: {path!r}")
+        maximum, silence = float(request["max"]), float(request.get("silence") or 0)
+        if not 0 < maximum <= 24 * 3600 or silence < 0:
+            raise ControlError("max: 0-86400 s, silence: 0 or more")
+        try:
+            endpoint.record(path, now, maximum, silence, str(request.get("end_keys", "")))
+        except OSError as error:
+            raise ControlError(f"cannot record to {path}: {error.strerror or error}",
+                               "record") from None
+        self._after(endpoint)
+        return {}
+
+    def op_record_stop(self, request: dict, now: float) -> dict:
+        endpoint = self._endpoint(request)
+        return {"recorded": endpoint.stop_recording(request.get("ended_by", "hangup"))}
+
+    def op_endpoint_stats(self, request: dict, now: float) -> dict:
+        stats = self._endpoint(request).stats()
+        return {"stats": stats, "lateness_p99": self.lateness.quantile(0.99),
+                "lateness_count": self.lateness.count}
+
     def op_info(self, request: dict, now: float) -> dict:
         totals = dict(self.closed_totals)
         for session in self.sessions.values():
@@ -430,6 +641,9 @@ class RelayServer:
                 totals["bytes_in"] += leg.bytes_in
                 totals["bytes_out"] += leg.bytes_out
         return {"pid": os.getpid(), "sessions": len(self.sessions),
+                "endpoints": len(self.own_endpoints),
+                "endpoint_late_p99": self.lateness.quantile(0.99),
+                "endpoint_packets": self.lateness.count,
                 "ports_free": self.pool.available * 2, "ports_total": self.pool.size * 2,
                 "bind": self.bind_host, **totals}
 

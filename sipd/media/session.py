@@ -66,7 +66,9 @@ going on sendonly, recvonly and inactive streams (and it is what keeps a held
 call from looking dead).
 
 Telephone-events (RFC 4733) are RTP packets like any other: only headers
-are read (rtp.py), never payloads.
+are read (rtp.py), never payloads. Except on a leg the PBX terminates itself
+(`Leg.endpoint`, endpoint.py): its phone's packets, once latched as above, go
+to the endpoint, and the other leg's are not sent to it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class Leg:
         "notes",
         "call_id",
         "own",
+        "endpoint",
     )
 
     def __init__(self, name: str, rtp_port: int, rtcp_port: int, notes: list | None = None,
@@ -151,6 +154,9 @@ class Leg:
         # ("latch", leg, kind, source, previous source, seconds it was silent),
         # ("stranger", leg, kind, source) for the first stranger of the leg.
         self.notes = notes if notes is not None else []
+        # The PBX's own endpoint when it terminates this leg (endpoint.py): what
+        # this leg's phone sends goes to it, and it alone is heard by the phone.
+        self.endpoint = None
 
     # --- the per-packet decision -------------------------------------------------
 
@@ -161,24 +167,8 @@ class Leg:
         Returns where the other leg's port of the same kind must send it, or
         None to drop it.
         """
-        latched = self.latched[kind]
-        if source != latched:
-            if latched is not None and now - self.heard[kind] < RELATCH_AFTER:
-                self.foreign += 1
-                return None
-            if not self.may_latch(source):
-                self.strangers += 1
-                if self.strangers == 1:
-                    self.notes.append(("stranger", self, kind, source))
-                return None
-            self.latched[kind] = source
-            self.latches += 1
-            self.notes.append(("latch", self, kind, source, latched, now - self.heard[kind]))
-            self._route()
-        self.heard[kind] = now
-        self.packets_in += 1
-        self.bytes_in += size
-        self.last_in = now
+        if not self.accept(kind, source, size, now):
+            return None
         peer = self.peer
         if kind == RTP and not (self.sends and peer.receives):
             self.direction_drops += 1
@@ -190,6 +180,29 @@ class Leg:
         peer.packets_out += 1
         peer.bytes_out += size
         return destination
+
+    def accept(self, kind: int, source: Address, size: int, now: float) -> bool:
+        """The latching rule applied to a packet from `source`, counted in when
+        it passes (the relay's, and the endpoint's: endpoint.py)."""
+        latched = self.latched[kind]
+        if source != latched:
+            if latched is not None and now - self.heard[kind] < RELATCH_AFTER:
+                self.foreign += 1
+                return False
+            if not self.may_latch(source):
+                self.strangers += 1
+                if self.strangers == 1:
+                    self.notes.append(("stranger", self, kind, source))
+                return False
+            self.latched[kind] = source
+            self.latches += 1
+            self.notes.append(("latch", self, kind, source, latched, now - self.heard[kind]))
+            self._route()
+        self.heard[kind] = now
+        self.packets_in += 1
+        self.bytes_in += size
+        self.last_in = now
+        return True
 
     def may_latch(self, source: Address) -> bool:
         """The latching rule: the phone's signalling or SDP address (a trunk's:
@@ -266,7 +279,16 @@ class Leg:
             raise ValueError(f"unknown direction {direction!r}")
         self.direction = direction
         self.sends = direction in ("sendrecv", "sendonly")
-        self.receives = direction in ("sendrecv", "recvonly")
+        self._receiving()
+
+    def attach(self, endpoint) -> None:
+        """Terminate this leg at the PBX's endpoint (None: relay it again)."""
+        self.endpoint = endpoint
+        self._receiving()
+
+    def _receiving(self) -> None:
+        # The other leg's RTP reaches this phone unless the endpoint speaks to it.
+        self.receives = self.direction in ("sendrecv", "recvonly") and self.endpoint is None
 
     def stats(self, now: float) -> dict:
         def address(value: Address | None) -> list | None:

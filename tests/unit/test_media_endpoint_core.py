@@ -211,3 +211,89 @@ def test_not_a_wav(tmp_path):
         wav.read(path)
     with pytest.raises(wav.WavError):
         wav.read(tmp_path / "missing.wav")
+
+
+# --- the endpoint (endpoint.py) on a moved clock ------------------------------------------
+
+from sipd.media import endpoint as endpoint_module  # noqa: E402
+from sipd.media.endpoint import Endpoint  # noqa: E402
+
+
+def _rtp(seq, timestamp, payload, pt=0, ssrc=77, marker=0):
+    return struct.pack("!BBHII", 0x80, (marker << 7) | pt, seq, timestamp, ssrc) + payload
+
+
+def _feed(ep, packet, now):
+    ep.receive(packet, len(packet), now)
+
+
+def test_endpoint_records_each_packet_at_its_timestamps_offset(tmp_path):
+    ep = Endpoint(1, "A", 0.0, 0.0, 5, g711.PCMU)
+    path = tmp_path / "rec.wav"
+    ep.record(str(path), 0.0, max_seconds=10, silence_seconds=0, end_keys="#")
+    loud = g711.encode(_tone(1000, 0.02), g711.PCMU)
+    # Packets 0, 2, 1 (reordered), then 5 (3 and 4 lost): 6 packets' worth of file.
+    for seq, now in ((0, 0.0), (2, 0.04), (1, 0.045), (5, 0.1)):
+        _feed(ep, _rtp(seq, 1000 + seq * 160, loud), now)
+    done = ep.stop_recording("hangup")
+    assert done["seconds"] == pytest.approx(6 * 160 / 8000)
+    assert done["ended_by"] == "hangup"
+    sound = wav.read(path)
+    assert sound.format == "pcm16" and sound.seconds == pytest.approx(0.12)
+    samples = sound.linear()
+    packet_rms = [g711.rms(samples[n * 320:(n + 1) * 320]) for n in range(6)]
+    assert all(r > 3000 for r in packet_rms[:3] + packet_rms[5:])
+    assert packet_rms[3] == packet_rms[4] == 0  # the lost ones are silence, not noise
+    assert not (tmp_path / ".rec.wav.raw").exists()
+
+
+def test_endpoint_keys_end_a_recording_and_silence_ends_one_too(tmp_path):
+    ep = Endpoint(1, "A", 0.0, 0.0, 5, g711.PCMU, event_type=101)
+    ep.record(str(tmp_path / "a.wav"), 0.0, max_seconds=60, silence_seconds=2, end_keys="#")
+    for duration in (160, 320):
+        _feed(ep, _rtp(1, 8000, _event(1, False, duration), pt=101), 0.1)
+    for _ in range(3):
+        _feed(ep, _rtp(1, 8000, _event(1, True, 480), pt=101), 0.15)
+    assert ep.events == [{"event": "key", "key": "1"}]  # not an end key: reported
+    ep.events.clear()
+    for _ in range(3):
+        _feed(ep, _rtp(2, 16000, _event(11, True, 480), pt=101), 0.5)
+    assert [e["event"] for e in ep.events] == ["recorded"]
+    assert (ep.events[0]["ended_by"], ep.events[0]["key"]) == ("key", "#")
+    ep.events.clear()
+    # Silence: the phone sends only silence; the deadline is 2 s after the last voice.
+    ep.record(str(tmp_path / "b.wav"), 1.0, max_seconds=60, silence_seconds=2, end_keys="")
+    loud = g711.encode(_tone(500, 0.02), g711.PCMU)
+    quiet = b"\xff" * 160
+    _feed(ep, _rtp(10, 0, loud), 1.0)
+    for n in range(1, 150):
+        _feed(ep, _rtp(10 + n, n * 160, quiet), 1.0 + n * 0.02)
+        ep.wake(1.0 + n * 0.02)
+    assert ep.next_wake() is None or ep.recorder is None
+    (done,) = ep.events
+    assert done["ended_by"] == "silence"
+    assert done["seconds"] == pytest.approx(0.02)  # the silence after the voice is cut
+
+
+def test_endpoint_plays_prompts_in_turn_and_echoes(tmp_path):
+    ep = Endpoint(3, "A", 0.0, 0.0, 9, g711.PCMA, event_type=None)
+    ep.play(b"\x01" * 320, 0.0, tag=7)
+    sent = []
+    now = 0.0
+    while ep.next_wake() is not None:
+        now = ep.next_wake()
+        sent += ep.wake(now)
+    assert len(sent) == 2 and ep.events == [{"event": "played", "tag": 7}]
+    assert pacer.parse_header(sent[0])[1] == g711.PCMA
+    ep.events.clear()
+    ep.echo = True
+    frame = g711.encode(_tone(700, 0.02), g711.PCMU)
+    _feed(ep, _rtp(1, 0, frame, pt=g711.PCMU), now + 0.1)  # the caller speaks µ-law
+    echoed = ep.wake(ep.next_wake())
+    assert echoed[0][12:] == g711.transcode(frame, g711.PCMU, g711.PCMA)
+
+
+def test_tone_is_whole_packets():
+    data = endpoint_module.tone(1000, 250, g711.PCMU)
+    assert len(data) == 13 * 160  # 250 ms rounded up to whole packets
+    assert g711.rms(g711.decode(data, g711.PCMU)) > 4000
