@@ -121,6 +121,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
+    from app.trunks import bp as trunks_bp
 
     filters.init_app(app)
     i18n.init_app(app)
@@ -128,6 +129,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(groups_bp)
+    app.register_blueprint(trunks_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)

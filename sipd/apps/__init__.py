@@ -4,3 +4,12 @@ routing plan's `Application` step gives. Each helper adds its own line;
 importing lazily keeps sipd's start free of what a call may never use."""
 
 APPS: dict = {}
+
+
+def _voicemail(call) -> None:
+    from sipd.apps import voicemail  # noqa: PLC0415 - lazily, see above
+
+    voicemail.run(call)
+
+
+APPS["voicemail"] = _voicemail
