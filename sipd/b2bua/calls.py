@@ -224,7 +224,8 @@ class Calls:
         events: list = []
         outside = None
         step, bindings, outcome = self.executor.resolve(
-            self.route(caller.number, dialled, now, self.in_calls), now, events
+            self.route(caller.number, dialled, now, self.in_calls,
+                       **({"inbound": True} if trunk is not None else {})), now, events
         )
         feature = None
         if bindings is None:

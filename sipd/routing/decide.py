@@ -100,12 +100,22 @@ LOOP = "Loop Detected"
 
 
 def decide(caller: str, dialled: str, directory: Directory, now: float,
-           ring_timeout: float = 30) -> Step:
+           ring_timeout: float = 30, inbound: bool = False) -> Step:
     """The plan for a call from extension `caller` to `dialled` (the Request-URI's user).
 
     `now` is the time of the call: no rule uses it yet (business hours will).
+    `inbound`: a provider's call (sipd/trunks/inbound.py), `caller` the number as
+    the provider sent it and `dialled` its inbound route's destination, reached
+    as a forward there would be (an extension, a group, voicemail:N, hangup ...).
     """
     dialled = (dialled or "").strip()
+    if inbound:
+        router = _Router(caller, directory, ring_timeout)
+        step, _ = router.follow("", "inbound", dialled, (), MAX_STEPS)
+        first = step.events[0] if step.events else None
+        if first is not None and first.kind == "forwarded" and not first.by:
+            step = dataclasses.replace(step, events=step.events[1:])  # nobody forwarded it
+        return step
     if dialled.startswith("*"):
         return _feature(caller, dialled, directory)
     step, _ = _Router(caller, directory, ring_timeout).route(dialled, (), MAX_STEPS)

@@ -77,3 +77,23 @@ def test_route_for_prefers_the_trunks_own_route_and_ignores_the_plus(live, datab
 
 def test_caller_has_no_call_limit_of_its_own():
     assert inbound.Caller("998901234567").max_calls > 1000
+
+
+@pytest.mark.parametrize("destination, kind, status", [
+    ("1001", "Ring", None),
+    ("600", "Ring", None),
+    ("hangup", "Refuse", 480),
+    ("voicemail:1001", "Application", None),
+    ("1999", "Refuse", 404),
+])
+def test_an_inbound_destination_is_reached_as_a_forward_there_would_be(destination, kind,
+                                                                        status):
+    from sipd.routing.decide import decide
+    from sipd.routing.directory import TableDirectory
+
+    directory = TableDirectory({"1001": {"voicemail": True}, "1002": {}},
+                               {"600": {"name": "Sales", "members": ["1001", "1002"]}})
+    step = decide("998901234567", destination, directory, 0.0, inbound=True)
+    assert type(step).__name__ == kind
+    assert getattr(step, "status", None) == status
+    assert not [e for e in step.events if e.kind == "forwarded" and not e.by]
