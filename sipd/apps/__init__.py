@@ -3,4 +3,13 @@ an answered call (call.py's AppCall), registered in APPS by name, the name a
 routing plan's `Application` step gives. Each helper adds its own line;
 importing lazily keeps sipd's start free of what a call may never use."""
 
-APPS: dict = {}
+
+def _echo(call) -> None:
+    from sipd.apps import echo
+
+    echo.run(call)
+
+
+APPS: dict = {
+    "echo": _echo,  # *43
+}
