@@ -236,6 +236,8 @@ class Sipd:
             max_calls=self.settings.max_calls,
             history=self.history,
             hold_timeout=self.settings.call_hold_timeout,
+            moh_file=self.settings.moh_file,
+            sounds_dir=self.settings.sounds_dir,
         )
         self.handler.send = send
         self.handler.calls = self.calls

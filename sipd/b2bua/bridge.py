@@ -138,6 +138,7 @@ class Bridge:
         both stand still (held both ways) starts its hold time."""
         leg.direction = direction(stream)
         other = leg.other
+        self.owner.music.changed(call, leg)  # music on hold for the other phone
         held = (
             call.phase is Phase.ANSWERED
             and other is not None

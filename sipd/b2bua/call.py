@@ -24,7 +24,8 @@ class Call:
         "record_id", "caller_number", "caller_name", "callee", "caller", "callee_leg",
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
-        "steps", "feature", "app", "transfer", "delayed", "session_interval", "session_timer",
+        "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
+        "session_timer",
         "__weakref__",
     )
 
@@ -57,6 +58,7 @@ class Call:
         self.steps = 0  # plan steps begun (bounded: see plan.py)
         self.feature = None  # a Feature step the PBX answered itself
         self.app = None  # the AppCall of an Application step (b2bua/application.py)
+        self.music = None  # the legs hearing music on hold (b2bua/music.py), a set
         self.transfer = None  # the Transfer under way from a REFER (transfer.py)
         # The caller's INVITE had no SDP (RFC 3261 §13.2.1): `offer` is ours,
         # the caller's answer comes in its ACK.

@@ -28,6 +28,7 @@ from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.executor import Executor
 from sipd.b2bua.legs import CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
+from sipd.b2bua.music import Music
 from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
 from sipd.b2bua.transfer import Transfers
@@ -79,6 +80,8 @@ class Calls:
         features=None,
         scheduler=None,
         spawn=None,
+        moh_file: str | None = None,
+        sounds_dir: str | None = None,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -96,6 +99,7 @@ class Calls:
         self.executor = Executor(self, features if features is not None else carry_out)
         self.bridge = Bridge(self)
         self.applications = Applications(self, spawn)  # spawn: None is gevent's
+        self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
         self.transfers = Transfers(self)
         # (Call-ID, our tag) -> the leg whose dialog that is, as §12.2.2 finds it
         # (the phone's tag is checked on the dialog itself). One per fork.
