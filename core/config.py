@@ -173,6 +173,10 @@ class Settings:
     # What a held party hears (sipd/b2bua/music.py): a WAV, any rate (8 kHz mono
     # µ-law plays as it is); the default is the tune shipped with sipd.
     moh_file: str = ""
+    # Call recording (sipd/recording.py): where the WAVs go, and the days they
+    # are kept (0: kept until an admin removes them).
+    recording_dir: str = ""
+    recording_days: int = 90
     # Voicemail (core/voicemail.py): where messages are kept, the longest message.
     voicemail_dir: str = ""
     voicemail_max_seconds: int = 180
@@ -295,6 +299,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sounds_dir=env.get("PBX_SOUNDS_DIR") or str(var / "sounds"),
         timezone=parse_timezone(env.get("PBX_TIMEZONE") or "UTC"),
         moh_file=parse_moh_file(env.get("PBX_MOH_FILE", "")),
+        recording_dir=env.get("PBX_RECORDING_DIR") or str(var / "recordings"),
+        recording_days=_int(env, "PBX_RECORDING_DAYS", 90, 0),
         voicemail_dir=env.get("PBX_VOICEMAIL_DIR") or str(var / "voicemail"),
         voicemail_max_seconds=_int(env, "PBX_VOICEMAIL_MAX_SECONDS", 180, 5),
         smtp_host=env.get("PBX_SMTP_HOST", "").strip(),

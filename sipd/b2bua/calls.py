@@ -33,6 +33,7 @@ from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
 from sipd.b2bua.transfer import Transfers
 from sipd.history import History
+from sipd.recording import Recorder
 from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing import route_with
 from sipd.routing.plan import Application, Feature, Outside, Refuse
@@ -82,6 +83,7 @@ class Calls:
         spawn=None,
         moh_file: str | None = None,
         sounds_dir: str | None = None,
+        recording_dir: str | None = None,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -100,6 +102,7 @@ class Calls:
         self.bridge = Bridge(self)
         self.applications = Applications(self, spawn)  # spawn: None is gevent's
         self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
+        self.recorder = Recorder(self, recording_dir)  # None: nothing is recorded
         self.transfers = Transfers(self)
         # (Call-ID, our tag) -> the leg whose dialog that is, as §12.2.2 finds it
         # (the phone's tag is checked on the dialog itself). One per fork.
