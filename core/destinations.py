@@ -18,7 +18,8 @@ HANGUP = "hangup"
 # What a phone can dial: the numbers of extensions and groups (2 to 15 digits,
 # core.accounts.NUMBER_RE); the kinds that later issues add go in KINDS.
 NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
-KINDS = ("number", "hangup")
+KINDS = ("number", "hangup", "voicemail")
+VOICEMAIL = "voicemail:"  # voicemail:NUMBER, the mailbox of extension NUMBER (issue 13)
 
 
 class DestinationError(ValueError):
@@ -31,6 +32,8 @@ class Destination:
     value: str = ""  # the number, for kind "number"
 
     def __str__(self) -> str:
+        if self.kind == "voicemail":
+            return VOICEMAIL + self.value
         return self.value if self.kind == "number" else self.kind
 
 
@@ -43,6 +46,13 @@ def parse(text: str) -> Destination | None:
         return Destination("hangup")
     if NUMBER_RE.match(text):
         return Destination("number", text)
+    if text.lower().startswith(VOICEMAIL):
+        number = text[len(VOICEMAIL):].strip()
+        if not NUMBER_RE.match(number):
+            raise DestinationError(Text(
+                N_("%(text)r is not a destination: a mailbox is voicemail:NUMBER,"
+                   " the number of an extension"), text=text))
+        return Destination("voicemail", number)
     raise DestinationError(
         Text(N_("%(text)r is not a destination: give a number to dial or 'hangup'"), text=text)
     )
@@ -64,4 +74,10 @@ def check(text: str, *, not_to: str | None = None) -> str:
             raise DestinationError(
                 Text(N_("%(number)s is neither an extension nor a ring group"), number=number)
             )
+    if destination.kind == "voicemail":
+        from core.voicemail import mailbox_of  # noqa: PLC0415 - it needs the database
+
+        if mailbox_of(destination.value) is None:
+            raise DestinationError(Text(N_("extension %(number)s has no mailbox"),
+                                        number=destination.value))
     return str(destination)

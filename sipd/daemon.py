@@ -243,6 +243,7 @@ class Sipd:
         self.handler.send = send
         self.handler.calls = self.calls
         self._start_qualifier(send, local, port)
+        self._start_voicemail(send, local, port)
         periodic(MEDIA_CHECK_INTERVAL, self.calls.check_media, "media check")
         periodic(3600.0, lambda: recording.cleanup(self.settings.recording_dir,
                                                    self.settings.recording_days),
@@ -253,6 +254,19 @@ class Sipd:
         except OSError as error:
             log.warning("Control socket %s unavailable: %s", self.settings.control_socket, error)
             self.control = None
+
+    def _start_voicemail(self, send, local: str, port: int) -> None:
+        """Message waiting (sipd/mwi.py) and what the voicemail application needs of
+        this process (sipd/apps/voicemail.py): the ban count, the lamps, e-mail."""
+        from sipd.apps import voicemail
+        from sipd.mwi import Notifier
+
+        self.mwi = Notifier(self.registrar, send, local, port, self.settings.realm)
+        self.handler.mwi = self.mwi
+        periodic(0.1, self.mwi.tick, "message waiting")
+        voicemail.install(voicemail.Context(
+            settings=self.settings, auth_failed=voicemail.guard_reporter(self.guard),
+            changed=self.mwi.changed))
 
     def _start_qualifier(self, send, local: str, port: int) -> None:
         """OPTIONS probes of every binding (sipd/qualifier.py); here only, never in a

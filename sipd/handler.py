@@ -74,6 +74,9 @@ class Handler:
         self.send = None
         # The qualifier's OPTIONS probes (sipd/qualifier.py), in the main sipd when enabled.
         self.qualifier = None
+        # Message waiting (sipd/mwi.py): SUBSCRIBE message-summary and our NOTIFYs'
+        # responses, in the main sipd when calls are enabled.
+        self.mwi = None
         # Inside batch(): the transactions begun and the work to run after the commit,
         # and the greenlet of the batch (others handle requests while it waits for
         # the database's write lock: theirs are not part of it).
@@ -151,6 +154,8 @@ class Handler:
         if isinstance(message, Response):
             # To the owner of its client transaction: a probe of the qualifier's, or the B2BUA's.
             if self.qualifier is not None and self.qualifier.response(message, source):
+                return []
+            if self.mwi is not None and self.mwi.response(message, source):
                 return []
             if self.calls is not None:
                 self.calls.response(message, source)
@@ -326,6 +331,8 @@ class Handler:
         method = request.method
         if method in ("INVITE", "CANCEL", "BYE"):
             return True
+        if method == "SUBSCRIBE" and self.mwi is not None:
+            return False  # a refresh of a message-summary subscription (sipd/mwi.py)
         # Anything else with a To tag belongs to a dialog (§12.2.2).
         return method != "REGISTER" and _has_to_tag(request)
 
@@ -333,6 +340,8 @@ class Handler:
         method = request.method
         if method == "REGISTER":
             return self.registrar.register(request, source)
+        if method == "SUBSCRIBE" and self.mwi is not None:
+            return self.mwi.subscribe(request, source)
         if method == "OPTIONS":
             # Keep-alives and monitoring (§11.2): what we accept, for anyone.
             return make_response(

@@ -58,6 +58,7 @@ _ANSWERED = (
     " answered_by = ?, ringing = '', sip_status = 200 WHERE id = ?"
 )
 # A ring step of the plan begins: what rings now; the group it rings, if any.
+_OUTSIDE = "UPDATE call SET direction = 'outbound', trunk = ?, number_sent = ? WHERE id = ?"
 _RINGING = (
     "UPDATE call SET ringing = ?, via_group = CASE WHEN ? = '' THEN via_group ELSE ? END"
     " WHERE id = ?"
@@ -115,6 +116,10 @@ class History:
         """The plan goes on to ring `numbers` (comma-separated), for `via_group` if
         that is a group ("" keeps the group the row has)."""
         self._queue_write(_RINGING, (numbers[:255], via_group[:32], via_group[:32], row_id))
+
+    def outside(self, row_id: int, trunk: str, number_sent: str) -> None:
+        """An outside call (issue 12) tried through `trunk`, `number_sent` as sent to it."""
+        self._queue_write(_OUTSIDE, (trunk[:64], number_sent[:64], row_id))
 
     def events(self, row_id: int, now: float, events) -> None:
         """What the routing plan's steps record (core.models.CallEvent): a row each."""

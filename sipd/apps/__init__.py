@@ -4,12 +4,20 @@ routing plan's `Application` step gives. Each helper adds its own line;
 importing lazily keeps sipd's start free of what a call may never use."""
 
 
+
 def _echo(call) -> None:
-    from sipd.apps import echo
+    from sipd.apps import echo  # noqa: PLC0415 - lazily, see above
 
     echo.run(call)
 
 
+def _voicemail(call) -> None:
+    from sipd.apps import voicemail  # noqa: PLC0415 - lazily, see above
+
+    voicemail.run(call)
+
+
 APPS: dict = {
     "echo": _echo,  # *43
+    "voicemail": _voicemail,
 }

@@ -25,8 +25,7 @@ class Call:
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
         "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
-        "session_timer",
-        "__weakref__",
+        "session_timer", "outside", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -67,6 +66,9 @@ class Call:
         # timer that ends the call when its refresh does not come (§10).
         self.session_interval = 0
         self.session_timer = None
+        # An outside call (sipd/trunks/outbound.py Prepared): counted by the toll-fraud
+        # limits until it ends.
+        self.outside = None
 
     @property
     def timers(self) -> tuple:

@@ -104,6 +104,10 @@ class Calls:
         self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
         self.recorder = Recorder(self, recording_dir)  # None: nothing is recorded
         self.transfers = Transfers(self)
+        # Imported here: sipd/trunks/outbound.py builds on the b2bua's legs and forks.
+        from sipd.trunks.outbound import Outbound  # noqa: PLC0415
+
+        self.outbound = Outbound(self, clock)
         # (Call-ID, our tag) -> the leg whose dialog that is, as §12.2.2 finds it
         # (the phone's tag is checked on the dialog itself). One per fork.
         self.dialogs: dict[tuple[str, str | None], Leg] = {}
@@ -206,6 +210,7 @@ class Calls:
                 )
 
         events: list = []
+        outside = None
         step, bindings, outcome = self.executor.resolve(
             self.route(caller.number, dialled, now, self.in_calls), now, events
         )
@@ -214,15 +219,17 @@ class Calls:
             if isinstance(step, Refuse):
                 return refuse(step.status, step.reason, step.disposition,
                               phrase=step.phrase or None, events=events)
-            if isinstance(step, Outside):  # not carried out yet (sipd/trunks/outbound.py)
-                return refuse(503, f"outside call through route {step.route} not supported yet",
-                              "FAILED", phrase="Service Unavailable", events=events)
-            if not isinstance(step, (Feature, Application)):  # nothing to ring
+            if isinstance(step, Outside):  # sipd/trunks/outbound.py: the limits first
+                outside = self.outbound.prepare(step, now, f"{source}/{source.transport}")
+                if isinstance(outside, tuple):
+                    status, phrase, reason = outside
+                    return refuse(status, reason, "FAILED", phrase=phrase, events=events)
+            elif isinstance(step, Feature):
+                feature = self.executor.feature(step)
+            elif not isinstance(step, Application):  # nothing to ring
                 return refuse(outcome.status, outcome.reason, outcome.disposition,
                               phrase=outcome.phrase, events=events)
-        if isinstance(step, Feature):
-            feature = self.executor.feature(step)
-            if not 200 <= feature[0] < 300:
+            if feature is not None and not 200 <= feature[0] < 300:
                 return refuse(feature[0], f"feature {step.code}: {feature[0]} {feature[1]}",
                               "FAILED", phrase=feature[1] or None, events=events)
         try:
@@ -278,6 +285,11 @@ class Calls:
         # phone that rings at once (180) has quenched the caller's retransmissions
         # already, and most calls then cost one message less.
         call.trying = stack.scheduler.call_later(TRYING_AFTER, self._trying, call)
+        if outside is not None:
+            log.info("Call %s -> %s from %s, through route %s", caller.number, dialled, source,
+                     step.route)
+            self.outbound.start(call, step, outside)
+            return
         log.info(
             "Call %s -> %s from %s, ringing %d contact(s)",
             caller.number,
@@ -368,6 +380,8 @@ class Calls:
             log.warning("Media relay did not release call %s: %s",
                         caller.dialog.call_id, error)
         self.history.ended(call.record_id, now, disposition, by, status, reason)
+        if call.outside is not None:
+            self.outbound.ended(call)
         self.calls.pop(call.record_id, None)
         self.held.pop(call.record_id, None)
         for number in list(call.parties):

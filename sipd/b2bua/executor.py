@@ -148,10 +148,14 @@ class Executor:
             for event in step.events:
                 if event.kind == "toll_fraud":  # a forward to a number it may not call
                     fraud.record(now, event.by, event.target, event.detail, step.reason)
-        elif isinstance(step, Outside):  # not carried out yet (sipd/trunks/outbound.py)
-            caller.respond(503, "Service Unavailable")
-            owner.end(call, "FAILED", "system", 503,
-                      f"outside call through route {step.route} not supported yet")
+        elif isinstance(step, Outside):  # a forward to an outside number (sipd/trunks/)
+            prepared = owner.outbound.prepare(step, now)
+            if isinstance(prepared, tuple):
+                status, phrase, reason = prepared
+                caller.respond(status, phrase)
+                owner.end(call, "FAILED", "system", status, reason)
+            else:
+                owner.outbound.start(call, step, prepared)
         elif isinstance(step, Feature):
             status, phrase = self.feature(step)
             self.answer_feature(call, step, status, phrase)

@@ -93,6 +93,9 @@ FORWARD_ON = "*72"
 APPLICATION_CODES = {
     "*43": ("echo", "echo test"),
 }
+# Voicemail (issue 13): *97 one's own mailbox, *98 any mailbox (number, then PIN).
+VOICEMAIL_CODES = {"*97": "check", "*98": "login"}
+VOICEMAIL = destinations.VOICEMAIL
 
 # The reason phrase of each refusal (RFC 3261 §21); decide's own, like calls.py's.
 NOT_FOUND = "Not Found"
@@ -125,6 +128,21 @@ def _disposition(detail: str) -> str:
     if detail.startswith("no answer") or detail == "fallback":
         return "NO ANSWER"
     return "FAILED"
+
+
+def _mailbox_reason(detail: str) -> str:
+    """Why a call reached voicemail, from the forward's detail: picks the greeting."""
+    if detail in ("busy", "dnd", "unavailable"):
+        return detail
+    return "no_answer" if detail.startswith("no answer") else ""
+
+
+def _fallback(ext: ExtensionView, forward: str) -> str:
+    """Where a call goes that `ext` cannot take: its forward of that kind, else its
+    mailbox when that is on (voicemail:NUMBER), else nowhere ("")."""
+    if forward:
+        return forward
+    return f"{VOICEMAIL}{ext.number}" if ext.voicemail else ""
 
 
 def _loop(path: tuple[str, ...], number: str) -> Refuse:
@@ -162,6 +180,8 @@ class _Router:
                           (Event("refused_loop", by=path[-1], target=number, detail=way),)), 1
         if budget < 1:  # not reached: every continuation is given one step at least
             return self.spent(path, number), 1
+        if number.lower().startswith(VOICEMAIL):  # a destination run as if dialled
+            return self.mailbox(number[len(VOICEMAIL):], "", ""), 1
         extension = self.directory.extension(number) if NUMBER_RE.match(number) else None
         if extension is not None:
             return self.extension(extension, path + (number,), budget)
@@ -219,12 +239,23 @@ class _Router:
             target = destinations.parse(destination)
         except destinations.DestinationError:
             target = None
+        if target is not None and target.kind == "voicemail":
+            return _with((event,), self.mailbox(target.value, detail, by)), 1
         if target is not None and target.kind == "hangup":
             reason = (f"{by} falls back to hangup" if detail == "fallback"
                       else f"{by} forwards to hangup ({detail})")
             return Refuse(480, UNAVAILABLE, _disposition(detail), reason, (event,)), 1
         step, used = self.route(destination, path, budget)
         return _with((event,), step), used
+
+    def mailbox(self, number: str, detail: str, by: str) -> Step:
+        """The voicemail of `number` (an Application step), if its mailbox is on."""
+        ext = self.directory.extension(number)
+        if ext is None or not ext.voicemail:
+            why = f"mailbox {number} is off or does not exist"
+            return Refuse(480, UNAVAILABLE, _disposition(detail) if by else "FAILED",
+                          f"{by} forwards to voicemail: {why}" if by else why)
+        return Application("voicemail", number, _mailbox_reason(detail))
 
     # -- an extension -----------------------------------------------------------------
 
@@ -234,28 +265,31 @@ class _Router:
         if not ext.enabled:
             return Refuse(403, "Forbidden: extension disabled", "FAILED",
                           "callee extension disabled"), 1
+        busy = _fallback(ext, ext.forward_busy)
         if directory.in_calls(number) >= ext.max_calls:
-            if ext.forward_busy:
-                return self.follow(number, "busy", ext.forward_busy, path, budget)
+            if busy:
+                return self.follow(number, "busy", busy, path, budget)
             return Refuse(486, f"{BUSY}: call limit reached", "BUSY",
                           f"callee {number} is in {ext.max_calls} calls, its limit"), 1
         if ext.dnd:
-            if ext.forward_busy:
-                return self.follow(number, "dnd", ext.forward_busy, path, budget)
+            if busy:
+                return self.follow(number, "dnd", busy, path, budget)
             return Refuse(486, BUSY, "BUSY", f"callee {number} is on do not disturb"), 1
         if ext.forward_always:
             return self.follow(number, "always", ext.forward_always, path, budget)
+        unavailable = _fallback(ext, ext.forward_unavailable)
         if not directory.reachable(number):
-            if ext.forward_unavailable:
-                return self.follow(number, "unavailable", ext.forward_unavailable, path, budget)
+            if unavailable:
+                return self.follow(number, "unavailable", unavailable, path, budget)
             reason = ("callee's phones do not answer" if directory.registered(number)
                       else "callee not registered")
             return Refuse(480, UNAVAILABLE, "FAILED", reason), 1
-        seconds = ext.forward_no_answer_after if ext.forward_no_answer else self.ring_timeout
+        no_answer = _fallback(ext, ext.forward_no_answer)
+        seconds = ext.forward_no_answer_after if no_answer else self.ring_timeout
         # In the order the B2BUA most often needs them: the budget goes first to those.
-        forwards = [("on_no_answer", f"no answer after {seconds:g} s", ext.forward_no_answer),
-                    ("on_busy", "busy", ext.forward_busy),
-                    ("on_unavailable", "unavailable", ext.forward_unavailable)]
+        forwards = [("on_no_answer", f"no answer after {seconds:g} s", no_answer),
+                    ("on_busy", "busy", busy),
+                    ("on_unavailable", "unavailable", unavailable)]
         wanted = [f for f in forwards if f[2]]
         if budget < 1 + len(wanted):
             return self.spent(path[:-1], number), 1
@@ -405,6 +439,16 @@ def _feature(caller: str, dialled: str, directory: Directory) -> Step:
     if directory.extension(caller) is None:
         return refuse(403, "Forbidden: feature codes are for extensions",
                       f"feature code {code} from {caller}, which is no extension")
+    if dialled in VOICEMAIL_CODES:
+        reason = VOICEMAIL_CODES[dialled]
+        if not getattr(directory, "applications", False):
+            return refuse(503, "Service Unavailable: voicemail is not running",
+                          f"feature code {code}: voicemail is not running")
+        if reason == "check" and not directory.extension(caller).voicemail:
+            return refuse(403, "Forbidden: your mailbox is off",
+                          f"feature code {code}: mailbox {caller} is off or does not exist")
+        return Application("voicemail", caller if reason == "check" else "", reason,
+                           (Event("feature", by=caller, target=code, detail="voicemail"),))
     if dialled in FEATURE_CODES:
         name, detail = FEATURE_CODES[dialled]
         return Feature(name, caller, events=(Event("feature", by=caller, detail=detail),))

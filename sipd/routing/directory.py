@@ -34,6 +34,9 @@ class ExtensionView:
     # OUTBOUND_PERMISSIONS) and the caller ID sent for it ("" = the route's or trunk's).
     outbound_permission: str = "national"
     outbound_caller_id: str = ""
+    # Its mailbox is on (core/models.py Mailbox): where a busy, unanswered,
+    # unavailable or DND call goes when no forward of that kind is set.
+    voicemail: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Directory(Protocol):
     def policy(self) -> PolicyView:
         """The toll-fraud policy: the home country and the other allowed countries."""
 
+    # Whether the B2BUA carries out Application steps (voicemail, *97/*98).
+    applications: bool
+
 
 # -- from the database -------------------------------------------------------------------
 
@@ -113,15 +119,18 @@ _EXTENSION_COLUMNS = (
     " e.outbound_permission, e.outbound_caller_id,"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?),"
     " (SELECT count(*) FROM binding b WHERE b.extension_id = e.id AND b.expires_at > ?"
-    "  AND b.unreachable_since IS NULL)"
+    "  AND b.unreachable_since IS NULL),"
+    " (SELECT count(*) FROM mailbox v WHERE v.extension_id = e.id AND v.enabled)"
 )
-_WIDTH = 14  # the columns above
+_WIDTH = 15  # the columns above
 
 
-def _view(row) -> tuple[ExtensionView, int, int]:
-    """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS."""
+def _view(row, applications: bool = True) -> tuple[ExtensionView, int, int]:
+    """(extension, live bindings, reachable bindings) from _EXTENSION_COLUMNS; its
+    mailbox counts only where `applications` (the B2BUA can answer calls itself)."""
     view = ExtensionView(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5], row[6],
-                         int(row[7]), row[8], int(row[9]), row[10], row[11])
+                         int(row[7]), row[8], int(row[9]), row[10], row[11],
+                         bool(row[14]) and applications)
     return view, int(row[12]), int(row[13])
 
 
@@ -134,8 +143,12 @@ class StoreDirectory:
     for the write lock. `in_calls`: the B2BUA's count (no database read).
     """
 
-    def __init__(self, now: float, in_calls: Callable[[str], int], conn=None):
+    def __init__(self, now: float, in_calls: Callable[[str], int], conn=None,
+                 applications: bool = False):
         self.now = now
+        # Whether the B2BUA carries out Application steps (voicemail, *97/*98): until
+        # it does, no mailbox is on as far as routing knows, and calls go as before.
+        self.applications = applications
         self._in_calls = in_calls
         self._conn = conn
         self._extensions: dict[str, tuple[ExtensionView, int, int] | None] = {}
@@ -156,7 +169,7 @@ class StoreDirectory:
                 f"SELECT {_EXTENSION_COLUMNS} FROM extension e WHERE e.number = ?",
                 (self.now, self.now, number),
             ).fetchone()
-            self._extensions[number] = _view(row) if row else None
+            self._extensions[number] = _view(row, self.applications) if row else None
         return self._extensions[number]
 
     def preload(self, *numbers: str) -> None:
@@ -174,7 +187,7 @@ class StoreDirectory:
         for number in wanted:
             self._extensions[number] = None
         for row in rows:
-            view = _view(row)
+            view = _view(row, self.applications)
             self._extensions[view[0].number] = view
 
     def extension(self, number: str) -> ExtensionView | None:
@@ -199,7 +212,7 @@ class StoreDirectory:
                 for row in rows:
                     if row[7] is None:  # a group without members
                         continue
-                    member = _view(row[7:7 + _WIDTH])
+                    member = _view(row[7:7 + _WIDTH], self.applications)
                     self._extensions.setdefault(member[0].number, member)
                     members.append(member[0].number)
                 g = rows[0]
@@ -261,6 +274,8 @@ class TableDirectory:
     for extensions (ExtensionView's fields, plus `phones`, one of PHONES, "up" by
     default, and `calls`, the calls it is in) and {"600": {"name": "Sales",
     "members": ["1001", "1002"]}} for groups (GroupView's fields)."""
+
+    applications = True  # Application steps (voicemail) may be planned
 
     def __init__(self, extensions: Mapping[str, Mapping] | None = None,
                  groups: Mapping[str, Mapping] | None = None,

@@ -86,3 +86,53 @@ def parse(text: str) -> tuple[bool, Summary]:
         # msg-status-line is the one mandatory line (§5.2).
         raise MwiError("no Messages-Waiting line")
     return waiting, Summary(*counts, account=account)
+
+
+# -- the subscription (RFC 6665) and its NOTIFY ------------------------------------------
+
+# RFC 3842 §4.1: a subscription without Expires lasts 3600 s by default; we keep it to at
+# least MIN_EXPIRES (shorter is 423 Interval Too Brief, RFC 6665 §4.2.1.1) and shorten
+# longer ones to MAX_EXPIRES (the 200's Expires says what was granted, §4.2.1.1).
+DEFAULT_EXPIRES = 3600
+MIN_EXPIRES = 60
+MAX_EXPIRES = 3600
+
+
+def granted_expires(requested: int | None) -> int:
+    """The duration granted for a SUBSCRIBE asking `requested` s (None: no Expires);
+    0 stays 0 (an unsubscribe, RFC 6665 §4.1.2.3). Below MIN_EXPIRES: ValueError."""
+    if requested is None:
+        return DEFAULT_EXPIRES
+    if requested == 0:
+        return 0
+    if requested < MIN_EXPIRES:
+        raise ValueError(f"expires {requested} is below {MIN_EXPIRES}")
+    return min(requested, MAX_EXPIRES)
+
+
+def subscription_state(remaining: int) -> str:
+    """Subscription-State (RFC 6665 §8.2.3): active with what is left, or terminated."""
+    if remaining <= 0:
+        return "terminated;reason=timeout"
+    return f"active;expires={remaining}"
+
+
+def notify_headers(*, via: str, from_: str, to: str, call_id: str, cseq: int, contact: str,
+                   state: str) -> list[tuple[str, str]]:
+    """A message-summary NOTIFY's headers (RFC 6665 §4.2.2, RFC 3842 §3.5): in the
+    subscription's dialog (From our side with our tag, To the subscriber), or an
+    unsolicited one out of any dialog (Asterisk's "unsolicited MWI"), which phones take
+    as the same package's news."""
+    return [
+        ("Via", via),
+        ("Max-Forwards", "70"),
+        ("From", from_),
+        ("To", to),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} NOTIFY"),
+        ("Contact", contact),
+        ("Event", EVENT),
+        ("Subscription-State", state),
+        ("Content-Type", CONTENT_TYPE),
+        ("User-Agent", "pbx-sipd"),
+    ]

@@ -429,8 +429,9 @@ class SipdServer:
     has_history = True
 
     def __init__(self, tmp_path: Path, numbers=("1001", "1002", "1003"), disabled=(),
-                 host: str = LOOPBACK, **env: str):
+                 host: str = LOOPBACK, voicemail=(), **env: str):
         from core import accounts
+        from core import voicemail as mailboxes
         from core.config import load_settings
         from core.database import connect
 
@@ -439,6 +440,10 @@ class SipdServer:
         database = connect(settings)
         for number in numbers:
             accounts.create_extension(number, REALM, password=PASSWORD)
+            # Calls that nobody answers end as they did before voicemail (480, 486)
+            # unless a test asks for the mailboxes of `voicemail` (issue 13).
+            if number not in voicemail:
+                mailboxes.set_voicemail(number, False)
         for number in disabled:
             accounts.create_extension(number, REALM, password=PASSWORD)
             if hasattr(accounts, "set_enabled"):

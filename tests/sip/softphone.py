@@ -133,7 +133,8 @@ class Baresip:
 
     def __init__(self, name: str, number: str, password: str, registrar: str, listen: str,
                  tone_hz: float, *, ctrl_host: str = "127.0.0.1", ctrl_port: int | None = None,
-                 netns: str | None = None, auto_answer: bool = True, quit_after: int = 90):
+                 netns: str | None = None, auto_answer: bool = True, quit_after: int = 90,
+                 modules: tuple[str, ...] = ()):
         self.name = name
         self.number = number
         self.registrar = registrar
@@ -142,7 +143,8 @@ class Baresip:
         self.tone = write_tone(self.dir / "tone.wav", tone_hz, 30.0)
         self.ctrl = (ctrl_host, ctrl_port) if ctrl_port else None
         self.quit_after = quit_after
-        modules = ["g711.so", "aufile.so", "aubridge.so", "sndfile.so"]
+        extra = modules  # e.g. ("mwi.so",): it SUBSCRIBEs to message-summary
+        modules = ["g711.so", "aufile.so", "aubridge.so", "sndfile.so", *extra]
         if ctrl_port:
             modules.append("ctrl_tcp.so")
         config = [

@@ -44,3 +44,31 @@ def test_negative_counts_refused_and_names():
         body(Summary(new=-1))
     assert EVENT == "message-summary"
     assert CONTENT_TYPE == "application/simple-message-summary"
+
+
+# -- the subscription's terms (RFC 6665 §4.2.1.1, RFC 3842 §4.1) -------------------------
+
+
+def test_granted_expires():
+    from sipd.sip import mwi as m
+
+    assert m.granted_expires(None) == 3600  # RFC 3842's default
+    assert m.granted_expires(0) == 0  # an unsubscribe
+    assert m.granted_expires(600) == 600
+    assert m.granted_expires(86400) == m.MAX_EXPIRES  # shortened, the 200 says so
+    with pytest.raises(ValueError):
+        m.granted_expires(10)  # 423 Interval Too Brief
+
+
+def test_subscription_state_and_notify_headers():
+    from sipd.sip import mwi as m
+
+    assert m.subscription_state(120) == "active;expires=120"
+    assert m.subscription_state(0) == "terminated;reason=timeout"
+    headers = dict(m.notify_headers(via="SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1",
+                                    from_="<sip:1001@pbx>;tag=a", to="<sip:1001@pbx>;tag=b",
+                                    call_id="c1", cseq=2, contact="<sip:pbx@127.0.0.1:5060>",
+                                    state="active;expires=60"))
+    assert headers["Event"] == "message-summary"
+    assert headers["Content-Type"] == "application/simple-message-summary"
+    assert headers["CSeq"] == "2 NOTIFY"

@@ -1,0 +1,74 @@
+"""Outside calls through a real sipd and Kamailio as the phone company (issue 12
+item 3, "Show"): an extension dials through a route that strips a prefix and
+prepends the country code; the carrier challenges the trunk (digest with its
+credentials); the far phone, a sipp UAS behind the carrier, gets the number as
+the route sent it and the caller ID, and the audio goes both ways through the
+relay (RTP sent and echoed, as tests/sip/test_calls.py does). Failover: the
+first trunk's carrier answers 503, the call goes out through the second."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.provider import outbound_kit as kit
+from tests.sip import callkit as ck
+
+
+@pytest.fixture(autouse=True)
+def _logs_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "WORK_ROOT", tmp_path)
+
+
+@pytest.fixture
+def sipd(tmp_path):
+    server = ck.SipdServer(tmp_path, numbers=("1001",))
+    yield server
+    server.stop()
+
+
+def call_out(sipd, far, duration_ms=2500):
+    caller = ck.caller(sipd.address, "1001", kit.DIALLED, "caller_call.xml",
+                       duration_ms=duration_ms)
+    answer = ck.sdp_media(ck.wait_answer_sdp(caller))
+    echo = ck.rtp_echo_check(answer, count=40)
+    ck.finish(caller, far, server=sipd)
+    return caller, echo
+
+
+def test_a_call_reaches_the_far_phone_with_the_number_and_caller_id(sipd, make_carrier):
+    acme = make_carrier()
+    kit.office(sipd, {"acme": acme})
+    far = kit.far_phone(acme)
+    sipd.start()
+    caller, echo = call_out(sipd, far)
+    # The far phone: the number as the route rewrote it (9 stripped, 998 put in
+    # front), the route's caller ID in From.
+    invite = far.received()[0]
+    assert kit.user(invite.first_line) == kit.FAR, far.flow()
+    assert kit.user(invite.header("From")) == "712223344", invite.header("From")
+    # The carrier challenged sipd's INVITE and took the trunk's credentials.
+    seen = acme.requests("INVITE")
+    assert len(seen) == 2 and all(kit.user(r["uri"]) == kit.FAR for r in seen), seen
+    assert caller.statuses("INVITE")[-1] == 200, caller.flow()
+    assert far.requests() == ["INVITE", "ACK", "BYE"], far.flow()
+    assert echo["echoed"] >= 35, f"{echo}\n{caller.flow()}\n{sipd.log()[-3000:]}"
+    (row,) = ck.wait_for(lambda: [r for r in sipd.calls() if r["ended_at"]], timeout=5)
+    assert (row["direction"], row["trunk"], row["number_sent"], row["callee"],
+            row["disposition"]) == ("outbound", "acme", kit.FAR, kit.DIALLED, "ANSWERED"), row
+    assert f"via trunk acme to {acme.address}/udp as {kit.FAR}" in sipd.log()
+
+
+def test_failover_to_the_second_trunk_when_the_first_answers_503(sipd, make_carrier):
+    first, second = make_carrier(), make_carrier()
+    first.answer(kit.FAR, 503, "Trunk Full")
+    kit.office(sipd, {"acme": first, "backup": second})
+    far = kit.far_phone(second)
+    sipd.start()
+    caller, echo = call_out(sipd, far)
+    assert [r["uri"] for r in first.requests("INVITE")], first.log()
+    assert far.requests() == ["INVITE", "ACK", "BYE"], far.flow()
+    assert echo["echoed"] >= 35, f"{echo}\n{sipd.log()[-3000:]}"
+    (row,) = ck.wait_for(lambda: [r for r in sipd.calls() if r["ended_at"]], timeout=5)
+    assert (row["trunk"], row["number_sent"], row["disposition"]) == (
+        "backup", kit.FAR, "ANSWERED"), row
+    assert "acme answered 503 Trunk Full; trying the next trunk" in sipd.log()
