@@ -3,7 +3,8 @@
     pbxctl trunk add NAME --host HOST[:PORT] [--transport udp|tcp|tls] [--username USER]
                      [--password PASSWORD] [--auth-user USER] [--register]
                      [--match CIDR[,CIDR...]] [--from-user USER] [--from-domain DOMAIN]
-                     [--caller-id NUMBER] [--max-calls N] [--outbound-proxy HOST[:PORT]]
+                     [--caller-id NUMBER] [--caller-id-header from|pai] [--max-calls N]
+                     [--outbound-proxy HOST[:PORT]]
                      [--keepalive SECONDS]
     pbxctl trunk set NAME [the same options; --no-register]
     pbxctl trunk list | trunk show NAME | trunk rm NAME
@@ -41,7 +42,8 @@ def _values(args) -> dict:
         "transport": args.transport, "username": args.username, "auth_user": args.auth_user,
         "password": _password(args), "register": register, "match": args.match,
         "from_user": args.from_user, "from_domain": args.from_domain,
-        "caller_id": args.caller_id, "max_calls": args.max_calls,
+        "caller_id": args.caller_id, "caller_id_header": args.caller_id_header,
+        "max_calls": args.max_calls,
         "outbound_proxy": args.outbound_proxy, "keepalive_interval": args.keepalive,
     }
 
@@ -134,6 +136,8 @@ def _options(parser, adding: bool) -> None:
     parser.add_argument("--from-user", metavar="USER")
     parser.add_argument("--from-domain", metavar="DOMAIN")
     parser.add_argument("--caller-id", metavar="NUMBER")
+    parser.add_argument("--caller-id-header", metavar="from|pai",
+                        help="send the caller ID in From (default) or P-Asserted-Identity")
     parser.add_argument("--max-calls", metavar="N", help="0 = the policy's limit")
     parser.add_argument("--outbound-proxy", metavar="HOST[:PORT]")
     parser.add_argument("--keepalive", metavar="SECONDS", help="OPTIONS every N s (0 = off)")

@@ -33,6 +33,7 @@ _SETTINGS_KEYS = {
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
     "RUN_DIR": "run_dir",
+    "VOICEMAIL_DIR": "voicemail_dir",
 }
 # Endpoints a viewer may still POST to: arriving, leaving, their own password and
 # language are not changes to the PBX.
@@ -121,6 +122,8 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
+    from app.trunks import bp as trunks_bp
+    from app.voicemail import bp as voicemail_bp
 
     filters.init_app(app)
     i18n.init_app(app)
@@ -128,11 +131,13 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(groups_bp)
+    app.register_blueprint(trunks_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(security_bp)
     app.register_blueprint(settings_bp)
     app.register_blueprint(admins_bp)
+    app.register_blueprint(voicemail_bp)
     # `/` is the dashboard; url_for("index") still names it, for the links that use it.
     app.add_url_rule("/", "index", build_only=True)
     return app

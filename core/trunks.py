@@ -111,6 +111,18 @@ def check_caller_id(value) -> str:
     return number
 
 
+CALLER_ID_HEADERS = ("from", "pai")
+
+
+def check_caller_id_header(value) -> str:
+    """Where the caller ID goes: From, or P-Asserted-Identity (RFC 3325) with From left alone."""
+    header = (value or "from").strip().lower()
+    if header not in CALLER_ID_HEADERS:
+        raise AccountError(Text(N_("caller ID header must be from or pai, got %(text)r"),
+                                text=value or ""))
+    return header
+
+
 def _bounded(value, bounds, message) -> int:
     text = str(value).strip()
     low, high = bounds
@@ -136,6 +148,7 @@ def _fields(values: dict) -> dict:
         "from_user": lambda v: check_user(v, N_("bad from user %(text)r")),
         "from_domain": check_domain,
         "caller_id": check_caller_id,
+        "caller_id_header": check_caller_id_header,
         "match": check_match,
         "password": check_password,
         "max_calls": lambda v: _bounded(v, MAX_CALLS, N_(
@@ -243,6 +256,7 @@ def describe(trunk: Trunk) -> dict:
         "from_user": trunk.from_user,
         "from_domain": trunk.from_domain,
         "caller_id": trunk.caller_id,
+        "caller_id_header": trunk.caller_id_header,
         "max_calls": str(trunk.max_calls),
         "outbound_proxy": trunk.outbound_proxy,
         "keepalive_interval": str(trunk.keepalive_interval),

@@ -208,3 +208,18 @@ def storage(db_path: str) -> Storage:
     except OSError:
         total = free = 0
     return Storage(db_path, size, total, free)
+
+
+def trunks() -> list[tuple]:
+    """[(trunk, its TrunkState or None)] by name: each trunk's state at a glance (issue 12)."""
+    from core.models import Trunk, TrunkState
+
+    states = {s.trunk_id: s for s in TrunkState.select()}
+    return [(t, states.get(t.id)) for t in Trunk.select().order_by(Trunk.name)]
+
+
+def blocked_extensions() -> int:
+    """Extensions an hourly toll-fraud limit blocked, waiting for an admin."""
+    from core.models import Extension
+
+    return Extension.select().where(Extension.outbound_blocked_at.is_null(False)).count()

@@ -58,6 +58,8 @@ def index():
                "listen": f"{settings.panel_host}:{settings.panel_port}"},
         storage=figures.storage(settings.db_path),
         schema_version=figures.schema_version(),
+        trunks=figures.trunks(),
+        blocked=figures.blocked_extensions(),
     )
 
 

@@ -17,6 +17,7 @@ from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from app.filters import sentence, translated
 from app.forms import core_rule
+from app.trunks.forms import PERMISSION_CHOICES
 from core.accounts import (
     MAX_CALLS_LIMIT,
     check_display_name,
@@ -118,6 +119,9 @@ class EditForm(FlaskForm):
         validators=[Optional(), core_rule(check_max_calls)],
         render_kw={"inputmode": "numeric", "min": 1, "max": MAX_CALLS_LIMIT},
     )
+    # Issue 12: what it may dial outside (core/outbound.py; the rest is on app/trunks/).
+    outbound_permission = RadioField(_l("Outside calls"), choices=PERMISSION_CHOICES,
+                                     validators=[Optional()])  # not sent: unchanged
     submit = SubmitField(_l("Save"))
 
 

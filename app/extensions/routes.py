@@ -26,7 +26,7 @@ from app.status import (
     live_bindings_of,
     registered_count,
 )
-from core import audit
+from core import audit, outbound
 from core.accounts import (
     AccountError,
     create_extension,
@@ -174,6 +174,10 @@ def edit(number: str):
                 update_extension(extension.number, name=form.name.data or "",
                                  enabled=form.enabled.data, max_calls=max_calls)
                 _audit("edit", extension.number, detail)
+                permission = form.outbound_permission.data
+                if permission and permission != extension.outbound_permission:
+                    outbound.set_permission(extension.number, permission)
+                    _audit("permit", extension.number, permission)
         except AccountError as error:
             form.form_errors.append(sentence(translated(error.args[0])))
         else:
@@ -251,6 +255,9 @@ def delete(number: str):
             # The only member of a ring group: the group would ring nobody.
             form.form_errors.append(sentence(translated(error.args[0])))
         else:
+            from core.voicemail import delete_files  # its mailbox's recordings
+
+            delete_files(extension.number, _settings())
             flash(_("Extension %(number)s deleted.", number=extension.number), "success")
             if changed:
                 flash(_("Changed with it: %(what)s.",

@@ -5,6 +5,7 @@ and nothing written, and a trunk password that is never printed or audited."""
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 
 import pytest
@@ -94,6 +95,8 @@ def test_set_and_rm(pbx):
     ("trunk", "add", "x", "--host", "127.0.0.1"),
     ("trunk", "add", "x", "--host", "127.0.0.1", "--match", "127.0.0.1", "--max-calls", "-1"),
     ("trunk", "add", "x", "--host", "127.0.0.1", "--match", "127.0.0.1", "--caller-id", "abc"),
+    ("trunk", "add", "x", "--host", "127.0.0.1", "--match", "127.0.0.1",
+     "--caller-id-header", "to"),
     ("trunk", "add", "x", "--host", "127.0.0.1", "--username", "u", "--register",
      "--password", SECRET + "\x07"),
     ("trunk", "show", "nope"),
@@ -106,6 +109,13 @@ def test_bad_input_is_one_line_and_writes_nothing(pbx, argv):
     assert err.startswith("pbxctl: ") and err.count("\n") == 1 and SECRET not in err
     assert rows(pbx, "SELECT count(*) FROM trunk") == [(0,)]
     assert rows(pbx, "SELECT count(*) FROM audit_log WHERE action LIKE 'trunk.%'") == [(0,)]
+
+
+def test_caller_id_header_pai(pbx):
+    assert pbx("trunk", "add", "t", "--host", "127.0.0.1", "--match", "127.0.0.1",
+               "--caller-id", "712001122", "--caller-id-header", "PAI")[0] == 0
+    assert rows(pbx, "SELECT caller_id_header FROM trunk") == [("pai",)]
+    assert re.search(r"caller id header +pai\n", pbx("trunk", "show", "t")[1])
 
 
 def test_duplicate_refused(pbx):
