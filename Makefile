@@ -52,6 +52,7 @@ bench: install deps-bench
 	$(PY) bench/memory.py
 	$(PY) bench/calls.py
 	$(PY) bench/calls.py --fork 3 --answer-after-ms 100
+	$(PY) bench/outbound.py
 	$(PY) bench/media.py
 
 clean:

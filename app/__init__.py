@@ -33,6 +33,7 @@ _SETTINGS_KEYS = {
     "PUBLIC_ADDRESS": "public_address",
     "RTP_PORTS": "rtp_ports",
     "RUN_DIR": "run_dir",
+    "VOICEMAIL_DIR": "voicemail_dir",
 }
 # Endpoints a viewer may still POST to: arriving, leaving, their own password and
 # language are not changes to the PBX.
@@ -122,6 +123,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
     from app.trunks import bp as trunks_bp
+    from app.voicemail import bp as voicemail_bp
 
     filters.init_app(app)
     i18n.init_app(app)
@@ -135,6 +137,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(security_bp)
     app.register_blueprint(settings_bp)
     app.register_blueprint(admins_bp)
+    app.register_blueprint(voicemail_bp)
     # `/` is the dashboard; url_for("index") still names it, for the links that use it.
     app.add_url_rule("/", "index", build_only=True)
     return app

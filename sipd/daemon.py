@@ -258,9 +258,11 @@ class Sipd:
         self.mwi = Notifier(self.registrar, send, local, port, self.settings.realm)
         self.handler.mwi = self.mwi
         periodic(0.1, self.mwi.tick, "message waiting")
+        mailer = voicemail.mailer_for(self.settings, gevent.spawn, gevent.sleep)
         voicemail.install(voicemail.Context(
             settings=self.settings, auth_failed=voicemail.guard_reporter(self.guard),
-            changed=self.mwi.changed))
+            changed=self.mwi.changed,
+            new_message=voicemail.email_new_message(mailer, self.settings)))
 
     def _start_qualifier(self, send, local: str, port: int) -> None:
         """OPTIONS probes of every binding (sipd/qualifier.py); here only, never in a

@@ -28,7 +28,8 @@ KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None
 # Outside app/: the texts of core that the panel shows, marked there with N_.
 CORE_FILES = [ROOT / "core" / name for name in (
     "audit.py", "phone_settings.py", "accounts.py", "credentials.py", "weak_passwords.py",
-    "destinations.py", "groups.py", "forwarding.py", "trunks.py", "outbound.py")] + [
+    "destinations.py", "groups.py", "forwarding.py", "trunks.py", "outbound.py",
+    "voicemail.py")] + [
     # The dial-pattern parser's errors are the panel's form errors on outbound routes.
     ROOT / "sipd" / "routing" / "patterns.py"]
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]

@@ -255,6 +255,9 @@ def delete(number: str):
             # The only member of a ring group: the group would ring nobody.
             form.form_errors.append(sentence(translated(error.args[0])))
         else:
+            from core.voicemail import delete_files  # its mailbox's recordings
+
+            delete_files(extension.number, _settings())
             flash(_("Extension %(number)s deleted.", number=extension.number), "success")
             if changed:
                 flash(_("Changed with it: %(what)s.",

@@ -255,10 +255,10 @@ class StoreDirectory:
 
     def policy(self) -> PolicyView:
         if self._policy is None:
-            from core.models import OutboundPolicy  # noqa: PLC0415
-
-            current = OutboundPolicy.current()
-            self._policy = PolicyView(current.home_country, current.allowed_countries)
+            row = self._connection().execute(
+                "SELECT home_country, allowed_countries FROM outbound_policy WHERE id = 1"
+            ).fetchone()
+            self._policy = PolicyView(*row) if row else PolicyView()
         return self._policy
 
 

@@ -60,21 +60,6 @@ class Verdict:
     block: bool = False
 
 
-def limits_of(row, policy) -> Limits:
-    """Limits from an Extension row (or a mapping of its columns) and the OutboundPolicy."""
-
-    def own(name: str, default: int) -> int:
-        value = row[f"outbound_{name}"] if isinstance(row, dict) else getattr(
-            row, f"outbound_{name}")
-        return default if value is None else int(value)
-
-    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
-    return Limits(own("max_calls", policy.max_calls),
-                  own("calls_per_hour", policy.calls_per_hour),
-                  own("minutes_per_hour", policy.minutes_per_hour),
-                  get("outbound_blocked_at"), get("outbound_blocked_reason") or "")
-
-
 class Span:
     """One outside call of an extension, for the hourly counts."""
 

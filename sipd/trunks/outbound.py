@@ -66,23 +66,77 @@ class Prepared:
     span: object = None  # the fraud.Guard's record of the call
 
 
+@dataclass(frozen=True)
+class TrunkRow:
+    """The columns of a Trunk row an outside call uses (sipd/trunks/path.py reads
+    the same names)."""
+
+    name: str
+    host: str
+    port: int | None
+    transport: str
+    username: str
+    auth_user: str
+    password: str
+    outbound_proxy: str
+    from_user: str
+    from_domain: str
+    caller_id_header: str
+    max_calls: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """OutboundPolicy's limits (its defaults when the row is missing)."""
+
+    max_calls: int = 2
+    calls_per_hour: int = 30
+    minutes_per_hour: int = 120
+    trunk_max_calls: int = 10
+
+
+_TRUNK_COLUMNS = ("t.name, t.host, t.port, t.transport, t.username, t.auth_user, t.password,"
+                  " t.outbound_proxy, t.from_user, t.from_domain, t.caller_id_header,"
+                  " t.max_calls")
+
+
+def _connection():
+    from core.models import db  # noqa: PLC0415
+
+    return db.connection()
+
+
+# Each call is on sipd's hot path: two plain statements on the shared connection
+# (peewee's query building cost more than the rest of the call: bench/outbound.py).
 def read(names: list[str]):
-    """The trunks of `names` (enabled), those marked down, and the policy: two statements."""
-    from core.models import OutboundPolicy, Trunk, TrunkState  # noqa: PLC0415
+    """The enabled trunks of `names` (name -> TrunkRow) and the names of those
+    marked down by their keep-alive."""
+    rows = _connection().execute(
+        f"SELECT {_TRUNK_COLUMNS}, s.reachable FROM trunk t"
+        " LEFT JOIN trunk_state s ON s.trunk_id = t.id"
+        f" WHERE t.enabled AND t.name IN ({', '.join('?' * len(names))})", tuple(names),
+    ).fetchall() if names else []
+    trunks = {row[0]: TrunkRow(*row[:12]) for row in rows}
+    down = {row[0] for row in rows if row[12] is not None and not row[12]}
+    return trunks, down
 
-    rows = {t.name: t for t in Trunk.select().where(Trunk.name.in_(names), Trunk.enabled)}
-    down = {state.trunk.name for state in TrunkState.select(TrunkState, Trunk).join(Trunk)
-            .where(Trunk.name.in_(names), ~TrunkState.reachable)}
-    return rows, down, OutboundPolicy.current()
 
-
-def extension_limits(number: str, policy) -> fraud.Limits:
-    from core.models import Extension  # noqa: PLC0415
-
-    row = Extension.get_or_none(Extension.number == number)
-    if row is None:  # no extension: nothing of its own, the policy's limits
-        return fraud.Limits(policy.max_calls, policy.calls_per_hour, policy.minutes_per_hour)
-    return fraud.limits_of(row, policy)
+def extension_limits(number: str) -> tuple[fraud.Limits, Policy]:
+    """The extension's limits (its own, else the policy's) and the policy: one statement."""
+    row = _connection().execute(
+        "SELECT p.max_calls, p.calls_per_hour, p.minutes_per_hour, p.trunk_max_calls,"
+        " e.outbound_max_calls, e.outbound_calls_per_hour, e.outbound_minutes_per_hour,"
+        " e.outbound_blocked_at, e.outbound_blocked_reason"
+        " FROM (SELECT 1) one LEFT JOIN outbound_policy p ON p.id = 1"
+        " LEFT JOIN extension e ON e.number = ?", (number,),
+    ).fetchone()
+    policy = Policy(*row[:4]) if row[0] is not None else Policy()
+    own = row[4:7]
+    limits = fraud.Limits(*(policy_value if value is None else int(value) for value, policy_value
+                            in zip(own, (policy.max_calls, policy.calls_per_hour,
+                                         policy.minutes_per_hour), strict=True)),
+                          row[7], row[8] or "")
+    return limits, policy
 
 
 class Outbound:
@@ -98,10 +152,11 @@ class Outbound:
     def prepare(self, step, now: float, source: str = ""):
         """(status, phrase, reason) when the call is refused, else a Prepared."""
         names = [attempt.trunk for attempt in step.attempts]
-        trunks, down, policy = self._read(names)
+        trunks, down = self._read(names)
         by = step.caller
+        limits, policy = self._limits(by)
         if not step.emergency:
-            verdict = self.guard.check(by, self._limits(by, policy))
+            verdict = self.guard.check(by, limits)
             usable = [n for n in names if n in trunks and n not in down]
             if verdict is None and usable and all(
                     self.guard.trunk_full(n, trunks[n].max_calls or policy.trunk_max_calls)

@@ -20,10 +20,20 @@ from core.models import (
 from sipd.registrar import Source
 from sipd.sip.digest import H, expected_response
 from sipd.trunks.outbound import NO_RESPONSE
-from tests.unit.b2bua_harness import SDP, answer, invite, last, make_pbx, request, tag_of
+from tests.unit.b2bua_harness import (
+    SDP,
+    answer,
+    invite,
+    last,
+    make_pbx,
+    register,
+    request,
+    tag_of,
+)
 
 ACME = Source("127.0.0.1", 5090, "UDP")
 BACKUP = Source("127.0.0.1", 5091, "UDP")
+PHONE = Source("127.0.0.1", 5072, "UDP")  # 1002's
 
 
 @pytest.fixture
@@ -163,3 +173,22 @@ def test_limits_and_blocks(pbx):
     pbx.sent.clear()
     invite(pbx, call_id="c5@test", branch="b5", target="9901234567")
     assert len(invites_to(pbx, "@127.0.0.1:5090")) == 1
+
+
+def test_a_forward_on_no_answer_to_an_outside_number(pbx):
+    register(pbx, pbx.sent, "1002", PHONE)
+    Extension.update(forward_no_answer="9901234567", forward_no_answer_after=5).where(
+        Extension.number == "1002").execute()
+    pbx.sent.clear()
+    invite(pbx, target="1002")
+    (rung,) = [m for m in pbx.sent if m.startswith(b"INVITE sip:1002@")]
+    pbx.handle(answer(rung, "180 Ringing", contact=PHONE), PHONE)
+    pbx.advance(5.1)  # 1002 does not answer: out through the route, for 1002
+    (out,) = invites_to(pbx, "@127.0.0.1:5090")
+    assert out.startswith(b"INVITE sip:998901234567@127.0.0.1:5090 ")
+    assert header(out, "From").startswith("<sip:712223344@")
+    pbx.handle(answer(out, "200 OK", SDP, contact=ACME, user="998901234567"), ACME)
+    assert last(pbx.sent, b"SIP/2.0 200")
+    (row,) = pbx.rows()
+    assert (row["direction"], row["trunk"], row["state"]) == ("outbound", "acme", "answered")
+    assert pbx.calls.outbound.guard.calls == {"1002": 1}

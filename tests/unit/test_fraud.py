@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.models import OutboundPolicy, OutboundRoute, OutboundRouteTrunk, Trunk
-from sipd.trunks.fraud import HOUR, Guard, Limits, Verdict, limits_of
+from sipd.trunks.fraud import HOUR, Guard, Limits, Verdict
 from tests.unit.b2bua_harness import invite, last, make_pbx
 
 
@@ -97,12 +97,12 @@ def test_trunk_calls(guard):
     assert not guard.trunk_full("acme", 2)
 
 
-def test_limits_of_an_extension_fall_back_to_the_policy():
-    policy = OutboundPolicy(max_calls=2, calls_per_hour=30, minutes_per_hour=120)
-    row = {"outbound_max_calls": None, "outbound_calls_per_hour": 3,
-           "outbound_minutes_per_hour": None, "outbound_blocked_at": None,
-           "outbound_blocked_reason": ""}
-    assert limits_of(row, policy) == Limits(2, 3, 120)
+def test_the_policy_read_without_a_row_has_the_models_defaults():
+    from sipd.trunks.outbound import Policy
+
+    row = OutboundPolicy()
+    assert Policy() == Policy(row.max_calls, row.calls_per_hour, row.minutes_per_hour,
+                              row.trunk_max_calls)
 
 
 # -- the B2BUA: a refused number leaves a FraudEvent ---------------------------------------
