@@ -166,6 +166,22 @@ def cmd_ext_dnd(args, settings) -> int:
     return 0
 
 
+def cmd_ext_record(args, settings) -> int:
+    from core import recording
+
+    on = args.state == "on"
+    with open_db(settings).atomic():
+        extension = recording.set_record(args.number, on)
+        audit_change("extension.record", extension.number, args.state)
+    if on:
+        print(f"Extension {extension.number}: its calls are recorded from the next one "
+              f"(kept {settings.recording_days or 'unlimited'} days in "
+              f"{settings.recording_dir})")
+    else:
+        print(f"Extension {extension.number}: calls no longer recorded")
+    return 0
+
+
 def cmd_ext_show(args, settings) -> int:
     from core.models import Binding
 
@@ -260,6 +276,10 @@ def add_ext_commands(ext) -> None:
     dnd.add_argument("number")
     dnd.add_argument("state", choices=("on", "off"))
     dnd.set_defaults(func=cmd_ext_dnd)
+    record = ext.add_parser("record", help="record this extension's calls, in and out, on or off")
+    record.add_argument("number")
+    record.add_argument("state", choices=("on", "off"))
+    record.set_defaults(func=cmd_ext_record)
     show = ext.add_parser("show", help="one extension: state, DND, forwards, groups, contacts")
     show.add_argument("number")
     show.set_defaults(func=cmd_ext_show)

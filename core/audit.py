@@ -35,6 +35,7 @@ ACTIONS = {
     "extension.delete": N_("deleted extension"),
     "extension.forward": N_("changed the call forwarding of extension"),
     "extension.dnd": N_("changed do-not-disturb of extension"),
+    "extension.record": N_("changed the call recording of extension"),
     "extension.voicemail": N_("changed the voicemail of extension"),
     "voicemail.delete": N_("deleted a voicemail message of"),
     "group.create": N_("created ring group"),

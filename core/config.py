@@ -170,6 +170,13 @@ class Settings:
     sounds_dir: str = ""
     # The wall clock business hours are judged by (core/hours.py; IANA name).
     timezone: str = "UTC"
+    # What a held party hears (sipd/b2bua/music.py): a WAV, any rate (8 kHz mono
+    # µ-law plays as it is); the default is the tune shipped with sipd.
+    moh_file: str = ""
+    # Call recording (sipd/recording.py): where the WAVs go, and the days they
+    # are kept (0: kept until an admin removes them).
+    recording_dir: str = ""
+    recording_days: int = 90
     # Voicemail (core/voicemail.py): where messages are kept, the longest message.
     voicemail_dir: str = ""
     voicemail_max_seconds: int = 180
@@ -201,6 +208,20 @@ def parse_seconds(raw: str, name: str, low: float, high: float) -> float:
         value = None
     if value is None or not low <= value <= high:  # also NaN
         raise ConfigError(f"{name}: expected seconds from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+DEFAULT_MOH = ROOT / "sipd" / "media" / "sounds" / "moh-default.wav"
+
+
+def parse_moh_file(value: str) -> str:
+    """PBX_MOH_FILE: an absolute path to a .wav file ("" = the shipped tune).
+    Whether it plays is seen when a call is held (and logged then)."""
+    value = value.strip()
+    if not value:
+        return str(DEFAULT_MOH)
+    if not value.startswith("/") or not value.lower().endswith(".wav"):
+        raise ConfigError(f"PBX_MOH_FILE must be an absolute path to a .wav file, not {value!r}")
     return value
 
 
@@ -277,6 +298,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         prompts_dir=env.get("PBX_PROMPTS_DIR") or str(var / "prompts"),
         sounds_dir=env.get("PBX_SOUNDS_DIR") or str(var / "sounds"),
         timezone=parse_timezone(env.get("PBX_TIMEZONE") or "UTC"),
+        moh_file=parse_moh_file(env.get("PBX_MOH_FILE", "")),
+        recording_dir=env.get("PBX_RECORDING_DIR") or str(var / "recordings"),
+        recording_days=_int(env, "PBX_RECORDING_DAYS", 90, 0),
         voicemail_dir=env.get("PBX_VOICEMAIL_DIR") or str(var / "voicemail"),
         voicemail_max_seconds=_int(env, "PBX_VOICEMAIL_MAX_SECONDS", 180, 5),
         smtp_host=env.get("PBX_SMTP_HOST", "").strip(),

@@ -143,6 +143,8 @@ class Extension(BaseModel):
     outbound_minutes_per_hour = IntegerField(null=True)
     outbound_blocked_at = FloatField(null=True)
     outbound_blocked_reason = CharField(max_length=255, default="")
+    # Its calls, in and out, recorded (migration 0016, sipd/recording.py).
+    record_calls = BooleanField(default=False)
     created_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
 
@@ -306,6 +308,9 @@ class Call(BaseModel):
     direction = CharField(max_length=16, default="internal")
     trunk = CharField(max_length=64, default="", index=True)
     number_sent = CharField(max_length=64, default="")
+    # The call's recording (migration 0016): a stereo WAV's path relative to
+    # PBX_RECORDING_DIR; "" when not recorded, or removed after PBX_RECORDING_DAYS.
+    recording = CharField(max_length=255, default="")
 
     @property
     def talk_seconds(self) -> float:

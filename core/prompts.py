@@ -98,6 +98,16 @@ PROMPTS: dict[str, dict] = {
     "pls-hold-while-try": _p("pls-hold-while-try", "Please hold while I try that extension.",
                              "Iltimos, kuting, ulayapman.", "Пожалуйста, подождите, соединяю."),
     "goodbye": _p("goodbye", "Goodbye.", "Xayr.", "До свидания."),
+    # The echo test, *43 (sipd/apps/echo.py).
+    "demo-echotest": _p(
+        "demo-echotest",
+        "This is the echo test. What you say will be played back to you. Press pound to end.",
+        "Bu aks-sado sinovi. Aytganlaringiz sizga qaytarib eshittiriladi. Tugatish uchun"
+        " panjara tugmasini bosing.",
+        "Это эхо-тест. Всё, что вы скажете, прозвучит снова. Чтобы закончить, нажмите решётку.",
+    ),
+    "demo-echodone": _p("demo-echodone", "The echo test is done.",
+                        "Aks-sado sinovi tugadi.", "Эхо-тест завершён."),
     **{
         f"digits/{d}": _p(f"digits/{d}", _DIGITS_EN[d], _DIGITS_UZ[d], _DIGITS_RU[d])
         for d in range(10)

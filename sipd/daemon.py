@@ -17,7 +17,7 @@ from core.database import connect, ensure_private, secret_key
 from core.models import AuthAttempt, Binding, db
 from core.phone_settings import PhoneSettings
 from core.version import code_version
-from sipd import dblock, security, tls
+from sipd import dblock, recording, security, tls
 from sipd.handler import Handler
 from sipd.registrar import Registrar
 from sipd.sip.digest import NonceMinter
@@ -236,12 +236,18 @@ class Sipd:
             max_calls=self.settings.max_calls,
             history=self.history,
             hold_timeout=self.settings.call_hold_timeout,
+            moh_file=self.settings.moh_file,
+            sounds_dir=self.settings.sounds_dir,
+            recording_dir=self.settings.recording_dir,
         )
         self.handler.send = send
         self.handler.calls = self.calls
         self._start_qualifier(send, local, port)
         self._start_voicemail(send, local, port)
         periodic(MEDIA_CHECK_INTERVAL, self.calls.check_media, "media check")
+        periodic(3600.0, lambda: recording.cleanup(self.settings.recording_dir,
+                                                   self.settings.recording_days),
+                 "recordings past PBX_RECORDING_DAYS")
         try:
             self.control = ControlServer(self.settings.control_socket, self.calls)
             self.control.start()

@@ -67,6 +67,7 @@ _EVENT = (
     'INSERT INTO call_event (call, at, kind, "by", target, detail) VALUES (?, ?, ?, ?, ?, ?)'
 )
 _MEDIA = "UPDATE call SET caller_media = ?, callee_media = ? WHERE id = ?"
+_RECORDING = "UPDATE call SET recording = ? WHERE id = ?"
 _ENDED = (
     "UPDATE call SET state = 'ended', ended_at = ?, disposition = ?, hangup_by = ?,"
     " sip_status = COALESCE(?, sip_status), reason = ?, ringing = '' WHERE id = ?"
@@ -130,6 +131,10 @@ class History:
         """Where each leg's media really comes from (latched): while the call
         lasts (the live calls page), and the last sources once it has ended."""
         self._queue_write(_MEDIA, (caller_media[:80], callee_media[:80], row_id))
+
+    def recording(self, row_id: int, name: str) -> None:
+        """The call is recorded into `name` (relative to PBX_RECORDING_DIR)."""
+        self._queue_write(_RECORDING, (name[:255], row_id))
 
     def ended(self, row_id: int, now: float, disposition: str, by: str, status: int | None,
               reason: str) -> None:

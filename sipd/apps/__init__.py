@@ -3,7 +3,12 @@ an answered call (call.py's AppCall), registered in APPS by name, the name a
 routing plan's `Application` step gives. Each helper adds its own line;
 importing lazily keeps sipd's start free of what a call may never use."""
 
-APPS: dict = {}
+
+
+def _echo(call) -> None:
+    from sipd.apps import echo  # noqa: PLC0415 - lazily, see above
+
+    echo.run(call)
 
 
 def _voicemail(call) -> None:
@@ -12,4 +17,7 @@ def _voicemail(call) -> None:
     voicemail.run(call)
 
 
-APPS["voicemail"] = _voicemail
+APPS: dict = {
+    "echo": _echo,  # *43
+    "voicemail": _voicemail,
+}

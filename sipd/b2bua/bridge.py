@@ -101,6 +101,7 @@ class Bridge:
             leg.extension,
         )
         log.info("Call %s -> %s answered by %s", call.caller_number, call.callee, leg.contact)
+        owner.recorder.answered(call, leg)  # the extensions that record their calls
         call.max_timer = owner.stack.scheduler.call_later(
             owner.max_duration, owner.hangup, call, "maximum call duration reached"
         )
@@ -138,6 +139,7 @@ class Bridge:
         both stand still (held both ways) starts its hold time."""
         leg.direction = direction(stream)
         other = leg.other
+        self.owner.music.changed(call, leg)  # music on hold for the other phone
         held = (
             call.phase is Phase.ANSWERED
             and other is not None

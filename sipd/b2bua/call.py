@@ -24,8 +24,8 @@ class Call:
         "record_id", "caller_number", "caller_name", "callee", "caller", "callee_leg",
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
-        "steps", "feature", "transfer", "delayed", "session_interval", "session_timer",
-        "outside", "__weakref__",
+        "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
+        "session_timer", "outside", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -56,6 +56,8 @@ class Call:
         self.relayed: dict = {}
         self.steps = 0  # plan steps begun (bounded: see plan.py)
         self.feature = None  # a Feature step the PBX answered itself
+        self.app = None  # the AppCall of an Application step (b2bua/application.py)
+        self.music = None  # the legs hearing music on hold (b2bua/music.py), a set
         self.transfer = None  # the Transfer under way from a REFER (transfer.py)
         # The caller's INVITE had no SDP (RFC 3261 §13.2.1): `offer` is ours,
         # the caller's answer comes in its ACK.

@@ -22,18 +22,21 @@ import logging
 import time
 
 from sipd.apps.features import carry_out
+from sipd.b2bua.application import Applications
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.executor import Executor
 from sipd.b2bua.legs import CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
+from sipd.b2bua.music import Music
 from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
 from sipd.b2bua.transfer import Transfers
 from sipd.history import History
+from sipd.recording import Recorder
 from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing import route_with
-from sipd.routing.plan import Feature, Outside, Refuse
+from sipd.routing.plan import Application, Feature, Outside, Refuse
 from sipd.sip.dialog import Dialog, new_tag, tag_param
 from sipd.sip.extensions import MIN_SE, min_se, session_expires, supports, unsupported
 from sipd.sip.headers import CSeq, NameAddr, Via
@@ -77,6 +80,10 @@ class Calls:
         route=None,
         features=None,
         scheduler=None,
+        spawn=None,
+        moh_file: str | None = None,
+        sounds_dir: str | None = None,
+        recording_dir: str | None = None,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -93,6 +100,9 @@ class Calls:
         self.media = Media(relay)
         self.executor = Executor(self, features if features is not None else carry_out)
         self.bridge = Bridge(self)
+        self.applications = Applications(self, spawn)  # spawn: None is gevent's
+        self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
+        self.recorder = Recorder(self, recording_dir)  # None: nothing is recorded
         self.transfers = Transfers(self)
         # Imported here: sipd/trunks/outbound.py builds on the b2bua's legs and forks.
         from sipd.trunks.outbound import Outbound  # noqa: PLC0415
@@ -214,11 +224,11 @@ class Calls:
                 if isinstance(outside, tuple):
                     status, phrase, reason = outside
                     return refuse(status, reason, "FAILED", phrase=phrase, events=events)
-            elif not isinstance(step, Feature):  # nothing to ring
+            elif isinstance(step, Feature):
+                feature = self.executor.feature(step)
+            elif not isinstance(step, Application):  # nothing to ring
                 return refuse(outcome.status, outcome.reason, outcome.disposition,
                               phrase=outcome.phrase, events=events)
-            else:
-                feature = self.executor.feature(step)
             if feature is not None and not 200 <= feature[0] < 300:
                 return refuse(feature[0], f"feature {step.code}: {feature[0]} {feature[1]}",
                               "FAILED", phrase=feature[1] or None, events=events)
@@ -267,6 +277,9 @@ class Calls:
         self.count(call, caller.number)
         if feature is not None:
             self.executor.answer_feature(call, step, *feature)
+            return
+        if isinstance(step, Application):
+            self.applications.answer(call, step)
             return
         # §17.2.1: 100 Trying only if nothing else is sent within 200 ms; a
         # phone that rings at once (180) has quenched the caller's retransmissions
@@ -360,7 +373,8 @@ class Calls:
         try:
             # Not waited for: where the legs' media last came from is reported by
             # the next check_media() and written to the call's row then.
-            self.media.close(call)
+            if call.app is None or not self.applications.ended(call):
+                self.media.close(call)  # else the app's greenlet does, once it returns
             self._closed_media[call.media] = call.record_id
         except Exception as error:  # the call ends whatever the relay says
             log.warning("Media relay did not release call %s: %s",
@@ -512,6 +526,8 @@ class Calls:
             self.bridge.answer_in_ack(call, leg, request)
         if acked and call.feature and call.phase is not Phase.ENDED:
             self.executor.feature_acked(call)
+        elif acked and call.app is not None and leg is call.caller:
+            self.applications.acked(call)
 
     def in_dialog(self, request: Request, source: Source, txn: ServerTransaction) -> None:
         stack = self.stack
@@ -543,6 +559,10 @@ class Calls:
             return
         if method == "OPTIONS":
             stack.reply(txn, request, 200, None, [("Allow", ALLOW)])
+            return
+        if (call.app is not None and leg is call.caller and call.phase is Phase.ANSWERED
+                and method in ("INFO", "INVITE", "UPDATE")):
+            self.applications.request(call, leg, request, txn)  # the PBX is the other end
             return
         if call.phase is not Phase.ANSWERED or leg.other is None:
             stack.reply(

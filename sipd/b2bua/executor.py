@@ -27,7 +27,7 @@ from sipd.b2bua.call import Phase
 from sipd.b2bua.forking import BUSY, NO_ANSWER, UNAVAILABLE, Fork, Outcome
 from sipd.b2bua.media import codec
 from sipd.b2bua.stack import ALLOW
-from sipd.routing.plan import Feature, Outside, Refuse, Ring
+from sipd.routing.plan import Application, Feature, Outside, Refuse, Ring
 from sipd.trunks import fraud
 
 log = logging.getLogger("sipd")
@@ -159,6 +159,8 @@ class Executor:
         elif isinstance(step, Feature):
             status, phrase = self.feature(step)
             self.answer_feature(call, step, status, phrase)
+        elif isinstance(step, Application):  # the PBX answers (b2bua/application.py)
+            owner.applications.answer(call, step)
         else:
             outcome = skipped or outcome
             caller.respond(outcome.status, outcome.phrase)

@@ -95,8 +95,49 @@ class Media:
         return ["v=0", f"o=pbx-sipd {call.record_id} {version} IN {family} {address}",
                 "s=pbx-sipd", f"c=IN {family} {address}", "t=0 0"]
 
+    def endpoint_answer(self, call, offer: SessionDescription,
+                        prefer: int | None = None) -> tuple[bytes, int, int | None] | None:
+        """The answer of the PBX's own endpoint (sipd/media/endpoint.py) on leg A
+        to the caller's offer (RFC 3264 §6.1): one of G.711's laws (`prefer`
+        if offered, else the caller's first), and telephone-event (RFC 4733
+        §7.1.1) if offered. (body, payload type, event type); None when the
+        offer has no audio in PCMU or PCMA."""
+        chosen = audio(offer)
+        if chosen is None or not chosen.port:
+            return None
+        laws = [int(f) for f in chosen.formats if f.isdigit() and _g711(chosen, int(f))]
+        if not laws:
+            return None
+        payload_type = prefer if prefer in laws else laws[0]
+        events = [pt for pt, mapping in chosen.rtpmap.items()
+                  if mapping.encoding.lower() == "telephone-event" and mapping.clock_rate == 8000]
+        event_type = events[0] if events else None
+        lines = self._session_lines(call, 1)
+        for stream in offer.streams():
+            if stream is not chosen:
+                lines.append(f"m={stream.media} 0 {stream.proto} {' '.join(stream.formats)}")
+                continue
+            port = call.media.leg("A").local_rtp_port
+            formats = f"{payload_type}" + (f" {event_type}" if event_type is not None else "")
+            lines += [f"m=audio {port} {stream.proto} {formats}",
+                      f"a=rtpmap:{payload_type} {'PCMU' if payload_type == 0 else 'PCMA'}/8000"]
+            if event_type is not None:
+                lines += [f"a=rtpmap:{event_type} telephone-event/8000",
+                          f"a=fmtp:{event_type} 0-15"]
+            lines += ["a=ptime:20", "a=" + _ANSWER_DIRECTION.get(stream.direction, "sendrecv")]
+        return _body(lines), payload_type, event_type
+
     def close(self, call) -> None:
         self.relay.close_session(call.media, wait=False)
+
+
+def _g711(stream, payload_type: int) -> bool:
+    """PCMU (0) or PCMA (8): by their static numbers (RFC 3551 §6), unless an
+    rtpmap gives the number another codec."""
+    mapping = stream.rtpmap.get(payload_type)
+    if mapping is not None:
+        return mapping.encoding.upper() in ("PCMU", "PCMA") and payload_type in (0, 8)
+    return payload_type in (0, 8)
 
 
 def _body(lines: list[str]) -> bytes:

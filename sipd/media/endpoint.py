@@ -250,6 +250,72 @@ class Endpoint:
                 "playing": self.pacer.playing, "recording": self.recorder is not None}
 
 
+# --- call recording ---------------------------------------------------------------
+
+class Tap:
+    """A relayed call recorded (issue 13 item 5): what each phone sent that the
+    relay passed on, each into its own track (leg A, the caller's: left; leg
+    B: right), both placed by time from the same start, written as one stereo
+    16-bit WAV when the call ends. The relay goes on as before: a tap only
+    reads the packets it forwards."""
+
+    __slots__ = ("path", "tracks", "started")
+
+    def __init__(self, path: str, now: float, max_seconds: float = 4 * 3600):
+        self.path = Path(path)
+        self.started = now
+        # Each track in PCMU whatever the phones speak (the WAV is PCM anyway).
+        self.tracks = {name: Recorder(str(self.path.with_name(f"{self.path.name}.{name}")),
+                                      g711.PCMU, now, max_seconds, 0, "")
+                       for name in ("A", "B")}
+
+    def receive(self, leg: str, packet, size: int, now: float) -> None:
+        header = parse_header(packet, size)
+        if header is None or header[1] not in g711.ENCODINGS:
+            return
+        _, payload_type, _, timestamp, ssrc, start, end = header
+        payload = bytes(packet[start:end])
+        if payload_type != g711.PCMU:
+            payload = g711.transcode(payload, payload_type, g711.PCMU)
+        self.tracks[leg].write(timestamp, ssrc, payload, True, now)
+
+    def finish(self) -> dict:
+        """Write the stereo WAV; {"event": "tapped", path, seconds}."""
+        a, b = self.tracks["A"], self.tracks["B"]
+        samples = max(a.end, b.end)
+        error = ""
+        try:
+            def chunks():
+                for offset in range(0, samples, CHUNK):
+                    size = min(CHUNK, samples - offset)
+                    left = _track(a, offset, size)
+                    right = _track(b, offset, size)
+                    yield g711.stereo(left, right)
+
+            wav.write_pcm_chunks(self.path, chunks(), channels=2)
+        except OSError as failure:
+            error = f"{self.path}: {failure.strerror or failure}"
+        finally:
+            for track in (a, b):
+                os.close(track.fd)
+                try:
+                    os.unlink(track.raw)
+                except OSError:
+                    pass
+        result = {"event": "tapped", "path": str(self.path),
+                  "seconds": round(samples / g711.RATE, 3)}
+        if error:
+            result["error"] = error
+        return result
+
+
+def _track(recorder: Recorder, offset: int, size: int) -> bytes:
+    """`size` samples of a track from `offset`, 16-bit; silence past its end."""
+    data = os.pread(recorder.fd, size, offset) if offset < recorder.end else b""
+    data += recorder.silence_byte * (size - len(data))
+    return g711.decode(data, g711.PCMU)
+
+
 # --- what is played ---------------------------------------------------------------
 
 class Sounds:

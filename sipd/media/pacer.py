@@ -53,6 +53,12 @@ class Lateness:
         if seconds > self.worst:
             self.worst = seconds
 
+    def share_over(self, seconds: float) -> float:
+        """The fraction of packets sent more than `seconds` late (0.1 ms steps)."""
+        if not self.count:
+            return 0.0
+        return sum(self.buckets[int(seconds * 10000) + 1:]) / self.count
+
     def quantile(self, q: float) -> float:
         """Seconds (an upper bound within 0.1 ms)."""
         wanted = q * self.count

@@ -54,6 +54,12 @@ what that phone sends goes to it; "leg" defaults to "A", the caller's):
         "end_keys": "#"}                    (a "recorded" event when it ends)
     -> {"op": "record_stop", "session": 7}  <- {"ok": true, "recorded": {...} or null}
 
+Recording a relayed call (endpoint.Tap: what each phone sent, one channel
+each, a stereo WAV written when it stops or the session closes):
+
+    -> {"op": "tap", "session": 7, "path": "/var/lib/pbx/recordings/x.wav"}
+    -> {"op": "untap", "session": 7}        <- {"ok": true, "tapped": {"path":, "seconds":}}
+
 Events are written unasked, one JSON object per line like the replies but
 with "event" instead of "ok" (and no "id"), as they happen:
 
@@ -82,7 +88,7 @@ import socket
 import time
 
 from sipd.media import g711, wav
-from sipd.media.endpoint import Endpoint, Sounds, tone
+from sipd.media.endpoint import Endpoint, Sounds, Tap, tone
 from sipd.media.own import OwnEndpoints
 from sipd.media.pacer import Lateness
 from sipd.media.pool import PoolExhausted, PortPool
@@ -225,6 +231,8 @@ class RelayServer:
                             self._to_endpoint(leg.endpoint, size, now)
                         continue
                     destination = leg.receive(kind, source, size, now)
+                    if destination is not None and leg.tap is not None and kind == RTP:
+                        leg.tap.receive(leg.name, view, size, now)  # the call is recorded
                     if destination is not None:
                         try:
                             out.sendto(view[:size], destination)
@@ -490,6 +498,7 @@ class RelayServer:
 
     def op_close(self, request: dict, now: float) -> dict:
         session = self._session(request)
+        self._untap(session)
         for name in session.legs:
             if (session.id, name) in self.own_endpoints:
                 self._detach(session, name)
@@ -627,6 +636,37 @@ class RelayServer:
         endpoint = self._endpoint(request)
         return {"recorded": endpoint.stop_recording(request.get("ended_by", "hangup"))}
 
+    def op_tap(self, request: dict, now: float) -> dict:
+        """Record the relayed call into `path` (a stereo WAV when it ends)."""
+        session = self._session(request)
+        path = str(request["path"])
+        if not os.path.isabs(path):
+            raise ControlError(f"not an absolute path: {path!r}")
+        self._untap(session)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tap = Tap(path, now)
+        except OSError as error:
+            raise ControlError(f"cannot record to {path}: {error.strerror or error}",
+                               "record") from None
+        for leg in session.legs.values():
+            leg.tap = tap
+        return {}
+
+    def op_untap(self, request: dict, now: float) -> dict:
+        return {"tapped": self._untap(self._session(request))}
+
+    def _untap(self, session: Session) -> dict | None:
+        tap = session.legs["A"].tap
+        if tap is None:
+            return None
+        for leg in session.legs.values():
+            leg.tap = None
+        done = tap.finish()
+        if done.get("error"):
+            log.error("[RTP] Call %s: recording not written: %s", session.call_id, done["error"])
+        return done
+
     def op_endpoint_stats(self, request: dict, now: float) -> dict:
         stats = self._endpoint(request).stats()
         return {"stats": stats, "lateness_p99": self.lateness.quantile(0.99),
@@ -643,6 +683,7 @@ class RelayServer:
         return {"pid": os.getpid(), "sessions": len(self.sessions),
                 "endpoints": len(self.own_endpoints),
                 "endpoint_late_p99": self.lateness.quantile(0.99),
+                "endpoint_late_over_2ms": self.lateness.share_over(0.002),
                 "endpoint_packets": self.lateness.count,
                 "ports_free": self.pool.available * 2, "ports_total": self.pool.size * 2,
                 "bind": self.bind_host, **totals}

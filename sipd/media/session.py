@@ -114,6 +114,7 @@ class Leg:
         "call_id",
         "own",
         "endpoint",
+        "tap",
     )
 
     def __init__(self, name: str, rtp_port: int, rtcp_port: int, notes: list | None = None,
@@ -157,6 +158,9 @@ class Leg:
         # The PBX's own endpoint when it terminates this leg (endpoint.py): what
         # this leg's phone sends goes to it, and it alone is heard by the phone.
         self.endpoint = None
+        # The call's recording (endpoint.Tap), shared by both legs: it is given
+        # what this leg's phone sent that the relay passed on.
+        self.tap = None
 
     # --- the per-packet decision -------------------------------------------------
 

@@ -53,7 +53,8 @@ trunk: 503. Limits that need live counts (calls now, calls and minutes in the
 last hour, a block) are the B2BUA's, before the first attempt (sipd/trunks/).
 
 Feature codes (FreePBX/FusionPBX): *78 / *79 DND on / off, *72NUMBER / *73
-forward always on / off; sipd/apps/features.py carries them out.
+forward always on / off; sipd/apps/features.py carries them out. *43 is the echo
+test, an `Application` the PBX answers itself (sipd/apps/echo.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ FEATURE_CODES = {
     "*73": ("forward_off", "forward always off"),
 }
 FORWARD_ON = "*72"
+# Applications the PBX answers itself (sipd/apps/), by feature code.
+APPLICATION_CODES = {
+    "*43": ("echo", "echo test"),
+}
 # Voicemail (issue 13): *97 one's own mailbox, *98 any mailbox (number, then PIN).
 VOICEMAIL_CODES = {"*97": "check", "*98": "login"}
 VOICEMAIL = destinations.VOICEMAIL
@@ -447,6 +452,9 @@ def _feature(caller: str, dialled: str, directory: Directory) -> Step:
     if dialled in FEATURE_CODES:
         name, detail = FEATURE_CODES[dialled]
         return Feature(name, caller, events=(Event("feature", by=caller, detail=detail),))
+    if dialled in APPLICATION_CODES:
+        name, detail = APPLICATION_CODES[dialled]
+        return Application(name, caller, events=(Event("feature", by=caller, detail=detail),))
     if dialled.startswith(FORWARD_ON):
         target = dialled[len(FORWARD_ON):]
         if not target:

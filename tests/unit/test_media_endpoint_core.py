@@ -297,3 +297,28 @@ def test_tone_is_whole_packets():
     data = endpoint_module.tone(1000, 250, g711.PCMU)
     assert len(data) == 13 * 160  # 250 ms rounded up to whole packets
     assert g711.rms(g711.decode(data, g711.PCMU)) > 4000
+
+
+def test_a_tapped_call_is_one_stereo_wav_each_phone_on_its_channel(tmp_path):
+    tap = endpoint_module.Tap(str(tmp_path / "call.wav"), 0.0)
+    caller = g711.encode(_tone(400, 0.02), g711.PCMU)
+    callee = g711.encode(_tone(1200, 0.02), g711.PCMA)  # the other law: transcoded
+    for n in range(50):
+        packet = _rtp(n, 5000 + n * 160, caller)
+        tap.receive("A", packet, len(packet), n * 0.02)
+        if n >= 10:  # the callee starts 200 ms later
+            packet = _rtp(n, 90000 + n * 160, callee, pt=g711.PCMA, ssrc=88)
+            tap.receive("B", packet, len(packet), n * 0.02)
+    done = tap.finish()
+    assert done["seconds"] == pytest.approx(1.0, abs=0.03)
+    sound = wav.read(tmp_path / "call.wav")
+    assert (sound.channels, sound.format) == (2, "pcm16")
+    frames = struct.unpack(f"<{len(sound.data) // 2}h", sound.data)
+    left, right = frames[0::2], frames[1::2]
+
+    def rms(samples):
+        return math.sqrt(sum(x * x for x in samples) / len(samples))
+
+    assert rms(left[:1600]) > 3000 and rms(right[:1600]) < 100  # callee not yet there
+    assert rms(right[4000:8000]) > 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav"]

@@ -1,0 +1,90 @@
+"""Call recording end to end: `pbxctl ext record 1001 on`, a call from 1001 to
+1002 through a real sipd, each phone's audio a socket of the test sending its
+own tone; the media process writes one stereo WAV (caller left, callee right)
+named on the call's row, each tone on its own channel (Goertzel)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+from sipd.media import g711, wav
+from tests.sip import callkit as ck
+from tests.sip.softphone import goertzel_power
+
+
+def _send_tone(sock, hz: float, stop: threading.Event, ssrc: int, first: dict) -> None:
+    """Until stopped: a tone, one packet per 20 ms, to wherever the PBX's
+    packets come from (its SDP port, learnt from the first one)."""
+    import math
+
+    linear = struct.pack("<8000h", *(int(9000 * math.sin(2 * math.pi * hz * n / 8000))
+                                     for n in range(8000)))
+    tone = g711.encode(linear, g711.PCMU)
+    sock.settimeout(0.02)
+    peer = None
+    seq = 0
+    start = time.monotonic()
+    while not stop.is_set():
+        try:
+            _, peer = sock.recvfrom(2048)
+        except TimeoutError:
+            pass
+        target = peer or first.get("pbx")
+        if target is not None:
+            chunk = tone[(seq * 160) % 8000:(seq * 160) % 8000 + 160]
+            sock.sendto(ck.rtp_packet(seq, seq * 160, ssrc, chunk), target)
+            seq += 1
+        delay = start + seq * 0.02 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def test_a_recorded_call_holds_each_phones_tone_on_its_own_channel(tmp_path, pbxctl):
+    recordings = tmp_path / "recordings"
+    server = ck.SipdServer(tmp_path, PBX_RECORDING_DIR=str(recordings))
+    assert pbxctl("ext", "record", "1001", "on")[0] == 0
+    server.start()
+    caller_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    callee_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (caller_sock, callee_sock):
+        sock.bind((ck.LOOPBACK, 0))
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        callee = ck.callee(server.address, "1002", "callee_answer_sdp.xml", rtp_echo=False,
+                           sets={"sdp_port": callee_sock.getsockname()[1]})
+        caller = ck.caller(server.address, "1001", "1002", "caller_sdp.xml", duration_ms=3000,
+                           sets={"sdp_host": ck.LOOPBACK,
+                                 "sdp_port": caller_sock.getsockname()[1]})
+        answer = ck.wait_answer_sdp(caller)
+        first = {"pbx": ck.sdp_media(answer)}  # the caller speaks first
+        threads += [threading.Thread(target=_send_tone, args=(caller_sock, 400, stop, 1, first)),
+                   threading.Thread(target=_send_tone, args=(callee_sock, 1200, stop, 2, {}))]
+        for thread in threads:
+            thread.start()
+        ck.finish(caller, callee, server=server)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2)
+        caller_sock.close()
+        callee_sock.close()
+        server.stop()
+    (row,) = server.calls()
+    assert row["recording"].endswith("-1001-1002.wav"), row
+    path = recordings / row["recording"]
+    assert path.is_file(), sorted(Path(recordings).rglob("*"))
+    sound = wav.read(path)
+    assert sound.channels == 2 and sound.format == "pcm16"
+    assert 2.0 <= sound.seconds <= 4.0, sound.seconds
+    frames = struct.unpack(f"<{len(sound.data) // 2}h", sound.data)
+    middle = len(frames) // 4  # a second from the middle of the call
+    left = list(frames[0::2][middle - 4000:middle + 4000])
+    right = list(frames[1::2][middle - 4000:middle + 4000])
+    assert goertzel_power(left, 8000, 400) > 20 * goertzel_power(left, 8000, 1200)
+    assert goertzel_power(right, 8000, 1200) > 20 * goertzel_power(right, 8000, 400)
+    assert "is recorded" in server.log()
