@@ -54,6 +54,7 @@ bench: install deps-bench
 	$(PY) bench/calls.py --fork 3 --answer-after-ms 100
 	$(PY) bench/outbound.py
 	$(PY) bench/media.py
+	$(PY) bench/endpoint.py
 
 clean:
 	rm -rf $(VENV) var
