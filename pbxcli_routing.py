@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from core import forwarding, groups
+from core import forwarding, groups, outbound
 from core.accounts import get_extension
 from pbxcli_common import CliError, audit_change, open_db, table
 
@@ -206,6 +206,7 @@ def cmd_ext_show(args, settings) -> int:
         print(f"{label}: {destination or '-'}")
     member_of = groups.groups_of(extension)
     print("Ring groups: " + (", ".join(f"{g.number} ({g.name})" for g in member_of) or "-"))
+    print(f"Outside calls: {outbound.describe_extension(extension)}")
     for binding in bindings:
         unreachable = ", UNREACHABLE" if binding.unreachable_since is not None else ""
         print(f"  {binding.contact} from {binding.source_host}:{binding.source_port}/"

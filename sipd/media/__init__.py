@@ -385,7 +385,10 @@ class Relay:
         self._buffer += chunk
         for reply in self._complete_replies():
             if "event" in reply:
-                self._events.setdefault((self.generation, reply.get("session")), []).append(reply)
+                # Kept for live sessions only: a closed one's last events (its
+                # endpoint "closed") have nobody to read them.
+                if reply.get("session") in self._sessions:
+                    self._events.setdefault((self.generation, reply["session"]), []).append(reply)
             elif reply.get("id") in self._waiting:
                 self._replies[reply["id"]] = reply
             elif not reply.get("ok"):

@@ -31,8 +31,7 @@ def refused(sipd, dialled: str, status: int) -> None:
 
 
 def test_international_without_permission_is_refused_and_recorded(sipd, carrier):
-    kit.office(sipd, {"acme": carrier}, policy={"home_country": "998",
-                                                "allowed_countries": "49"})
+    kit.office(sipd, {"acme": carrier}, policy=["--home-country", "998", "--allow", "49"])
     sipd.start()
     refused(sipd, "9004930123456", 403)  # 1001 is "national", the default
     assert carrier.requests("INVITE") == []  # nothing reached the provider
@@ -43,11 +42,12 @@ def test_international_without_permission_is_refused_and_recorded(sipd, carrier)
         in sipd.log()
     (row,) = sipd.calls()
     assert (row["sip_status"], row["disposition"]) == (403, "FAILED"), row
+    listed = kit.pbxctl(sipd, "fraud", "list")  # what the toll-fraud page shows
+    assert "1001" in listed and "9004930123456" in listed and "permission" in listed, listed
 
 
 def test_a_runaway_extension_is_stopped_by_the_hourly_limit(sipd, carrier):
-    kit.office(sipd, {"acme": carrier},
-               extensions={"1001": {"outbound_calls_per_hour": 2}})
+    kit.office(sipd, {"acme": carrier}, limits={"1001": ["--calls-per-hour", "2"]})
     carrier.answer(kit.FAR, 486, "Busy Here")
     sipd.start()
     refused(sipd, kit.DIALLED, 486)
@@ -61,12 +61,15 @@ def test_a_runaway_extension_is_stopped_by_the_hourly_limit(sipd, carrier):
     assert ext["outbound_blocked_at"] is not None
     assert "made 2 outside calls in the last hour" in ext["outbound_blocked_reason"]
     assert "Extension 1001 blocked for outside calls" in sipd.log()
+    # An admin looks and lifts the block: 1001 calls out again, its hour afresh.
+    kit.pbxctl(sipd, "ext", "unblock", "1001")
+    refused(sipd, kit.DIALLED, 486)
+    assert len(carrier.requests("INVITE")) == 6
 
 
 def test_an_emergency_number_still_goes_through(sipd, carrier):
-    kit.office(sipd, {"acme": carrier}, extensions={"1001": {
-        "outbound_permission": "internal", "outbound_blocked_at": 1.0,
-        "outbound_blocked_reason": "blocked by the test"}})
+    kit.office(sipd, {"acme": carrier}, permissions={"1001": "internal"})
+    kit.block(sipd, "1001", "blocked by the test")
     far = kit.far_phone(carrier, number="103")
     sipd.start()
     caller = ck.caller(sipd.address, "1001", "103", "caller_call.xml", duration_ms=1500)

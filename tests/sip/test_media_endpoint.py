@@ -74,6 +74,7 @@ def test_endpoint_plays_records_and_hears_keys(relay, tmp_path):
         phone.close()
         relay.close_session(session)
     assert relay.info()["endpoints"] == 0
+    assert relay._events == {}  # the closed session's "closed" event is not kept
 
 
 def test_endpoint_refuses_what_it_cannot_do(relay, tmp_path):

@@ -170,7 +170,8 @@ def test_outbound_name_taken_and_missing(pbx):
 
 def test_a_route_whose_only_trunk_is_deleted_is_listed_as_taking_no_call(pbx):
     assert pbx("outbound", "add", "r1", "--trunks", "backup", "--pattern", "0X.")[0] == 0
-    assert pbx("trunk", "rm", "backup")[0] == 0
+    status, out, _ = pbx("trunk", "rm", "backup")
+    assert status == 0 and "Outbound route r1 has no trunk left" in out
     status, out, _ = pbx("outbound", "list")
     assert status == 0 and "(none: takes no call)" in out
 
@@ -204,6 +205,9 @@ def test_ext_outbound_limits_and_caller_id(pbx):
     assert rows(pbx, "SELECT outbound_max_calls FROM extension WHERE number='1001'") == [
         (None,)]
     assert len(audit(pbx, "extension.outbound")) == 2
+    status, out, _ = pbx("ext", "show", "1001")
+    assert status == 0 and "Outside calls: permission national, caller ID +998712001122," in out
+    assert "max calls 2 (policy), calls per hour 5," in out
     assert "must be 1 to 1000" in refused(pbx, "ext", "outbound", "1001", "--max-calls", "0")
     assert "must be 1 to 10000" in refused(pbx, "ext", "outbound", "1001",
                                            "--calls-per-hour", "x")

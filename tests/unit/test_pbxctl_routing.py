@@ -228,7 +228,8 @@ def test_show_names_the_groups_and_contacts(pbx):
     out = pbx("ext", "show", "1001")[1].splitlines()
     assert out[1] == "State: registered (1 contact)"
     assert out[8] == "Ring groups: 600 (Sales), 601 (Support)"
-    assert out[9] == "  sip:1001@127.0.0.1:5070 from 127.0.0.1:5070/UDP (baresip)"
+    assert out[9].startswith("Outside calls: permission national, caller ID default,")
+    assert out[10] == "  sip:1001@127.0.0.1:5070 from 127.0.0.1:5070/UDP (baresip)"
 
 
 def test_the_real_pbxctl(tmp_path):
