@@ -531,7 +531,7 @@ class InboundRoute(BaseModel):
 
 class OutboundRoute(BaseModel):
     """Ordered by position (first match wins); patterns: FreePBX dial patterns, one
-    per line (sipd/routing/patterns.py); trunks tried in OutboundRouteTrunk order.
+    per line (core/dial_patterns.py); trunks tried in OutboundRouteTrunk order.
     emergency: always allowed, whatever the caller's permission, block or limits."""
 
     name = CharField(max_length=64, unique=True)

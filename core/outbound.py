@@ -11,7 +11,7 @@ Meaning of the rows (core/models.py, migration 0013):
 - InboundRoute: a DID (the Request-URI user of a provider's INVITE, as the provider
   writes it) -> a destination (core/destinations.py); trunk None: on any trunk.
 - OutboundRoute: ordered by `position` (0 first, first match wins), its dial patterns
-  one per line (sipd/routing/patterns.py), its trunks tried in order. An emergency
+  one per line (core/dial_patterns.py), its trunks tried in order. An emergency
   route is always allowed; a new one goes before the others unless told where.
 - OutboundPolicy (one row): the home country, the other allowed country codes
   (digits, comma-separated) and the default limits.
@@ -26,7 +26,7 @@ import time
 
 from peewee import JOIN
 
-from core import destinations
+from core import destinations, dial_patterns
 from core.accounts import AccountError, get_extension
 from core.database import atomic
 from core.models import (
@@ -40,6 +40,7 @@ from core.models import (
     Trunk,
 )
 from core.text import N_, Text
+from core.tolls import country_code
 from core.trunks import check_caller_id, get_trunk
 
 PERMISSIONS = OUTBOUND_PERMISSIONS
@@ -95,7 +96,6 @@ def check_route_name(value) -> str:
 
 def check_patterns(values) -> list[str]:
     """The dial patterns as written (outer spaces removed), at least one, none twice."""
-    from sipd.routing import patterns  # pure, no I/O: the one parser of the notation
 
     found: list[str] = []
     if isinstance(values, str):  # a form's text area: one per line
@@ -106,8 +106,8 @@ def check_patterns(values) -> list[str]:
             if not text:
                 continue
             try:
-                patterns.parse(text)
-            except patterns.PatternError as error:
+                dial_patterns.parse(text)
+            except dial_patterns.PatternError as error:
                 raise AccountError(error.args[0]) from None
             if text in found:
                 raise AccountError(Text(N_("dial pattern %(text)r is given twice"), text=text))
@@ -147,7 +147,6 @@ def check_permission(value) -> str:
 
 def check_country(value) -> str:
     """An E.164 country code ("998", "+998" given) as digits; "" stays ""."""
-    from sipd.routing.outbound import country_code  # pure: the table of E.164 codes
 
     code = (value or "").strip().removeprefix("+")
     if not code:

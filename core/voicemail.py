@@ -33,10 +33,10 @@ from core.text import N_, Text
 
 PIN_RE = re.compile(r"^[0-9]{4,10}$")
 PIN_DIGITS = 6  # a generated PIN
-# pbkdf2 at 50 000 rounds: ~20 ms, so sipd checking a PIN on its event loop does not
+# pbkdf2 at 10 000 rounds: a few ms, so sipd checking a PIN on its event loop does not
 # stall other calls, yet a stolen database does not give a PIN away at a glance.
 # (A PIN has few digits: the real defence is the ban after three wrong ones.)
-PIN_METHOD = "pbkdf2:sha256:50000"
+PIN_METHOD = "pbkdf2:sha256:10000"
 # A message shorter than this is no message (issue 13): a caller who hung up at the beep.
 MIN_SECONDS = 1.0
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+$")

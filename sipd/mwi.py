@@ -61,6 +61,12 @@ class Phone:
     contact: str
     destination: Destination
 
+    @property
+    def key(self) -> tuple:
+        """What makes it the same registration (Destination has no equality of its own)."""
+        d = self.destination
+        return (self.number, self.contact, d.host, d.port, d.transport)
+
 
 class Notifier:
     def __init__(self, registrar, send, local_host: str, local_port: int, realm: str,
@@ -176,7 +182,7 @@ class Notifier:
         for phone in phones.values():
             if phone.number not in counts:
                 continue
-            new = phone.id not in self.phones or self.phones[phone.id] != phone
+            new = phone.id not in self.phones or self.phones[phone.id].key != phone.key
             if (new or phone.number in changed) and (
                     phone.number, phone.destination.host, phone.destination.port) not in subscribed:
                 self._unsolicited(phone, counts[phone.number], now)

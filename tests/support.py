@@ -53,15 +53,19 @@ def base_env(db_path: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def database_with(path, numbers, password: str, realm: str = "pbx.test"):
-    """A fresh SQLite database at `path` (migrated) holding these extensions."""
+def database_with(path, numbers, password: str, realm: str = "pbx.test", voicemail=()):
+    """A fresh SQLite database at `path` (migrated) holding these extensions; their
+    mailboxes are off (calls nobody takes end in 480/486) but for those of `voicemail`."""
     from core import accounts
+    from core import voicemail as mailboxes
     from core.config import load_settings
     from core.database import connect
 
     database = connect(load_settings({"PBX_DB": str(path), "PBX_REALM": realm}))
     for number in numbers:
         accounts.create_extension(number, realm, password=password)
+        if number not in voicemail:
+            mailboxes.set_voicemail(number, False)
     database.close()
     return path
 

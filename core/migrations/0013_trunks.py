@@ -9,7 +9,7 @@
 - inbound_route: a DID (the office's number) -> a destination
   (core/destinations.py); trunk_id NULL = the DID on any trunk.
 - outbound_route / outbound_route_trunk: ordered routes (position), each with
-  FreePBX dial patterns (one per line, sipd/routing/patterns.py) and an ordered
+  FreePBX dial patterns (one per line, core/dial_patterns.py) and an ordered
   list of trunks tried in turn (failover).
 - extension.outbound_*: the extension's permission (internal | national |
   international; new extensions: national), its caller ID towards the outside,

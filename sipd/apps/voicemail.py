@@ -10,8 +10,8 @@ What a call is here comes from the routing step (sipd/routing/decide.py):
 Leaving: the greeting (the mailbox's own recording, else "The person at extension
 1001 is on the phone / is unavailable", then "leave your message after the
 tone"; # skips it), the beep, then recording until #, silence or the longest
-message (PBX_VOICEMAIL_MAX_SECONDS). A recording shorter than a second once the
-trailing silence is left out is no message (core/voicemail.MIN_SECONDS).
+message (PBX_VOICEMAIL_MAX_SECONDS). A recording shorter than a second (the media
+endpoint leaves the trailing silence out) is no message (core/voicemail.MIN_SECONDS).
 Listening: "You have N new messages", new ones first; after each message
 1 repeats it, 7 deletes it, 9 saves it, # goes to the next. A message played is
 heard (old). Three wrong PINs (or mailbox numbers, with *98: which was wrong is
@@ -147,11 +147,13 @@ def _leave(call, ctx: Context, number: str) -> None:
     received = call.now()
     recording = call.record(str(path), settings.voicemail_max_seconds,
                             silence_seconds=SILENCE_SECONDS, end_keys="#")
-    spoken = recording.seconds - (SILENCE_SECONDS if recording.ended_by == "silence" else 0)
+    # Ended by silence, the media endpoint has left the silence out already.
+    spoken = recording.seconds
     if spoken < voicemail.MIN_SECONDS:
         Path(recording.path).unlink(missing_ok=True)
-        log.info("[VM] Message from %s to mailbox %s not kept: %.1f s is too short",
-                 call.caller, number, max(spoken, 0.0))
+        log.info("[VM] Message from %s to mailbox %s not kept: %.1f s is too short"
+                 " (%.1f s recorded, ended by %s)", call.caller, number, max(spoken, 0.0),
+                 recording.seconds, recording.ended_by)
         if recording.ended_by != "hangup":
             _goodbye(call, ctx)
         return

@@ -94,7 +94,9 @@ class Calls:
         self.hold_timeout = hold_timeout  # 0: calls held both ways never end for it
         self.clock = clock
         self.history = history or History()
-        self.route = route or route_with(ring_timeout)
+        # applications: the B2BUA answers Application steps (b2bua/application.py), so
+        # routing plans voicemail as the fallback of an extension whose mailbox is on.
+        self.route = route or route_with(ring_timeout, applications=True)
         self.stack = Stack(send, respond, local_host, local_port, realm, clock,
                            scheduler if scheduler is not None else LoopScheduler())
         self.media = Media(relay)

@@ -41,10 +41,10 @@ fairly among a step's continuations, and what is left beyond it is a 482 too.
 
 Outside numbers (issue 12): a number that is no extension or ring group is
 matched against the outbound routes in order (first route, then first pattern,
-wins: sipd/routing/patterns.py) and becomes an `Outside` step, one
+wins: core/dial_patterns.py) and becomes an `Outside` step, one
 `TrunkAttempt` per enabled trunk of the route, each with the number the pattern
 sends and the caller ID (the extension's, else the route's, else the trunk's).
-The number as sent is classified (sipd/routing/outbound.py) and the extension
+The number as sent is classified (core/tolls.py) and the extension
 whose call it is (the caller, or the extension whose forward leads there) must
 be permitted it: a refusal is a 403 naming the rule, with a `toll_fraud` event
 that the B2BUA also writes as a FraudEvent row. An emergency route is always
@@ -62,8 +62,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from core import destinations
-from sipd.routing import outbound, patterns
+from core import destinations, dial_patterns, tolls
 from sipd.routing.directory import Directory, ExtensionView, GroupView
 from sipd.routing.plan import (
     Application,
@@ -79,7 +78,7 @@ from sipd.routing.plan import (
 MAX_DEPTH = 8  # numbers on one path of a call
 MAX_STEPS = 64  # steps in one plan
 NUMBER_RE = destinations.NUMBER_RE
-# What may be tried against the outbound routes: what a phone dials (patterns.py
+# What may be tried against the outbound routes: what a phone dials (dial_patterns.py
 # matches nothing else anyway), short enough for a reason phrase.
 OUTSIDE_RE = re.compile(r"^\+?[0-9*#]{1,32}$")
 
@@ -210,8 +209,8 @@ class _Router:
         """The Outside step (or the refusal) for `number`; None when no route takes it."""
         for route in self.directory.routes():
             try:
-                found = patterns.first_match(route.patterns, number)
-            except patterns.PatternError:
+                found = dial_patterns.first_match(route.patterns, number)
+            except dial_patterns.PatternError:
                 # core/outbound.py refuses bad patterns on write: a row written
                 # otherwise cannot take calls, but the routes after it still do.
                 continue
@@ -224,9 +223,9 @@ class _Router:
         by = path[-1] if path else self.caller
         ext = self.directory.extension(by)
         policy = self.directory.policy()
-        kind = outbound.classify(sent, emergency=route.emergency,
+        kind = tolls.classify(sent, emergency=route.emergency,
                                  home_country=policy.home_country)
-        refusal = outbound.permit(
+        refusal = tolls.permit(
             by, kind, permission=ext.outbound_permission if ext else "internal",
             home_country=policy.home_country, allowed_countries=policy.allowed_countries)
         if refusal is not None:
@@ -239,7 +238,7 @@ class _Router:
         own = ext.outbound_caller_id if ext else ""
         attempts = tuple(TrunkAttempt(t.name, sent, own or route.caller_id or t.caller_id)
                          for t in route.trunks)
-        return Outside(number, route.name, attempts, by, kind.kind == outbound.EMERGENCY)
+        return Outside(number, route.name, attempts, by, kind.kind == tolls.EMERGENCY)
 
     def follow(self, by: str, detail: str, destination: str, path: tuple[str, ...],
                budget: int) -> tuple[Step, int]:

@@ -1,11 +1,11 @@
-"""Dial patterns of outbound routes (sipd/routing/patterns.py) as tables:
+"""Dial patterns of outbound routes (core/dial_patterns.py) as tables:
 (pattern, dialled) -> the number sent to the trunk, or None for no match."""
 
 from __future__ import annotations
 
 import pytest
 
-from sipd.routing.patterns import MAX_LENGTH, Pattern, PatternError, first_match, parse
+from core.dial_patterns import MAX_LENGTH, Pattern, PatternError, first_match, parse
 
 NO = None  # no match: the route does not take the number
 

@@ -1,6 +1,6 @@
 import pytest
 
-from sipd.routing.outbound import Refusal, classify, country_code, permit
+from core.tolls import Refusal, classify, country_code, permit
 
 
 @pytest.mark.parametrize(
