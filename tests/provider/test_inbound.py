@@ -7,7 +7,7 @@ import pytest
 
 from tests.provider.test_trunk_register import trunk_state
 from tests.sip import callkit
-from tests.sip.callkit import SipdServer, Sipp, call_rows, finish, free_ports, wait_for
+from tests.sip.callkit import SipdServer, Sipp, ended_calls, finish, free_ports, wait_for
 
 OUTSIDE = "998901234567"
 
@@ -59,7 +59,7 @@ def test_a_did_rings_its_extension_and_another_its_group(office, carrier):
     call = outside(carrier.address, "712000001", port=port)
     finish(call, phone, server=office)
     assert f"<sip:{OUTSIDE}@" in invite_from(phone), phone.explain()
-    row = call_rows(office.db_path)[-1]
+    row = ended_calls(office.db_path)[-1]
     assert (row["caller"], row["callee"], row["direction"], row["trunk"]) == (
         OUTSIDE, "1001", "inbound", "acme"), row
     assert row["disposition"] == "ANSWERED"
@@ -72,7 +72,7 @@ def test_a_did_rings_its_extension_and_another_its_group(office, carrier):
     call = outside(carrier.address, "712000002", port=port)
     finish(call, answers, rings, server=office)
     assert f"<sip:{OUTSIDE}@" in invite_from(rings)
-    row = call_rows(office.db_path)[-1]
+    row = ended_calls(office.db_path, count=2)[-1]
     assert (row["callee"], row["via_group"], row["answered_by"], row["direction"]) == (
         "600", "600", "1002", "inbound"), row
 
@@ -83,7 +83,7 @@ def test_a_did_without_a_route_gets_404(office, carrier):
     call = outside(carrier.address, "712000009", "outside_refused_404.xml", port=port)
     finish(call, server=office)
     assert "[TRUNK] acme: DID 712000009 has no inbound route" in office.log()
-    row = call_rows(office.db_path)[-1]
+    row = ended_calls(office.db_path)[-1]
     assert (row["sip_status"], row["direction"], row["trunk"], row["callee"]) == (
         404, "inbound", "acme", "712000009"), row
 
@@ -109,7 +109,7 @@ def test_an_ip_trunk_accepts_calls_only_from_its_addresses(tmp_path, pbxctl):
         call = outside(sipd.address, "712000005", local_ip="127.0.0.3")
         finish(call, phone, server=sipd)
         assert f"<sip:{OUTSIDE}@" in invite_from(phone)
-        row = call_rows(sipd.db_path)[-1]
+        row = ended_calls(sipd.db_path)[-1]
         assert (row["caller"], row["callee"], row["trunk"], row["direction"]) == (
             OUTSIDE, "1001", "voip", "inbound"), row
     finally:

@@ -52,7 +52,7 @@ def test_a_call_reaches_the_far_phone_with_the_number_and_caller_id(sipd, make_c
     assert caller.statuses("INVITE")[-1] == 200, caller.flow()
     assert far.requests() == ["INVITE", "ACK", "BYE"], far.flow()
     assert echo["echoed"] >= 35, f"{echo}\n{caller.flow()}\n{sipd.log()[-3000:]}"
-    (row,) = ck.wait_for(lambda: [r for r in sipd.calls() if r["ended_at"]], timeout=5)
+    (row,) = ck.ended_calls(sipd.db_path)
     assert (row["direction"], row["trunk"], row["number_sent"], row["callee"],
             row["disposition"]) == ("outbound", "acme", kit.FAR, kit.DIALLED, "ANSWERED"), row
     assert f"via trunk acme to {acme.address}/udp as {kit.FAR}" in sipd.log()
@@ -68,7 +68,7 @@ def test_failover_to_the_second_trunk_when_the_first_answers_503(sipd, make_carr
     assert [r["uri"] for r in first.requests("INVITE")], first.log()
     assert far.requests() == ["INVITE", "ACK", "BYE"], far.flow()
     assert echo["echoed"] >= 35, f"{echo}\n{sipd.log()[-3000:]}"
-    (row,) = ck.wait_for(lambda: [r for r in sipd.calls() if r["ended_at"]], timeout=5)
+    (row,) = ck.ended_calls(sipd.db_path)
     assert (row["trunk"], row["number_sent"], row["disposition"]) == (
         "backup", kit.FAR, "ANSWERED"), row
     assert "acme answered 503 Trunk Full; trying the next trunk" in sipd.log()

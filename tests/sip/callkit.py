@@ -577,6 +577,16 @@ def call_rows(db_path: Path) -> list[dict]:
         connection.close()
 
 
+def ended_calls(db_path: Path, count: int = 1, timeout: float = 5.0) -> list[dict]:
+    """The call rows once at least `count` of them have ended. sipd writes its history
+    in batches after the SIP answer has gone out, so a test that reads the row right
+    after the caller's sipp exits can be ahead of it (a CI run read an empty table)."""
+    rows = wait_for(lambda: [r for r in call_rows(db_path) if r["ended_at"]][count - 1:],
+                    timeout=timeout)
+    assert rows, f"fewer than {count} ended call(s) after {timeout} s: {call_rows(db_path)}"
+    return [r for r in call_rows(db_path) if r["ended_at"]]
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.1):
     """predicate() until it is truthy or the time is up; its last value."""
     deadline = time.monotonic() + timeout

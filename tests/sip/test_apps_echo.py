@@ -108,7 +108,7 @@ def test_echo_test_plays_the_prompt_echoes_and_ends_on_pound(server, sounds):
         run.stop()
     assert done in b"".join(packet[12:] for packet in after)
     assert [m.method for m in run.received() if m.method] == ["BYE"]
-    rows = ck.wait_for(lambda: [r for r in server.calls() if r["ended_at"]], timeout=5)
+    rows = ck.ended_calls(server.db_path)
     (row,) = rows
     assert (row["callee"], row["disposition"]) == ("*43", "ANSWERED")
     assert "application echo hung up" in row["reason"]
@@ -133,5 +133,5 @@ def test_echo_test_with_sipps_rtp_stream_ends_on_sip_info(server):
     assert "RTP latched to" in log  # sipp's own stream was the caller's audio
     info = [m for m in run.sent() if m.method == "INFO"]
     assert len(info) == 1
-    (row,) = ck.wait_for(lambda: [r for r in server.calls() if r["ended_at"]], timeout=5)
+    (row,) = ck.ended_calls(server.db_path)
     assert "application echo hung up" in row["reason"]

@@ -160,7 +160,7 @@ def test_a_stranger_with_only_the_call_id_gets_481_and_the_call_goes_on(server):
     # Nobody was hung up or sent a re-INVITE: the caller's own BYE ended the call.
     assert callee.requests() == ["INVITE", "ACK", "BYE"], callee.flow()
     assert caller.requests() == [], caller.flow()
-    ended = ck.wait_for(lambda: [r for r in server.calls() if r["ended_at"]], timeout=5)
+    ended = ck.ended_calls(server.db_path)
     assert ended[0]["hangup_by"] == "caller", ended
     assert ended[0]["ended_at"] - ended[0]["answered_at"] >= 3.5, ended
     assert "BYE from 127.0.0.9" in server.log() and "matches no dialog (481)" in server.log()
@@ -346,7 +346,7 @@ def test_a_call_held_both_ways_is_ended_after_the_hold_timeout(make_server, phon
         bye = phone.request_received("BYE", timeout=10)
         assert bye is not None, f"no BYE for {phone.number}\n{server.log()[-3000:]}"
         phone.respond(bye, 200)
-    row = ck.wait_for(lambda: [r for r in server.calls() if r["ended_at"]], timeout=5)[0]
+    row = ck.ended_calls(server.db_path)[0]
     assert (row["hangup_by"], row["reason"]) == ("system", "on hold both ways for 2 s"), row
     assert row["ended_at"] - held_at >= 2, row
     assert "Call 1001 -> 1002: on hold both ways for 2 s; hanging up" in server.log()
