@@ -41,7 +41,9 @@ def test_trunk_registers_refreshes_and_recovers_from_a_wrong_password(
         # Refreshed before it runs out: the binding's CSeq goes up, it never lapses.
         assert wait_for(lambda: (carrier.locations("acme1") or [{"cseq": 0}])[0]["cseq"]
                         > first_cseq, 8), carrier.log()
-        time.sleep(4)
+        # Past the first binding's expiry (Kamailio's clock cannot be moved): a binding
+        # is still there only because the refresh renewed it.
+        time.sleep(max(0.0, rows[0]["expires"] + 0.5 - time.time()))
         assert carrier.locations("acme1"), "the registration lapsed"
         assert "[TRUNK] acme registered at 127.0.0.1:" in sipd.log()
         status, out, _ = pbxctl("trunk", "list")

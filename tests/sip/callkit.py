@@ -612,6 +612,38 @@ def rtp_packet(seq: int, timestamp: int, ssrc: int, payload: bytes, pt: int = 0)
     return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
 
 
+def send_paced(sock: socket.socket, target, payloads, ssrc: int, *, pt: int = 0,
+               first_seq: int = 0, event_timestamp: int | None = None,
+               interval: float = 0.02, until=None) -> int:
+    """Send `payloads` from `sock` as RTP on a phone's 20 ms clock: packet n leaves
+    at start + n * interval. This is real time on purpose, not a wait for an event:
+    the sipd at the other end is another process that paces, measures silence and
+    records by its own clock, which a test cannot move.
+
+    target: an address, or a callable giving one (None while it is not known yet: that
+    slot passes without a packet). Sequence numbers count from `first_seq`; timestamps
+    are 160 a packet (G.711 at 8 kHz), or `event_timestamp` for every packet (the
+    packets of one RFC 4733 event share its start, §2.5.1.2). until: a callable; true
+    stops early. Returns how many packets were sent."""
+    payloads = iter(payloads)
+    start = time.monotonic()
+    seq, slot = first_seq, 0
+    while not (until and until()):
+        address = target() if callable(target) else target
+        if address is not None:
+            payload = next(payloads, None)
+            if payload is None:
+                break
+            timestamp = seq * 160 if event_timestamp is None else event_timestamp
+            sock.sendto(rtp_packet(seq, timestamp, ssrc, payload, pt), address)
+            seq += 1
+        slot += 1
+        delay = start + slot * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return seq - first_seq
+
+
 def rtp_echo_check(destination: tuple[str, int], count: int = 50, interval: float = 0.02,
                    ssrc: int = 0x5EED1234, linger: float = 1.0) -> dict:
     """Send `count` PCMU packets (distinct payloads) from a fresh socket to

@@ -94,12 +94,10 @@ def test_echo_test_plays_the_prompt_echoes_and_ends_on_pound(server, sounds):
         assert len(echoed) >= 45, f"{len(echoed)} of 50 packets echoed"
         # # as an RFC 4733 telephone-event (§2.5.1.4: its end three times): the
         # echo ends, the closing prompt plays, the PBX hangs up.
-        event = 50 * 160
-        for seq, (flags, duration) in enumerate(((10, 160), (10, 320), (0x8A, 640),
-                                                 (0x8A, 640), (0x8A, 640))):
-            phone.sendto(ck.rtp_packet(50 + seq, event, SSRC,
-                                       struct.pack("!BBH", 11, flags, duration), pt=101), pbx)
-            time.sleep(0.02)
+        ck.send_paced(phone, pbx, (struct.pack("!BBH", 11, flags, duration) for flags, duration
+                                   in ((10, 160), (10, 320), (0x8A, 640), (0x8A, 640),
+                                       (0x8A, 640))),
+                      SSRC, pt=101, first_seq=50, event_timestamp=50 * 160)
         after: list[bytes] = []
         _receive(phone, time.monotonic() + 2.0, after)
         ck.finish(run, server=server)

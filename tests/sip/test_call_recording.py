@@ -5,10 +5,10 @@ named on the call's row, each tone on its own channel (Goertzel)."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 
 from sipd.media import g711, wav
@@ -24,23 +24,18 @@ def _send_tone(sock, hz: float, stop: threading.Event, ssrc: int, first: dict) -
     linear = struct.pack("<8000h", *(int(9000 * math.sin(2 * math.pi * hz * n / 8000))
                                      for n in range(8000)))
     tone = g711.encode(linear, g711.PCMU)
-    sock.settimeout(0.02)
-    peer = None
-    seq = 0
-    start = time.monotonic()
-    while not stop.is_set():
+    sock.setblocking(False)
+    peer: dict = {}
+
+    def where():  # latching: the PBX's address is where its packets come from
         try:
-            _, peer = sock.recvfrom(2048)
-        except TimeoutError:
+            peer["pbx"] = sock.recvfrom(2048)[1]
+        except BlockingIOError:
             pass
-        target = peer or first.get("pbx")
-        if target is not None:
-            chunk = tone[(seq * 160) % 8000:(seq * 160) % 8000 + 160]
-            sock.sendto(ck.rtp_packet(seq, seq * 160, ssrc, chunk), target)
-            seq += 1
-        delay = start + seq * 0.02 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        return peer.get("pbx") or first.get("pbx")
+
+    chunks = (tone[(n * 160) % 8000:(n * 160) % 8000 + 160] for n in itertools.count())
+    ck.send_paced(sock, where, chunks, ssrc, until=stop.is_set)
 
 
 def test_a_recorded_call_holds_each_phones_tone_on_its_own_channel(tmp_path, pbxctl):

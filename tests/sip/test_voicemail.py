@@ -89,15 +89,8 @@ def test_an_unavailable_extension_takes_a_message(server, sounds, tmp_path):
                 continue
         assert heard.endswith(beep), f"no beep within 15 s ({len(heard)} bytes heard)"
         speech = _ulaw_tone(TONE_HZ, SPOKEN) + b"\xff" * int(8000 * 7)  # tone, then silence
-        start = time.monotonic()
-        for seq in range(len(speech) // 160):
-            phone.sendto(ck.rtp_packet(seq, seq * 160, SSRC, speech[seq * 160:(seq + 1) * 160]),
-                         pbx)
-            pause = start + (seq + 1) * 0.02 - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            if run.process.poll() is not None:  # the PBX hung up after the silence
-                break
+        ck.send_paced(phone, pbx, (speech[n:n + 160] for n in range(0, len(speech), 160)), SSRC,
+                      until=lambda: run.process.poll() is not None)  # hung up after the silence
         ck.finish(run, server=server)
     finally:
         phone.close()
