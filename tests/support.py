@@ -75,8 +75,54 @@ def inject_row(number: str, password: str, *extra: str) -> list[str]:
     return [number, password, f"[authentication username={number} password={password}]", *extra]
 
 
-class Sipd:
+class ServerProcess:
+    """A SIP server a test runs (sipd, Kamailio): `spawn` starts `command` with its
+    output in `self.log_path` and returns once it answers OPTIONS on `self.port`;
+    `terminate` stops it (SIGTERM, SIGKILL after 10 s). A subclass sets log_path,
+    port and process_name."""
+
+    process_name = "server"
+    process: subprocess.Popen | None = None
+    log_path: Path
+    port: int
+
+    def spawn(self, command: list[str], *, timeout: float = 15, mode: str = "wb",
+              **popen) -> None:
+        self._log = open(self.log_path, mode)  # noqa: SIM115 - closed in terminate()
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, **popen)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.process_name} exited at start:\n{self.log()}")
+            if options_ping(self.port, timeout=0.2):
+                return
+        self.terminate()
+        raise AssertionError(f"{self.process_name} did not answer within {timeout} s:\n"
+                             f"{self.log()}")
+
+    def terminate(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Sipd(ServerProcess):
     """A real `python -m sipd` on a loopback port; `start`, `stop`, `kill9`."""
+
+    process_name = "sipd"
 
     def __init__(self, db_path: str | Path, port: int | None = None, **env: str):
         self.db_path = str(db_path)
@@ -93,21 +139,9 @@ class Sipd:
         return f"{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 15) -> Sipd:
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sipd"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"sipd exited at start:\n{self.log()}")
-            if options_ping(self.port, timeout=0.2):
-                return self
-        raise AssertionError(f"sipd did not answer within {timeout} s:\n{self.log()}")
+        self.spawn([sys.executable, "-m", "sipd"], timeout=timeout, mode="ab", env=self.env,
+                   cwd=ROOT)
+        return self
 
     def log(self) -> str:
         try:
@@ -116,15 +150,7 @@ class Sipd:
             return getattr(self, "_log_text", "")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
+        self.terminate()
         self._clean_run_dir()
 
     def kill9(self) -> None:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from tests.sip.callkit import free_ports
-from tests.support import LOOPBACK, ROOT, options_ping, require_tool
+from tests.support import LOOPBACK, ROOT, ServerProcess, require_tool
 
 CONFIG = ROOT / "tests" / "provider" / "carrier.cfg"
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
@@ -50,7 +50,9 @@ REQUEST_LINE = re.compile(
 )
 
 
-class Carrier:
+class Carrier(ServerProcess):
+    process_name = "kamailio"
+
     def __init__(self, workdir: Path, *, realm: str = "carrier.test", algorithm: str = "MD5",
                  min_expires: int = 1, max_expires: int = 3600, ring_timeout_s: float = 30):
         self.workdir = Path(workdir)
@@ -82,40 +84,17 @@ class Carrier:
 
     def start(self, timeout: float = 15) -> Carrier:
         require_tool("kamcmd")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=self.workdir)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"kamailio exited at start:\n{self.log()}")
-            if options_ping(self.port, timeout=0.2):
-                return self
-        self.stop()
-        raise AssertionError(f"kamailio did not answer within {timeout} s:\n{self.log()}")
+        self.spawn(self.command, timeout=timeout, cwd=self.workdir)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
+        self.terminate()
 
     def __enter__(self) -> Carrier:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # --- accounts and the location table --------------------------------------------
 

@@ -22,7 +22,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import LOOPBACK, ROOT, SCENARIOS, Sipd, options_ping, require_tool
+from tests.support import (
+    LOOPBACK,
+    ROOT,
+    SCENARIOS,
+    ServerProcess,
+    Sipd,
+    require_tool,
+)
 
 PASSWORD = "correct-horse-9"
 REALM = "pbx.test"
@@ -501,11 +508,11 @@ class SipdServer:
         return call_rows(self.db_path)
 
 
-class KamailioServer:
+class KamailioServer(ServerProcess):
     """Kamailio 5.6 as the reference: an authenticating stateful proxy and
     registrar (bench/kamailio/proxy.cfg). No media relay, no call history."""
 
-    name = "kamailio"
+    name = process_name = "kamailio"
     has_history = False
 
     def __init__(self, tmp_path: Path, numbers=("1001", "1002", "1003"), ring_timeout_s=4,
@@ -516,6 +523,7 @@ class KamailioServer:
         from make_db import make_db
 
         self.workdir = tmp_path / "kamailio"
+        self.log_path = self.workdir / "kamailio.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = make_db(self.workdir / "kamailio.db", [(n, PASSWORD) for n in numbers], REALM)
         self.port = free_ports()
@@ -534,33 +542,11 @@ class KamailioServer:
         return f"{LOOPBACK}:{self.port}"
 
     def start(self) -> KamailioServer:
-        self._log = open(self.workdir / "kamailio.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=self.workdir)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"kamailio exited:\n{self.log()}")
-            if options_ping(self.port, timeout=0.2):
-                return self
-        raise AssertionError(f"kamailio did not answer:\n{self.log()}")
+        self.spawn(self.command, cwd=self.workdir)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def log(self) -> str:
-        try:
-            return (self.workdir / "kamailio.log").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        self.terminate()
 
     def calls(self) -> list[dict]:
         return []
