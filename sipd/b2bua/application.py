@@ -18,6 +18,8 @@ test) runs on it.
 4. Within the call: INFO with a key (application/dtmf-relay, application/dtmf)
    goes to the app; a re-INVITE or UPDATE (hold, a session refresh) is
    answered here by the endpoint.
+5. `continue_to` a number: handover.py rings it and bridges the phone that
+   answers to the caller.
 """
 
 from __future__ import annotations
@@ -77,15 +79,7 @@ class Applications:
             body, payload_type, event_type = answer
         call.phase = Phase.ANSWERED
         call.answered_at = owner.clock()
-        app = AppCall(self, owner.relay, call.media, caller=call.caller_number,
-                      caller_name=call.caller_name, dialled=call.callee, target=step.target,
-                      reason=step.reason, source=caller.destination.host,
-                      payload_type=payload_type if payload_type is not None else 0)
-        app.call = call
-        app.app = step.app
-        app.event_type = event_type
-        app.running = False
-        call.app = app
+        self._app_call(call, step, payload_type if payload_type is not None else 0, event_type)
         headers = [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
                    ("Allow", ALLOW), ("Supported", SUPPORTED_HEADER)]
         if call.session_interval:
@@ -99,6 +93,39 @@ class Applications:
             owner.max_duration, owner.hangup, call, "maximum call duration reached")
         log.info("Call %s -> %s answered by application %s%s", call.caller_number, call.callee,
                  step.app, f" ({step.target})" if step.target else "")
+
+    def _app_call(self, call, step, payload_type: int, event_type: int | None) -> AppCall:
+        app = AppCall(self, self.owner.relay, call.media, caller=call.caller_number,
+                      caller_name=call.caller_name, dialled=call.callee, target=step.target,
+                      reason=step.reason, source=call.caller.destination.host,
+                      payload_type=payload_type)
+        app.call = call
+        app.app = step.app
+        app.event_type = event_type
+        app.running = False
+        call.app = app
+        return app
+
+    def resume(self, call, step, payload_type: int, event_type: int | None) -> bool:
+        """A call answered already (handed on by an app, handover.py) goes to
+        the application of `step` on the endpoint still attached to leg A.
+        False when there is no such application."""
+        if step.app not in self._registry():
+            return False
+        app = self._app_call(call, step, payload_type, event_type)
+        log.info("Call %s -> %s goes on to application %s%s", call.caller_number, call.callee,
+                 step.app, f" ({step.target})" if step.target else "")
+        self._spawn(call, app)
+        return True
+
+    def _spawn(self, call, app) -> None:
+        app.running = True
+        spawn = self.spawn
+        if spawn is None:
+            import gevent
+
+            spawn = gevent.spawn
+        spawn(self._run, call, app)
 
     def acked(self, call) -> None:
         """The caller ACKed our 2xx: attach the endpoint, start the app."""
@@ -125,13 +152,7 @@ class Applications:
                         call.caller_number, call.callee, error)
             owner.hangup(call, f"media endpoint: {error}")
             return
-        app.running = True
-        spawn = self.spawn
-        if spawn is None:
-            import gevent
-
-            spawn = gevent.spawn
-        spawn(self._run, call, app)
+        self._spawn(call, app)
 
     def _run(self, call, app) -> None:
         run = self._registry().get(app.app)
@@ -172,14 +193,16 @@ class Applications:
 
     def continue_to(self, app, destination: str) -> None:
         """Leave the app for `destination`, routed as if the caller had dialled
-        it. Another application runs on in the same call and endpoint; anything
-        else is not carried out yet after an answer (the ivr and voicemail
-        helpers: see CONTRACTS.md) and ends the call."""
+        it. Another application runs on in the same call and endpoint; a number
+        (an extension, a group, an outside number) is rung and the answering
+        phone bridged to the caller (handover.py). Always raises CallerGone:
+        the app that asked must not go on."""
         owner = self.owner
         call = app.call
-        step, bindings, _ = owner.executor.resolve(
-            owner.route(call.caller_number, destination, owner.clock(), owner.in_calls),
-            owner.clock(), [], call.steps)
+        if call.phase is not Phase.ANSWERED or call.app is not app:
+            raise CallerGone()
+        routed = owner.route(call.caller_number, destination, owner.clock(), owner.in_calls)
+        step, _, _ = owner.executor.resolve(routed, owner.clock(), [], call.steps)
         from sipd.routing.plan import Application
 
         if isinstance(step, Application) and step.app in self._registry():
@@ -188,9 +211,7 @@ class Applications:
             app.app, app.target, app.reason = step.app, step.target, step.reason
             self._registry()[step.app](app)
             raise CallerGone()  # the next app has run: this one must not go on
-        log.warning("Call %s -> %s: application %s cannot go on to %s after answering yet",
-                    call.caller_number, call.callee, app.app, destination)
-        app.hangup()
+        owner.handovers.start(app, destination, routed)
         raise CallerGone()
 
     # -- requests within the call ----------------------------------------------------------

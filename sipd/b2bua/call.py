@@ -25,7 +25,7 @@ class Call:
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
         "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
-        "session_timer", "outside", "__weakref__",
+        "session_timer", "outside", "handover", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -69,6 +69,16 @@ class Call:
         # An outside call (sipd/trunks/outbound.py Prepared): counted by the toll-fraud
         # limits until it ends.
         self.outside = None
+        # An application answered the call and handed it on to a number
+        # (b2bua/handover.py): its Handover while the number's phones ring.
+        self.handover = None
+
+    @property
+    def rings(self) -> bool:
+        """Its plan rings phones: before the caller is answered, or after an
+        application answered it and handed it on to a number."""
+        return self.phase is Phase.RINGING or (
+            self.handover is not None and self.phase is Phase.ANSWERED)
 
     @property
     def timers(self) -> tuple:

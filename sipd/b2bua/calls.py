@@ -26,6 +26,7 @@ from sipd.b2bua.application import Applications
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.executor import Executor
+from sipd.b2bua.handover import Handovers
 from sipd.b2bua.legs import CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
 from sipd.b2bua.music import Music
@@ -103,6 +104,7 @@ class Calls:
         self.executor = Executor(self, features if features is not None else carry_out)
         self.bridge = Bridge(self)
         self.applications = Applications(self, spawn)  # spawn: None is gevent's
+        self.handovers = Handovers(self)  # an application hands its call on to a number
         self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
         self.recorder = Recorder(self, recording_dir)  # None: nothing is recorded
         self.transfers = Transfers(self)
@@ -395,6 +397,8 @@ class Calls:
                 leg.stop_2xx()
         if call.transfer is not None:
             self.transfers.call_ended(call)
+        if call.handover is not None:
+            self.handovers.ended(call)  # CANCEL what rings
         try:
             # Not waited for: where the legs' media last came from is reported by
             # the next check_media() and written to the call's row then.

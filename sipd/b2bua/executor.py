@@ -102,7 +102,7 @@ class Executor:
 
     def ring_time_over(self, call, fork: Fork) -> None:
         call.ring_timer = None
-        if call.fork is not fork or not fork.active or call.phase is not Phase.RINGING:
+        if call.fork is not fork or not fork.active or not call.rings:
             return
         fork.cancel()
         self._over(call, fork, Outcome(
@@ -131,19 +131,19 @@ class Executor:
                 self.owner.uncount(call, number)
 
     def go_on(self, call, step, outcome: Outcome) -> None:
-        """The next step of a call already ringing (the caller has its 180)."""
+        """The next step of a call already ringing (the caller has its 180), or
+        handed on by an application (handover.py: the caller has our 200)."""
         owner = self.owner
         now = owner.clock()
         events: list = []
         step, bindings, skipped = self.resolve(step, now, events, call.steps)
         owner.history.events(call.record_id, now, events)
-        caller = call.caller
         if bindings is not None:
             log.info("Call %s -> %s goes on to %s", call.caller_number, call.callee,
                      ", ".join(step.extensions))
             self.ring(call, step, bindings)
         elif isinstance(step, Refuse):
-            caller.respond(step.status, step.phrase or None)
+            self.tell_caller(call, step.status, step.phrase or None)
             owner.end(call, step.disposition, "system", step.status, step.reason)
             for event in step.events:
                 if event.kind == "toll_fraud":  # a forward to a number it may not call
@@ -152,18 +152,23 @@ class Executor:
             prepared = owner.outbound.prepare(step, now)
             if isinstance(prepared, tuple):
                 status, phrase, reason = prepared
-                caller.respond(status, phrase)
+                self.tell_caller(call, status, phrase)
                 owner.end(call, "FAILED", "system", status, reason)
             else:
                 owner.outbound.start(call, step, prepared)
+        elif isinstance(step, Feature) and call.handover is not None:
+            self.tell_caller(call, 501, None)  # a feature code is dialled, not handed on to
+            owner.end(call, "FAILED", "system", 501, f"feature {step.code} after an application")
         elif isinstance(step, Feature):
             status, phrase = self.feature(step)
             self.answer_feature(call, step, status, phrase)
+        elif isinstance(step, Application) and call.handover is not None:
+            owner.handovers.to_application(call, step)  # answered already (handover.py)
         elif isinstance(step, Application):  # the PBX answers (b2bua/application.py)
             owner.applications.answer(call, step)
         else:
             outcome = skipped or outcome
-            caller.respond(outcome.status, outcome.phrase)
+            self.tell_caller(call, outcome.status, outcome.phrase)
             owner.end(call, outcome.disposition, outcome.by, outcome.status, outcome.reason)
 
     # -- answered -------------------------------------------------------------------------
@@ -173,7 +178,19 @@ class Executor:
             call.ring_timer.cancel()
             call.ring_timer = None
         self._unring(call, fork, keep=leg.extension)
-        self.owner.bridge.connect(call, leg, response)
+        if call.handover is not None:  # the caller has our 200 already (handover.py)
+            self.owner.handovers.connected(call, leg, response)
+        else:
+            self.owner.bridge.connect(call, leg, response)
+
+    def tell_caller(self, call, status: int, phrase: str | None) -> None:
+        """The plan failed: the caller gets the final response, or, answered
+        already by an application that handed it on, our BYE (RFC 3261 §15:
+        no final response can follow our 200)."""
+        if call.phase is Phase.ANSWERED:
+            call.caller.bye()
+        else:
+            call.caller.respond(status, phrase)
 
     # -- a feature code -------------------------------------------------------------------
 

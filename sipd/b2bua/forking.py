@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import CalleeLeg, LegState
 from sipd.b2bua.media import parsed
 from sipd.b2bua.stack import ALLOW, SERVER, contact_uri
@@ -88,7 +87,7 @@ class Fork:
         """INVITE each (extension, binding): all offer the relay's B leg."""
         owner, call, step = self.owner, self.call, self.step
         stack = owner.stack
-        body = owner.media.sdp_for(call, call.offer, "B")
+        body = owner.media.offer_b(call)
         max_forwards = str(
             max(1, int(call.caller.invite.headers.get("Max-Forwards", "70").strip() or 70) - 1)
         )
@@ -134,7 +133,7 @@ class Fork:
             if leg.cancelled and leg.transaction.got_provisional:
                 leg.send_cancel()  # the CANCEL we wanted, now that it may go (§9.1)
                 return
-            if status > 100 and self.active and self.call.phase is Phase.RINGING:
+            if status > 100 and self.active and self.call.rings:
                 leg.state = LegState.RINGING
                 self._ringing(leg, response)
             return
@@ -154,7 +153,7 @@ class Fork:
     def _check_over(self) -> None:
         if (
             self.active
-            and self.call.phase is Phase.RINGING
+            and self.call.rings
             and all(leg.final for leg in self.legs)
         ):
             self.active = False
@@ -164,6 +163,8 @@ class Fork:
     def _ringing(self, leg: CalleeLeg, response: Response) -> None:
         call = self.call
         owner = self.owner
+        if call.handover is not None:
+            return  # the caller, answered already, hears our ringback (handover.py)
         body = b""
         # A caller that sent no offer may get none in an unreliable 18x (RFC
         # 3261 §13.2.1: the offer goes in the first reliable response): 180.
@@ -185,7 +186,7 @@ class Fork:
 
     def _answered(self, leg: CalleeLeg, response: Response) -> None:
         call = self.call
-        if not self.active or call.phase is not Phase.RINGING or call.callee_leg is not None:
+        if not self.active or not call.rings or call.callee_leg is not None:
             if call.callee_leg is leg and leg.dialog is not None:
                 # A retransmitted 2xx: our ACK was lost, send it again (§13.2.2.4).
                 leg.ack(CSeq.parse(response.headers.get("CSeq")).number)

@@ -51,6 +51,23 @@ class Media:
             ports[stream.index] = call.media.leg(name).local_rtp_port
         return bytes(rewrite(description, self.relay.address, ports))
 
+    def offer_b(self, call) -> bytes:
+        """What every callee is offered on leg B: the caller's offer, or, for a
+        call an application handed on (handover.py), only the law the caller
+        agreed on with the PBX's endpoint and telephone-event, so that the
+        callee's answer fits the caller as it is (no re-INVITE)."""
+        handover = call.handover
+        if handover is None:
+            return self.sdp_for(call, call.offer, "B")
+        port = call.media.leg("B").local_rtp_port
+        law, event = handover.payload_type, handover.event_type
+        lines = [*self._session_lines(call, 1),
+                 f"m=audio {port} RTP/AVP {law}" + (f" {event}" if event is not None else ""),
+                 f"a=rtpmap:{law} {'PCMU' if law == 0 else 'PCMA'}/8000"]
+        if event is not None:  # only if the caller has it (RFC 4733 §7.1.1)
+            lines += [f"a=rtpmap:{event} telephone-event/8000", f"a=fmtp:{event} 0-16"]
+        return _body([*lines, "a=ptime:20", "a=sendrecv"])
+
     def answer_for(self, call, offer: SessionDescription) -> bytes:
         """An answer of our own to the caller's offer (RFC 3264 §6), with the relay's
         leg A ports: for a call the PBX answers itself (a feature code). The

@@ -48,6 +48,9 @@ what that phone sends goes to it; "leg" defaults to "A", the caller's):
                                             (queued after what plays; "played" event
                                             with the tag once the last file is sent)
     -> {"op": "tone", "session": 7, "hz": 1000, "ms": 250, "tag": 4}
+    -> {"op": "tone", "session": 7, "hz": 425, "ms": 1000, "every": 5000}
+                                            (over and over, silence between, until a
+                                            stop: a ringback tone, ITU-T E.180)
     -> {"op": "stop", "session": 7}         <- {"ok": true, "stopped": [3]}
     -> {"op": "echo", "session": 7, "on": true}
     -> {"op": "record", "session": 7, "path": "/x.wav", "max": 120, "silence": 5,
@@ -605,7 +608,16 @@ class RelayServer:
         hz, ms = float(request["hz"]), int(request["ms"])
         if not 0 < hz < 4000 or not 0 < ms <= 60000:
             raise ControlError("a tone is 1-3999 Hz for 1-60000 ms")
-        endpoint.play(tone(hz, ms, endpoint.payload_type), now, request.get("tag"))
+        data = tone(hz, ms, endpoint.payload_type)
+        every = request.get("every")
+        if every is not None:
+            # A cadence (ringback: 1 s of 425 Hz every 5 s), looped until a stop.
+            every = int(every)
+            if not ms <= every <= 60000:
+                raise ControlError("every: at least the tone's ms, at most 60000")
+            pad = every * 8 - len(data)  # 8 samples (bytes of G.711) a millisecond
+            data += bytes([g711.SILENCE[endpoint.payload_type]]) * max(0, pad - pad % 160)
+        endpoint.play(data, now, request.get("tag"), every is not None)
         self._after(endpoint)
         return {}
 

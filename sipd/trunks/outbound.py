@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sipd.b2bua.call import Phase
 from sipd.b2bua.forking import Fork
 from sipd.b2bua.legs import CalleeLeg, LegState
 from sipd.b2bua.stack import ALLOW, SERVER, contact_uri
@@ -267,7 +266,7 @@ class TrunkFork(Fork):
 
     def ring_over(self) -> None:
         self.call.ring_timer = None
-        if not self.active or self.call.phase is not Phase.RINGING:
+        if not self.active or not self.call.rings:
             return
         self.cancel()
         for leg in self.legs:
@@ -278,14 +277,14 @@ class TrunkFork(Fork):
     def finish(self, status: int, phrase: str | None, disposition: str, reason: str) -> None:
         self.active = False
         call = self.call
-        if call.phase is not Phase.RINGING:
+        if not call.rings:
             return
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
         log.info("Call %s -> %s through route %s: %s", call.caller_number, call.callee,
                  self.step.route, reason)
-        call.caller.respond(status, phrase)
+        self.owner.executor.tell_caller(call, status, phrase)
         self.owner.end(call, disposition, "callee" if status in TO_CALLER else "system",
                        status, reason)
 
@@ -325,7 +324,7 @@ class TrunkFork(Fork):
         if asserted:
             headers.append(("P-Asserted-Identity", f"<sip:{asserted}@{path.domain}>"))
         leg.invite = Request(headers=Headers(headers), method="INVITE", uri=uri,
-                             body=owner.media.sdp_for(call, call.offer, "B"))
+                             body=owner.media.offer_b(call))
         self.legs = [leg]
         self.last = leg
         call.branches.append(leg)
@@ -378,7 +377,7 @@ class TrunkFork(Fork):
         if self.timer is not None and status >= 100:
             self.timer.cancel()
             self.timer = None
-        if status in (401, 407) and self.call.phase is Phase.RINGING:
+        if status in (401, 407) and self.call.rings:
             why = leg.credentials.challenged(response, leg.sent)
             leg.challenges += 1
             if why is None and leg.challenges <= 3:
@@ -417,7 +416,7 @@ class TrunkFork(Fork):
         if leg.transaction is not None and leg.transaction.got_provisional:
             leg.cancel()
         self.failures.append(reason)
-        if not self.active or self.call.phase is not Phase.RINGING:
+        if not self.active or not self.call.rings:
             return
         if self.index < len(self.step.attempts):
             log.info("Call %s -> %s: %s; trying the next trunk", self.call.caller_number,
@@ -426,7 +425,7 @@ class TrunkFork(Fork):
 
     def _answered(self, leg: TrunkLeg, response: Response) -> None:
         call = self.call
-        if not self.active or call.phase is not Phase.RINGING or call.callee_leg is not None:
+        if not self.active or not call.rings or call.callee_leg is not None:
             super()._answered(leg, response)
             return
         self.active = False

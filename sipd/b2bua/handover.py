@@ -1,0 +1,146 @@
+"""An application hands the call it answered on to a number (`AppCall.continue_to`
+with an extension, a ring group or an outside number: the IVR's "press 1 for
+sales"). The caller has our 200 already, so nothing that follows may be a
+final response to its INVITE (RFC 3261 §13.3.1.4, §15): what PBXs do, and
+what this does:
+
+1. `start` (from the app's greenlet): the destination is routed as if the
+   caller had dialled it; the app's prompts stop and the PBX's endpoint, still
+   on leg A, plays a ringback tone (ITU-T E.180: 425 Hz, 1 s every 5 s), since
+   no 180 can follow our 200. The plan's Ring or Outside step is carried out
+   as for any call (executor.py, forking.py, trunks/outbound.py: `Call.rings`
+   is true meanwhile), each callee offered on leg B only the G.711 law the
+   caller agreed on with the endpoint and telephone-event (`Media.offer_b`),
+   so that the callee's answer fits the caller as it is: no re-INVITE of the
+   caller is needed. The app's greenlet ends (continue_to raises CallerGone).
+2. `connected`: a callee's 2xx (ACKed by the fork): the endpoint leaves leg
+   A, the relay bridges A to B, the callee's answer sets leg B; the caller
+   keeps its RTP address and gets no second 200. From then on the call is a
+   bridged call like any other (bridge.py: hold and music on hold, re-INVITEs,
+   transfer, recording).
+3. Busy, no answer, unavailable: the plan's failure steps (executor.go_on),
+   an Application again (voicemail) running on the endpoint still on leg A
+   (`to_application`); nothing left: our BYE to the caller (`tell_caller`),
+   the reason in the log line and the history.
+4. The caller hangs up while the callees ring: calls.py ends the call and
+   `ended` CANCELs what still rings.
+
+History: a `handover` CallEvent (the app, the destination), then the row's
+answered_by is the phone that answered (its answered_at stays the app's).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sipd.b2bua.call import Phase
+from sipd.b2bua.forking import UNAVAILABLE, Outcome
+from sipd.b2bua.media import codec, parsed
+from sipd.routing.plan import Event
+
+log = logging.getLogger("sipd")
+
+# ITU-T E.180 ringing tone (and Uzbekistan's, Russia's): 425 Hz, 1 s on, 4 s off.
+RINGBACK_HZ = 425
+RINGBACK_ON_MS = 1000
+RINGBACK_EVERY_MS = 5000
+
+
+class Handover:
+    """A call an application handed on, while the destination's phones ring."""
+
+    __slots__ = ("app", "destination", "payload_type", "event_type")
+
+    def __init__(self, app: str, destination: str, payload_type: int, event_type: int | None):
+        self.app = app  # the application that handed it on
+        self.destination = destination
+        self.payload_type = payload_type  # the law the caller agreed on (0 or 8)
+        self.event_type = event_type  # the caller's telephone-event type, or None
+
+
+class Handovers:
+    __slots__ = ("owner",)
+
+    def __init__(self, owner):
+        self.owner = owner  # the B2BUA
+
+    def start(self, app, destination: str, step) -> None:
+        """Hand the call of `app` on to the routing plan `step` (not yet resolved)."""
+        owner = self.owner
+        call = app.call
+        relay = owner.relay
+        call.handover = Handover(app.app, destination, app.payload_type, app.event_type)
+        call.app = None  # the app's greenlet ends without touching the call
+        app.caller_gone()
+        try:
+            relay.endpoint(call.media, "stop")
+            relay.endpoint(call.media, "tone", hz=RINGBACK_HZ, ms=RINGBACK_ON_MS,
+                           every=RINGBACK_EVERY_MS)
+        except Exception as error:  # the caller hears silence; the call goes on
+            log.warning("Call %s -> %s: no ringback tone: %s", call.caller_number, call.callee,
+                        error)
+        now = owner.clock()
+        owner.history.events(call.record_id, now, [
+            Event("handover", by=app.app, target=destination,
+                  detail=f"application {app.app} went on to {destination}")])
+        log.info("Call %s -> %s: application %s hands the call on to %s", call.caller_number,
+                 call.callee, app.app, destination)
+        owner.executor.go_on(call, step, Outcome(
+            UNAVAILABLE, 480, "FAILED", "system", f"{destination} cannot be reached"))
+
+    def connected(self, call, leg, response) -> None:
+        """`leg` answered (its 2xx ACKed already): bridge it to the caller."""
+        owner = self.owner
+        caller = call.caller
+        call.handover = None
+        try:
+            owner.relay.endpoint(call.media, "detach", leg="A")
+            owner.relay.forget_events(call.media)
+        except Exception as error:
+            log.warning("Call %s -> %s: media endpoint not detached: %s",
+                        call.caller_number, call.callee, error)
+        call.callee_leg = leg
+        caller.other, leg.other = leg, caller
+        answer = parsed(response.body)
+        if answer is None and leg.sdp is not None:
+            answer = leg.sdp  # in its 183 (bridge.connect says why)
+        if answer is None:
+            log.warning("Call %s -> %s: answer without usable SDP; hanging up",
+                        call.caller_number, call.callee)
+            owner.hangup(call, "callee answered without SDP")
+            return
+        stream = owner.media.apply(call, leg, answer)
+        if stream is not None:
+            owner.bridge.declared(call, leg, stream)
+        owner.history.answered(call.record_id, call.answered_at, leg.contact, codec(answer),
+                               leg.extension)
+        log.info("Call %s -> %s answered by %s (handed on by an application)",
+                 call.caller_number, call.callee, leg.contact)
+        owner.recorder.answered(call, leg)  # the extensions that record their calls
+
+    def to_application(self, call, step) -> None:
+        """The plan's failure step is an application (voicemail): it runs on the
+        endpoint still on leg A, once the ringback stops."""
+        owner = self.owner
+        handover = call.handover
+        call.handover = None
+        try:
+            owner.relay.endpoint(call.media, "stop")
+            owner.relay.forget_events(call.media)  # keys pressed while it rang
+        except Exception as error:
+            log.warning("Call %s -> %s: media endpoint: %s", call.caller_number, call.callee,
+                        error)
+            owner.hangup(call, f"media endpoint: {error}")
+            return
+        if not owner.applications.resume(call, step, handover.payload_type,
+                                         handover.event_type):
+            call.caller.bye()
+            owner.end(call, "FAILED", "system", 503, f"application {step.app} not available")
+
+    def ended(self, call) -> None:
+        """The call ends while its destination rings (the caller hung up, an
+        admin): CANCEL what still rings (RFC 3261 §9.1)."""
+        call.handover = None
+        fork = call.fork
+        if fork is not None and fork.active and call.phase is Phase.ENDED:
+            fork.cancel()

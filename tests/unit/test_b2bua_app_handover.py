@@ -1,0 +1,220 @@
+"""An application handing the call it answered on to a number
+(sipd/b2bua/handover.py), at the B2BUA level: the real Handler, registrar,
+database and history (tests/unit/b2bua_harness.py), the phones' messages
+written out here, the media relay a stand-in that records the endpoint ops it
+is asked for. The application is the test's own (a "menu" that goes on to
+group 600 as an IVR's "press 1" does), given to the B2BUA's Applications.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sipd.b2bua.handover import RINGBACK_EVERY_MS, RINGBACK_HZ
+from sipd.registrar import Source
+from sipd.routing.plan import Application, Refuse, Ring
+from tests.unit.b2bua_harness import (
+    PortsOnly,
+    answer,
+    invite,
+    last,
+    make_pbx,
+    register,
+    request,
+    tag_of,
+)
+
+CALLER = Source("127.0.0.1", 5063, "UDP")  # 1003's phone
+PHONES = {"1001": Source("127.0.0.1", 5071, "UDP"), "1002": Source("127.0.0.1", 5072, "UDP")}
+# The caller offers both laws and telephone-event 96; the endpoint takes PCMA.
+OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+         "m=audio 6000 RTP/AVP 8 0 96\r\na=rtpmap:96 telephone-event/8000\r\na=sendrecv\r\n")
+CALLEE_SDP = ("v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+              "m=audio 7000 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\n"
+              "a=sendrecv\r\n")
+
+
+class EndpointRelay(PortsOnly):
+    """PortsOnly, plus the endpoint ops the B2BUA asks for, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple[str, dict]] = []
+        self.streams: list[tuple[str, int]] = []
+
+    def endpoint(self, session, op, wait=True, **fields):
+        self.ops.append((op, fields))
+        return {}
+
+    def apply_stream(self, session, leg, stream, source=None):
+        self.streams.append((leg, stream.port))
+
+    def forget_events(self, session):
+        pass
+
+    def events(self, session, timeout):
+        return []
+
+
+def plan(steps: dict):
+    def route(caller, dialled, now, in_calls, **_):
+        return steps[dialled]
+    return route
+
+
+@pytest.fixture
+def make(tmp_path):
+    made = []
+
+    def make(steps, register_phones=("1001", "1002")):
+        relay = EndpointRelay()
+        ran: list[str] = []
+        pbx = make_pbx(tmp_path, numbers=("1001", "1002", "1003"), route=plan(steps),
+                       relay=relay, spawn=lambda function, *args: function(*args))
+
+        def menu(call):
+            ran.append("menu")
+            call.continue_to("600")
+
+        def voicemail(call):
+            ran.append(f"voicemail {call.target} {call.reason}")
+
+        pbx.calls.applications.apps = {"menu": menu, "voicemail": voicemail}
+        for number in register_phones:
+            register(pbx, pbx.sent, number, PHONES[number])
+        pbx.sent.clear()
+        made.append(pbx)
+        return pbx, relay, ran
+
+    yield make
+    for pbx in made:
+        pbx.stack.database.close()
+
+
+def sent_to(pbx, number: str, method: str) -> list[bytes]:
+    phone = PHONES[number]
+    start = f"{method} sip:{number}@{phone.host}:{phone.port}".encode()
+    return [data for data in pbx.sent if data.startswith(start)]
+
+
+def to_caller(pbx) -> list[int]:
+    return [int(data.split(b" ")[1]) for data in pbx.sent
+            if data.startswith(b"SIP/2.0 ") and b"CSeq: 2 INVITE" in data]
+
+
+def respond(pbx, number: str, status: str, body: str = "") -> None:
+    (invite_sent,) = sent_to(pbx, number, "INVITE")
+    pbx.handle(answer(invite_sent, status, body, tag=f"phone-{number}",
+                      contact=PHONES[number], user=number), PHONES[number])
+
+
+def dial_menu(pbx) -> str:
+    """1003 dials 500 (the menu), gets our 200 and ACKs it: the menu runs and
+    goes on to 600. Our tag in the caller's dialog."""
+    invite(pbx, number="1003", source=CALLER, target="500", body=OFFER)
+    ok = last(pbx.sent, b"SIP/2.0 200")
+    tag = tag_of(ok, b"To")
+    pbx.handle(request("ACK", 2, "ack", to_tag=f";tag={tag}", number="1003", source=CALLER,
+                       target="500"), CALLER)
+    return tag
+
+
+GROUP = Ring(("1001", "1002"), 20, group="600",
+             on_busy=Application("voicemail", "1001", "busy"))
+
+
+def test_the_group_rings_with_the_callers_law_and_the_answer_is_bridged(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
+    dial_menu(pbx)
+    assert ran == ["menu"]
+    # The endpoint stays on leg A: the menu's prompts stop and ringback plays.
+    assert relay.ops[0] == ("endpoint", {"leg": "A", "payload_type": 8, "event_type": 96})
+    assert relay.ops[1:] == [("stop", {}), ("tone", {"hz": RINGBACK_HZ, "ms": 1000,
+                                                     "every": RINGBACK_EVERY_MS})]
+    invites = sent_to(pbx, "1001", "INVITE") + sent_to(pbx, "1002", "INVITE")
+    assert len(invites) == 2
+    for sent in invites:
+        body = sent.split(b"\r\n\r\n", 1)[1]
+        assert b"m=audio 10002 RTP/AVP 8 96\r\n" in body  # leg B, PCMA only
+        assert b"a=rtpmap:96 telephone-event/8000" in body and b"PCMU" not in body
+    respond(pbx, "1001", "180 Ringing")
+    respond(pbx, "1002", "180 Ringing")
+    assert to_caller(pbx) == [200]  # no 180 after our 200
+    respond(pbx, "1001", "200 OK", CALLEE_SDP)
+    assert to_caller(pbx) == [200]  # and no second 200
+    assert len([d for d in pbx.sent if d.startswith(b"ACK sip:1001@")]) == 1
+    assert len(sent_to(pbx, "1002", "CANCEL")) == 1
+    assert relay.ops[-1] == ("detach", {"leg": "A"})
+    assert ("B", 7000) in relay.streams
+    (row,) = pbx.rows()
+    assert (row["state"], row["answered_by"], row["callee_contact"]) == (
+        "answered", "1001", "sip:1001@127.0.0.1:5071")
+    events = [(e["kind"], e["by"], e["target"]) for e in pbx.rows("call_event")]
+    assert ("handover", "menu", "600") in events
+    # The callee hangs up: the caller gets our BYE, the call ends.
+    (invite_sent,) = sent_to(pbx, "1001", "INVITE")
+    call_id = invite_sent.split(b"Call-ID: ")[1].split(b"\r\n")[0].decode()
+    our_tag = tag_of(invite_sent, b"From")
+    pbx.handle(f"BYE sip:1003@127.0.0.1:5060 SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKbye1\r\nMax-Forwards: 70\r\n"
+               f"From: <sip:600@pbx.test>;tag=phone-1001\r\n"
+               f"To: <sip:1003@pbx.test>;tag={our_tag}\r\nCall-ID: {call_id}\r\n"
+               f"CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n", PHONES["1001"])
+    assert [d for d in pbx.sent if d.startswith(b"BYE sip:1003@")]
+    assert pbx.calls.calls == {}
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["hangup_by"]) == ("ANSWERED", "callee")
+
+
+def test_busy_goes_on_to_voicemail_on_the_same_endpoint(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
+    dial_menu(pbx)
+    respond(pbx, "1001", "486 Busy Here")
+    respond(pbx, "1002", "486 Busy Here")
+    assert ran == ["menu", "voicemail 1001 busy"]
+    assert relay.ops[-1] == ("stop", {})  # the ringback; no second attach
+    assert [op for op, _ in relay.ops].count("endpoint") == 1
+    assert to_caller(pbx) == [200]
+    # The voicemail app returned: our BYE, the call ends answered by the system.
+    assert [d for d in pbx.sent if d.startswith(b"BYE sip:1003@")]
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["reason"]) == ("ANSWERED", "application voicemail ended")
+
+
+def test_nothing_left_is_our_bye_with_the_reason(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": Ring(("1001",), 20)})
+    dial_menu(pbx)
+    respond(pbx, "1001", "180 Ringing")
+    pbx.advance(19.9)
+    assert sent_to(pbx, "1001", "CANCEL") == []
+    pbx.advance(0.1)
+    assert len(sent_to(pbx, "1001", "CANCEL")) == 1
+    assert to_caller(pbx) == [200]  # never a 480 after our 200
+    assert [d for d in pbx.sent if d.startswith(b"BYE sip:1003@")]
+    assert pbx.calls.calls == {}
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["reason"]) == ("NO ANSWER", "no answer within 20 s")
+
+
+def test_a_refused_destination_is_our_bye(make):
+    pbx, relay, ran = make({"500": Application("menu", ""),
+                            "600": Refuse(404, "Not Found", "FAILED", "no such number")})
+    dial_menu(pbx)
+    assert to_caller(pbx) == [200]
+    assert [d for d in pbx.sent if d.startswith(b"BYE sip:1003@")]
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["reason"]) == ("FAILED", "no such number")
+
+
+def test_the_caller_hanging_up_while_it_rings_cancels_the_phones(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
+    tag = dial_menu(pbx)
+    respond(pbx, "1001", "180 Ringing")
+    respond(pbx, "1002", "180 Ringing")
+    pbx.handle(request("BYE", 3, "bye", to_tag=f";tag={tag}", number="1003", source=CALLER,
+                       target="500"), CALLER)
+    assert len(sent_to(pbx, "1001", "CANCEL")) == 1
+    assert len(sent_to(pbx, "1002", "CANCEL")) == 1
+    assert pbx.calls.calls == {} and pbx.calls.per_extension == {}
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["hangup_by"]) == ("ANSWERED", "caller")
