@@ -422,7 +422,7 @@ def cmd_calls(args, settings: Settings) -> int:
         return 0
     # The panel's words for the same columns (its call history page).
     rows = [("START", "CALLER", "CALLEE", "TALK TIME", "OUTCOME", "HUNG UP BY", "SIP STATUS",
-             "REASON")]
+             "REASON", "RECORDING")]
     for call in calls:
         live = call.ended_at is None
         rows.append((
@@ -431,7 +431,9 @@ def cmd_calls(args, settings: Settings) -> int:
             ("talking" if call.state == "answered" else call.state) + " (live)" if live
             else call.disposition or "-",
             call.hangup_by or "-", call.sip_status if call.sip_status is not None else "-",
-            call.reason or "",
+            call.reason or "-",
+            # Under PBX_RECORDING_DIR (sipd/recording.py names it on the row).
+            call.recording or "-",
         ))
     _table(rows)
     return 0

@@ -34,6 +34,10 @@ _SETTINGS_KEYS = {
     "RTP_PORTS": "rtp_ports",
     "RUN_DIR": "run_dir",
     "VOICEMAIL_DIR": "voicemail_dir",
+    "RECORDING_DIR": "recording_dir",
+    "SOUNDS_DIR": "sounds_dir",
+    "PROMPTS_DIR": "prompts_dir",
+    "MOH_FILE": "moh_file",
 }
 # Endpoints a viewer may still POST to: arriving, leaving, their own password and
 # language are not changes to the PBX.

@@ -29,6 +29,17 @@ def recorded(numbers) -> bool:
                               .exists())
 
 
+def file_of(directory: str, name: str) -> Path | None:
+    """The file of a call's recording (`call.recording`, relative to
+    PBX_RECORDING_DIR), or None when the name would lead outside the directory
+    (it comes from the row sipd wrote, never from a URL; this is defence in depth)."""
+    if not name or not directory:
+        return None
+    root = Path(directory).resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) and path != root else None
+
+
 def expired(directory: str, days: int, now: float) -> list[str]:
     """The recordings (paths relative to `directory`) older than `days` days."""
     if days <= 0 or not os.path.isdir(directory):

@@ -11,6 +11,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     stream_with_context,
     url_for,
 )
@@ -25,7 +26,7 @@ from app.calls.history import Page, csv_lines, filtered, page_number
 from app.filters import can_change, format_duration, format_time, format_utc, translated
 from app.i18n import N_
 from app.names import names_of, numbers_in
-from core import audit, control
+from core import audit, control, recording
 from core.models import Call, CallEvent, db
 
 log = logging.getLogger("panel")
@@ -82,6 +83,43 @@ def show(call_id: int):
     names = _names([call]) | names_of(n for event in events for n in (event.by, event.target))
     return render_template("calls/show.html", call=call, events=events, names=names,
                            ringing=numbers_in(call.ringing), now=time.time())
+
+
+def recording_state(call: Call) -> str:
+    """What the panel can offer of a call's recording: "" (none), "live" (the media
+    process writes the file when the call ends), "missing" (named on the row but
+    gone from PBX_RECORDING_DIR), or "ready"."""
+    if not call.recording:
+        return ""
+    path = recording.file_of(current_app.config["PBX_SETTINGS"].recording_dir, call.recording)
+    if path is not None and path.is_file():
+        return "ready"
+    return "live" if call.ended_at is None else "missing"
+
+
+bp.add_app_template_global(recording_state, "recording_state")
+
+
+# The file comes from the call's row (sipd named it there), never from the URL.
+@bp.route(f"/<int(max={2**63 - 1}):call_id>/recording")
+@login_required
+def recording_file(call_id: int):
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        abort(404, description=_("There is no such call."))
+    state = recording_state(call)
+    if not state:
+        abort(404, description=_("This call was not recorded."))
+    if state == "live":
+        abort(404, description=_("This call is still being recorded: the file is written when "
+                                 "it ends."))
+    if state == "missing":
+        abort(404, description=_("The recording of this call is missing from the server (removed "
+                                 "after PBX_RECORDING_DAYS, or by hand)."))
+    path = recording.file_of(current_app.config["PBX_SETTINGS"].recording_dir, call.recording)
+    return send_file(path, mimetype="audio/wav", conditional=True,
+                     as_attachment=request.args.get("download") == "1",
+                     download_name=f"call-{path.name}")
 
 
 @bp.route("/export.csv")

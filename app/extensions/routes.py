@@ -26,7 +26,7 @@ from app.status import (
     live_bindings_of,
     registered_count,
 )
-from core import audit, outbound
+from core import audit, outbound, recording
 from core.accounts import (
     AccountError,
     create_extension,
@@ -215,6 +215,41 @@ def _set_enabled(number: str, enabled: bool):
             flash(_("Extension %(number)s is disabled; its registrations were removed.",
                         number=extension.number),
                   "info")
+    return redirect(url_for(".show", number=extension.number))
+
+
+@bp.route("/<number>/record-on", methods=["POST"])
+@login_required
+def record_on(number: str):
+    return _set_record(number, True)
+
+
+@bp.route("/<number>/record-off", methods=["POST"])
+@login_required
+def record_off(number: str):
+    return _set_record(number, False)
+
+
+def _set_record(number: str, on: bool):
+    """core/recording.py's switch, as `pbxctl ext record NUMBER on|off`: sipd reads it
+    at each answer, so the next call is recorded (or not)."""
+    extension = _extension_or_404(number)
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for(".show", number=extension.number))
+    if extension.record_calls != on:
+        with db.atomic():
+            recording.set_record(extension.number, on)
+            _audit("record", extension.number, "on" if on else "off")
+    if on and _settings().recording_days:
+        flash(_("The calls of %(number)s are recorded from the next one; each recording is "
+                "kept %(days)s days.", number=extension.number, days=_settings().recording_days),
+              "info")
+    elif on:
+        flash(_("The calls of %(number)s are recorded from the next one.",
+                number=extension.number), "info")
+    else:
+        flash(_("The calls of %(number)s are no longer recorded.", number=extension.number),
+              "success")
     return redirect(url_for(".show", number=extension.number))
 
 

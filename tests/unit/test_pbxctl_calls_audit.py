@@ -43,7 +43,7 @@ def test_calls_lists_the_last_ones_oldest_first(pbx):
     assert status == 0
     lines = out.splitlines()
     assert lines[0].split() == ["START", "CALLER", "CALLEE", "TALK", "TIME", "OUTCOME", "HUNG",
-                                "UP", "BY", "SIP", "STATUS", "REASON"]
+                                "UP", "BY", "SIP", "STATUS", "REASON", "RECORDING"]
     assert len(lines) == 4  # the oldest call is not among the last three
     assert "1004" in lines[1] and "BUSY" in lines[1] and "486" in lines[1] and "Busy Here" in lines[1]
     assert "1:02:05" in lines[2] and "ANSWERED" in lines[2]
