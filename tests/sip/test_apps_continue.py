@@ -1,0 +1,160 @@
+"""An application hands the call it answered on to a number, end to end
+(sipd/b2bua/handover.py): a real sipd whose *43 is a one-key menu of the
+test's own (tests/sip/menu_sipd.py, until `pbxctl ivr add` exists); the
+caller (sipp's signalling, the test's socket as its audio) presses 1 as an
+RFC 4733 telephone-event, hears the ringback tone while 1001 (sipp) rings,
+and once 1001 answers, audio flows both ways through the relay: what the
+caller sends, 1001's sipp echoes back (rtp_echo). 1001 hangs up: both legs
+end. 1001 busy: its voicemail takes the call on the same endpoint."""
+
+from __future__ import annotations
+
+import math
+import socket
+import sqlite3
+import struct
+import sys
+import time
+
+import pytest
+
+from sipd.media import g711
+from tests.sip import callkit as ck
+from tests.support import ROOT, Sipd
+
+SSRC = 0x0CA11E14
+
+
+@pytest.fixture(autouse=True)
+def _logs_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "WORK_ROOT", tmp_path)
+
+
+class MenuSipd(Sipd):
+    def start(self, timeout: float = 15) -> MenuSipd:
+        self.spawn([sys.executable, "-m", "tests.sip.menu_sipd"], timeout=timeout, mode="ab",
+                   env=self.env, cwd=ROOT)
+        return self
+
+
+class MenuServer(ck.SipdServer):
+    def _daemon(self, port=None):
+        return MenuSipd(self.db_path, port=port, **self.env)
+
+
+@pytest.fixture
+def server(tmp_path, built_prompts):
+    server = MenuServer(tmp_path, voicemail=("1001",), TEST_MENU_1="1001",
+                        PBX_PROMPTS_DIR=str(built_prompts),
+                        PBX_SOUNDS_DIR=str(tmp_path / "sounds"),
+                        PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT="10")
+    server.start()
+    yield server
+    server.stop()
+
+
+def press(phone, pbx, key: int, first_seq: int = 0) -> None:
+    """`key` as an RFC 4733 telephone-event (§2.5.1.4: its end three times)."""
+    ck.send_paced(phone, pbx, (struct.pack("!BBH", key, flags, duration) for flags, duration
+                               in ((10, 160), (10, 320), (0x8A, 640), (0x8A, 640),
+                                   (0x8A, 640))),
+                  SSRC, pt=101, first_seq=first_seq, event_timestamp=first_seq * 160)
+
+
+def power(payload: bytes, hz: float) -> float:
+    """The share of `payload`'s (PCMU) energy at `hz` (one DFT bin)."""
+    samples = struct.unpack(f"<{len(payload)}h", g711.decode(payload, g711.PCMU))
+    re = sum(s * math.cos(2 * math.pi * hz * n / 8000) for n, s in enumerate(samples))
+    im = sum(s * math.sin(2 * math.pi * hz * n / 8000) for n, s in enumerate(samples))
+    total = sum(s * s for s in samples) or 1
+    return 2 * (re * re + im * im) / len(samples) / total
+
+
+def test_press_1_rings_1001_bridges_both_ways_and_its_bye_ends_both(server):
+    callee = ck.callee(server.address, "1001", "callee_hangs_up.xml", ring_ms=1500,
+                       duration_ms=3000, timeout=30)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    run = ck.Sipp("menu", "caller_app.xml", server.address, timeout=30,
+                  inject=[ck.user_row("1003", ck.PASSWORD, "*43", str(phone.getsockname()[1]))])
+    run.start()
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        # While 1001 rings: the ringback tone (425 Hz) from the endpoint.
+        heard = b""
+        deadline = time.monotonic() + 3
+        phone.settimeout(0.1)
+        while len(heard) < 8000 and time.monotonic() < deadline:
+            try:
+                packet = phone.recv(2048)
+            except TimeoutError:
+                continue
+            if packet[1] & 0x7F == 0:
+                heard += packet[12:]
+        loud = [heard[n:n + 800] for n in range(0, len(heard) - 799, 800)
+                if max(abs(s) for s in struct.unpack(
+                    "<800h", g711.decode(heard[n:n + 800], g711.PCMU))) > 2000]
+        assert loud and power(loud[0], 425) > 0.8, f"no 425 Hz ringback ({len(heard)} bytes)"
+        assert ck.wait_for(lambda: "answered by sip:1001" in server.log(), timeout=10), \
+            server.log()[-3000:]
+        # Bridged: what the caller sends comes back from 1001's echo through the relay.
+        sent, echoed = {}, set()
+        phone.setblocking(False)
+        start = time.monotonic()
+        for seq in range(50):
+            payload = bytes((seq * 13 + i) % 256 for i in range(160))
+            sent[payload] = seq
+            phone.sendto(ck.rtp_packet(100 + seq, (100 + seq) * 160, SSRC, payload), pbx)
+            while time.monotonic() < start + (seq + 1) * 0.02:
+                try:
+                    back = phone.recv(2048)
+                except BlockingIOError:
+                    time.sleep(0.002)
+                    continue
+                if back[12:] in sent:
+                    echoed.add(sent[back[12:]])
+        assert len(echoed) >= 40, f"{len(echoed)} of 50 packets came back"
+        ck.finish(run, callee, server=server)  # 1001's BYE: the caller gets ours
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    # One 200 to the caller (no second one for 1001's answer), our BYE to it.
+    oks = [m for m in run.received() if m.status == 200 and m.cseq_method == "INVITE"]
+    assert len({m.body for m in oks}) == 1
+    assert [m.method for m in run.received() if m.method] == ["BYE"]
+    (row,) = ck.ended_calls(server.db_path)
+    assert (row["callee"], row["disposition"], row["answered_by"], row["hangup_by"]) == (
+        "*43", "ANSWERED", "1001", "callee")
+    assert "hands the call on to 1001" in server.log()
+    with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True, timeout=5) as connection:
+        events = connection.execute("SELECT kind, by, target FROM call_event").fetchall()
+    assert ("handover", "echo", "1001") in events
+
+
+def test_press_1_with_1001_busy_goes_to_its_voicemail(server):
+    callee = ck.callee(server.address, "1001", "callee_busy.xml", timeout=30)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    run = ck.Sipp("menu-busy", "caller_app.xml", server.address, timeout=60,
+                  inject=[ck.user_row("1003", ck.PASSWORD, "*43", str(phone.getsockname()[1]))])
+    run.start()
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        assert ck.wait_for(lambda: "application voicemail" in server.log(),
+                           timeout=10), server.log()[-3000:]
+        # The greeting, then silence: voicemail hangs up (nothing worth keeping).
+        silence = b"\xff" * 160
+        ck.send_paced(phone, pbx, (silence for _ in range(60 * 50)), SSRC, first_seq=10,
+                      until=lambda: run.process.poll() is not None)
+        ck.finish(run, callee, server=server)
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    assert [m.method for m in run.received() if m.method] == ["BYE"]
+    (row,) = ck.ended_calls(server.db_path)
+    assert (row["disposition"], row["reason"]) == ("ANSWERED", "application voicemail hung up")
+    assert "goes on to application voicemail (1001)" in server.log()
