@@ -25,7 +25,7 @@ what this does:
 4. The caller hangs up while the callees ring: calls.py ends the call and
    `ended` CANCELs what still rings.
 
-History: a `handover` CallEvent (the app, the destination), then the row's
+History: a `handover` CallEvent (to the destination, the app in its detail), then the row's
 answered_by is the phone that answered (its answered_at stays the app's).
 """
 
@@ -81,8 +81,7 @@ class Handovers:
                         error)
         now = owner.clock()
         owner.history.events(call.record_id, now, [
-            Event("handover", by=app.app, target=destination,
-                  detail=f"application {app.app} went on to {destination}")])
+            Event("handover", target=destination, detail=f"application {app.app}")])
         log.info("Call %s -> %s: application %s hands the call on to %s", call.caller_number,
                  call.callee, app.app, destination)
         owner.executor.go_on(call, step, Outcome(

@@ -129,8 +129,8 @@ def test_press_1_rings_1001_bridges_both_ways_and_its_bye_ends_both(server):
         "*43", "ANSWERED", "1001", "callee")
     assert "hands the call on to 1001" in server.log()
     with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True, timeout=5) as connection:
-        events = connection.execute("SELECT kind, by, target FROM call_event").fetchall()
-    assert ("handover", "echo", "1001") in events
+        events = connection.execute("SELECT kind, target, detail FROM call_event").fetchall()
+    assert ("handover", "1001", "application echo") in events
 
 
 def test_press_1_with_1001_busy_goes_to_its_voicemail(server):

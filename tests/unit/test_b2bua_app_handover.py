@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.models import OutboundPolicy, OutboundRoute, OutboundRouteTrunk, Trunk
 from sipd.b2bua.handover import RINGBACK_EVERY_MS, RINGBACK_HZ
 from sipd.registrar import Source
+from sipd.routing import route_with
 from sipd.routing.plan import Application, Refuse, Ring
 from tests.unit.b2bua_harness import (
     PortsOnly,
@@ -57,8 +59,13 @@ class EndpointRelay(PortsOnly):
 
 
 def plan(steps: dict):
-    def route(caller, dialled, now, in_calls, **_):
-        return steps[dialled]
+    """The test's steps by number dialled; any other number the real routing step's."""
+    real = route_with(30, applications=True)
+
+    def route(caller, dialled, now, in_calls, **options):
+        if dialled in steps:
+            return steps[dialled]
+        return real(caller, dialled, now, in_calls, **options)
     return route
 
 
@@ -74,7 +81,7 @@ def make(tmp_path):
 
         def menu(call):
             ran.append("menu")
-            call.continue_to("600")
+            call.continue_to(call.target or "600")
 
         def voicemail(call):
             ran.append(f"voicemail {call.target} {call.reason}")
@@ -103,7 +110,7 @@ def to_caller(pbx) -> list[int]:
 
 
 def respond(pbx, number: str, status: str, body: str = "") -> None:
-    (invite_sent,) = sent_to(pbx, number, "INVITE")
+    invite_sent = sent_to(pbx, number, "INVITE")[0]
     pbx.handle(answer(invite_sent, status, body, tag=f"phone-{number}",
                       contact=PHONES[number], user=number), PHONES[number])
 
@@ -125,7 +132,7 @@ GROUP = Ring(("1001", "1002"), 20, group="600",
 
 def test_the_group_rings_with_the_callers_law_and_the_answer_is_bridged(make):
     pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
-    dial_menu(pbx)
+    tag = dial_menu(pbx)
     assert ran == ["menu"]
     # The endpoint stays on leg A: the menu's prompts stop and ringback plays.
     assert relay.ops[0] == ("endpoint", {"leg": "A", "payload_type": 8, "event_type": 96})
@@ -149,10 +156,15 @@ def test_the_group_rings_with_the_callers_law_and_the_answer_is_bridged(make):
     (row,) = pbx.rows()
     assert (row["state"], row["answered_by"], row["callee_contact"]) == (
         "answered", "1001", "sip:1001@127.0.0.1:5071")
-    events = [(e["kind"], e["by"], e["target"]) for e in pbx.rows("call_event")]
-    assert ("handover", "menu", "600") in events
+    events = [(e["kind"], e["target"], e["detail"]) for e in pbx.rows("call_event")]
+    assert ("handover", "600", "application menu") in events
+    # A bridged call as any other: the caller's hold (re-INVITE) goes on to 1001.
+    held = OFFER.replace("a=sendrecv", "a=sendonly")
+    pbx.handle(request("INVITE", 3, "hold", body=held, to_tag=f";tag={tag}", number="1003",
+                       source=CALLER, target="500"), CALLER)
+    (invite_sent, reinvite) = sent_to(pbx, "1001", "INVITE")
+    assert b"a=sendonly" in reinvite and b"CSeq: 2 INVITE" in reinvite
     # The callee hangs up: the caller gets our BYE, the call ends.
-    (invite_sent,) = sent_to(pbx, "1001", "INVITE")
     call_id = invite_sent.split(b"Call-ID: ")[1].split(b"\r\n")[0].decode()
     our_tag = tag_of(invite_sent, b"From")
     pbx.handle(f"BYE sip:1003@127.0.0.1:5060 SIP/2.0\r\n"
@@ -218,3 +230,46 @@ def test_the_caller_hanging_up_while_it_rings_cancels_the_phones(make):
     assert pbx.calls.calls == {} and pbx.calls.per_extension == {}
     (row,) = pbx.rows()
     assert (row["disposition"], row["hangup_by"]) == ("ANSWERED", "caller")
+
+
+ACME = Source("127.0.0.1", 5090, "UDP")
+
+
+def outside_route():
+    acme = Trunk.create(name="acme", host="127.0.0.1", port=5090)
+    route = OutboundRoute.create(name="mobile", position=1, patterns="998+9|9XXXXXXXX")
+    OutboundRouteTrunk.create(route=route, trunk=acme, position=1)
+    OutboundPolicy.insert(id=1, home_country="998").on_conflict_replace().execute()
+
+
+def trunk_invite(pbx) -> bytes:
+    (sent,) = [m for m in pbx.sent if m.startswith(b"INVITE sip:998901234567@127.0.0.1:5090")]
+    return sent
+
+
+def test_an_outside_number_through_its_route_is_bridged_without_a_second_200(make):
+    pbx, relay, ran = make({"500": Application("menu", "9901234567")})
+    outside_route()
+    dial_menu(pbx)
+    sent = trunk_invite(pbx)
+    assert b"m=audio 10002 RTP/AVP 8 96\r\n" in sent and b"PCMU" not in sent
+    pbx.handle(answer(sent, "183 Session Progress", CALLEE_SDP, contact=ACME,
+                      user="998901234567"), ACME)
+    pbx.handle(answer(sent, "200 OK", CALLEE_SDP, contact=ACME, user="998901234567"), ACME)
+    assert to_caller(pbx) == [200]
+    assert relay.ops[-1] == ("detach", {"leg": "A"})
+    (row,) = pbx.rows()
+    assert (row["trunk"], row["number_sent"], row["state"]) == ("acme", "998901234567",
+                                                                 "answered")
+
+
+def test_an_outside_number_busy_is_our_bye_with_the_reason(make):
+    pbx, relay, ran = make({"500": Application("menu", "9901234567")})
+    outside_route()
+    dial_menu(pbx)
+    pbx.handle(answer(trunk_invite(pbx), "486 Busy Here", contact=ACME), ACME)
+    assert to_caller(pbx) == [200]
+    assert [d for d in pbx.sent if d.startswith(b"BYE sip:1003@")]
+    assert pbx.calls.calls == {} and pbx.calls.outbound.guard.calls == {}
+    (row,) = pbx.rows()
+    assert (row["disposition"], row["trunk"]) == ("BUSY", "acme")
