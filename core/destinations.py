@@ -18,8 +18,12 @@ HANGUP = "hangup"
 # What a phone can dial: the numbers of extensions and groups (2 to 15 digits,
 # core.accounts.NUMBER_RE); the kinds that later issues add go in KINDS.
 NUMBER_RE = re.compile(r"^[0-9]{2,15}$")
-KINDS = ("number", "hangup", "voicemail")
+KINDS = ("number", "hangup", "voicemail", "ivr", "hours")
 VOICEMAIL = "voicemail:"  # voicemail:NUMBER, the mailbox of extension NUMBER (issue 13)
+IVR = "ivr:"  # ivr:NAME, a menu (core/ivr.py)
+HOURS = "hours:"  # hours:NAME, business hours: its open or closed destination, by the time
+# The name of a menu or a schedule: lower case, as it is typed after ivr: or hours:.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 class DestinationError(ValueError):
@@ -34,6 +38,8 @@ class Destination:
     def __str__(self) -> str:
         if self.kind == "voicemail":
             return VOICEMAIL + self.value
+        if self.kind in ("ivr", "hours"):
+            return f"{self.kind}:{self.value}"
         return self.value if self.kind == "number" else self.kind
 
 
@@ -53,6 +59,14 @@ def parse(text: str) -> Destination | None:
                 N_("%(text)r is not a destination: a mailbox is voicemail:NUMBER,"
                    " the number of an extension"), text=text))
         return Destination("voicemail", number)
+    for kind, prefix in (("ivr", IVR), ("hours", HOURS)):
+        if text.lower().startswith(prefix):
+            name = text[len(prefix):].strip().lower()
+            if not NAME_RE.match(name):
+                raise DestinationError(Text(
+                    N_("%(text)r is not a destination: a name is 1 to 32 letters, digits,"
+                       " - or _ (e.g. %(kind)s:main)"), text=text, kind=kind))
+            return Destination(kind, name)
     raise DestinationError(
         Text(N_("%(text)r is not a destination: give a number to dial or 'hangup'"), text=text)
     )
@@ -80,4 +94,16 @@ def check(text: str, *, not_to: str | None = None) -> str:
         if mailbox_of(destination.value) is None:
             raise DestinationError(Text(N_("extension %(number)s has no mailbox"),
                                         number=destination.value))
+    if destination.kind == "ivr":
+        from core.models import Ivr  # noqa: PLC0415 - it needs the database
+
+        if Ivr.get_or_none(Ivr.name == destination.value) is None:
+            raise DestinationError(Text(N_("there is no IVR menu %(name)s"),
+                                        name=destination.value))
+    if destination.kind == "hours":
+        from core.models import Schedule  # noqa: PLC0415 - it needs the database
+
+        if Schedule.get_or_none(Schedule.name == destination.value) is None:
+            raise DestinationError(Text(N_("there are no business hours %(name)s"),
+                                        name=destination.value))
     return str(destination)

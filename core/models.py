@@ -644,6 +644,72 @@ class VoicemailMessage(BaseModel):
     email_error = CharField(max_length=255, default="")
 
 
+class Ivr(BaseModel):
+    """An IVR menu (issue 13 item 3; migration 0015, core/ivr.py): its recording
+    (prompt, relative to PBX_SOUNDS_DIR), its keys (IvrOption), what happens when
+    the caller presses nothing (on_timeout) or a key that is no option
+    (on_invalid) after `repeats` more tries ("" = goodbye and hang up).
+    number: dialable there when set (None = only as the destination ivr:NAME).
+    direct_dial: the caller may dial an extension's number instead of a key."""
+
+    LANGUAGES = ("en", "uz", "ru")
+
+    name = CharField(max_length=32, unique=True)
+    number = CharField(max_length=32, null=True, unique=True)
+    prompt = CharField(max_length=255, default="")
+    language = CharField(max_length=8, default="en")
+    direct_dial = BooleanField(default=False)
+    timeout = IntegerField(default=5)
+    repeats = IntegerField(default=2)
+    on_timeout = CharField(max_length=64, default="")
+    on_invalid = CharField(max_length=64, default="")
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+
+class IvrOption(BaseModel):
+    """A key of a menu (0-9, *, #) and where it leads (core/destinations.py)."""
+
+    ivr = ForeignKeyField(Ivr, backref="options", on_delete="CASCADE")
+    digit = CharField(max_length=1)
+    destination = CharField(max_length=64, index=True)
+
+    class Meta:
+        indexes = ((("ivr", "digit"), True),)
+
+
+class Schedule(BaseModel):
+    """Business hours (issue 13 item 3; core/hours.py decides, core/ivr.py writes):
+    calls go to in_destination while open, out_destination otherwise. timezone
+    "" = PBX_TIMEZONE. number: dialable there when set."""
+
+    name = CharField(max_length=32, unique=True)
+    number = CharField(max_length=32, null=True, unique=True)
+    in_destination = CharField(max_length=64)
+    out_destination = CharField(max_length=64)
+    timezone = CharField(max_length=64, default="")
+    created_at = FloatField(default=time.time)
+    updated_at = FloatField(default=time.time)
+
+
+class ScheduleRule(BaseModel):
+    """One opening rule of a schedule, as core/hours.py writes it ("mon-fri 09:00-18:00")."""
+
+    schedule = ForeignKeyField(Schedule, backref="rules", on_delete="CASCADE")
+    position = IntegerField(default=0)
+    rule = CharField(max_length=64)
+
+
+class ScheduleHoliday(BaseModel):
+    """A day a schedule is closed all day (YYYY-MM-DD, the schedule's local date)."""
+
+    schedule = ForeignKeyField(Schedule, backref="holidays", on_delete="CASCADE")
+    day = CharField(max_length=10)
+
+    class Meta:
+        indexes = ((("schedule", "day"), True),)
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = FloatField(default=time.time)
@@ -653,5 +719,6 @@ ALL_MODELS = [
     Admin, Extension, Binding, AuthAttempt, Call, Ban, AuditEntry, LoginThrottle,
     Setting, SchemaVersion, RegistrationSample, Service, RingGroup, RingGroupMember, CallEvent,
     Trunk, TrunkState, InboundRoute, OutboundRoute, OutboundRouteTrunk, OutboundPolicy,
-    FraudEvent, Mailbox, VoicemailMessage,
+    FraudEvent, Mailbox, VoicemailMessage, Ivr, IvrOption, Schedule, ScheduleRule,
+    ScheduleHoliday,
 ]
