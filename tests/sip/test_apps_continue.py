@@ -158,3 +158,26 @@ def test_press_1_with_1001_busy_goes_to_its_voicemail(server):
     (row,) = ck.ended_calls(server.db_path)
     assert (row["disposition"], row["reason"]) == ("ANSWERED", "application voicemail hung up")
     assert "goes on to application voicemail (1001)" in server.log()
+
+
+def test_the_caller_hanging_up_while_1001_rings_cancels_it(server):
+    callee = ck.callee(server.address, "1001", "callee_no_answer.xml", timeout=30)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    # caller_call.xml: BYE 4 s after our 200 (-d), while 1001 still rings (10 s).
+    run = ck.caller(server.address, "1003", "*43", "caller_call.xml", duration_ms=4000)
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        ck.finish(run, callee, server=server)  # 1001 got the CANCEL, 487, ACK
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    # (NOTIFY: 1001's message-waiting state, RFC 3842, its mailbox being on)
+    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
+        "INVITE", "CANCEL", "ACK"]
+    (row,) = ck.ended_calls(server.db_path)
+    assert (row["disposition"], row["hangup_by"], row["answered_by"]) == (
+        "ANSWERED", "caller", "")
+    assert "hands the call on to 1001" in server.log()
