@@ -14,8 +14,14 @@ the call and needs no checks of its own:
     call.digits(max_digits=1, timeout=5.0, end="#", first_timeout=None) -> str
     call.record(path, max_seconds, silence_seconds=5.0, end_keys="#") -> Recording
     call.hangup()
-    call.continue_to(destination)
+    call.continue_to(destination)      # never returns (CallerGone): see below
     call.now()
+
+`continue_to(destination)` routes `destination` as if the caller had dialled
+it: another application (voicemail:N, ivr:X) runs on in the same call and
+endpoint; a number (an extension, a ring group, an outside number) is rung
+while the caller hears a ringback tone, and the phone that answers is bridged
+to the caller, or the plan's failure steps follow (sipd/b2bua/handover.py).
 
 `AppCall` below is the real one: its media are the PBX's own endpoint on the
 caller's leg of the call's relay session (sipd/media/endpoint.py, in the

@@ -217,12 +217,16 @@ class Applications:
     # -- requests within the call ----------------------------------------------------------
 
     def request(self, call, leg, request, txn) -> None:
-        """INFO, re-INVITE or UPDATE from the caller while an app has it."""
+        """INFO, re-INVITE or UPDATE from the caller while an app has it (or
+        while the number an app handed it on to rings: a session refresh)."""
         stack = self.owner.stack
         if request.method == "INFO":
             self.info(call, request, txn)
             return
         offer = parsed(request.body)
+        # While an app has the call, or while the number it handed the call on
+        # to rings (handover.py): the endpoint on leg A speaks this law.
+        law = call.app.payload_type if call.app is not None else call.handover.payload_type
         headers = [("Contact", stack.contact(leg.us, leg.destination.transport))]
         if call.session_interval:
             headers += self.owner.bridge.session_headers(call)
@@ -237,8 +241,8 @@ class Applications:
             body = self.owner.media.offer_for(call, "A", 2)
             leg.awaiting_answer = CSeq.parse(request.headers.get("CSeq")).number
         else:
-            answer = self.owner.media.endpoint_answer(call, offer, call.app.payload_type)
-            if answer is None or answer[1] != call.app.payload_type:
+            answer = self.owner.media.endpoint_answer(call, offer, law)
+            if answer is None or answer[1] != law:
                 stack.reply(txn, request, 488, "Not Acceptable Here")
                 return
             stream = self.owner.media.apply(call, leg, offer)
@@ -257,7 +261,7 @@ class Applications:
             return
         key = dtmf_key(request.body.decode("utf-8", "replace"), content_type)
         stack.reply(txn, request, 200)
-        if key:
+        if key and call.app is not None:  # no app while a hand-over rings: nobody asks
             call.app.key(key)
             log.info("Call %s -> %s: key %s by SIP INFO", call.caller_number, call.callee, key)
 

@@ -589,8 +589,8 @@ class Calls:
         if method == "OPTIONS":
             stack.reply(txn, request, 200, None, [("Allow", ALLOW)])
             return
-        if (call.app is not None and leg is call.caller and call.phase is Phase.ANSWERED
-                and method in ("INFO", "INVITE", "UPDATE")):
+        if ((call.app is not None or call.handover is not None) and leg is call.caller
+                and call.phase is Phase.ANSWERED and method in ("INFO", "INVITE", "UPDATE")):
             self.applications.request(call, leg, request, txn)  # the PBX is the other end
             return
         if call.phase is not Phase.ANSWERED or leg.other is None:

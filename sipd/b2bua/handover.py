@@ -84,8 +84,13 @@ class Handovers:
             Event("handover", target=destination, detail=f"application {app.app}")])
         log.info("Call %s -> %s: application %s hands the call on to %s", call.caller_number,
                  call.callee, app.app, destination)
-        owner.executor.go_on(call, step, Outcome(
-            UNAVAILABLE, 480, "FAILED", "system", f"{destination} cannot be reached"))
+        try:
+            owner.executor.go_on(call, step, Outcome(
+                UNAVAILABLE, 480, "FAILED", "system", f"{destination} cannot be reached"))
+        except Exception:  # the app's greenlet no longer owns the call: end it here
+            log.exception("Call %s -> %s: handing on to %s failed", call.caller_number,
+                          call.callee, destination)
+            owner.hangup(call, f"handing on to {destination} failed")
 
     def connected(self, call, leg, response) -> None:
         """`leg` answered (its 2xx ACKed already): bridge it to the caller."""

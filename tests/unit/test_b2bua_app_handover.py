@@ -273,3 +273,24 @@ def test_an_outside_number_busy_is_our_bye_with_the_reason(make):
     assert pbx.calls.calls == {} and pbx.calls.outbound.guard.calls == {}
     (row,) = pbx.rows()
     assert (row["disposition"], row["trunk"]) == ("BUSY", "acme")
+
+
+def test_the_callers_refresh_and_keys_while_it_rings_are_answered_here(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
+    tag = dial_menu(pbx)
+    respond(pbx, "1001", "180 Ringing")
+    # RFC 4028 / RFC 3311 §5.2: an UPDATE without SDP refreshes; a re-INVITE with
+    # the caller's offer gets the endpoint's answer (PCMA, as before).
+    pbx.handle(request("UPDATE", 3, "upd", to_tag=f";tag={tag}", number="1003",
+                       source=CALLER, target="500"), CALLER)
+    assert last(pbx.sent, b"SIP/2.0").startswith(b"SIP/2.0 200")
+    pbx.handle(request("INVITE", 4, "re", body=OFFER, to_tag=f";tag={tag}", number="1003",
+                       source=CALLER, target="500"), CALLER)
+    ok = last(pbx.sent, b"SIP/2.0")
+    assert ok.startswith(b"SIP/2.0 200") and b"m=audio 10000 RTP/AVP 8 96" in ok
+    pbx.handle(request("INFO", 5, "info", body="", to_tag=f";tag={tag}", number="1003",
+                       source=CALLER, target="500",
+                       extra="Content-Type: application/dtmf\r\n").replace(
+                           "Content-Length: 0\r\n\r\n", "Content-Length: 1\r\n\r\n5"), CALLER)
+    assert last(pbx.sent, b"SIP/2.0").startswith(b"SIP/2.0 200")
+    assert len(sent_to(pbx, "1001", "INVITE")) == 1 and to_caller(pbx) == [200]
