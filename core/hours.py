@@ -46,7 +46,14 @@ def _hhmm(minutes: int) -> str:
 def _days_text(days: frozenset[int]) -> str:
     if len(days) == 7:
         return "daily"
-    return ",".join(DAYS[d] for d in sorted(days))
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    # Consecutive days as a range ("mon-fri"), as an admin writes them.
+    return ",".join(DAYS[r[0]] if len(r) == 1 else f"{DAYS[r[0]]}-{DAYS[r[-1]]}" for r in runs)
 
 
 def _day(text: str, rule: str) -> int:

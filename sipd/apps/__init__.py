@@ -17,7 +17,14 @@ def _voicemail(call) -> None:
     voicemail.run(call)
 
 
+def _ivr(call) -> None:
+    from sipd.apps import ivr  # noqa: PLC0415 - lazily, see above
+
+    ivr.run(call)
+
+
 APPS: dict = {
     "echo": _echo,  # *43
     "voicemail": _voicemail,
+    "ivr": _ivr,
 }

@@ -62,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from core import destinations, dial_patterns, tolls
+from core import destinations, dial_patterns, hours, tolls
 from sipd.routing.directory import Directory, ExtensionView, GroupView
 from sipd.routing.plan import (
     Application,
@@ -95,6 +95,8 @@ APPLICATION_CODES = {
 # Voicemail (issue 13): *97 one's own mailbox, *98 any mailbox (number, then PIN).
 VOICEMAIL_CODES = {"*97": "check", "*98": "login"}
 VOICEMAIL = destinations.VOICEMAIL
+IVR = destinations.IVR
+HOURS = destinations.HOURS
 
 # The reason phrase of each refusal (RFC 3261 §21); decide's own, like calls.py's.
 NOT_FOUND = "Not Found"
@@ -107,14 +109,14 @@ def decide(caller: str, dialled: str, directory: Directory, now: float,
            ring_timeout: float = 30, inbound: bool = False) -> Step:
     """The plan for a call from extension `caller` to `dialled` (the Request-URI's user).
 
-    `now` is the time of the call: no rule uses it yet (business hours will).
+    `now` is the time of the call: business hours (hours:NAME) are judged at it.
     `inbound`: a provider's call (sipd/trunks/inbound.py), `caller` the number as
     the provider sent it and `dialled` its inbound route's destination, reached
     as a forward there would be (an extension, a group, voicemail:N, hangup ...).
     """
     dialled = (dialled or "").strip()
     if inbound:
-        router = _Router(caller, directory, ring_timeout)
+        router = _Router(caller, directory, ring_timeout, now)
         step, _ = router.follow("", "inbound", dialled, (), MAX_STEPS)
         first = step.events[0] if step.events else None
         if first is not None and first.kind == "forwarded" and not first.by:
@@ -122,7 +124,7 @@ def decide(caller: str, dialled: str, directory: Directory, now: float,
         return step
     if dialled.startswith("*"):
         return _feature(caller, dialled, directory)
-    step, _ = _Router(caller, directory, ring_timeout).route(dialled, (), MAX_STEPS)
+    step, _ = _Router(caller, directory, ring_timeout, now).route(dialled, (), MAX_STEPS)
     return step
 
 
@@ -162,10 +164,12 @@ def _loop(path: tuple[str, ...], number: str) -> Refuse:
 
 
 class _Router:
-    def __init__(self, caller: str, directory: Directory, ring_timeout: float):
+    def __init__(self, caller: str, directory: Directory, ring_timeout: float,
+                 now: float = 0.0):
         self.caller = caller
         self.directory = directory
         self.ring_timeout = ring_timeout
+        self.now = now
 
     # A plan is built depth first; each function gets a budget of steps and returns
     # (step, steps it used), never more than its budget: a step that would need more
@@ -191,17 +195,57 @@ class _Router:
             return self.spent(path, number), 1
         if number.lower().startswith(VOICEMAIL):  # a destination run as if dialled
             return self.mailbox(number[len(VOICEMAIL):], "", ""), 1
+        if number.lower().startswith(IVR):
+            return self.menu(number[len(IVR):].strip().lower()), 1
+        if number.lower().startswith(HOURS):
+            return self.hours(number[len(HOURS):].strip().lower(), path, budget)
         extension = self.directory.extension(number) if NUMBER_RE.match(number) else None
         if extension is not None:
             return self.extension(extension, path + (number,), budget)
         group = self.directory.group(number) if NUMBER_RE.match(number) else None
         if group is not None:
             return self.group(group, path + (number,), budget)
+        # A menu's or schedule's own number (after extensions and groups, which
+        # core/ivr.py keeps it apart from): as if its destination were dialled.
+        owner = self.directory.numbered(number) if NUMBER_RE.match(number) else ""
+        if owner:
+            return self.route(owner, path + (number,), budget)
         if OUTSIDE_RE.match(number):
             step = self.outside(number, path)
             if step is not None:
                 return step, 1
         return Refuse(404, NOT_FOUND, "FAILED", "no such number"), 1
+
+    # -- menus and business hours -----------------------------------------------------
+
+    def menu(self, name: str) -> Step:
+        """An IVR menu (sipd/apps/ivr.py), if it exists and applications run."""
+        if not getattr(self.directory, "applications", False):
+            return Refuse(503, "Service Unavailable: IVR is not running", "FAILED",
+                          f"IVR menu {name}: applications are not running")
+        if not self.directory.ivr(name):
+            return Refuse(480, UNAVAILABLE, "FAILED", f"IVR menu {name} does not exist")
+        return Application("ivr", name)
+
+    def hours(self, name: str, path: tuple[str, ...], budget: int) -> tuple[Step, int]:
+        """Business hours: their open or closed destination at the call's `now`.
+        Schedules leading to each other are on the path like forwards, so a loop of
+        them ends in 482 like a loop of forwards."""
+        key = f"{HOURS}{name}"
+        if key in path:
+            return _loop(path, key), 1
+        schedule = self.directory.schedule(name)
+        if schedule is None:
+            return Refuse(480, UNAVAILABLE, "FAILED", f"business hours {name} do not exist"), 1
+        is_open = hours.is_open(schedule.hours, self.now)
+        destination = schedule.in_destination if is_open else schedule.out_destination
+        event = Event("hours", by=key, target=destination,
+                      detail="open" if is_open else "closed")
+        if destination.strip().lower() == destinations.HANGUP:
+            return Refuse(480, UNAVAILABLE, "FAILED",
+                          f"business hours {name}: {event.detail}, hangup", (event,)), 1
+        step, used = self.route(destination, path + (key,), budget)
+        return _with((event,), step), used
 
     # -- an outside number ------------------------------------------------------------
 
@@ -219,8 +263,10 @@ class _Router:
         return None
 
     def through(self, route, number: str, sent: str, path: tuple[str, ...]) -> Step:
-        # The extension whose call this is: the caller, or the one whose forward leads here.
-        by = path[-1] if path else self.caller
+        # The extension whose call this is: the caller, or the one whose forward leads
+        # here (business hours and menu numbers on the way are nobody's).
+        by = next((p for p in reversed(path)
+                   if not p.startswith(HOURS) and not self.directory.numbered(p)), self.caller)
         ext = self.directory.extension(by)
         policy = self.directory.policy()
         kind = tolls.classify(sent, emergency=route.emergency,

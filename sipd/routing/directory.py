@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+from core import hours
+
 
 @dataclass(frozen=True)
 class ExtensionView:
@@ -83,6 +85,16 @@ class PolicyView:
     allowed_countries: str = ""
 
 
+@dataclass(frozen=True)
+class ScheduleView:
+    """Business hours (core/models.py Schedule): where calls go while open and closed."""
+
+    name: str
+    in_destination: str
+    out_destination: str
+    hours: hours.Schedule
+
+
 class Directory(Protocol):
     def extension(self, number: str) -> ExtensionView | None:
         """The extension `number`, or None."""
@@ -106,6 +118,16 @@ class Directory(Protocol):
 
     def policy(self) -> PolicyView:
         """The toll-fraud policy: the home country and the other allowed countries."""
+
+    def ivr(self, name: str) -> bool:
+        """Whether there is an IVR menu `name` (core/models.py Ivr)."""
+
+    def schedule(self, name: str) -> ScheduleView | None:
+        """The business hours `name`, or None."""
+
+    def numbered(self, number: str) -> str:
+        """The menu or business hours whose number `number` is, as a destination
+        (ivr:NAME, hours:NAME), or ""."""
 
     # Whether the B2BUA carries out Application steps (voicemail, *97/*98).
     applications: bool
@@ -144,8 +166,10 @@ class StoreDirectory:
     """
 
     def __init__(self, now: float, in_calls: Callable[[str], int], conn=None,
-                 applications: bool = False):
+                 applications: bool = False, timezone: str | None = None):
         self.now = now
+        # Business hours without a zone of their own: PBX_TIMEZONE (read once if not given).
+        self.timezone = timezone
         # Whether the B2BUA carries out Application steps (voicemail, *97/*98): until
         # it does, no mailbox is on as far as routing knows, and calls go as before.
         self.applications = applications
@@ -155,6 +179,7 @@ class StoreDirectory:
         self._groups: dict[str, GroupView | None] = {}
         self._routes: tuple[RouteView, ...] | None = None
         self._policy: PolicyView | None = None
+        self._schedules: dict[str, ScheduleView | None] = {}
 
     def _connection(self):
         if self._conn is not None:
@@ -261,6 +286,64 @@ class StoreDirectory:
             self._policy = PolicyView(*row) if row else PolicyView()
         return self._policy
 
+    def ivr(self, name: str) -> bool:
+        return self._connection().execute(
+            "SELECT 1 FROM ivr WHERE name = ?", (name,)).fetchone() is not None
+
+    def schedule(self, name: str) -> ScheduleView | None:
+        """Three statements, only for a call that reaches business hours."""
+        if name not in self._schedules:
+            conn = self._connection()
+            row = conn.execute("SELECT id, name, in_destination, out_destination, timezone"
+                               " FROM schedule WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                self._schedules[name] = None
+            else:
+                rules = [r for (r,) in conn.execute(
+                    "SELECT rule FROM schedule_rule WHERE schedule_id = ?"
+                    " ORDER BY position, id", (row[0],))]
+                days = [d for (d,) in conn.execute(
+                    "SELECT day FROM schedule_holiday WHERE schedule_id = ?", (row[0],))]
+                self._schedules[name] = ScheduleView(
+                    row[1], row[2], row[3], _schedule(rules, days, row[4] or self._zone()))
+        return self._schedules[name]
+
+    def _zone(self) -> str:
+        if self.timezone is None:
+            from core.config import load_settings  # noqa: PLC0415 - only for business hours
+
+            self.timezone = load_settings().timezone
+        return self.timezone
+
+    def numbered(self, number: str) -> str:
+        row = self._connection().execute(
+            "SELECT 'ivr:' || name FROM ivr WHERE number = ?"
+            " UNION ALL SELECT 'hours:' || name FROM schedule WHERE number = ?",
+            (number, number)).fetchone()
+        return row[0] if row else ""
+
+
+def _schedule(rules, holidays, timezone: str) -> hours.Schedule:
+    """The rows as core/hours.py judges them; a rule that no longer parses (written by
+    hand) is left out rather than stopping every call to the schedule."""
+    parsed = []
+    for rule in rules:
+        try:
+            parsed.append(hours.parse_rule(rule))
+        except hours.HoursError:
+            continue
+    days = set()
+    for day in holidays:
+        try:
+            days.add(hours.parse_holiday(day))
+        except hours.HoursError:
+            continue
+    try:
+        hours.zone(timezone)
+    except hours.HoursError:
+        timezone = "UTC"
+    return hours.Schedule(tuple(parsed), frozenset(days), timezone)
+
 
 # -- from plain dicts, for tests ---------------------------------------------------------
 
@@ -279,7 +362,9 @@ class TableDirectory:
 
     def __init__(self, extensions: Mapping[str, Mapping] | None = None,
                  groups: Mapping[str, Mapping] | None = None,
-                 routes: Sequence[Mapping] = (), policy: Mapping | None = None):
+                 routes: Sequence[Mapping] = (), policy: Mapping | None = None,
+                 menus: Mapping[str, Mapping] | None = None,
+                 schedules: Mapping[str, Mapping] | None = None):
         self.extensions: dict[str, ExtensionView] = {}
         self.phones: dict[str, str] = {}
         self.calls: dict[str, int] = {}
@@ -311,6 +396,19 @@ class TableDirectory:
                       r.get("caller_id", ""), r.get("emergency", False))
             for r in routes)
         self.outbound_policy = PolicyView(**(policy or {}))
+        # menus: {"main": {"number": "700"}}; schedules: {"day": {"rules": ["mon-fri
+        # 09:00-18:00"], "holidays": ["2026-12-31"], "in": "ivr:main", "out":
+        # "voicemail:1001", "timezone": "Asia/Tashkent", "number": "701"}}.
+        self.menus = dict(menus or {})
+        self.schedules = {
+            name: ScheduleView(name, s["in"], s["out"],
+                               hours.parse(s["rules"], s.get("holidays", ()),
+                                           s.get("timezone", "UTC")))
+            for name, s in (schedules or {}).items()}
+        self.numbers = {m["number"]: f"ivr:{name}" for name, m in self.menus.items()
+                        if m.get("number")}
+        self.numbers.update({s["number"]: f"hours:{name}"
+                             for name, s in (schedules or {}).items() if s.get("number")})
 
     def extension(self, number: str) -> ExtensionView | None:
         return self.extensions.get(number)
@@ -332,3 +430,12 @@ class TableDirectory:
 
     def policy(self) -> PolicyView:
         return self.outbound_policy
+
+    def ivr(self, name: str) -> bool:
+        return name in self.menus
+
+    def schedule(self, name: str) -> ScheduleView | None:
+        return self.schedules.get(name)
+
+    def numbered(self, number: str) -> str:
+        return self.numbers.get(number, "")

@@ -19,7 +19,7 @@ from typing import Union
 class Event:
     """What the call history records when a step begins (core.models.CallEvent)."""
 
-    kind: str  # forwarded | group | refused_loop | feature
+    kind: str  # forwarded | group | refused_loop | feature | hours (by: hours:NAME, open/closed)
     by: str = ""  # the extension whose setting caused it
     target: str = ""  # where the call goes
     detail: str = ""  # e.g. "always", "busy", "no answer after 20 s", "hunt member 2 of 3"

@@ -100,8 +100,11 @@ def test_a_daylight_saving_change_keeps_wall_clock_hours():
 
 
 def test_rules_print_back():
-    assert [str(r) for r in OFFICE.rules] == ["mon,tue,wed,thu,fri 09:00-18:00", "sat 10:00-14:00"]
+    assert [str(r) for r in OFFICE.rules] == ["mon-fri 09:00-18:00", "sat 10:00-14:00"]
     assert str(hours.parse_rule("daily 00:00-24:00")) == "daily 00:00-24:00"
+    # Written back as an admin writes days: consecutive ones as a range.
+    assert str(hours.parse_rule("fri-mon 08:00-09:00")) == "mon,fri-sun 08:00-09:00"
+    assert str(hours.parse_rule("mon,wed,thu 08:00-09:00")) == "mon,wed-thu 08:00-09:00"
 
 
 def test_pbx_timezone_setting():
