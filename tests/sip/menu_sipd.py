@@ -1,6 +1,6 @@
 """`python -m tests.sip.menu_sipd`: a real sipd (sipd/__main__.py) whose *43
-answers with a menu of the test's own instead of the echo test, until the IVR
-(sipd/apps/ivr.py) can be configured with pbxctl: a key of 1 goes on to
+answers with a menu of the test's own instead of the echo test (the hand-over
+tested apart from what sipd/apps/ivr.py says and waits for): a key of 1 goes on to
 TEST_MENU_1 (`AppCall.continue_to`, sipd/b2bua/handover.py), no key hangs
 up. Only this process's APPS changes; sipd has no hook for it."""
 
