@@ -82,27 +82,28 @@ def test_press_1_rings_1001_bridges_both_ways_and_its_bye_ends_both(server):
     assert run
 
 
-def test_the_ivrs_option_1_made_with_pbxctl_rings_1001(tmp_path, built_prompts, pbxctl,
+def test_the_ivrs_option_1_made_with_pbxctl_rings_group_600(tmp_path, built_prompts, pbxctl,
                                                         monkeypatch):
     """The same through the real IVR (sipd/apps/ivr.py): `pbxctl ivr add sales
-    --option 1=1001 --number 700`; the caller dials 700 and presses 1 during the
-    menu's prompt."""
+    --option 1=600 --number 700`, 600 a ring group of 1001; the caller dials 700
+    and presses 1 during the menu's prompt."""
     sounds = tmp_path / "sounds"
     monkeypatch.setenv("PBX_SOUNDS_DIR", str(sounds))
     prompt = tmp_path / "sales.wav"
     wav.write(prompt, _tone(500, 3.0), "ulaw")
     server = ck.SipdServer(tmp_path, PBX_PROMPTS_DIR=str(built_prompts),
                            PBX_SOUNDS_DIR=str(sounds), PBX_RING_TIMEOUT="10")
+    assert pbxctl("group", "add", "600", "--name", "Sales", "--members", "1001")[0] == 0
     status, out, err = pbxctl("ivr", "add", "sales", "--prompt", str(prompt), "--option",
-                              "1=1001", "--number", "700")
+                              "1=600", "--number", "700")
     assert status == 0, err
     server.start()
     try:
         _press_1_and_talk(server, "700")
         (row,) = ck.ended_calls(server.db_path)
-        assert (row["callee"], row["answered_by"], row["hangup_by"]) == ("700", "1001",
-                                                                          "callee")
-        assert "application ivr hands the call on to 1001" in server.log()
+        assert (row["callee"], row["answered_by"], row["hangup_by"], row["via_group"]) == (
+            "700", "1001", "callee", "600")
+        assert "application ivr hands the call on to 600" in server.log()
     finally:
         server.stop()
 
