@@ -147,3 +147,21 @@ def test_a_trunk_at_its_call_limit_refuses_another_call_with_503(office, carrier
     carrier.trust("127.0.0.1", port)
     finish(outside(carrier.address, "712000001", port=port), phone, server=office)
     assert ended_calls(office.db_path, count=3)[-1]["disposition"] == "ANSWERED"
+
+
+def test_a_providers_call_without_sdp_gets_our_offer_and_is_answered(office, carrier):
+    # Delayed offer (RFC 3261 §13.2.1) across the trunk: the provider's INVITE has no SDP;
+    # the phone gets an offer of the relay's, the provider gets one in the 200 (the
+    # scenario checks it) and answers in its ACK.
+    phone = callkit.callee(office.address, "1001", "callee_answer.xml")
+    port = free_ports()
+    carrier.trust("127.0.0.1", port)
+    call = outside(carrier.address, "712000001", "outside_delayed_offer.xml", port=port)
+    finish(call, phone, server=office)
+    invite = [m for m in phone.received() if m.method == "INVITE"][0]
+    assert "m=audio" in invite.body, phone.explain()
+    sent = [m for m in call.sent() if m.method == "INVITE"][0]
+    assert "m=audio" not in sent.body
+    row = ended_calls(office.db_path)[-1]
+    assert (row["direction"], row["trunk"], row["disposition"]) == (
+        "inbound", "acme", "ANSWERED"), row
