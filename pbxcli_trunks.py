@@ -8,6 +8,7 @@
                      [--keepalive SECONDS]
     pbxctl trunk set NAME [the same options; --no-register]
     pbxctl trunk list | trunk show NAME | trunk rm NAME
+    pbxctl trunk register NAME   (the running sipd registers that trunk again now)
 
 The password may come from PBX_TRUNK_PASSWORD or `--password -` (one line on
 stdin) so it need not be on the command line (where `ps` shows it). It is never
@@ -119,6 +120,23 @@ def cmd_trunk_rm(args, settings) -> int:
     return 0
 
 
+def cmd_trunk_register(args, settings) -> int:
+    from core import control
+
+    open_db(settings)
+    trunk = trunks.get_trunk(args.name)  # an unknown name: one line, before asking sipd
+    if trunk.kind != "register" or not trunk.register or not trunk.enabled:
+        raise CliError(f"trunk {trunk.name} does not register"
+                       " (pbxctl trunk set NAME --register, and enabled)")
+    try:
+        control.register_trunk(settings, trunk.name)
+    except control.ControlError as error:
+        raise CliError(str(error)) from None
+    print(f"Trunk {trunk.name}: sipd is registering it again"
+          " (pbxctl trunk show NAME for the outcome).")
+    return 0
+
+
 def _options(parser, adding: bool) -> None:
     parser.add_argument("--host", metavar="HOST[:PORT]", required=adding,
                         help="the provider's address or name, with its port if not 5060")
@@ -151,3 +169,4 @@ def add_trunk_commands(sub) -> None:
     verb(trunk, "list", cmd_trunk_list, "trunks and their state")
     verb(trunk, "show", cmd_trunk_show, "one trunk (never its password)", "name")
     verb(trunk, "rm", cmd_trunk_rm, "delete a trunk", "name")
+    verb(trunk, "register", cmd_trunk_register, "register it again now", "name")

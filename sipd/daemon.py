@@ -33,6 +33,8 @@ AUTH_HISTORY_DAYS = 30
 MEDIA_CHECK_INTERVAL = 2.0
 # How often challenges are checked for an answer that did not come.
 UNANSWERED_CHECK = 2.0
+# The longest a stop waits for the providers' answers to Expires: 0 (all trunks together).
+UNREGISTER_WAIT = 2.0
 
 
 def _record(what: str, function, *args, **kwargs) -> None:
@@ -295,6 +297,20 @@ class Sipd:
         self.calls.trunks = self.trunks  # whose trunk an INVITE is (sipd/trunks/inbound.py)
         periodic(0.1, self.trunks.tick, "trunks")
 
+    def _unregister_trunks(self, within: float = UNREGISTER_WAIT) -> None:
+        """Expires: 0 to every provider sipd is registered with (RFC 3261 §10.2.2), while
+        the transports still run to hear the answers; at most `within` seconds in all,
+        so a provider that does not answer cannot hold up a stop."""
+        trunks = getattr(self, "trunks", None)
+        if trunks is None or not trunks.unregister_all():
+            return
+        deadline = time.monotonic() + within
+        while trunks.unregistering() and time.monotonic() < deadline:
+            gevent.sleep(0.02)  # the trunks' tick and the transports run meanwhile
+        if trunks.unregistering():
+            log.warning("[TRUNK] Stopping without every provider's answer to Expires: 0"
+                        " (waited %.0f s)", within)
+
     def _housekeeping(self) -> None:
         reap()
         self.stack.housekeeping()
@@ -303,6 +319,7 @@ class Sipd:
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
+        self._unregister_trunks()
         if getattr(self, "control", None) is not None:
             self.control.close()
         if self.workers is not None:

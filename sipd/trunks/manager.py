@@ -9,6 +9,8 @@ daemon) with the clock given, so tests move time instead of waiting:
     manager.load()            # read the Trunk table; every register trunk due now
     manager.reload()          # "trunk reload": read it again, register every one again
     manager.register(name)    # "trunk register NAME": that one again now; False if unknown
+    manager.unregister_all() -> int   # stopping: Expires: 0 for every registered trunk
+    manager.unregistering() -> bool   # some of those not answered yet (sipd waits <= 2 s)
     manager.tick()            # timers: retransmissions, timeouts, attempts and refreshes due
     manager.response(response, source) -> bool   # ours (then it ends here) or not
     manager.usable(name) -> bool   # may a call go out through it now (routing skips it if not)
@@ -85,6 +87,17 @@ class _Probe:
         self.trunk = trunk
 
 
+class _Leaving:
+    """The context of an Expires: 0 REGISTER (§10.2.2): answered once more if the
+    provider challenges it (a stale nonce), then forgotten."""
+
+    __slots__ = ("trunk", "challenged")
+
+    def __init__(self, trunk: LiveTrunk):
+        self.trunk = trunk
+        self.challenged = False
+
+
 class TrunkManager:
     def __init__(self, send, local_host: str, local_port: int, clock=time.time,
                  getaddrinfo=socket.getaddrinfo):
@@ -95,6 +108,7 @@ class TrunkManager:
         self.client = ClientTransactions()
         self.trunks: dict[str, LiveTrunk] = {}
         self._call_ids: dict[str, tuple[str, int]] = {}  # name -> (Call-ID, last CSeq)
+        self._leaving: dict[int, object] = {}  # id -> an Expires: 0 transaction unanswered
 
     # --- the table -----------------------------------------------------------------
 
@@ -162,6 +176,27 @@ class TrunkManager:
         trunk.next_at = self.clock()
         return True
 
+    def unregister_all(self) -> int:
+        """sipd is stopping: every registered trunk removes its binding (§10.2.2), so
+        the provider stops sending calls to an address nobody answers. Best effort:
+        the caller waits a bounded time on unregistering()."""
+        now = self.clock()
+        count = 0
+        for trunk in self.trunks.values():
+            self._forget(trunk)
+            trunk.next_at = None  # no refresh after this
+            if trunk.registers and trunk.status == "registered" and trunk.path is not None:
+                self._unregister(trunk, now)
+                count += 1
+            if trunk.registers:
+                trunk.status = "unregistered"
+                self._record(trunk, status="unregistered", reason="sipd stopped",
+                             expires_at=None, next_attempt_at=None)
+        return count
+
+    def unregistering(self) -> bool:
+        return bool(self._leaving)
+
     # --- the loop --------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -179,6 +214,7 @@ class TrunkManager:
             trunk = transaction.context
             if isinstance(trunk, _Probe) and trunk.trunk.probe is transaction:
                 trunk.trunk.probe = None  # the keep-alive's own deadline decides
+            self._leaving.pop(id(transaction), None)
         for trunk in self.trunks.values():
             if (trunk.registers and trunk.transaction is None and trunk.next_at is not None
                     and trunk.next_at <= now):
@@ -199,6 +235,9 @@ class TrunkManager:
         event, _ = self.client.receive(transaction, response, now)
         trunk = transaction.context
         if event is not Event.DELIVER or response.status < 200:
+            return True
+        if isinstance(trunk, _Leaving):
+            self._left(transaction, trunk, response, now)
             return True
         if isinstance(trunk, LiveTrunk) and trunk.transaction is transaction:
             trunk.transaction = None
@@ -277,7 +316,8 @@ class TrunkManager:
         host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
         return f"SIP/2.0/{path.transport} {host}:{self.local_port};branch={new_branch()};rport"
 
-    def _send_register(self, trunk: LiveTrunk, now: float, expires: int | None = None) -> None:
+    def _send_register(self, trunk: LiveTrunk, now: float, expires: int | None = None):
+        """Send trunk's next REGISTER; the transaction, or None if it could not be sent."""
         path, registration = trunk.path, trunk.registration
         trunk.contact = self._contact(path, trunk.row.username or "pbx")
         request = registration.request(path, trunk.contact, self._via(path), new_tag(), expires)
@@ -285,15 +325,20 @@ class TrunkManager:
         destination = path.destination()
         transaction = self.client.start(request, destination.reliable, now,
                                         destination=destination,
-                                        context=trunk if expires is None else None)
+                                        context=trunk if expires is None else _Leaving(trunk))
         if expires is None:
             trunk.transaction = transaction
+        else:
+            self._leaving[id(transaction)] = transaction
         if not self.send(transaction.data, destination):
             self.client.forget(transaction)
+            self._leaving.pop(id(transaction), None)
             if expires is None:
                 trunk.transaction = None
                 self._apply(trunk, registration.error(
                     f"could not send to {path.address}"), now)
+            return None
+        return transaction
 
     def _apply(self, trunk: LiveTrunk, outcome: Outcome, now: float) -> None:
         if outcome.kind == "resend":
@@ -335,6 +380,19 @@ class TrunkManager:
             return
         self._send_register(trunk, now, expires=0)
         log.info("[TRUNK] %s unregistered from %s", trunk.name, trunk.where())
+
+    def _left(self, transaction, leaving: _Leaving, response: Response, now: float) -> None:
+        self._leaving.pop(id(transaction), None)
+        trunk = leaving.trunk
+        outcome = trunk.registration.response(response)
+        if outcome.kind == "resend" and not leaving.challenged:
+            again = self._send_register(trunk, now, expires=0)
+            if again is not None:
+                again.context.challenged = True  # answered a challenge once: not twice
+            return
+        if response.status >= 300:
+            log.warning("[TRUNK] %s: the provider refused to remove the binding: %d %s",
+                        trunk.name, response.status, response.reason)
 
     def _drop(self, trunk: LiveTrunk, now: float) -> None:
         self._forget(trunk)

@@ -86,3 +86,62 @@ def test_trunk_registers_over_tcp_on_a_connection_of_its_own(tmp_path, carrier, 
         assert trunk_state(sipd.db_path)[3] == f"sip:acme1@127.0.0.1:{port};transport=tcp"
     finally:
         sipd.stop()
+
+
+def test_register_now_and_unregister_when_sipd_stops(tmp_path, make_carrier, pbxctl):
+    # Kamailio would keep the binding 60 s: only sipd's Expires: 0 removes it at once.
+    carrier = make_carrier(max_expires=60)
+    carrier.add_subscriber("acme1", "s3cret")
+    sipd = SipdServer(tmp_path, numbers=("1001",))
+    status, out, err = pbxctl("trunk", "add", "acme", "--host", carrier.address,
+                              "--username", "acme1", "--password", "s3cret", "--register")
+    assert status == 0, err
+    status, out, err = pbxctl("trunk", "add", "quiet", "--host", carrier.address,
+                              "--match", "127.0.0.9/32")
+    assert status == 0, err
+    status, out, err = pbxctl("trunk", "register", "acme")
+    assert status == 1 and "sipd is not running" in err and out == "", (out, err)
+    sipd.start()
+    stopped = False
+    try:
+        assert wait_for(lambda: carrier.locations("acme1"), 10), sipd.log() + carrier.log()
+        first_cseq = carrier.locations("acme1")[0]["cseq"]
+        status, out, err = pbxctl("trunk", "register", "acme")
+        assert status == 0 and "registering it again" in out, (out, err)
+        assert wait_for(lambda: carrier.locations("acme1")[0]["cseq"] > first_cseq, 5), (
+            carrier.log())
+        assert "[TRUNK] acme: registering again, asked by an admin" in sipd.log()
+        for name, why in (("nosuch", "no trunk nosuch"), ("quiet", "does not register")):
+            status, out, err = pbxctl("trunk", "register", name)
+            assert status == 1 and why in err and len(err.strip().splitlines()) == 1, err
+
+        started = time.monotonic()
+        sipd.stop()
+        stopped = True
+        assert time.monotonic() - started < 5
+        assert carrier.locations("acme1") == [], sipd.log()[-3000:]
+        assert "[TRUNK] acme unregistered from 127.0.0.1:" in sipd.log()
+        assert trunk_state(sipd.db_path)[0] == "unregistered"
+    finally:
+        if not stopped:
+            sipd.stop()
+
+
+def test_a_provider_that_does_not_answer_holds_a_stop_at_most_2_s(tmp_path, make_carrier,
+                                                                  pbxctl):
+    carrier = make_carrier(max_expires=60)
+    carrier.add_subscriber("acme1", "s3cret")
+    sipd = SipdServer(tmp_path, numbers=("1001",))
+    status, out, err = pbxctl("trunk", "add", "acme", "--host", carrier.address,
+                              "--username", "acme1", "--password", "s3cret", "--register")
+    assert status == 0, err
+    sipd.start()
+    try:
+        assert wait_for(lambda: trunk_state(sipd.db_path)[0] == "registered", 10), sipd.log()
+        carrier.stop()  # gone: the Expires: 0 is never answered
+    finally:
+        started = time.monotonic()
+        sipd.stop()
+    took = time.monotonic() - started
+    assert 1.5 < took < 4.5, took
+    assert "Stopping without every provider's answer to Expires: 0" in sipd.log()
