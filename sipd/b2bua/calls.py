@@ -182,6 +182,16 @@ class Calls:
                 log.info("[TRUNK] %s: DID %s has no inbound route (call from %s)",
                          trunk.name, did, caller.number)
                 return
+            full = self.outbound.inbound_full(trunk.name, trunk.row.max_calls)
+            if full:
+                # The provider may try another route of its own (RFC 3261 §21.5.4).
+                stack.reply(txn, request, 503, f"Service Unavailable: trunk {trunk.name}"
+                            f" is in {full} calls, its limit", [("Retry-After", "10")])
+                self.history.refused(now, call_id, record, 503, "FAILED",
+                                     f"trunk {trunk.name} is in {full} calls, its limit")
+                log.info("[TRUNK] %s: call from %s to DID %s refused: %d calls, its limit",
+                         trunk.name, caller.number, did, full)
+                return
             log.info("[TRUNK] %s: call from %s to DID %s -> %s", trunk.name, caller.number,
                      did, dialled)
 
@@ -302,6 +312,8 @@ class Calls:
         self.calls[record_id] = call
         self.dialogs[(call_id, dialog.local_tag)] = call.caller
         self.count(call, caller.number)
+        if trunk is not None:
+            self.outbound.inbound_begin(record_id, trunk.name)  # its limit counts it
         if feature is not None:
             self.executor.answer_feature(call, step, *feature)
             return
@@ -411,6 +423,7 @@ class Calls:
         self.history.ended(call.record_id, now, disposition, by, status, reason)
         if call.outside is not None:
             self.outbound.ended(call)
+        self.outbound.inbound_ended(call.record_id)
         self.calls.pop(call.record_id, None)
         self.held.pop(call.record_id, None)
         for number in list(call.parties):

@@ -147,6 +147,23 @@ class Outbound:
         self.guard = fraud.Guard(clock)
         self._read = read
         self._limits = limits
+        self._inbound: dict[int, str] = {}  # a provider's call (its row id) -> its trunk
+
+    def inbound_full(self, trunk: str, max_calls: int) -> int:
+        """A provider's call: its trunk's limit (Trunk.max_calls, else the policy's)
+        when the trunk is in that many calls already, in and out together (they share
+        the provider's channels), else 0."""
+        limit = max_calls or self._limits("")[1].trunk_max_calls
+        return limit if self.guard.trunk_full(trunk, limit) else 0
+
+    def inbound_begin(self, record_id: int, trunk: str) -> None:
+        self._inbound[record_id] = trunk
+        self.guard.trunk_begin(trunk)
+
+    def inbound_ended(self, record_id: int) -> None:
+        trunk = self._inbound.pop(record_id, None)
+        if trunk is not None:
+            self.guard.trunk_end(trunk)
 
     def prepare(self, step, now: float, source: str = ""):
         """(status, phrase, reason) when the call is refused, else a Prepared."""

@@ -114,3 +114,36 @@ def test_an_ip_trunk_accepts_calls_only_from_its_addresses(tmp_path, pbxctl):
             OUTSIDE, "1001", "voip", "inbound"), row
     finally:
         sipd.stop()
+
+
+def test_a_trunk_at_its_call_limit_refuses_another_call_with_503(office, carrier, pbxctl):
+    status, out, err = pbxctl("trunk", "set", "acme", "--max-calls", "1")
+    assert status == 0, out + err
+    # The first call rings 1001 for 3 s: it counts against acme's limit of 1 meanwhile.
+    phone = callkit.callee(office.address, "1001", "callee_answer.xml", ring_ms=3000)
+    port = free_ports()
+    carrier.trust("127.0.0.1", port)
+    first = outside(carrier.address, "712000001", port=port)
+    assert wait_for(lambda: f"[TRUNK] acme: call from {OUTSIDE} to DID 712000001 -> 1001"
+                    in office.log(), 5), office.log()
+    port = free_ports()
+    carrier.trust("127.0.0.1", port)
+    second = outside(carrier.address, "712000002", "outside_refused_503.xml", port=port,
+                     caller="998907654321")
+    finish(second, server=office)
+    finish(first, phone, server=office)
+    assert ("[TRUNK] acme: call from 998907654321 to DID 712000002 refused: 1 calls,"
+            " its limit") in office.log()
+    rows = ended_calls(office.db_path, count=2)
+    refused = [row for row in rows if row["caller"] == "998907654321"]
+    assert [(r["sip_status"], r["trunk"], r["direction"]) for r in refused] == [
+        (503, "acme", "inbound")], rows
+    assert "trunk acme is in 1 calls, its limit" in refused[0]["reason"]
+    assert [r["disposition"] for r in rows if r["caller"] == OUTSIDE] == ["ANSWERED"]
+
+    # Once that call is over it counts no more: the next one rings 1001 again.
+    phone = callkit.callee(office.address, "1001", "callee_answer.xml")
+    port = free_ports()
+    carrier.trust("127.0.0.1", port)
+    finish(outside(carrier.address, "712000001", port=port), phone, server=office)
+    assert ended_calls(office.db_path, count=3)[-1]["disposition"] == "ANSWERED"

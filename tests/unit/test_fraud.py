@@ -97,6 +97,22 @@ def test_trunk_calls(guard):
     assert not guard.trunk_full("acme", 2)
 
 
+def test_a_providers_calls_count_against_its_trunk_in_and_out_together():
+    from sipd.trunks.outbound import Outbound, Policy
+
+    outbound = Outbound(None, Clock(), limits=lambda number: (None, Policy(trunk_max_calls=2)))
+    assert outbound.inbound_full("acme", 1) == 0
+    outbound.inbound_begin(7, "acme")
+    assert outbound.inbound_full("acme", 1) == 1  # its own limit
+    assert outbound.inbound_full("acme", 0) == 0  # 0: the policy's, 2
+    outbound.guard.trunk_begin("acme")  # an outside call through it too
+    assert outbound.inbound_full("acme", 0) == 2
+    outbound.inbound_ended(7)
+    outbound.inbound_ended(7)  # ended twice (and a call not from a trunk): counted once
+    outbound.inbound_ended(8)
+    assert outbound.guard.trunk_calls == {"acme": 1}
+
+
 def test_the_policy_read_without_a_row_has_the_models_defaults():
     from sipd.trunks.outbound import Policy
 
