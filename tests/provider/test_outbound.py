@@ -72,3 +72,20 @@ def test_failover_to_the_second_trunk_when_the_first_answers_503(sipd, make_carr
     assert (row["trunk"], row["number_sent"], row["disposition"]) == (
         "backup", kit.FAR, "ANSWERED"), row
     assert "acme answered 503 Trunk Full; trying the next trunk" in sipd.log()
+
+
+def test_early_media_from_the_far_end_reaches_the_extension(sipd, make_carrier):
+    acme = make_carrier()
+    kit.office(sipd, {"acme": acme})
+    far = kit.far_phone(acme, scenario="callee_early_media.xml")
+    sipd.start()
+    caller, echo = call_out(sipd, far)
+    early = [m for m in caller.received() if m.status == 183 and m.cseq_method == "INVITE"]
+    assert early and "m=audio" in early[0].body, caller.flow()
+    # The 183's media is the relay's, as the 200's is (the far phone's address stays
+    # behind the trunk): one session from the first ring-back to the hang-up.
+    assert ck.sdp_media(early[0].body) == ck.sdp_media(ck.wait_answer_sdp(caller)), (
+        caller.flow())
+    assert echo["echoed"] >= 35, f"{echo}\n{caller.flow()}"
+    (row,) = ck.ended_calls(sipd.db_path)
+    assert (row["trunk"], row["disposition"]) == ("acme", "ANSWERED"), row
