@@ -85,8 +85,12 @@ def _menu(call, name: str) -> None:
     if not said:
         log.error("IVR %s: its recording %s is missing", menu.name, recording)
     timeouts = invalids = 0
+    # A key that cuts "that is not a valid option" short is the caller's next
+    # choice (they knew the menu): it is not dropped and the menu not said again.
+    again = ""
     while True:
-        key = call.play(*said) if said else ""
+        key = again or (call.play(*said) if said else "")
+        again = ""
         if not key:
             key = call.digits(max_digits=1, timeout=menu.timeout, end="")
         if not key:
@@ -102,7 +106,7 @@ def _menu(call, name: str) -> None:
                     return
                 invalids += 1
                 if invalids <= menu.repeats:
-                    call.play(*_say(call, "option-is-invalid"), interrupt=True)
+                    again = call.play(*_say(call, "option-is-invalid"), interrupt=True)
                     continue
                 _leave(call, menu, f"number {key + more}, no such number", menu.on_invalid)
                 return
@@ -115,7 +119,7 @@ def _menu(call, name: str) -> None:
         log.info("Call %s -> %s: IVR %s: key %s is no option (%d of %d)", call.caller,
                  call.dialled, menu.name, key, invalids, menu.repeats + 1)
         if invalids <= menu.repeats:
-            call.play(*_say(call, "option-is-invalid"), interrupt=True)
+            again = call.play(*_say(call, "option-is-invalid"), interrupt=True)
             continue
         _leave(call, menu, f"key {key}, no option", menu.on_invalid)
         return

@@ -96,6 +96,14 @@ def test_a_wrong_key_then_a_right_one(office):
     assert ending(call) == ("continue_to", "voicemail:1002")
 
 
+def test_a_key_during_not_a_valid_option_is_the_next_choice(office):
+    # Caught end to end: the key pressed while the PBX said "not a valid
+    # option" was dropped and the caller heard the whole menu again.
+    call = dial({MENU: ["5"], "option-is-invalid": ["2"]})
+    assert call.played() == [MENU, "option-is-invalid"]
+    assert ending(call) == ("continue_to", "voicemail:1002")
+
+
 def test_without_on_timeout_it_says_goodbye_and_hangs_up(office):
     ivr.update_ivr("main", on_timeout="", repeats=0)
     call = dial()
