@@ -89,3 +89,21 @@ def test_early_media_from_the_far_end_reaches_the_extension(sipd, make_carrier):
     assert echo["echoed"] >= 35, f"{echo}\n{caller.flow()}"
     (row,) = ck.ended_calls(sipd.db_path)
     assert (row["trunk"], row["disposition"]) == ("acme", "ANSWERED"), row
+
+
+def test_an_extensions_call_without_sdp_goes_out_with_an_offer(sipd, make_carrier):
+    # Delayed offer (RFC 3261 §13.2.1) from the phone: the trunk's INVITE carries the
+    # relay's offer, the phone gets one in the 200 and answers in its ACK.
+    acme = make_carrier()
+    kit.office(sipd, {"acme": acme})
+    far = kit.far_phone(acme)
+    sipd.start()
+    caller = ck.caller(sipd.address, "1001", kit.DIALLED, "caller_delayed_offer.xml",
+                       duration_ms=800)
+    ck.finish(caller, far, server=sipd)
+    assert all("m=audio" not in m.body for m in caller.sent() if m.method == "INVITE")
+    invite = far.received()[0]
+    assert "m=audio" in invite.body, far.flow()
+    assert caller.statuses("INVITE")[-1] == 200, caller.flow()
+    (row,) = ck.ended_calls(sipd.db_path)
+    assert (row["trunk"], row["disposition"]) == ("acme", "ANSWERED"), row
