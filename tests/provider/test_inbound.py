@@ -165,3 +165,14 @@ def test_a_providers_call_without_sdp_gets_our_offer_and_is_answered(office, car
     row = ended_calls(office.db_path)[-1]
     assert (row["direction"], row["trunk"], row["disposition"]) == (
         "inbound", "acme", "ANSWERED"), row
+
+
+def test_the_phones_early_media_reaches_the_provider(office, carrier):
+    phone = callkit.callee(office.address, "1001", "callee_early_media.xml", ring_ms=300)
+    port = free_ports()
+    carrier.trust("127.0.0.1", port)
+    call = outside(carrier.address, "712000001", port=port)
+    finish(call, phone, server=office)
+    early = [m for m in call.received() if m.status == 183 and m.cseq_method == "INVITE"]
+    assert early and "m=audio" in early[0].body, call.explain()
+    assert ended_calls(office.db_path)[-1]["disposition"] == "ANSWERED"
