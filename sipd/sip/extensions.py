@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from sipd.sip.message import split_list
 
-# The extensions we implement: the session timer (RFC 4028). Not yet 100rel
-# (RFC 3262): a caller that Requires it gets 420.
-SUPPORTED = ("timer",)
+# The extensions we implement: the session timer (RFC 4028) and reliable
+# provisional responses (RFC 3262, sipd/sip/reliable.py).
+SUPPORTED = ("timer", "100rel")
 SUPPORTED_HEADER = ", ".join(SUPPORTED)
 
 # RFC 4028 §4: no interval below 90 s is ever allowed; ours is the minimum too.

@@ -334,6 +334,8 @@ class TrunkFork(Fork):
             ("CSeq", "1 INVITE"),
             ("Contact", stack.contact(from_user, transport)),
             ("Allow", ALLOW),
+            # RFC 3262 §4: a provider that sends its 18x reliably gets our PRACK.
+            ("Supported", "100rel"),
             ("User-Agent", SERVER),
         ]
         if path.route:
@@ -452,7 +454,9 @@ class TrunkFork(Fork):
         leg.state = LegState.ANSWERED
         leg.dialog = leg.dialog_for(response, contact_uri(response))
         cseq = CSeq.parse(response.headers.get("CSeq")).number
-        leg.dialog.local_seq = cseq  # after a challenge the INVITE was not CSeq 1
+        # After a challenge the INVITE was not CSeq 1; after a PRACK (RFC 3262 §4)
+        # the early dialog's CSeq goes on (dialog_for).
+        leg.dialog.local_seq = max(cseq, leg.dialog.local_seq)
         leg.ack(cseq)
         self.outbound.answered(call)
         self.owner.executor.answered(call, self, leg, response)
