@@ -30,13 +30,14 @@ log = logging.getLogger("sipd")
 class CallerProvisionals:
     """The reliable 1xx of one caller leg, and the 2xx they hold back."""
 
-    __slots__ = ("leg", "core", "timer", "held_2xx")
+    __slots__ = ("leg", "core", "timer", "held_2xx", "following")
 
     def __init__(self, leg, mode: str):
         self.leg = leg  # the CallerLeg
         self.core = Provisionals(mode, leg.cseq(), retransmit=not leg.destination.reliable)
         self.timer = None
         self.held_2xx: tuple[bytes, int] | None = None  # retransmit_2xx's, once it goes
+        self.following: Response | None = None  # the next reliable 1xx, for go_on
 
     # -- what CallerLeg.respond hands over -------------------------------------------------
 
@@ -69,13 +70,17 @@ class CallerProvisionals:
     # -- the caller's PRACK ----------------------------------------------------------------
 
     def prack(self, request: Request) -> bool:
-        """Whether the PRACK's RAck names our outstanding 1xx (ValueError: unreadable)."""
+        """Whether the PRACK's RAck names our outstanding 1xx (ValueError:
+        unreadable). What waited for it goes once the PRACK is answered (`go_on`)."""
         ack = rack(request.headers.get("RAck"))
+        matched, self.following = self.core.prack(ack, self.leg.owner.clock())
+        return matched
+
+    def go_on(self) -> None:
+        """After our 200 to the PRACK: the next reliable 1xx, or the held 2xx."""
         leg = self.leg
         stack = leg.owner.stack
-        matched, following = self.core.prack(ack, leg.owner.clock())
-        if not matched:
-            return False
+        following, self.following = self.following, None
         if following is not None:
             stack.respond(leg.txn, following)
         self._arm()
@@ -85,7 +90,6 @@ class CallerProvisionals:
             held, self.held_2xx = self.held_2xx, None
             if held is not None:
                 leg.retransmit_2xx(*held)  # not held any more: from T1 (§13.3.1.4)
-        return True
 
     # -- the timer: retransmissions (§3), then giving up -----------------------------------
 
@@ -162,6 +166,7 @@ def answer(leg, request: Request, txn: ServerTransaction) -> None:
         stack.reply(txn, request, 481, "Call/Transaction Does Not Exist")
         return
     stack.reply(txn, request, 200)
+    provisionals.go_on()
 
 
 def acknowledge(leg, response: Response) -> bool:
