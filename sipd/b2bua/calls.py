@@ -488,6 +488,7 @@ class Calls:
         call.fork = None
         call.callee_leg = None
         call.trying = call.ring_timer = call.max_timer = call.hold_timer = call.session_timer = None
+        call.trunk_session = None
         call.relayed.clear()
 
     # -- requests within a call -----------------------------------------------------------
@@ -627,6 +628,9 @@ class Calls:
         if method in ("INVITE", "UPDATE", "INFO"):
             if method != "INFO" and leg is call.caller and call.session_interval:
                 self.bridge.refreshed(call)  # RFC 4028 §10: the session goes on
+            trunk = call.trunk_session
+            if method != "INFO" and trunk is not None and leg is trunk.leg:
+                trunk.peer_refreshed(request)  # the provider's refresh (session_timer.py)
             self.bridge.relay_request(call, leg, request, txn)
             return
         if method == "REFER":
