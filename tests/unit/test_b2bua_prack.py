@@ -5,8 +5,6 @@ scenarios of tests/sip/test_prack.py and tests/provider/test_prack.py."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from sipd.sip.transaction import T1
@@ -15,6 +13,7 @@ from tests.unit.b2bua_harness import (
     CALLER,
     SDP,
     answer,
+    header,
     invite,
     last,
     make_pbx,
@@ -33,11 +32,6 @@ def pbx(tmp_path):
     pbx.sent.clear()
     yield pbx
     pbx.stack.database.close()
-
-
-def header(message: bytes, name: str) -> str | None:
-    found = re.search(rb"\r\n" + name.encode() + rb": ([^\r]*)", message)
-    return found.group(1).decode() if found else None
 
 
 def to_caller(pbx, start: bytes) -> list[bytes]:

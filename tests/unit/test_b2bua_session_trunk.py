@@ -7,13 +7,11 @@ ended on both legs. End to end: tests/provider/test_session_timer.py."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from core.models import OutboundPolicy, OutboundRoute, OutboundRouteTrunk, Trunk
 from sipd.registrar import Source
-from tests.unit.b2bua_harness import SDP, answer, invite, last, make_pbx, request, tag_of
+from tests.unit.b2bua_harness import SDP, answer, header, invite, last, make_pbx, request, tag_of
 
 ACME = Source("127.0.0.1", 5090, "UDP")
 DIALLED = "9901234567"
@@ -32,26 +30,24 @@ def pbx(tmp_path):
     pbx.stack.database.close()
 
 
-def header(message: bytes, name: str) -> str | None:
-    found = re.search(rb"\r\n" + name.encode() + rb": ([^\r]*)", message)
-    return found.group(1).decode() if found else None
-
-
 def to_trunk(pbx, method: str) -> list[bytes]:
     return [m for m in pbx.sent if m.startswith(method.encode() + b" sip:998901234567@")]
 
 
 def with_headers(response: str, *lines: str) -> str:
-    return response.replace("Content-Length:", "".join(f"{line}\r\n" for line in lines)
-                            + "Content-Length:", 1)
+    return response.replace(
+        "Content-Length:", "".join(f"{line}\r\n" for line in lines) + "Content-Length:", 1
+    )
 
 
 def answered(pbx, *lines: str) -> bytes:
     """1001 calls out; acme answers 200 with `lines` (Session-Expires, Allow); the ACKs."""
     invite(pbx, target=DIALLED)
     (ours,) = to_trunk(pbx, "INVITE")
-    pbx.handle(with_headers(answer(ours, "200 OK", FAR_SDP, contact=ACME, user="998901234567"),
-                            *lines), ACME)
+    pbx.handle(
+        with_headers(answer(ours, "200 OK", FAR_SDP, contact=ACME, user="998901234567"), *lines),
+        ACME,
+    )
     ok = last(pbx.sent, b"SIP/2.0 200")
     pbx.handle(request("ACK", 2, "ack2", to_tag=";tag=" + tag_of(ok, b"To"), target=DIALLED))
     return ours
@@ -60,18 +56,22 @@ def answered(pbx, *lines: str) -> bytes:
 def from_trunk(pbx, ours: bytes, method: str, cseq: int, *lines: str) -> None:
     """An in-dialog request of the provider's (its tag "callee", as answer() gives it)."""
     call_id = header(ours, "Call-ID")
-    message = (f"{method} sip:1001@127.0.0.1:5060 SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKp{method}{cseq};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:998901234567@127.0.0.1>;tag=callee\r\n"
-               f"To: {header(ours, 'From')}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
-               f"Contact: <sip:998901234567@127.0.0.1:5090>\r\n"
-               + "".join(f"{line}\r\n" for line in lines) + "Content-Length: 0\r\n\r\n")
+    message = (
+        f"{method} sip:1001@127.0.0.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKp{method}{cseq};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:998901234567@127.0.0.1>;tag=callee\r\n"
+        f"To: {header(ours, 'From')}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:998901234567@127.0.0.1:5090>\r\n"
+        + "".join(f"{line}\r\n" for line in lines)
+        + "Content-Length: 0\r\n\r\n"
+    )
     pbx.handle(message, ACME)
 
 
 def test_our_invite_offers_the_timer_and_we_refresh_with_update_half_way(pbx):
-    ours = answered(pbx, "Session-Expires: 90;refresher=uac",
-                    "Allow: INVITE, ACK, BYE, CANCEL, UPDATE")
+    ours = answered(
+        pbx, "Session-Expires: 90;refresher=uac", "Allow: INVITE, ACK, BYE, CANCEL, UPDATE"
+    )
     assert header(ours, "Supported") == "100rel, timer"
     assert (header(ours, "Session-Expires"), header(ours, "Min-SE")) == ("1800", "90")
     pbx.advance(44)
@@ -83,8 +83,12 @@ def test_our_invite_offers_the_timer_and_we_refresh_with_update_half_way(pbx):
     assert refresh.endswith(b"Content-Length: 0\r\n\r\n")  # a refresh, no offer (RFC 3311)
     # Each answered refresh starts the interval again: the call outlives many of them.
     for count in range(2, 6):
-        pbx.handle(with_headers(answer(refresh, "200 OK", contact=ACME),
-                                "Session-Expires: 90;refresher=uac"), ACME)
+        pbx.handle(
+            with_headers(
+                answer(refresh, "200 OK", contact=ACME), "Session-Expires: 90;refresher=uac"
+            ),
+            ACME,
+        )
         pbx.advance(45)
         refresh = to_trunk(pbx, "UPDATE")[-1]
         assert len(to_trunk(pbx, "UPDATE")) == count
@@ -98,8 +102,12 @@ def test_without_update_the_refresh_is_a_reinvite_with_the_session_as_it_is(pbx)
     assert header(refresh, "CSeq") == "2 INVITE"
     assert header(refresh, "Session-Expires") == "120;refresher=uac"
     assert b"m=audio 10002 RTP/AVP 0" in refresh  # the relay's leg B, as before
-    pbx.handle(with_headers(answer(refresh, "200 OK", FAR_SDP, contact=ACME),
-                            "Session-Expires: 120;refresher=uac"), ACME)
+    pbx.handle(
+        with_headers(
+            answer(refresh, "200 OK", FAR_SDP, contact=ACME), "Session-Expires: 120;refresher=uac"
+        ),
+        ACME,
+    )
     ack = last(pbx.sent, b"ACK sip:998901234567@")
     assert header(ack, "CSeq") == "2 ACK"
     pbx.advance(60)
@@ -127,8 +135,10 @@ def test_a_provider_that_refreshes_and_then_stops_has_the_call_ended_on_both_leg
 def test_a_refresh_answered_481_ends_the_call(pbx):
     answered(pbx, "Session-Expires: 90;refresher=uac", "Allow: INVITE, ACK, BYE, UPDATE")
     pbx.advance(45)
-    pbx.handle(answer(to_trunk(pbx, "UPDATE")[-1], "481 Call/Transaction Does Not Exist",
-                      contact=ACME), ACME)
+    pbx.handle(
+        answer(to_trunk(pbx, "UPDATE")[-1], "481 Call/Transaction Does Not Exist", contact=ACME),
+        ACME,
+    )
     assert not pbx.calls.calls and last(pbx.sent, b"BYE sip:1001@")
     (row,) = pbx.rows()
     assert row["reason"] == "session refresh answered 481 by trunk acme"
@@ -137,8 +147,7 @@ def test_a_refresh_answered_481_ends_the_call(pbx):
 def test_a_refresh_that_fails_otherwise_is_sent_again_soon(pbx):
     answered(pbx, "Session-Expires: 90;refresher=uac", "Allow: INVITE, ACK, BYE, UPDATE")
     pbx.advance(45)
-    pbx.handle(answer(to_trunk(pbx, "UPDATE")[-1], "500 Server Internal Error", contact=ACME),
-               ACME)
+    pbx.handle(answer(to_trunk(pbx, "UPDATE")[-1], "500 Server Internal Error", contact=ACME), ACME)
     pbx.advance(5)
     assert len(to_trunk(pbx, "UPDATE")) == 2 and pbx.calls.calls
 
@@ -146,8 +155,10 @@ def test_a_refresh_that_fails_otherwise_is_sent_again_soon(pbx):
 def test_a_422_to_our_invite_is_retried_with_the_providers_min_se(pbx):
     invite(pbx, target=DIALLED)
     (first,) = to_trunk(pbx, "INVITE")
-    pbx.handle(with_headers(answer(first, "422 Session Interval Too Small", contact=ACME),
-                            "Min-SE: 3600"), ACME)
+    pbx.handle(
+        with_headers(answer(first, "422 Session Interval Too Small", contact=ACME), "Min-SE: 3600"),
+        ACME,
+    )
     second = to_trunk(pbx, "INVITE")[-1]
     assert header(second, "CSeq") == "2 INVITE"
     assert (header(second, "Session-Expires"), header(second, "Min-SE")) == ("3600", "3600")
