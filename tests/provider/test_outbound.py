@@ -184,3 +184,26 @@ def test_a_call_with_a_90_s_session_outlives_it_refreshed_by_sipd(sipd, make_car
     assert (row["trunk"], row["disposition"], row["hangup_by"]) == (
         "acme", "ANSWERED", "caller"), row
     assert "session timer 90 s on trunk acme, refreshed by us" in sipd.log()
+
+
+# A far phone that takes the refreshing on itself (refresher=uas) and never refreshes
+# (tests/sip/scenarios/callee_session_lapses.xml): at 60 s (90 s less a third, §10)
+# sipd gives the session up and ends the call cleanly on both sides: BYE to the
+# provider's phone and to the extension (caller_hung_up.xml waits for it).
+
+def test_a_session_the_provider_fails_to_refresh_ends_on_both_legs(sipd, make_carrier):
+    acme = make_carrier()
+    kit.office(sipd, {"acme": acme})
+    far = ck.callee(acme.address, kit.FAR, "callee_session_lapses.xml", ring_ms=200,
+                    register_first=False, timeout=100)
+    acme.route_to(kit.FAR, f"{ck.LOOPBACK}:{far.local_port}")
+    sipd.start()
+    caller = ck.caller(sipd.address, "1001", kit.DIALLED, "caller_hung_up.xml", timeout=100)
+    ck.finish(caller, far, timeout=120, server=sipd)
+
+    assert caller.requests() == ["BYE"] and far.requests() == ["INVITE", "ACK", "BYE"], (
+        caller.flow() + "\n" + far.flow())
+    (row,) = ck.ended_calls(sipd.db_path)
+    assert (row["disposition"], row["hangup_by"], row["reason"]) == (
+        "ANSWERED", "system", "session timer expired (90 s) on trunk acme"), row
+    assert "no session refresh from trunk acme within 90 s; hanging up" in sipd.log()
