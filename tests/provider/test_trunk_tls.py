@@ -14,7 +14,7 @@ import pytest
 from tests.provider.kamailio import Carrier
 from tests.provider.test_trunk_register import trunk_state
 from tests.sip import callkit as ck
-from tests.support import require_tool
+from tests.support import require_tool, self_signed
 
 FAR = "998901234567"
 DIALLED = "9901234567"
@@ -30,37 +30,16 @@ def openssl(*argv, cwd) -> None:
 def pki(tmp_path_factory):
     """A CA, and the carrier's certificate from it for carrier.test and 127.0.0.1."""
     where = tmp_path_factory.mktemp("pki")
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
+    ca, _ = self_signed(
+        where,
         "/CN=Carrier Test CA",
-        "-addext",
         "basicConstraints=critical,CA:TRUE",
-        "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        cwd=where,
+        name="ca",
     )
     openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=carrier.test",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "cert.csr",
+        *"req -newkey rsa:2048 -nodes -subj /CN=carrier.test -keyout key.pem".split(),
+        *"-out cert.csr".split(),
         cwd=where,
     )
     (where / "ext.cnf").write_text(
@@ -68,24 +47,11 @@ def pki(tmp_path_factory):
         "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:carrier.test,IP:127.0.0.1\n"
     )
     openssl(
-        "x509",
-        "-req",
-        "-in",
-        "cert.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
+        *"x509 -req -in cert.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2".split(),
+        *"-extfile ext.cnf -out cert.pem".split(),
         cwd=where,
     )
-    return {"ca": where / "ca.pem", "cert": where / "cert.pem", "key": where / "key.pem"}
+    return {"ca": ca, "cert": where / "cert.pem", "key": where / "key.pem"}
 
 
 @pytest.fixture(autouse=True)
