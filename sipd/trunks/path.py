@@ -26,8 +26,9 @@ ask this module, with the Trunk row, and get the same `Path`:
 No I/O but `resolve`, whose resolver is a parameter (tests give a dict).
 A name without a port is looked up in DNS SRV first (RFC 3263 §4.2,
 sipd/trunks/srv.py: _sip._udp / _sip._tcp / _sips._tcp); a name without SRV
-records is resolved with getaddrinfo on the transport's default port. TLS to a provider: sipd does
-not open TLS connections yet (only TCP).
+records is resolved with getaddrinfo on the transport's default port. Over TCP
+and TLS sipd opens the connection itself; TLS verifies the certificate is for
+`Path.name` (sipd/tls.py).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Path:
 
     def destination(self) -> ProviderDestination:
         """Where send() sends; over TCP it opens the connection when there is none."""
-        return ProviderDestination(self.host, self.port, self.transport)
+        return ProviderDestination(self.host, self.port, self.transport, self.name)
 
     def uri(self, user: str = "") -> str:
         params = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
