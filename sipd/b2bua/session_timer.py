@@ -115,7 +115,16 @@ class TrunkSession:
 
     @property
     def live(self) -> bool:
-        return self.call.phase is Phase.ANSWERED and self.call.trunk_session is self
+        """Its call goes on (answered, or a transfer's new call still ringing for
+        the other party: the trunk's dialog stands all the same)."""
+        return self.call.phase is not Phase.ENDED and self.call.trunk_session is self
+
+    def moved(self, old, new) -> None:
+        """A transfer moved the trunk's leg from call `old` to `new` (transfer.py):
+        its session goes with it."""
+        old.trunk_session = None
+        self.call = new
+        new.trunk_session = self
 
     # -- what our 2xx to the provider's re-INVITE or UPDATE says (§9) ----------------------
 

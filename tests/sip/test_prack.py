@@ -5,7 +5,7 @@ Require: 100rel and an RSeq, is retransmitted until the caller's PRACK, a PRACK
 for no response of ours gets 481, and the callee's 200 (sent 100 ms after its
 183) waits for the PRACK. The timing of the retransmissions is the unit tests'
 (tests/unit/test_reliable.py, on a moved clock); the other direction, our PRACK
-to a provider's reliable 183, is tests/provider/test_prack.py."""
+to a provider's reliable 183, is tests/provider/test_outbound.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Reliable provisional responses through the B2BUA (RFC 3262), without sockets,
 on a clock the test moves: our 18x to a caller that wants 100rel (§3), and our
 PRACK to a callee's or a trunk's reliable 18x (§4). End to end: the sipp
-scenarios of tests/sip/test_prack.py and tests/provider/test_prack.py."""
+scenarios of tests/sip/test_prack.py and tests/provider/test_outbound.py."""
 
 from __future__ import annotations
 

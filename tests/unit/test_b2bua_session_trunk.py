@@ -3,17 +3,30 @@ sipd/b2bua/session_timer.py), without sockets, on a clock the test moves: our
 INVITE offers it, the provider's 2xx says who refreshes; we refresh half way with
 UPDATE (or a re-INVITE where the provider has no UPDATE) and the call outlives
 interval after interval; a provider that should refresh and does not has the call
-ended on both legs. End to end: tests/provider/test_session_timer.py."""
+ended on both legs. End to end: tests/provider/test_outbound.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.models import OutboundPolicy, OutboundRoute, OutboundRouteTrunk, Trunk
+from sipd.b2bua.transfer import TRANSFEROR_GRACE
 from sipd.registrar import Source
-from tests.unit.b2bua_harness import SDP, answer, header, invite, last, make_pbx, request, tag_of
+from tests.unit.b2bua_harness import (
+    CALLER,
+    SDP,
+    answer,
+    header,
+    invite,
+    last,
+    make_pbx,
+    register,
+    request,
+    tag_of,
+)
 
 ACME = Source("127.0.0.1", 5090, "UDP")
+PHONE_1003 = Source("127.0.0.1", 5073, "UDP")
 DIALLED = "9901234567"
 FAR_SDP = SDP.replace("6000", "7000")
 
@@ -168,3 +181,41 @@ def test_a_2xx_without_session_expires_means_no_timer(pbx):
     answered(pbx, "Allow: INVITE, ACK, BYE, UPDATE")
     pbx.advance(2000)
     assert not to_trunk(pbx, "UPDATE") and pbx.calls.calls
+
+
+def test_the_refreshes_go_on_when_the_caller_transfers_the_outside_party(tmp_path):
+    """1001 hands its outside call to 1003 (a blind transfer, RFC 3515): the trunk's
+    leg moves to the new call, its session timer with it, and the refreshes go on
+    after 1001's call is over."""
+    pbx = make_pbx(tmp_path, numbers=("1001", "1003"))
+    acme = Trunk.create(name="acme", host="127.0.0.1", port=5090)
+    route = OutboundRoute.create(name="mobile", position=1, patterns="998+9|9XXXXXXXX")
+    OutboundRouteTrunk.create(route=route, trunk=acme, position=1)
+    OutboundPolicy.insert(id=1, home_country="998").on_conflict_replace().execute()
+    register(pbx, pbx.sent, "1003", PHONE_1003)
+    pbx.sent.clear()
+    answered(pbx, "Session-Expires: 90;refresher=uac", "Allow: INVITE, ACK, BYE, UPDATE")
+    to_tag = ";tag=" + tag_of(last(pbx.sent, b"SIP/2.0 200"), b"To")
+    pbx.handle(request("REFER", 3, "ref3", to_tag=to_tag, target=DIALLED,
+                       extra="Refer-To: <sip:1003@127.0.0.1>\r\n"
+                             "Referred-By: <sip:1001@127.0.0.1>\r\n"))
+    assert last(pbx.sent, b"SIP/2.0 202")
+    ringing = last(pbx.sent, b"INVITE sip:1003@")
+    pbx.handle(answer(ringing, "200 OK", SDP, contact=PHONE_1003, user="1003"), PHONE_1003)
+    moved = to_trunk(pbx, "INVITE")[-1]  # the trunk's audio moves to 1003's call
+    assert header(moved, "CSeq") == "2 INVITE"
+    pbx.handle(answer(moved, "200 OK", FAR_SDP, contact=ACME), ACME)
+    notify = last(pbx.sent, b"NOTIFY sip:1001@")  # 200 OK: the transfer is done
+    pbx.handle(answer(notify, "200 OK", contact=CALLER, user="1001"))
+    pbx.advance(TRANSFEROR_GRACE)
+    bye = last(pbx.sent, b"BYE sip:1001@")  # 1001's part is over
+    pbx.handle(answer(bye, "200 OK", contact=CALLER, user="1001"))
+    assert [r["state"] for r in pbx.rows()] == ["ended", "answered"]
+    pbx.advance(45 - TRANSFEROR_GRACE)
+    (refresh,) = to_trunk(pbx, "UPDATE")
+    assert header(refresh, "CSeq") == "3 UPDATE"
+    pbx.handle(with_headers(answer(refresh, "200 OK", contact=ACME),
+                            "Session-Expires: 90;refresher=uac"), ACME)
+    pbx.advance(45)
+    assert len(to_trunk(pbx, "UPDATE")) == 2
+    pbx.stack.database.close()
