@@ -225,3 +225,111 @@ def test_the_caller_hanging_up_while_1001_rings_cancels_it(server):
     assert (row["disposition"], row["hangup_by"], row["answered_by"]) == (
         "ANSWERED", "caller", "")
     assert "hands the call on to 1001" in server.log()
+
+
+@pytest.fixture
+def menu_server(tmp_path, built_prompts):
+    """menu_server(voicemail=(...)) -> a started MenuServer whose phones ring 3 s."""
+    started = []
+
+    def make(voicemail=()):
+        server = MenuServer(tmp_path, voicemail=voicemail, TEST_MENU_1="1001",
+                            PBX_PROMPTS_DIR=str(built_prompts),
+                            PBX_SOUNDS_DIR=str(tmp_path / "sounds"),
+                            PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT="3")
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("voicemail", [False, True])
+def test_nobody_answers_the_plans_next_step_or_our_bye(menu_server, voicemail):
+    """1001 rings its 3 s and nobody answers: its voicemail takes the call (the plan's
+    next step, on the endpoint the menu used), or, without one, the caller gets our BYE
+    (never a 480 after our 200)."""
+    server = menu_server(voicemail=("1001",) if voicemail else ())
+    callee = ck.callee(server.address, "1001", "callee_no_answer.xml", timeout=30)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    run = ck.Sipp("menu-no-answer", "caller_app.xml", server.address, timeout=60,
+                  inject=[ck.user_row("1003", ck.PASSWORD, "*43", str(phone.getsockname()[1]))])
+    run.start()
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        if voicemail:
+            assert ck.wait_for(lambda: "goes on to application voicemail (1001)" in server.log(),
+                               timeout=15), server.log()[-3000:]
+            silence = b"\xff" * 160  # the greeting, then silence: voicemail hangs up
+            ck.send_paced(phone, pbx, (silence for _ in range(60 * 50)), SSRC, first_seq=10,
+                          until=lambda: run.process.poll() is not None)
+        ck.finish(run, callee, server=server)
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    assert [m.status for m in run.received() if m.cseq_method == "INVITE" and m.status
+            and m.status >= 200] == [200], run.flow()
+    assert [m.method for m in run.received() if m.method] == ["BYE"]
+    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
+        "INVITE", "CANCEL", "ACK"]
+    (row,) = ck.ended_calls(server.db_path)
+    if voicemail:
+        assert (row["disposition"], row["reason"]) == (
+            "ANSWERED", "application voicemail hung up"), row
+    else:
+        assert (row["disposition"], row["reason"], row["hangup_by"]) == (
+            "NO ANSWER", "no answer within 3 s", "system"), row
+
+
+def test_the_callees_early_media_reaches_the_caller_while_it_rings(menu_server):
+    """1001 answers the hand-over's INVITE with a 183 and SDP and rings 4 s: the caller
+    hears 1001 (its echo of what the caller sends, through the relay) before the answer,
+    instead of our ringback; then 1001 answers, and the caller's BYE ends both legs."""
+    server = menu_server()
+    callee = ck.callee(server.address, "1001", "callee_early_media.xml", ring_ms=4000,
+                       timeout=40)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    # caller_call.xml: its BYE 9 s after our 200 (-d), 1001 answered by then.
+    run = ck.caller(server.address, "1003", "*43", "caller_call.xml", duration_ms=9000,
+                    timeout=40)
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        assert ck.wait_for(lambda: "early media from" in server.log(), timeout=5), (
+            server.log()[-3000:])
+        sent, echoed = {}, set()
+        phone.setblocking(False)
+        for seq in range(100):  # up to 2 s of audio, 20 ms apart
+            payload = bytes((seq * 11 + i) % 256 for i in range(160))
+            sent[payload] = seq
+            phone.sendto(ck.rtp_packet(20 + seq, (20 + seq) * 160, SSRC, payload), pbx)
+            time.sleep(0.02)
+            while True:
+                try:
+                    back = phone.recv(2048)
+                except BlockingIOError:
+                    break
+                if back[12:] in sent:
+                    echoed.add(sent[back[12:]])
+            if len(echoed) >= 20:
+                break
+        assert "answered by sip:1001" not in server.log()  # still ringing: early media
+        assert len(echoed) >= 20, f"{len(echoed)} packets came back during early media"
+        ck.finish(run, callee, server=server)
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    assert "answered by sip:1001" in server.log()
+    assert [m.status for m in run.received() if m.cseq_method == "INVITE" and m.status
+            and m.status >= 200] == [200], run.flow()
+    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
+        "INVITE", "ACK", "BYE"]
+    (row,) = ck.ended_calls(server.db_path)
+    assert (row["disposition"], row["answered_by"], row["hangup_by"]) == (
+        "ANSWERED", "1001", "caller"), row
