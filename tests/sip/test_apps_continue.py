@@ -229,14 +229,19 @@ def test_the_caller_hanging_up_while_1001_rings_cancels_it(server):
 
 @pytest.fixture
 def menu_server(tmp_path, built_prompts):
-    """menu_server(voicemail=(...)) -> a started MenuServer whose phones ring 3 s."""
+    """menu_server(ring=3, forward="") -> a started MenuServer (no mailboxes: their
+    unsolicited NOTIFY would meet a callee sipp waiting for its INVITE) whose phones
+    ring `ring` seconds; 1001's no-answer forward `forward`, after those seconds."""
     started = []
 
-    def make(voicemail=()):
-        server = MenuServer(tmp_path, voicemail=voicemail, TEST_MENU_1="1001",
-                            PBX_PROMPTS_DIR=str(built_prompts),
+    def make(ring=3, forward=""):
+        server = MenuServer(tmp_path, TEST_MENU_1="1001", PBX_PROMPTS_DIR=str(built_prompts),
                             PBX_SOUNDS_DIR=str(tmp_path / "sounds"),
-                            PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT="3")
+                            PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT=str(ring))
+        with sqlite3.connect(server.db_path) as connection:
+            connection.execute("UPDATE extension SET forward_no_answer = ?,"
+                               " forward_no_answer_after = ? WHERE number = '1001'",
+                               (forward, ring))
         started.append(server.start())
         return server
 
@@ -245,13 +250,15 @@ def menu_server(tmp_path, built_prompts):
         server.stop()
 
 
-@pytest.mark.parametrize("voicemail", [False, True])
-def test_nobody_answers_the_plans_next_step_or_our_bye(menu_server, voicemail):
-    """1001 rings its 3 s and nobody answers: its voicemail takes the call (the plan's
-    next step, on the endpoint the menu used), or, without one, the caller gets our BYE
-    (never a 480 after our 200)."""
-    server = menu_server(voicemail=("1001",) if voicemail else ())
+@pytest.mark.parametrize("forward", ["", "1002"])
+def test_nobody_answers_the_plans_next_step_or_our_bye(menu_server, forward):
+    """1001 rings its 3 s and nobody answers: the plan's next step (its no-answer
+    forward: 1002 rings, answers, talks and hangs up), or, with none, the caller gets
+    our BYE (never a 480 after our 200)."""
+    server = menu_server(forward=forward)
     callee = ck.callee(server.address, "1001", "callee_no_answer.xml", timeout=30)
+    other = (ck.callee(server.address, "1002", "callee_hangs_up.xml", ring_ms=500,
+                       duration_ms=1000, timeout=30) if forward else None)
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind((ck.LOOPBACK, 0))
     run = ck.Sipp("menu-no-answer", "caller_app.xml", server.address, timeout=60,
@@ -260,26 +267,22 @@ def test_nobody_answers_the_plans_next_step_or_our_bye(menu_server, voicemail):
     try:
         pbx = ck.sdp_media(ck.wait_answer_sdp(run))
         press(phone, pbx, 1)
-        if voicemail:
-            assert ck.wait_for(lambda: "goes on to application voicemail (1001)" in server.log(),
-                               timeout=15), server.log()[-3000:]
-            silence = b"\xff" * 160  # the greeting, then silence: voicemail hangs up
-            ck.send_paced(phone, pbx, (silence for _ in range(60 * 50)), SSRC, first_seq=10,
-                          until=lambda: run.process.poll() is not None)
-        ck.finish(run, callee, server=server)
+        ck.finish(run, callee, *([other] if other else []), server=server)
     finally:
         phone.close()
         run.stop()
         callee.stop()
-    assert [m.status for m in run.received() if m.cseq_method == "INVITE" and m.status
-            and m.status >= 200] == [200], run.flow()
+        if other:
+            other.stop()
+    finals = [s for s in run.statuses("INVITE") if s >= 200 and s != 407]  # past the digest
+    assert finals == [200], run.flow()  # never a final response after our 200
     assert [m.method for m in run.received() if m.method] == ["BYE"]
-    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
-        "INVITE", "CANCEL", "ACK"]
+    assert [m.method for m in callee.received() if m.method] == ["INVITE", "CANCEL", "ACK"]
     (row,) = ck.ended_calls(server.db_path)
-    if voicemail:
-        assert (row["disposition"], row["reason"]) == (
-            "ANSWERED", "application voicemail hung up"), row
+    if forward:
+        assert (row["disposition"], row["answered_by"], row["hangup_by"]) == (
+            "ANSWERED", "1002", "callee"), row
+        assert [m.method for m in other.received() if m.method] == ["INVITE", "ACK"]
     else:
         assert (row["disposition"], row["reason"], row["hangup_by"]) == (
             "NO ANSWER", "no answer within 3 s", "system"), row
@@ -289,7 +292,7 @@ def test_the_callees_early_media_reaches_the_caller_while_it_rings(menu_server):
     """1001 answers the hand-over's INVITE with a 183 and SDP and rings 4 s: the caller
     hears 1001 (its echo of what the caller sends, through the relay) before the answer,
     instead of our ringback; then 1001 answers, and the caller's BYE ends both legs."""
-    server = menu_server()
+    server = menu_server(ring=15)
     callee = ck.callee(server.address, "1001", "callee_early_media.xml", ring_ms=4000,
                        timeout=40)
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -326,8 +329,8 @@ def test_the_callees_early_media_reaches_the_caller_while_it_rings(menu_server):
         run.stop()
         callee.stop()
     assert "answered by sip:1001" in server.log()
-    assert [m.status for m in run.received() if m.cseq_method == "INVITE" and m.status
-            and m.status >= 200] == [200], run.flow()
+    finals = [s for s in run.statuses("INVITE") if s >= 200 and s != 407]  # past the digest
+    assert finals == [200], run.flow()  # never a final response after our 200
     assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
         "INVITE", "ACK", "BYE"]
     (row,) = ck.ended_calls(server.db_path)
