@@ -26,7 +26,6 @@ database write lock) is `Context`, set by the daemon with `install`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -265,45 +264,3 @@ def _one(call, ctx: Context, settings: Settings, number: str, message) -> None:
             unanswered += 1
             if unanswered >= 2:
                 return
-
-
-
-# -- e-mail ---------------------------------------------------------------------------
-
-
-def mailer_for(settings: Settings, spawn, sleep):
-    """The daemon's core/voicemail_mail.Mailer: outcomes written on the message's row."""
-    from core.voicemail_mail import Mailer  # noqa: PLC0415 - only where e-mail is set up
-
-    def record(message_id: int, error: str) -> None:
-        from core.models import VoicemailMessage  # noqa: PLC0415
-
-        with _write():
-            (VoicemailMessage.update(emailed_at=None if error else time.time(),
-                                     email_error=error)
-             .where(VoicemailMessage.id == message_id).execute())
-
-    return Mailer(settings, spawn, sleep, record)
-
-
-def email_new_message(mailer, settings: Settings) -> Callable[[object], None]:
-    """Context.new_message: the message e-mailed to its mailbox's address, if it has one."""
-    from core.voicemail_mail import compose  # noqa: PLC0415
-
-    def new_message(message) -> None:
-        mailbox = message.mailbox
-        if not mailbox.email or not mailer.enabled:
-            return
-        file = voicemail.message_file(message, settings)
-        try:
-            wav = file.read_bytes()
-        except OSError as error:
-            log.error("[VM] E-mail of message %d not sent: %s: %s", message.id, file,
-                      error.strerror)
-            return
-        number = mailbox.extension.number
-        mailer.queue(message.id, compose(
-            settings, mailbox.email, number, message.caller, message.caller_name,
-            message.received, message.seconds, wav, voicemail.export_name(message)), number)
-
-    return new_message
