@@ -51,10 +51,17 @@ PROMPTS = (
     "vm-saved",
     "vm-goodbye",
     "digit",
+    "vm-menu",
+    "vm-greeting-menu",
+    "vm-rec-greeting",
+    "vm-review",
+    "vm-tooshort",
+    "vm-greeting-saved",
+    "vm-greeting-deleted",
 )
 TONES = {name: 300.0 + 70 * index for index, name in enumerate(PROMPTS)}
-# The messages' tones, well above every prompt's.
-TONES.update({"msg1": 1900.0, "msg2": 2400.0, "msg3": 2900.0})
+# The messages' and greetings' tones, well above every prompt's.
+TONES.update({"msg1": 2300.0, "msg2": 2650.0, "msg3": 3000.0, "greet1": 3300.0, "greet2": 3600.0})
 EVENT_PT = 101
 KEY_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 
@@ -221,7 +228,7 @@ def _logs_in_tmp_path(tmp_path, monkeypatch):
 def sounds_dir(tmp_path) -> Path:
     directory = tmp_path / "sounds"
     for name, hz in TONES.items():
-        if name.startswith("msg"):
+        if name.startswith(("msg", "greet")):
             continue
         names = [f"digits/{d}" for d in range(10)] if name == "digit" else [name]
         for each in names:
@@ -360,16 +367,10 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         run = dial(server, "1002", "*97", phone)
         phone.wait_heard("vm-password", server=server)
         phone.press(PIN + "#")
-        # "You have 3 new messages", then the oldest new one: the one left above.
-        phone.wait_heard(
-            "vm-youhave",
-            "digit",
-            "vm-INBOX",
-            "vm-messages",
-            "msg1",
-            "vm-instructions",
-            server=server,
-        )
+        # "You have 3 new messages", the menu; 1: the oldest new one, the one left above.
+        phone.wait_heard("vm-youhave", "digit", "vm-INBOX", "vm-messages", "vm-menu")
+        phone.press("1")
+        phone.wait_heard("msg1", "vm-instructions", server=server)
         assert ck.wait_for(lambda: rows(server)[first["id"]]["folder"] == "old"), rows(server)
         assert rows(server)[second]["folder"] == "new"
         phone.press("1")  # again
@@ -379,7 +380,9 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         phone.press("#")  # next
         phone.wait_heard("msg3", "vm-instructions", server=server)
         phone.press("7")  # deleted
-        heard = phone.wait_heard("vm-deleted", "vm-nomore", "vm-goodbye", server=server)
+        phone.wait_heard("vm-deleted", "vm-nomore", "vm-menu", server=server)
+        phone.press("#")  # the end
+        heard = phone.wait_heard("vm-goodbye", server=server)
         hung_up_by_pbx(run, server)
     finally:
         phone.close()
@@ -389,6 +392,7 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         "digit",
         "vm-INBOX",
         "vm-messages",
+        "vm-menu",
         "msg1",
         "vm-instructions",
         "msg1",
@@ -400,6 +404,7 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         "vm-instructions",
         "vm-deleted",
         "vm-nomore",
+        "vm-menu",
         "vm-goodbye",
     ], "\n".join(heard)
     left = rows(server)
@@ -425,17 +430,19 @@ def test_star_98_asks_for_the_mailbox_then_its_pin(server, phone):
         phone.press("1002#")
         phone.wait_heard("vm-password", server=server)
         phone.press(PIN + "#")
+        # No key at the menu: the messages.
         phone.wait_heard(
             "vm-youhave",
             "digit",
             "vm-INBOX",
             "vm-message",
+            "vm-menu",
             "msg2",
             "vm-instructions",
             server=server,
         )
         phone.press("#")
-        phone.wait_heard("vm-nomore", "vm-goodbye", server=server)
+        phone.wait_heard("vm-nomore", "vm-menu", "vm-goodbye", server=server)
         hung_up_by_pbx(run, server)
     finally:
         run.stop()
@@ -471,3 +478,80 @@ def test_three_wrong_pins_end_the_call_and_ban_the_address(tmp_path, phone):
         assert bans == [("127.0.0.1", 3)], bans
     finally:
         server.stop()
+
+
+def test_the_greeting_recorded_by_phone_is_what_callers_hear_until_deleted(server, tmp_path):
+    phone = Phone()
+    try:
+        run = dial(server, "1002", "*97", phone)
+        phone.wait_heard("vm-password", server=server)
+        phone.press(PIN + "#")
+        phone.wait_heard("vm-youhave", "digit", "vm-INBOX", "vm-messages", "vm-menu", server=server)
+        phone.press("0")
+        phone.wait_heard("vm-greeting-menu", server=server)
+        phone.press("1")
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet1"], 0.4))  # shorter than a second: not kept
+        phone.press("#")
+        phone.wait_heard("vm-tooshort", "vm-greeting-menu", server=server)
+        phone.press("1")
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet1"], 1.5))
+        phone.press("#")
+        phone.wait_heard("greet1", "vm-review", server=server)  # heard back
+        phone.press("3")  # recorded again
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet2"], 1.5))
+        phone.press("#")
+        phone.wait_heard("greet2", "vm-review", server=server)
+        phone.press("1")  # kept
+        phone.wait_heard("vm-greeting-saved", "vm-greeting-menu", server=server)
+        phone.press("*")
+        phone.wait_heard("vm-menu", server=server)
+        phone.press("#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    greeting = tmp_path / "vm" / "1002" / "greeting.wav"
+    assert greeting.is_file()
+    assert sorted(p.name for p in greeting.parent.iterdir()) == ["greeting.wav"]
+    log = server.log()
+    assert "[VM] Greeting of mailbox 1002 not kept: 0." in log
+    assert "[VM] Greeting of mailbox 1002 recorded by phone" in log
+    assert caller_hears(server) == "greet2"
+
+    phone = Phone()
+    try:
+        run = dial(server, "1002", "*97", phone)
+        phone.wait_heard("vm-password", server=server)
+        phone.press(PIN + "#0")
+        phone.wait_heard("vm-greeting-menu", server=server)
+        phone.press("3")  # deleted
+        phone.wait_heard("vm-greeting-deleted", "vm-greeting-menu", server=server)
+        phone.press("2")  # heard: the standard greeting again
+        phone.wait_heard(
+            "vm-theperson", "digit", "vm-isunavail", "vm-intro", "vm-greeting-menu", server=server
+        )
+        phone.press("*#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    assert not greeting.exists()
+    assert "[VM] Greeting of mailbox 1002 deleted by phone" in server.log()
+    assert caller_hears(server) == "vm-theperson"
+
+
+def caller_hears(server) -> str:
+    """What 1001 hears first calling 1002's mailbox (then # at the beep: no message)."""
+    phone = Phone()
+    try:
+        run = dial(server, "1001", "1002", phone)
+        heard = phone.wait_heard("beep", server=server)
+        phone.press("#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    return heard[0]
