@@ -126,6 +126,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
+    from app.sounds import bp as sounds_bp
     from app.trunks import bp as trunks_bp
     from app.voicemail import bp as voicemail_bp
 
@@ -142,6 +143,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(settings_bp)
     app.register_blueprint(admins_bp)
     app.register_blueprint(voicemail_bp)
+    app.register_blueprint(sounds_bp)
     # `/` is the dashboard; url_for("index") still names it, for the links that use it.
     app.add_url_rule("/", "index", build_only=True)
     return app

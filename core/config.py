@@ -148,6 +148,8 @@ class Settings:
     sip_tls_port: int | None = None
     tls_cert: str = ""
     tls_key: str = ""
+    # More CAs (PEM) trusted for providers' TLS certificates than the system's (sipd/tls.py).
+    trunk_tls_ca: str = ""
     ban_threshold: int = 5
     ban_window: int = 600
     ban_time: int = 3600
@@ -315,6 +317,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
         tls_cert=env.get("PBX_TLS_CERT", ""),
         tls_key=env.get("PBX_TLS_KEY", ""),
+        trunk_tls_ca=env.get("PBX_TRUNK_TLS_CA", "").strip(),
         ban_threshold=_int(env, "PBX_BAN_THRESHOLD", 5),
         ban_window=_int(env, "PBX_BAN_WINDOW", 600, 1),
         ban_time=_int(env, "PBX_BAN_TIME", 3600, 1),

@@ -220,6 +220,8 @@ class Sipd:
         streams = {
             server.transport: server for server in self.servers if hasattr(server, "connections")
         }
+        if "TLS" not in streams:  # TLS trunks still connect out (sipd/tls.py)
+            streams["TLS"] = tls.connector(self.settings, self.handler, self.guard)
         send = sender(self.servers[0], streams)
         local = self.settings.public_address or (
             host if host not in ("0.0.0.0", "::", "") else self.relay.address

@@ -27,8 +27,9 @@ No I/O but `resolve`, whose resolver is a parameter (tests give a dict).
 Left for later: DNS SRV (RFC 3263 §4.2: _sip._udp / _sip._tcp / _sips._tcp when
 no port is given) needs a DNS library that is not a dependency; a name is
 resolved with getaddrinfo on the transport's default port instead, which is
-what a provider without SRV records needs too. TLS to a provider: sipd does
-not open TLS connections yet (only TCP).
+what a provider without SRV records needs too. Over TCP and TLS sipd opens the
+connection itself; TLS verifies the certificate is for `Path.name`
+(sipd/tls.py).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Path:
 
     def destination(self) -> ProviderDestination:
         """Where send() sends; over TCP it opens the connection when there is none."""
-        return ProviderDestination(self.host, self.port, self.transport)
+        return ProviderDestination(self.host, self.port, self.transport, self.name)
 
     def uri(self, user: str = "") -> str:
         params = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
