@@ -146,6 +146,9 @@ PROMPTS: dict[str, dict] = {
     "pls-hold-while-try": _p("pls-hold-while-try", "Please hold while I try that extension.",
                              "Iltimos, kuting, ulayapman.", "Пожалуйста, подождите, соединяю."),
     "goodbye": _p("goodbye", "Goodbye.", "Xayr.", "До свидания."),
+    # Call recording (sipd/recording.py, PBX_RECORDING_ANNOUNCE): to both phones.
+    "call-recorded": _p(None, "This call is recorded.", "Bu qo'ng'iroq yozib olinmoqda.",
+                        "Этот звонок записывается."),
     # The echo test, *43 (sipd/apps/echo.py).
     "demo-echotest": _p(
         "demo-echotest",

@@ -243,6 +243,7 @@ class Sipd:
             moh_file=self.settings.moh_file,
             sounds_dir=self.settings.sounds_dir,
             recording_dir=self.settings.recording_dir,
+            recording_announce=recording.announcer(self.settings),
         )
         self.handler.send = send
         self.handler.calls = self.calls

@@ -91,13 +91,14 @@ def _share(samples, hz: float, energy: float) -> float:
     return 2 * power / len(samples) / energy
 
 
-def label(payload: bytes) -> str:
-    """What one PCMU packet holds: the name of the tone it is, or "" (silence, noise)."""
+def label(payload: bytes, tones: dict[str, float] = TONES) -> str:
+    """What one PCMU packet holds: the name of the tone of `tones` it is, or ""
+    (silence, noise)."""
     samples = struct.unpack(f"<{len(payload)}h", g711.decode(payload, g711.PCMU))
     energy = sum(s * s for s in samples) / len(samples)
     if energy < 1e5:  # well below the prompts' (9000 peak: 4e7)
         return ""
-    shares = {name: _share(samples, hz, energy * len(samples)) for name, hz in TONES.items()}
+    shares = {name: _share(samples, hz, energy * len(samples)) for name, hz in tones.items()}
     best = max(shares, key=shares.get)
     return best if shares[best] > 0.5 else ""
 
@@ -105,9 +106,12 @@ def label(payload: bytes) -> str:
 class Phone:
     """The caller's RTP: one thread sends a packet every 20 ms (what `say` queued,
     the keys `press` queued as RFC 4733 events, else silence), another reads what
-    the PBX plays and names each packet (`label`)."""
+    the PBX plays and names each packet (`label`, by `tones`). Started without a
+    target, it sends to where the PBX's packets come from, once one has (a
+    called phone, which learns the PBX's address from its first packet)."""
 
-    def __init__(self):
+    def __init__(self, tones: dict[str, float] = TONES, ssrc: int = SSRC):
+        self.tones, self.ssrc = tones, ssrc
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((ck.LOOPBACK, 0))
         self.sock.settimeout(0.1)
@@ -122,7 +126,7 @@ class Phone:
             threading.Thread(target=self._receive, daemon=True),
         ]
 
-    def start(self, target) -> Phone:
+    def start(self, target=None) -> Phone:
         self.target = target
         for thread in self.threads:
             thread.start()
@@ -165,13 +169,14 @@ class Phone:
             if item[0] == "event":
                 if item[2]:
                     event_start = seq * 160  # every packet of an event: its start (§2.3.1)
-                packet = ck.rtp_packet(seq, event_start, SSRC, item[1], EVENT_PT)
+                packet = ck.rtp_packet(seq, event_start, self.ssrc, item[1], EVENT_PT)
             else:
-                packet = ck.rtp_packet(seq, seq * 160, SSRC, item[1], 0)
-            try:
-                self.sock.sendto(packet, self.target)
-            except OSError:
-                return
+                packet = ck.rtp_packet(seq, seq * 160, self.ssrc, item[1], 0)
+            if self.target is not None:
+                try:
+                    self.sock.sendto(packet, self.target)
+                except OSError:
+                    return
             seq += 1
             delay = start + seq * 0.02 - time.monotonic()
             if delay > 0:
@@ -180,13 +185,15 @@ class Phone:
     def _receive(self) -> None:
         while not self.stopped.is_set():
             try:
-                packet = self.sock.recv(2048)
+                packet, source = self.sock.recvfrom(2048)
             except TimeoutError:
                 continue
             except OSError:
                 return
+            if self.target is None:
+                self.target = source
             if len(packet) > 12 and packet[1] & 0x7F == 0:
-                self.labels.append(label(packet[12:]))
+                self.labels.append(label(packet[12:], self.tones))
 
     # what the caller heard
 
