@@ -16,16 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.sip import callkit as ck
-from tests.sip.test_voicemail_phone import (
-    TONES,
-    Phone,
-    database,
-    dial,
-    hung_up_by_pbx,
-    make_server,
-    seed,
-    tone,
-)
+from tests.sip.test_voicemail_phone import database, leave_message, make_server, seed
 from tests.unit.test_voicemail_mail import Inbox
 
 ADDRESS = "desk@office.example"
@@ -34,20 +25,6 @@ ADDRESS = "desk@office.example"
 @pytest.fixture(autouse=True)
 def _logs_in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.setattr(ck, "WORK_ROOT", tmp_path)
-
-
-def leave_message(server) -> None:
-    """1001 calls 1002 (not registered): a message of msg1's tone, ended with #."""
-    phone = Phone()
-    try:
-        run = dial(server, "1001", "1002", phone)
-        phone.wait_heard("beep", server=server)
-        phone.say(tone(TONES["msg1"], 1.5))
-        phone.press("#")
-        phone.wait_heard("vm-saved", "vm-goodbye", server=server)
-        hung_up_by_pbx(run, server)
-    finally:
-        phone.close()
 
 
 def row(server, message_id: int) -> dict:

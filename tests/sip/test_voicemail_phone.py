@@ -348,22 +348,26 @@ def hung_up_by_pbx(run: ck.Sipp, server, timeout: float = 30) -> None:
     assert "BYE" in run.requests(), ck.explain(run, server=server)
 
 
+def leave_message(server, seconds: float = 2.0) -> None:
+    """1001 calls 1002 (not registered): its mailbox takes the call; the caller
+    says msg1's tone after the beep and ends the message with #."""
+    phone = Phone()
+    try:
+        run = dial(server, "1001", "1002", phone)
+        phone.wait_heard("beep", server=server)
+        phone.say(tone(TONES["msg1"], seconds))
+        phone.press("#")
+        phone.wait_heard("vm-saved", "vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+
+
 # --- the tests ------------------------------------------------------------------------
 
 
 def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, tmp_path):
-    # 1001 calls 1002 (not registered): its mailbox takes the call; the caller
-    # says msg1's tone after the beep and ends the message with #.
-    leaving = Phone()
-    try:
-        run = dial(server, "1001", "1002", leaving)
-        leaving.wait_heard("beep", server=server)
-        leaving.say(tone(TONES["msg1"], 2.0))
-        leaving.press("#")
-        leaving.wait_heard("vm-saved", "vm-goodbye", server=server)
-        hung_up_by_pbx(run, server)
-    finally:
-        leaving.close()
+    leave_message(server)
     (first,) = ck.wait_for(lambda: list(rows(server).values()), timeout=5)
     assert (first["number"], first["caller"], first["folder"]) == ("1002", "1001", "new")
     second = seed(server, "1002", "msg2", time.time() + 1)
