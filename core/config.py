@@ -159,6 +159,9 @@ class Settings:
     max_tcp_per_source: int = 100
     tcp_read_timeout: int = 10
     nft_ban_command: str = ""
+    # The DNS servers asked for a trunk provider's SRV records (sipd/trunks/srv.py);
+    # empty: those of /etc/resolv.conf.
+    dns_servers: tuple[tuple[str, int], ...] = ()
     # Registration worker processes beside the main sipd (sipd/workers.py).
     sip_workers: int = 0
     # How long sipd waits for another process's write lock before it answers
@@ -346,6 +349,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_tcp_per_source=_int(env, "PBX_MAX_TCP_PER_SOURCE", 100),
         tcp_read_timeout=_int(env, "PBX_TCP_READ_TIMEOUT", 10, 1),
         nft_ban_command=env.get("PBX_NFT_BAN_COMMAND", "").strip(),
+        dns_servers=tuple(parse_hostport(item, "PBX_DNS_SERVERS", 53)
+                          for item in env.get("PBX_DNS_SERVERS", "").split(",") if item.strip()),
     )
     if env.get("PBX_SIP_TLS_LISTEN"):
         tls_host, tls_port = parse_hostport(env["PBX_SIP_TLS_LISTEN"], "PBX_SIP_TLS_LISTEN", 5061)

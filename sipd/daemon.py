@@ -295,8 +295,10 @@ class Sipd:
     def _start_trunks(self, send, local: str, port: int) -> None:
         """Registrations to the providers (sipd/trunks/manager.py): main sipd only, as
         the qualifier, since the responses come to this process."""
+        from sipd.trunks import srv
         from sipd.trunks.manager import TrunkManager
 
+        srv.configure(list(self.settings.dns_servers) or None)
         self.trunks = TrunkManager(send, local, port)
         self.trunks.load()
         self.handler.trunks = self.trunks
