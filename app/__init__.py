@@ -12,7 +12,7 @@ import dataclasses
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, abort, render_template, request
+from flask import Flask, abort, current_app, render_template, request
 from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
@@ -103,6 +103,8 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     login_manager.login_message = N_("Please log in to see this page.")
     login_manager.localize_callback = gettext
     login_manager.login_message_category = "info"
+    # Before CSRFProtect's hook, which reads the form and with it the body.
+    app.before_request(_upload_limit)
     csrf.init_app(app)
 
     from app.auth import sessions
@@ -113,7 +115,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.before_request(_viewers_only_look)
     app.after_request(_security_headers)
     app.after_request(_relative_location)
-    for code in (400, 403, 404, 405):
+    for code in (400, 403, 404, 405, 413):
         app.register_error_handler(code, _error_page)
 
     from app import filters, i18n
@@ -123,6 +125,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.dashboard import bp as dashboard_bp
     from app.extensions import bp as extensions_bp
     from app.groups import bp as groups_bp
+    from app.ivr import bp as ivr_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
@@ -135,6 +138,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(groups_bp)
+    app.register_blueprint(ivr_bp)
     app.register_blueprint(trunks_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
@@ -172,6 +176,15 @@ def _close_db(_exc: BaseException | None) -> None:
         db.close()
 
 
+def _upload_limit() -> None:
+    """A view that takes a file (app/forms.py takes_upload) may read more than
+    MAX_CONTENT_LENGTH, which stays small for every other page."""
+    view = current_app.view_functions.get(request.endpoint)
+    limit = getattr(view, "max_upload", None)
+    if limit:
+        request.max_content_length = limit
+
+
 def _viewers_only_look():
     """One rule for every POST route, so a new route cannot forget it."""
     if request.method in {"GET", "HEAD", "OPTIONS"}:
@@ -190,6 +203,7 @@ _ERRORS = {
     403: (N_("Forbidden"), N_("Your account may not do this.")),
     404: (N_("Not found"), N_("There is no such page.")),
     405: (N_("Method not allowed"), N_("This page does not take that kind of request.")),
+    413: (N_("Too large"), N_("What the browser sent is larger than this page takes.")),
 }
 
 
