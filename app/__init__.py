@@ -12,7 +12,7 @@ import dataclasses
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, abort, current_app, render_template, request
+from flask import Flask, abort, render_template, request
 from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
@@ -103,8 +103,6 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     login_manager.login_message = N_("Please log in to see this page.")
     login_manager.localize_callback = gettext
     login_manager.login_message_category = "info"
-    # Before CSRFProtect's hook, which reads the form and with it the body.
-    app.before_request(_upload_limit)
     csrf.init_app(app)
 
     from app.auth import sessions
@@ -129,6 +127,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
+    from app.sounds import bp as sounds_bp
     from app.trunks import bp as trunks_bp
     from app.voicemail import bp as voicemail_bp
 
@@ -146,6 +145,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(settings_bp)
     app.register_blueprint(admins_bp)
     app.register_blueprint(voicemail_bp)
+    app.register_blueprint(sounds_bp)
     # `/` is the dashboard; url_for("index") still names it, for the links that use it.
     app.add_url_rule("/", "index", build_only=True)
     return app
@@ -174,15 +174,6 @@ def _open_db() -> None:
 def _close_db(_exc: BaseException | None) -> None:
     if not db.is_closed():
         db.close()
-
-
-def _upload_limit() -> None:
-    """A view that takes a file (app/forms.py takes_upload) may read more than
-    MAX_CONTENT_LENGTH, which stays small for every other page."""
-    view = current_app.view_functions.get(request.endpoint)
-    limit = getattr(view, "max_upload", None)
-    if limit:
-        request.max_content_length = limit
 
 
 def _viewers_only_look():

@@ -17,15 +17,3 @@ def core_rule(check):
             raise ValidationError(sentence(translated(error.args[0]))) from None
 
     return validate
-
-
-def takes_upload(limit: int):
-    """Mark a view that takes a file: it may read `limit` bytes, more than the panel's
-    MAX_CONTENT_LENGTH (app/__init__.py _upload_limit). Put it under login_required,
-    whose wrapper copies the mark."""
-
-    def mark(view):
-        view.max_upload = limit
-        return view
-
-    return mark

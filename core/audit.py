@@ -70,6 +70,8 @@ ACTIONS = {
     "ban.add": N_("banned"),
     "ban.lift": N_("lifted the ban of"),
     "registration.drop": N_("dropped a registration of"),
+    "prompt.upload": N_("replaced the prompt"),
+    "prompt.revert": N_("restored the built prompt"),
 }
 
 

@@ -148,6 +148,8 @@ class Settings:
     sip_tls_port: int | None = None
     tls_cert: str = ""
     tls_key: str = ""
+    # More CAs (PEM) trusted for providers' TLS certificates than the system's (sipd/tls.py).
+    trunk_tls_ca: str = ""
     ban_threshold: int = 5
     ban_window: int = 600
     ban_time: int = 3600
@@ -157,6 +159,9 @@ class Settings:
     max_tcp_per_source: int = 100
     tcp_read_timeout: int = 10
     nft_ban_command: str = ""
+    # The DNS servers asked for a trunk provider's SRV records (sipd/trunks/srv.py);
+    # empty: those of /etc/resolv.conf.
+    dns_servers: tuple[tuple[str, int], ...] = ()
     # Registration worker processes beside the main sipd (sipd/workers.py).
     sip_workers: int = 0
     # How long sipd waits for another process's write lock before it answers
@@ -315,6 +320,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         server=env.get("PBX_SERVER", "") in {"1", "true", "yes"},
         tls_cert=env.get("PBX_TLS_CERT", ""),
         tls_key=env.get("PBX_TLS_KEY", ""),
+        trunk_tls_ca=env.get("PBX_TRUNK_TLS_CA", "").strip(),
         ban_threshold=_int(env, "PBX_BAN_THRESHOLD", 5),
         ban_window=_int(env, "PBX_BAN_WINDOW", 600, 1),
         ban_time=_int(env, "PBX_BAN_TIME", 3600, 1),
@@ -324,6 +330,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_tcp_per_source=_int(env, "PBX_MAX_TCP_PER_SOURCE", 100),
         tcp_read_timeout=_int(env, "PBX_TCP_READ_TIMEOUT", 10, 1),
         nft_ban_command=env.get("PBX_NFT_BAN_COMMAND", "").strip(),
+        dns_servers=tuple(parse_hostport(item, "PBX_DNS_SERVERS", 53)
+                          for item in env.get("PBX_DNS_SERVERS", "").split(",") if item.strip()),
     )
     if env.get("PBX_SIP_TLS_LISTEN"):
         tls_host, tls_port = parse_hostport(env["PBX_SIP_TLS_LISTEN"], "PBX_SIP_TLS_LISTEN", 5061)

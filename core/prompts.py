@@ -36,7 +36,12 @@ MANIFEST = "manifest.json"
 
 
 class PromptError(Exception):
-    """A prompt that cannot be built or uploaded (one line)."""
+    """A prompt that cannot be built or uploaded (one line); an upload's `kind` is
+    core/sounds.py SoundError's (what was wrong with the file), "" otherwise."""
+
+    def __init__(self, message: str, kind: str = ""):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _p(asterisk: str | None, en: str | None, uz: str | None, ru: str | None) -> dict:
@@ -249,6 +254,28 @@ def build(force: bool = False, settings: Settings | None = None,
     return written
 
 
+def built_origin(name: str, language: str) -> str:
+    """How the built prompt is made: "recorded" (Asterisk's) or "synthesised" (espeak-ng)."""
+    return "recorded" if source(name, language)[0] == "asterisk" else "synthesised"
+
+
+def origin(name: str, language: str, settings: Settings | None = None) -> str:
+    """Where what plays for `name` in `language` comes from: "uploaded" (an admin's
+    recording), "recorded", "synthesised", or "missing" (not built yet)."""
+    settings = _settings(settings)
+    if upload_path(name, language, settings).is_file():
+        return "uploaded"
+    if built_path(name, language, settings).is_file():
+        return built_origin(name, language)
+    return "missing"
+
+
+def text(name: str, language: str) -> str:
+    """What the prompt says in `language` ("" for one without words, a beep)."""
+    entry = PROMPTS[name]
+    return entry.get(language) or entry.get("en") or ""
+
+
 def listing(settings: Settings | None = None) -> list[tuple[str, str, str, Path]]:
     """(name, language, "upload"|"built"|"missing", path) for `pbxctl prompts list`."""
     settings = _settings(settings)
@@ -271,7 +298,7 @@ def upload(name: str, language: str, data: bytes, filename: str = "upload.wav",
     try:
         return sounds.convert_upload(data, target, filename)
     except sounds.SoundError as error:
-        raise PromptError(str(error)) from None
+        raise PromptError(str(error), error.kind) from None
 
 
 def remove_upload(name: str, language: str, settings: Settings | None = None) -> bool:

@@ -20,13 +20,20 @@ TARGET = ("-r", "8000", "-c", "1", "-e", "mu-law", "-t", "wav")
 
 
 class SoundError(Exception):
-    """An upload that is not audio sox can read, or sox missing (one line)."""
+    """An upload that is not audio sox can read, or sox missing (one line).
+
+    `kind` says which, for a caller that words it itself (the panel, in the
+    admin's language): "empty", "not_audio", "silent" or "no_sox"."""
+
+    def __init__(self, message: str, kind: str = "not_audio"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _sox() -> str:
     sox = shutil.which("sox")
     if sox is None:
-        raise SoundError("sox is not installed (apt-get install sox)")
+        raise SoundError("sox is not installed (apt-get install sox)", "no_sox")
     return sox
 
 
@@ -35,7 +42,7 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
     a refused file leaves whatever was at `destination` in place."""
     source, destination = Path(source), Path(destination)
     if not source.is_file() or source.stat().st_size == 0:
-        raise SoundError(f"{source.name}: empty or not a file")
+        raise SoundError(f"{source.name}: empty or not a file", "empty")
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=".upload-", suffix=".wav", dir=destination.parent
@@ -50,7 +57,7 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
         if result.returncode != 0:
             raise SoundError(f"{source.name}: not an audio file sox can read ({_reason(result)})")
         if duration(temporary) <= 0:
-            raise SoundError(f"{source.name}: holds no audio")
+            raise SoundError(f"{source.name}: holds no audio", "silent")
         os.replace(temporary, destination)
     finally:
         if os.path.exists(temporary):

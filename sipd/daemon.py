@@ -220,6 +220,8 @@ class Sipd:
         streams = {
             server.transport: server for server in self.servers if hasattr(server, "connections")
         }
+        if "TLS" not in streams:  # TLS trunks still connect out (sipd/tls.py)
+            streams["TLS"] = tls.connector(self.settings, self.handler, self.guard)
         send = sender(self.servers[0], streams)
         local = self.settings.public_address or (
             host if host not in ("0.0.0.0", "::", "") else self.relay.address
@@ -289,8 +291,10 @@ class Sipd:
     def _start_trunks(self, send, local: str, port: int) -> None:
         """Registrations to the providers (sipd/trunks/manager.py): main sipd only, as
         the qualifier, since the responses come to this process."""
+        from sipd.trunks import srv
         from sipd.trunks.manager import TrunkManager
 
+        srv.configure(list(self.settings.dns_servers) or None)
         self.trunks = TrunkManager(send, local, port)
         self.trunks.load()
         self.handler.trunks = self.trunks

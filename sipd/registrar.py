@@ -63,8 +63,12 @@ class ProviderDestination(Destination):
     """A trunk's provider (sipd/trunks/path.py): over TCP, sipd opens the connection
     itself when it has none (a phone's connection is the phone's to open)."""
 
-    __slots__ = ()
+    __slots__ = ("name",)
     connect = True
+
+    def __init__(self, host: str, port: int, transport: str, name: str = ""):
+        super().__init__(host, port, transport)
+        self.name = name  # as the trunk names it: what a TLS certificate must be for
 
 
 def clean_text(value: str | None, limit: int = MAX_UA) -> str:

@@ -5,6 +5,16 @@ transport class, `wrap` differs), and Source.transport is "TLS", so a binding
 records how the phone is reached. Phones do not present client certificates;
 they authenticate with digest like everyone else. The certificate is the
 same one nginx serves on a deployed server (PBX_TLS_CERT, PBX_TLS_KEY).
+
+TLS to a provider (a trunk with transport tls): sipd opens the connection
+itself (sipd/transport.py StreamConnections.connect), also when it does not
+listen on TLS, and verifies the provider's certificate (RFC 5922 §7.3, RFC 3261
+§26.3.1): a chain to a CA the system trusts, or to those in PBX_TRUNK_TLS_CA (a
+provider's own CA, or its self-signed certificate), for the name the trunk
+connects to (its host, or its outbound proxy) in the certificate's
+subjectAltName (DNS name or IP address). There is no setting to skip the check:
+an unverified TLS connection would send the trunk's digest exchange and the
+call's signalling to whoever answers.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import os
 from gevent import ssl
 
 from core.config import ConfigError
-from sipd.transport import TcpTransport, bind_tcp
+from sipd.transport import StreamConnections, TcpTransport, bind_tcp
 
 log = logging.getLogger("sipd")
 
@@ -41,12 +51,42 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-class TlsTransport(TcpTransport):
+def client_context(cafile: str = "") -> ssl.SSLContext:
+    """Verifies providers' certificates: the system's CAs, and those of `cafile`."""
+    context = ssl.create_default_context()  # CERT_REQUIRED, check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    if cafile:
+        if not os.path.isfile(cafile) or not os.access(cafile, os.R_OK):
+            raise ConfigError(f"PBX_TRUNK_TLS_CA: {cafile} is not a readable file")
+        try:
+            context.load_verify_locations(cafile=cafile)
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                f"PBX_TRUNK_TLS_CA: {cafile} holds no usable PEM certificate: {error}"
+            ) from None
+    return context
+
+
+class _Client:
+    """The client's side of TLS, on a connection sipd opened to a provider."""
+
+    client: ssl.SSLContext
+
+    def secure(self, sock, name: str):
+        sock.settimeout(self.read_timeout)  # the handshake's deadline
+        return self.client.wrap_socket(sock, server_hostname=name)
+
+
+class TlsTransport(_Client, TcpTransport):
     transport = "TLS"
 
-    def __init__(self, listener, handler, context: ssl.SSLContext, **options):
+    def __init__(
+        self, listener, handler, context: ssl.SSLContext, client: ssl.SSLContext, **options
+    ):
         super().__init__(listener, handler, **options)
         self.context = context
+        self.client = client
 
     def wrap(self, sock, source):
         # The handshake is held to the same deadline as a message (slowloris).
@@ -63,8 +103,31 @@ class TlsTransport(TcpTransport):
             return None
 
 
+class TlsConnector(_Client, StreamConnections):
+    """TLS to providers without a TLS listener of our own."""
+
+    transport = "TLS"
+
+    def __init__(self, handler, client: ssl.SSLContext, **options):
+        super().__init__(handler, **options)
+        self.client = client
+
+
 def listener(settings, handler, guard=None) -> TlsTransport:
     """The TLS transport on PBX_SIP_TLS_LISTEN (not yet started)."""
     context = server_context(settings.tls_cert, settings.tls_key)
+    client = client_context(settings.trunk_tls_ca)
     sock = bind_tcp(settings.sip_tls_host, settings.sip_tls_port)
-    return TlsTransport(sock, handler, context, guard=guard, read_timeout=settings.tcp_read_timeout)
+    return TlsTransport(
+        sock, handler, context, client, guard=guard, read_timeout=settings.tcp_read_timeout
+    )
+
+
+def connector(settings, handler, guard=None) -> TlsConnector:
+    """TLS to providers when sipd does not listen on TLS itself."""
+    return TlsConnector(
+        handler,
+        client_context(settings.trunk_tls_ca),
+        guard=guard,
+        read_timeout=settings.tcp_read_timeout,
+    )

@@ -196,71 +196,62 @@ class UdpTransport:
             log.info("[SIP] Could not send to %s:%s: %s", *address[:2], error)
 
 
-class TcpTransport(StreamServer):
+class StreamConnections:
+    """The connections of one stream transport (TCP, or TLS inside it), by peer address,
+    each read by `serve`: those accepted by a listener and those sipd opens itself to a
+    provider (`connect`). A phone registered over a stream is reached on the very
+    connection it registered on (it may be behind NAT)."""
+
     transport = "TCP"
 
-    def __init__(
-        self,
-        listener,
-        handler: Handler,
-        idle_timeout: float = TCP_IDLE_TIMEOUT,
-        guard=None,
-        read_timeout: float = TCP_READ_TIMEOUT,
-    ):
-        super().__init__(listener)
+    def __init__(self, handler: Handler, idle_timeout: float = TCP_IDLE_TIMEOUT, guard=None,
+                 read_timeout: float = TCP_READ_TIMEOUT):
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.guard = guard
         self.read_timeout = read_timeout
-        # Open connections by peer address: a phone registered over TCP is
-        # reached on the connection it registered on (it may be behind NAT).
         self.connections: dict[tuple[str, int], object] = {}
 
-    def handle(self, sock, address):
-        source = Source(_host(address), address[1], self.transport)
-        guard = self.guard
-        if guard is not None and not guard.tcp_opened(source):
-            sock.close()
-            return
-        try:
-            sock = self.wrap(sock, source)
-            if sock is not None:
-                self.serve(sock, source)
-        finally:
-            if guard is not None:
-                guard.tcp_closed(source)
-
-    def wrap(self, sock, source):
-        """The stream to speak SIP on (TLS wraps it here), or None to close."""
+    def secure(self, sock, name: str):
+        """The stream to speak SIP on over a connection we opened (TLS: the client's
+        handshake, sipd/tls.py); raises OSError if it cannot be had."""
         return sock
 
-    def connect(self, host: str, port: int, timeout: float = CONNECT_TIMEOUT):
+    def connect(self, host: str, port: int, name: str = "", timeout: float = CONNECT_TIMEOUT):
         """A connection of our own to a provider (RFC 3261 §18.1.1: a client opens one
         when it has none to the destination); read like an accepted one, so the
-        responses reach the handler. None when it cannot be opened (logged)."""
-        if self.transport != "TCP":
-            log.info("[SIP] Cannot open a %s connection to %s:%s (not supported yet)",
-                     self.transport, host, port)
-            return None
+        responses reach the handler. `name`: what the provider was called (a TLS
+        certificate must be for it). None when it cannot be opened (logged)."""
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as error:
             log.info("[SIP] Could not connect to %s:%s over %s: %s", host, port,
                      self.transport, error)
             return None
+        try:
+            sock = self.secure(sock, name or host)
+        except (OSError, ValueError) as error:
+            sock.close()
+            log.warning("[SIP] Could not open %s to %s:%s (%s): %s", self.transport, host,
+                        port, name or host, getattr(error, "verify_message", None) or error)
+            return None
         source = Source(host, port, self.transport)
         self.connections[(host, port)] = sock
-        gevent.spawn(self.serve, sock, source)
+        # Ours is never closed for being idle: a registered trunk's provider sends its
+        # calls on it (the binding's refresh may be further apart than the idle limit).
+        gevent.spawn(self.serve, sock, source, True)
         return sock
 
-    def serve(self, sock, source):
+    def serve(self, sock, source, own: bool = False):
+        """Read `sock` until it closes (`own`: one we opened, see connect)."""
+        idle = None if own else self.idle_timeout
         framer = StreamFramer()
         self.connections[(source.host, source.port)] = sock
         begun = time.monotonic()  # of the message being read; None between messages
         try:
             while True:
                 if begun is None:
-                    sock.settimeout(self.idle_timeout)
+                    sock.settimeout(idle)
                 else:
                     sock.settimeout(max(0.01, begun + self.read_timeout - time.monotonic()))
                 try:
@@ -281,7 +272,8 @@ class TcpTransport(StreamServer):
                     items = framer.feed(data)
                 except ParseError as error:
                     # A stream we cannot frame cannot be resynchronised: close it.
-                    log.warning("[SIP] Closing TCP connection from %s: %s", source, error)
+                    log.warning("[SIP] Closing %s connection from %s: %s", self.transport,
+                                source, error)
                     return
                 for item in items:
                     if isinstance(item, Ping):
@@ -300,7 +292,7 @@ class TcpTransport(StreamServer):
                 elif items:
                     begun = time.monotonic()
         except OSError as error:
-            log.debug("[SIP] TCP connection from %s ended: %s", source, error)
+            log.debug("[SIP] %s connection from %s ended: %s", self.transport, source, error)
         finally:
             if self.connections.get((source.host, source.port)) is sock:
                 del self.connections[(source.host, source.port)]
@@ -310,7 +302,45 @@ class TcpTransport(StreamServer):
                 pass
 
 
-def sender(udp: UdpTransport, streams: dict[str, TcpTransport]):
+
+
+class TcpTransport(StreamConnections, StreamServer):
+    """Accepts TCP connections on the SIP port (and opens them to providers)."""
+
+    transport = "TCP"
+
+    def __init__(
+        self,
+        listener,
+        handler: Handler,
+        idle_timeout: float = TCP_IDLE_TIMEOUT,
+        guard=None,
+        read_timeout: float = TCP_READ_TIMEOUT,
+    ):
+        StreamServer.__init__(self, listener)
+        StreamConnections.__init__(self, handler, idle_timeout, guard, read_timeout)
+
+    def handle(self, sock, address):
+        source = Source(_host(address), address[1], self.transport)
+        guard = self.guard
+        if guard is not None and not guard.tcp_opened(source):
+            sock.close()
+            return
+        try:
+            sock = self.wrap(sock, source)
+            if sock is not None:
+                self.serve(sock, source)
+        finally:
+            if guard is not None:
+                guard.tcp_closed(source)
+
+    def wrap(self, sock, source):
+        """The stream to speak SIP on over an accepted connection (TLS wraps it here),
+        or None to close."""
+        return sock
+
+
+def sender(udp: UdpTransport, streams: dict[str, StreamConnections]):
     """send(data, destination) for what is not an immediate answer (the B2BUA's requests)."""
 
     def send(data: bytes, destination) -> bool:
@@ -321,7 +351,8 @@ def sender(udp: UdpTransport, streams: dict[str, TcpTransport]):
             server = streams.get(destination.transport)
             sock = server.connections.get((destination.host, destination.port)) if server else None
             if sock is None and server is not None and getattr(destination, "connect", False):
-                sock = server.connect(destination.host, destination.port)
+                sock = server.connect(destination.host, destination.port,
+                                      getattr(destination, "name", ""))
             if sock is None:
                 log.info("[SIP] No %s connection to %s:%s; the phone must register again",
                          destination.transport, destination.host, destination.port)

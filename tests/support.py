@@ -28,6 +28,18 @@ def require_tool(name: str) -> str:
     return path
 
 
+def self_signed(directory: Path, subject: str, *extensions: str, name: str = "cert"):
+    """(certificate, key) made with the openssl CLI in `directory`: self-signed for
+    `subject` ("/CN=..."), with these -addext extensions; files NAME.pem, NAME.key."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    command = [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+               "-days", "2", "-subj", subject, "-keyout", str(key), "-out", str(cert)]
+    for extension in extensions:
+        command += ["-addext", extension]
+    subprocess.run(command, check=True, capture_output=True)
+    return cert, key
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     """A port free for both UDP and TCP on loopback."""
     for _ in range(50):

@@ -20,7 +20,6 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.filters import can_change, sentence, translated
-from app.forms import takes_upload
 from app.i18n import LANGUAGES, local_strftime
 from app.ivr import bp
 from app.ivr.forms import KEYS, EditHoursForm, EditIvrForm, HoursForm, IvrForm, days, lines
@@ -31,13 +30,26 @@ from core.models import db
 
 log = logging.getLogger("panel")
 
-# An uploaded recording: a few minutes of CD-quality WAV, far beyond a menu's words.
+# An uploaded recording: a few minutes of CD-quality WAV, far beyond a menu's words
+# (app.config IVR_PROMPT_MAX_BYTES overrides). Larger: the panel's 413 page.
 MAX_PROMPT_BYTES = 32 * 1024 * 1024
+UPLOADS = {"ivr.create", "ivr.edit"}
 PROMPT_REFUSED = "the menu prompt is refused: %(reason)s"  # core/ivr.py's message
 
 
 def _settings():
     return current_app.config["PBX_SETTINGS"]
+
+
+@bp.url_value_preprocessor
+def _raise_the_upload_limit(endpoint, _values) -> None:
+    # The panel takes 1 MB (MAX_CONTENT_LENGTH); the menu form takes a recording. URL
+    # value preprocessors run before every before_request function, so this is in
+    # place before CSRFProtect reads the body; only for an admin, who alone may post.
+    if endpoint in UPLOADS and request.method == "POST" and can_change():
+        request.max_content_length = current_app.config.get(
+            "IVR_PROMPT_MAX_BYTES", MAX_PROMPT_BYTES
+        )
 
 
 def _admins_only() -> None:
@@ -152,7 +164,6 @@ def _menu_values(form) -> dict:
 
 @bp.route("/ivr/new", methods=["GET", "POST"])
 @login_required
-@takes_upload(MAX_PROMPT_BYTES)
 def create():
     _admins_only()
     form = IvrForm()
@@ -182,7 +193,6 @@ def create():
 
 @bp.route("/ivr/<name>/edit", methods=["GET", "POST"])
 @login_required
-@takes_upload(MAX_PROMPT_BYTES)
 def edit(name: str):
     _admins_only()
     menu = _menu_or_404(name)

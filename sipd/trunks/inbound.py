@@ -5,7 +5,10 @@ An INVITE belongs to a trunk when it comes from that trunk's provider:
 - a register trunk: its source address is the one we register to (the
   provider's, or the outbound proxy's, as resolved for the last REGISTER) or
   in its --match networks (providers that send calls from other servers), and
-  the trunk is registered.
+  the trunk is registered. Over TCP or TLS the address is the connection we
+  registered on (host, port and transport): the provider sends its calls back
+  on it (RFC 3261 §18.2.2; our Contact's port does not speak TLS), and a phone
+  on the provider's host (or on loopback) is not taken for the provider.
 Several trunks at one provider: the one whose registered user the Request-URI
 names wins (the provider sends calls to the Contact we registered). Anything
 else is no trunk's, and is challenged like any phone's call: an address
@@ -71,6 +74,15 @@ def _to_user(request: Request) -> str:
         return ""
 
 
+def _from_path(path, source) -> bool:
+    """Whether `source` is where we register to (see the module's docstring)."""
+    if path is None or path.host != source.host:
+        return False
+    if path.transport == "UDP":
+        return True
+    return (source.transport, source.port) == (path.transport, path.port)
+
+
 def match(trunks, request: Request, source) -> object | None:
     """The trunk (a LiveTrunk of sipd/trunks/manager.py) `request` comes from, or None."""
     address = _address(source.host)
@@ -85,7 +97,7 @@ def match(trunks, request: Request, source) -> object | None:
             if inside:
                 candidates.append(trunk)
         elif trunk.registers and trunk.status == "registered" and (
-                inside or (trunk.path is not None and trunk.path.host == source.host)):
+                inside or _from_path(trunk.path, source)):
             candidates.append(trunk)
     if len(candidates) > 1:
         user = _uri_user(request)

@@ -358,8 +358,11 @@ class TrunkManager:
                              expires_at=trunk.expires_at, next_attempt_at=trunk.next_at,
                              failures=0, contact=trunk.contact, address=trunk.path.address)
                 if before != "registered":
+                    where = trunk.where()
+                    if trunk.path.host not in where:  # a name: say where it led (SRV, DNS)
+                        where += f" = {trunk.path.address}"
                     log.info("[TRUNK] %s registered at %s (expires %d s)", trunk.name,
-                             trunk.where(), outcome.expires)
+                             where, outcome.expires)
                 else:
                     log.debug("[TRUNK] %s registration refreshed (expires %d s)", trunk.name,
                               outcome.expires)

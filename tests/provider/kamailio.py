@@ -27,6 +27,9 @@ pid file, control socket and SQLite database are all under `workdir`.
     carrier.rpc("ul.dump") -> str               any kamcmd command (prefix "s:" to pass
                                                 digits as a string)
     carrier.log() / .stop()
+
+    Carrier(workdir, tls=(cert_pem, key_pem))   also SIP over TLS on carrier.tls_port
+                                                (carrier.tls_address), that certificate
 """
 
 from __future__ import annotations
@@ -50,11 +53,28 @@ REQUEST_LINE = re.compile(
 )
 
 
+# The tls module's profiles: the carrier's certificate; no client certificate asked.
+TLS_CONFIG = """\
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = {key}
+certificate = {cert}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+
 class Carrier(ServerProcess):
     process_name = "kamailio"
 
     def __init__(self, workdir: Path, *, realm: str = "carrier.test", algorithm: str = "MD5",
-                 min_expires: int = 1, max_expires: int = 3600, ring_timeout_s: float = 30):
+                 min_expires: int = 1, max_expires: int = 3600, ring_timeout_s: float = 30,
+                 tls: tuple[Path, Path] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.realm = realm
@@ -74,6 +94,13 @@ class Carrier(ServerProcess):
             "-A", f"MIN_EXPIRES={min_expires}", "-A", f"MAX_EXPIRES={max_expires}",
             "-A", f"RING_TIMEOUT={int(ring_timeout_s * 1000)}",
         ]
+        self.tls_port = None
+        if tls is not None:
+            self.tls_port = free_ports()
+            config = self.workdir / "tls.cfg"
+            config.write_text(TLS_CONFIG.format(cert=tls[0], key=tls[1]))
+            self.command += ["-l", f"tls:{self.host}:{self.tls_port}", "-A", "WITH_TLS",
+                             "-A", f'TLS_CONFIG="{config}"']
         self.process: subprocess.Popen | None = None
 
     # --- life ---------------------------------------------------------------------
@@ -81,6 +108,10 @@ class Carrier(ServerProcess):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls_address(self) -> str:
+        return f"{self.host}:{self.tls_port}"
 
     def start(self, timeout: float = 15) -> Carrier:
         require_tool("kamcmd")

@@ -18,7 +18,15 @@ import pytest
 from core.config import load_settings
 from core.credentials import ha1
 from sipd.sip.digest import expected_response
-from tests.support import LOOPBACK, ROOT, Sipd, base_env, database_with, free_port, require_tool
+from tests.support import (
+    LOOPBACK,
+    ROOT,
+    Sipd,
+    base_env,
+    database_with,
+    free_port,
+    self_signed,
+)
 
 PASSWORD = "correct-horse-9"
 REALM = "pbx.test"
@@ -27,29 +35,7 @@ REALM = "pbx.test"
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            require_tool("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={REALM}",
-            "-addext",
-            f"subjectAltName=DNS:{REALM},IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(directory, f"/CN={REALM}", f"subjectAltName=DNS:{REALM},IP:127.0.0.1")
     return cert, key
 
 

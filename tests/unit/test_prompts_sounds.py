@@ -73,13 +73,15 @@ def test_a_file_that_is_not_audio_is_refused_and_nothing_replaced(tmp_path, cont
         sounds.convert(source, target)
     assert "\n" not in str(refused.value) and "upload.wav" in str(refused.value)
     assert "not an audio file" in str(refused.value)
+    assert refused.value.kind == "not_audio"  # what the panel words in the admin's language
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.wav", "upload.wav"]
 
 
 def test_an_empty_upload_is_refused(tmp_path):
-    with pytest.raises(sounds.SoundError, match="empty"):
+    with pytest.raises(sounds.SoundError, match="empty") as refused:
         sounds.convert_upload(b"", tmp_path / "x.wav", "x.wav")
+    assert refused.value.kind == "empty"
     assert not (tmp_path / "x.wav").exists()
 
 
@@ -125,14 +127,18 @@ def test_an_upload_replaces_one_prompt_in_one_language(prompts_env, tmp_path):
     assert sounds.duration(uploaded) == pytest.approx(1.0, abs=0.01)
     assert prompts.path("goodbye", "uz", settings) == prompts_env / "uz" / "goodbye.wav"
     assert prompts.path("goodbye", "", settings) == prompts_env / "en" / "goodbye.wav"
+    assert [prompts.origin("goodbye", lang, settings) for lang in prompts.LANGUAGES] == [
+        "recorded", "synthesised", "uploaded"]
     assert prompts.remove_upload("goodbye", "ru", settings)
+    assert prompts.origin("goodbye", "ru", settings) == "synthesised"
     assert prompts.path("goodbye", "ru", settings) == prompts_env / "ru" / "goodbye.wav"
 
 
 def test_an_upload_that_is_not_audio_keeps_the_prompt(prompts_env):
     settings = load_settings()
-    with pytest.raises(prompts.PromptError, match="not an audio file"):
+    with pytest.raises(prompts.PromptError, match="not an audio file") as refused:
         prompts.upload("goodbye", "en", b"<html>nope</html>", "page.wav", settings)
+    assert refused.value.kind == "not_audio"
     assert prompts.path("goodbye", "en", settings) == prompts_env / "en" / "goodbye.wav"
 
 

@@ -60,6 +60,18 @@ def test_register_trunk_by_its_address_and_the_user_it_registered(live):
     assert inbound.match(live.values(), to_did, source("127.0.0.1")) is None
 
 
+def test_a_stream_trunk_by_the_connection_it_registered_on(database):
+    row = trunks.create_trunk("secure", "127.0.0.1:5071", transport="tls", username="s1",
+                              password="p", register=True)
+    trunk = LiveTrunk(row)
+    trunk.path, trunk.status = path_for(row), "registered"
+    request = invite("sip:712000001@127.0.0.1:5060")
+    assert inbound.match([trunk], request, Source("127.0.0.1", 5071, "TLS")) is trunk
+    # A phone on the same host (over UDP, or its own TLS connection) is not the provider.
+    for other in (Source("127.0.0.1", 5071, "UDP"), Source("127.0.0.1", 40123, "TLS")):
+        assert inbound.match([trunk], request, other) is None, other
+
+
 def test_route_for_prefers_the_trunks_own_route_and_ignores_the_plus(live, database):
     from core import accounts
 

@@ -27,6 +27,7 @@ PAGES = [
     "/security/failures", "/security/bans", "/security/audit", "/settings/", "/admins/",
     "/admins/new", "/groups/", "/groups/new", "/groups/600", "/groups/600/edit",
     "/groups/600/delete", "/extensions/1002/forwarding", "/calls/1", "/calls/2",
+    "/sounds/prompts", "/sounds/prompts/ru/vm-intro",
 ]
 # No page may keep English text in Uzbek or Russian.
 TRANSLATED = PAGES
@@ -42,8 +43,14 @@ class VisibleText(HTMLParser):
     def __init__(self):
         super().__init__()
         self.parts, self._skipping = [], 0
+        self._other_language: list[str] = []  # open elements marked lang="..."
 
     def handle_starttag(self, tag, attrs):
+        # Text marked with a language of its own (what a prompt says) is data, not the
+        # panel's words; the page's own language is on <html>.
+        if tag != "html" and dict(attrs).get("lang"):
+            self._other_language.append(tag)
+            self._skipping += 1
         if tag in self.SKIP:
             self._skipping += 1
         for name, value in attrs:
@@ -54,6 +61,9 @@ class VisibleText(HTMLParser):
 
     def handle_endtag(self, tag):
         if tag in self.SKIP and self._skipping:
+            self._skipping -= 1
+        if self._other_language and self._other_language[-1] == tag:
+            self._other_language.pop()
             self._skipping -= 1
 
     def handle_data(self, data):

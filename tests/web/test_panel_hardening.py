@@ -382,7 +382,7 @@ def test_a_viewer_cannot_post_to_any_route(app, client, auth, rows):
     routes = list(post_routes(app))
     assert {"calls.hangup", "extensions.create", "extensions.delete"} <= {r.endpoint for r in routes}
     values = {"number": "1002", "call_id": call.id, "ban_id": 1, "username": "admin",
-              "name": "acme", "route_id": 1, "message_id": 1}
+              "name": "acme", "route_id": 1, "message_id": 1, "language": "en"}
     for rule in routes:
         path = rule.build({name: values[name] for name in rule.arguments})[1]
         assert client.post(path, data={"mode": "generate"}).status_code == 403, path

@@ -1,0 +1,200 @@
+"""Sounds in the panel: the PBX's prompts (core/prompts.py) and its music on hold
+(core/music.py), the same files sipd plays.
+
+An upload is converted by core/sounds.py (sox) to the endpoint's format before it
+replaces anything; a file sox cannot read is the form's error, in the admin's
+language, and nothing changes. Each change is written to the audit log. Viewers
+may look and listen; changes are for admins.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from werkzeug.exceptions import Forbidden
+
+from app.auth.forms import EmptyForm
+from app.filters import can_change
+from app.sounds import bp
+from app.sounds.forms import PromptUploadForm
+from core import audit, prompts
+from core.models import db
+
+log = logging.getLogger("panel")
+
+MB = 1024 * 1024
+# The largest upload each form takes (app.config overrides). A prompt is a few
+# seconds, but a WAV of it straight from a recorder (48 kHz stereo) is 200 KB/s.
+PROMPT_MAX_BYTES = 10 * MB
+UPLOAD_LIMITS = {"sounds.prompt": ("SOUNDS_PROMPT_MAX_BYTES", PROMPT_MAX_BYTES)}
+
+LANGUAGE_NAMES = {"en": "English", "uz": "Uzbek", "ru": "Russian"}
+
+
+def _settings():
+    return current_app.config["PBX_SETTINGS"]
+
+
+def _admins_only() -> None:
+    if not can_change():
+        abort(403)
+
+
+def _audit(action: str, target: str, detail: str = "") -> None:
+    audit.record(current_user.username, action, target, request.remote_addr, detail)
+    log.info("Panel: %s: %s %s%s", current_user.username, action, target,
+             f" ({detail})" if detail else "")
+
+
+def _limit(endpoint: str | None) -> int | None:
+    key, default = UPLOAD_LIMITS.get(endpoint or "", (None, None))
+    return current_app.config.get(key, default) if key else None
+
+
+@bp.url_value_preprocessor
+def _raise_the_upload_limit(endpoint, _values) -> None:
+    # The panel takes 1 MB (MAX_CONTENT_LENGTH); an upload form takes more. URL
+    # value preprocessors run before every before_request function, so this is
+    # in place before CSRFProtect reads the body. Only an admin gets the larger
+    # limit: nobody else may upload at all.
+    limit = _limit(endpoint)
+    if limit is not None and request.method == "POST" and can_change():
+        request.max_content_length = limit
+
+
+def upload_error(error) -> str:
+    """What was wrong with an uploaded file, in the admin's language (core's
+    SoundError/PromptError kind)."""
+    kind = getattr(error, "kind", "")
+    if kind == "empty":
+        return _("The file is empty.")
+    if kind == "no_sox":
+        return _("The server cannot convert audio: sox is not installed (apt-get install sox).")
+    return _("This is not an audio file the PBX can read: upload a WAV, FLAC, OGG or MP3 file.")
+
+
+def too_large(limit: int) -> str:
+    size = f"{limit / MB:g}"
+    return _("The file is larger than %(size)s MB, the most this form takes.", size=size)
+
+
+@bp.errorhandler(413)
+def _too_large(_error):
+    """An upload over the limit: the same page with the form's error, nothing changed.
+    The body was never read, so the form is built without it."""
+    if not can_change():
+        return current_app.handle_http_exception(Forbidden())
+    limit = _limit(request.endpoint) or current_app.config["MAX_CONTENT_LENGTH"]
+    if request.endpoint == "sounds.prompt":
+        name, language = _prompt_or_404(request.view_args["language"],
+                                        request.view_args["name"])
+        form = PromptUploadForm(formdata=None)
+        form.file.errors = [too_large(limit)]
+        return _prompt_page(name, language, form), 413
+    abort(413)
+
+
+# -- prompts ---------------------------------------------------------------------------------
+
+
+def _prompt_or_404(language: str, name: str) -> tuple[str, str]:
+    if name not in prompts.PROMPTS or language not in prompts.LANGUAGES:
+        abort(404, description=_("There is no prompt %(name)s (%(language)s).", name=name,
+                                 language=language))
+    return name, language
+
+
+@bp.route("/prompts")
+@login_required
+def prompt_list():
+    settings = _settings()
+    rows = [{"name": name,
+             "cells": [{"language": language, "origin": prompts.origin(name, language, settings),
+                        "text": prompts.text(name, language)}
+                       for language in prompts.LANGUAGES]}
+            for name in prompts.PROMPTS]
+    uploaded = sum(cell["origin"] == "uploaded" for row in rows for cell in row["cells"])
+    missing = sum(cell["origin"] == "missing" for row in rows for cell in row["cells"])
+    return render_template("sounds/prompts.html", rows=rows, languages=prompts.LANGUAGES,
+                           uploaded=uploaded, missing=missing, form=EmptyForm())
+
+
+# The file comes from the prompts' table (a known name and language), never from the URL.
+@bp.route("/prompts/<language>/<path:name>/audio")
+@login_required
+def prompt_audio(language: str, name: str):
+    name, language = _prompt_or_404(language, name)
+    settings = _settings()
+    built = request.args.get("built") == "1"
+    path = (prompts.built_path(name, language, settings) if built
+            else prompts.path(name, language, settings))
+    if not path.is_file():
+        abort(404, description=_("The prompt %(name)s (%(language)s) is not built yet"
+                                 " (pbxctl prompts build).", name=name, language=language))
+    return send_file(path, mimetype="audio/wav", conditional=True,
+                     download_name=f"{language}-{name.replace('/', '-')}.wav")
+
+
+def _prompt_page(name: str, language: str, form: PromptUploadForm):
+    settings = _settings()
+    return render_template(
+        "sounds/prompt.html", name=name, language=language,
+        language_name=LANGUAGE_NAMES[language], text=prompts.text(name, language),
+        origin=prompts.origin(name, language, settings),
+        built_origin=prompts.built_origin(name, language),
+        built=prompts.built_path(name, language, settings).is_file(),
+        form=form, revert_form=EmptyForm(formdata=None))
+
+
+@bp.route("/prompts/<language>/<path:name>", methods=["GET", "POST"])
+@login_required
+def prompt(language: str, name: str):
+    name, language = _prompt_or_404(language, name)
+    if request.method == "POST":
+        _admins_only()
+    form = PromptUploadForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        try:
+            prompts.upload(name, language, upload.read(), upload.filename or "upload",
+                           _settings())
+        except prompts.PromptError as error:
+            log.info("Panel: %s: upload for prompt %s/%s refused: %s", current_user.username,
+                     language, name, error)
+            form.file.errors = [upload_error(error)]
+        else:
+            with db.atomic():
+                _audit("prompt.upload", f"{language}/{name}", upload.filename or "")
+            flash(_("The prompt %(name)s (%(language)s) now plays your recording.", name=name,
+                    language=_(LANGUAGE_NAMES[language])), "info")
+            return redirect(url_for("sounds.prompt_list", _anchor=_anchor(name)))
+    status = 400 if request.method == "POST" else 200
+    return _prompt_page(name, language, form), status
+
+
+@bp.route("/prompts/<language>/<path:name>/revert", methods=["POST"])
+@login_required
+def prompt_revert(language: str, name: str):
+    _admins_only()
+    name, language = _prompt_or_404(language, name)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if prompts.remove_upload(name, language, _settings()):
+        with db.atomic():
+            _audit("prompt.revert", f"{language}/{name}")
+        flash(_("The prompt %(name)s (%(language)s) is the built one again.", name=name,
+                language=_(LANGUAGE_NAMES[language])), "info")
+    else:
+        flash(_("The prompt %(name)s (%(language)s) had no upload.", name=name,
+                language=_(LANGUAGE_NAMES[language])), "info")
+    return redirect(url_for("sounds.prompt_list", _anchor=_anchor(name)))
+
+
+def _anchor(name: str) -> str:
+    return "prompt-" + name.replace("/", "-")
+
+
+bp.add_app_template_global(_anchor, "prompt_anchor")
