@@ -182,6 +182,9 @@ class Settings:
     # are kept (0: kept until an admin removes them).
     recording_dir: str = ""
     recording_days: int = 90
+    # The language of "This call is recorded", played to both phones as a recorded
+    # call starts (the prompt call-recorded, core/prompts.py); "" = not announced.
+    recording_announce: str = ""
     # Voicemail (core/voicemail.py): where messages are kept, the longest message.
     voicemail_dir: str = ""
     voicemail_max_seconds: int = 180
@@ -240,6 +243,21 @@ def parse_timezone(name: str) -> str:
             f"PBX_TIMEZONE: {name!r} is not a time zone (e.g. Asia/Tashkent)"
         ) from None
     return name
+
+
+def parse_announce(raw: str) -> str:
+    """PBX_RECORDING_ANNOUNCE: a prompt language, or empty / no / off for none."""
+    from core.prompts import LANGUAGES  # noqa: PLC0415 - prompts imports this module
+
+    value = raw.strip().lower()
+    if value in ("", "no", "off"):
+        return ""
+    if value not in LANGUAGES:
+        raise ConfigError(
+            f"PBX_RECORDING_ANNOUNCE: expected {', '.join(LANGUAGES)} or empty"
+            f" (no announcement), got {raw!r}"
+        )
+    return value
 
 
 def parse_starttls(raw: str) -> str:
@@ -306,6 +324,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         moh_file=parse_moh_file(env.get("PBX_MOH_FILE", "")),
         recording_dir=env.get("PBX_RECORDING_DIR") or str(var / "recordings"),
         recording_days=_int(env, "PBX_RECORDING_DAYS", 90, 0),
+        recording_announce=parse_announce(env.get("PBX_RECORDING_ANNOUNCE", "")),
         voicemail_dir=env.get("PBX_VOICEMAIL_DIR") or str(var / "voicemail"),
         voicemail_max_seconds=_int(env, "PBX_VOICEMAIL_MAX_SECONDS", 180, 5),
         smtp_host=env.get("PBX_SMTP_HOST", "").strip(),
