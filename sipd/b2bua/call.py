@@ -25,7 +25,7 @@ class Call:
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
         "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
-        "session_timer", "outside", "handover", "trunk_session", "__weakref__",
+        "session_timer", "outside", "handover", "trunk_session", "recorded_by", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -74,6 +74,9 @@ class Call:
         self.handover = None
         # RFC 4028 on the trunk's leg of an outside call (b2bua/session_timer.py).
         self.trunk_session = None
+        # The route whose calls are all recorded that this one came in or goes out by
+        # ("inbound route 712000001", "outbound route mobile"), or "" (sipd/recording.py).
+        self.recorded_by = ""
 
     @property
     def rings(self) -> bool:
