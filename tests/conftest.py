@@ -6,6 +6,16 @@ from core.config import load_settings
 from core.database import connect
 
 
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+    """What is left of the process groups of servers a test killed with SIGKILL
+    (tests/support.py ServerProcess) goes with the test."""
+    yield
+    from tests.support import sweep_orphans
+
+    sweep_orphans()
+
+
 @pytest.fixture(scope="session")
 def dns_server():
     """The DNS server on loopback that every test's SRV lookups go to (tests/dns_server.py)."""
