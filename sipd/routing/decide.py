@@ -522,10 +522,25 @@ def _feature(caller: str, dialled: str, directory: Directory) -> Step:
         if target == caller:
             return refuse(403, "Forbidden: an extension cannot forward to itself",
                           f"{caller} cannot forward to itself")
-        if directory.extension(target) is None and directory.group(target) is None:
-            return refuse(403, f"Forbidden: {target} is neither an extension nor a ring group",
-                          f"{target} is neither an extension nor a ring group")
+        if (directory.extension(target) is None and directory.group(target) is None
+                and not _routed_out(directory, target)):
+            # As the panel's forward (core/destinations.py): an outside number is a
+            # target when an outbound route takes it; its calls are permission-checked
+            # as the forwarding extension's when they are made.
+            words = f"{target} is no extension or ring group, and no outbound route takes it"
+            return refuse(403, f"Forbidden: {words}", words)
         return Feature("forward_on", caller, target,
                        (Event("feature", by=caller, target=target, detail="forward always on"),))
     return refuse(484, f"Address Incomplete: unknown feature code {code}",
                   f"unknown feature code {code}")
+
+
+def _routed_out(directory, number: str) -> bool:
+    """Whether an outbound route's dial patterns take `number`."""
+    for route in directory.routes():
+        try:
+            if dial_patterns.first_match(route.patterns, number) is not None:
+                return True
+        except dial_patterns.PatternError:
+            continue
+    return False

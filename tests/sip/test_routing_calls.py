@@ -227,7 +227,7 @@ def test_feature_codes_change_what_the_panel_shows(server, tmp_path):
     # a forward to nothing that exists: refused with why, nothing changed
     refused = dial("*721999", "caller_rejected.xml", expect="403")
     final = next(m for m in refused.received() if m.status == 403)
-    assert "1999 is neither an extension nor a ring group" in final.first_line
+    assert "1999 is no extension or ring group, and no outbound route takes it" in final.first_line
     dial("*73")
     dial("*79")
     assert rows(server, "SELECT dnd, forward_always FROM extension WHERE number = '1001'") \

@@ -49,7 +49,7 @@ def state(number: str) -> tuple:
     (["*721002", "*73"], [(200, "OK: calls forwarded to 1002"), (200, "OK: forward always off")],
      (False, "")),
     (["*721001"], [(403, "Forbidden: an extension cannot forward to itself")], (False, "")),
-    (["*721999"], [(403, "Forbidden: 1999 is neither an extension nor a ring group")],
+    (["*721999"], [(403, "Forbidden: 1999 is no extension or ring group, and no outbound route takes it")],
      (False, "")),
     (["*72"], [(484, "Address Incomplete: dial *72 and the number to forward to")], (False, "")),
     (["*70"], [(484, "Address Incomplete: unknown feature code *70")], (False, "")),

@@ -358,8 +358,8 @@ CASES = [
         refuse 403 'Forbidden: an extension cannot forward to itself' FAILED: 1001 cannot forward to itself
     """),
     case("f_fwd_nothing", office(), {}, "1001", "*721999", """
-        * feature 1001 -> *721999: refused: 1999 is neither an extension nor a ring group
-        refuse 403 'Forbidden: 1999 is neither an extension nor a ring group' FAILED: 1999 is neither an extension nor a ring group
+        * feature 1001 -> *721999: refused: 1999 is no extension or ring group, and no outbound route takes it
+        refuse 403 'Forbidden: 1999 is no extension or ring group, and no outbound route takes it' FAILED: 1999 is no extension or ring group, and no outbound route takes it
     """),
     case("f_unknown", office(), {}, "1001", "*99", """
         * feature 1001 -> *99: refused: unknown feature code *99

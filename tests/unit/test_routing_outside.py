@@ -12,7 +12,7 @@ from core import accounts
 from core.models import OutboundPolicy, OutboundRoute, OutboundRouteTrunk, Trunk
 from sipd.routing.decide import decide
 from sipd.routing.directory import PolicyView, RouteView, StoreDirectory, TableDirectory, TrunkView
-from sipd.routing.plan import Event, Outside, Refuse, Ring, TrunkAttempt
+from sipd.routing.plan import Event, Feature, Outside, Refuse, Ring, TrunkAttempt
 
 NOW = 1_700_000_000.0
 
@@ -190,3 +190,14 @@ def test_the_store_reads_routes_in_order_with_their_enabled_trunks(database):
     plan = decide("1001", "9012345678", store, NOW)
     assert plan.attempts == (TrunkAttempt("acme", "012345678", "712223344"),
                              TrunkAttempt("backup", "012345678", "712223344"))
+
+
+def test_star72_forwards_to_an_outside_number_an_outbound_route_takes():
+    # As the panel's forward does (core/destinations.py): the calls it leads to are
+    # permission-checked as the forwarding extension's when they are made (1004 above).
+    plan = decide("1002", "*729901234567", directory(), NOW)
+    assert isinstance(plan, Feature), plan
+    assert (plan.code, plan.caller, plan.argument) == ("forward_on", "1002", "9901234567")
+    plan = decide("1002", "*725551234", directory(), NOW)
+    assert isinstance(plan, Refuse) and plan.phrase == (
+        "Forbidden: 5551234 is no extension or ring group, and no outbound route takes it")
