@@ -46,6 +46,8 @@ def _values(args) -> dict:
         "caller_id": args.caller_id, "caller_id_header": args.caller_id_header,
         "max_calls": args.max_calls,
         "outbound_proxy": args.outbound_proxy, "keepalive_interval": args.keepalive,
+        "enabled": False if getattr(args, "disable", False) else (
+            True if getattr(args, "enable", False) else None),
     }
 
 
@@ -149,6 +151,10 @@ def _options(parser, adding: bool) -> None:
     parser.add_argument("--register", action="store_true", help="register with the provider")
     if not adding:
         parser.add_argument("--no-register", action="store_true", help="stop registering")
+        enabled = parser.add_mutually_exclusive_group()
+        enabled.add_argument("--disable", action="store_true",
+                             help="no registration, no calls out or in until --enable")
+        enabled.add_argument("--enable", action="store_true", help="in use again")
     parser.add_argument("--match", metavar="CIDR[,CIDR...]",
                         help="addresses the provider calls from (trusted without a challenge)")
     parser.add_argument("--from-user", metavar="USER")

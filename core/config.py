@@ -159,6 +159,9 @@ class Settings:
     max_tcp_per_source: int = 100
     tcp_read_timeout: int = 10
     nft_ban_command: str = ""
+    # The DNS servers asked for a trunk provider's SRV records (sipd/trunks/srv.py);
+    # empty: those of /etc/resolv.conf.
+    dns_servers: tuple[tuple[str, int], ...] = ()
     # Registration worker processes beside the main sipd (sipd/workers.py).
     sip_workers: int = 0
     # How long sipd waits for another process's write lock before it answers
@@ -179,6 +182,9 @@ class Settings:
     # are kept (0: kept until an admin removes them).
     recording_dir: str = ""
     recording_days: int = 90
+    # The language of "This call is recorded", played to both phones as a recorded
+    # call starts (the prompt call-recorded, core/prompts.py); "" = not announced.
+    recording_announce: str = ""
     # Voicemail (core/voicemail.py): where messages are kept, the longest message.
     voicemail_dir: str = ""
     voicemail_max_seconds: int = 180
@@ -237,6 +243,21 @@ def parse_timezone(name: str) -> str:
             f"PBX_TIMEZONE: {name!r} is not a time zone (e.g. Asia/Tashkent)"
         ) from None
     return name
+
+
+def parse_announce(raw: str) -> str:
+    """PBX_RECORDING_ANNOUNCE: a prompt language, or empty / no / off for none."""
+    from core.prompts import LANGUAGES  # noqa: PLC0415 - prompts imports this module
+
+    value = raw.strip().lower()
+    if value in ("", "no", "off"):
+        return ""
+    if value not in LANGUAGES:
+        raise ConfigError(
+            f"PBX_RECORDING_ANNOUNCE: expected {', '.join(LANGUAGES)} or empty"
+            f" (no announcement), got {raw!r}"
+        )
+    return value
 
 
 def parse_starttls(raw: str) -> str:
@@ -303,6 +324,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         moh_file=parse_moh_file(env.get("PBX_MOH_FILE", "")),
         recording_dir=env.get("PBX_RECORDING_DIR") or str(var / "recordings"),
         recording_days=_int(env, "PBX_RECORDING_DAYS", 90, 0),
+        recording_announce=parse_announce(env.get("PBX_RECORDING_ANNOUNCE", "")),
         voicemail_dir=env.get("PBX_VOICEMAIL_DIR") or str(var / "voicemail"),
         voicemail_max_seconds=_int(env, "PBX_VOICEMAIL_MAX_SECONDS", 180, 5),
         smtp_host=env.get("PBX_SMTP_HOST", "").strip(),
@@ -327,6 +349,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_tcp_per_source=_int(env, "PBX_MAX_TCP_PER_SOURCE", 100),
         tcp_read_timeout=_int(env, "PBX_TCP_READ_TIMEOUT", 10, 1),
         nft_ban_command=env.get("PBX_NFT_BAN_COMMAND", "").strip(),
+        dns_servers=tuple(parse_hostport(item, "PBX_DNS_SERVERS", 53)
+                          for item in env.get("PBX_DNS_SERVERS", "").split(",") if item.strip()),
     )
     if env.get("PBX_SIP_TLS_LISTEN"):
         tls_host, tls_port = parse_hostport(env["PBX_SIP_TLS_LISTEN"], "PBX_SIP_TLS_LISTEN", 5061)

@@ -628,7 +628,9 @@ class Mailbox(BaseModel):
 class VoicemailMessage(BaseModel):
     """One message left in a mailbox: a WAV file (path, under PBX_VOICEMAIL_DIR)
     and this row. folder: new (not yet heard) | old (heard or saved).
-    emailed_at / email_error: the e-mail of it (core/voicemail_mail.py), if any."""
+    emailed_at / email_error: the e-mail of it (core/voicemail_mail.py), if any;
+    email_tries / email_due_at: its schedule while it is still to be sent (NULL
+    due: nothing to send), so that a restarted sipd sends it (migration 0017)."""
 
     FOLDERS = ("new", "old")
 
@@ -642,6 +644,8 @@ class VoicemailMessage(BaseModel):
     heard_at = FloatField(null=True)
     emailed_at = FloatField(null=True)
     email_error = CharField(max_length=255, default="")
+    email_tries = IntegerField(default=0)
+    email_due_at = FloatField(null=True)
 
 
 class Ivr(BaseModel):

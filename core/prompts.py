@@ -93,6 +93,49 @@ PROMPTS: dict[str, dict] = {
         " Чтобы сохранить, нажмите 9. Следующее сообщение: нажмите решётку.",
     ),
     "vm-deleted": _p("vm-deleted", "Message deleted.", "Xabar o'chirildi.", "Сообщение удалено."),
+    # *97's menu and the greeting recorded by phone (keys: sipd/apps/voicemail.py).
+    "vm-menu": _p(
+        None,
+        "To hear your messages, press 1. For your greeting, press 0. To end the call,"
+        " press pound.",
+        "Xabarlaringizni eshitish uchun 1 ni bosing. Salomlashuv uchun 0 ni bosing."
+        " Qo'ng'iroqni tugatish uchun panjarani bosing.",
+        "Чтобы прослушать сообщения, нажмите 1. Для приветствия нажмите 0. Чтобы закончить"
+        " звонок, нажмите решётку.",
+    ),
+    "vm-greeting-menu": _p(
+        None,
+        "To record your greeting, press 1. To hear it, press 2. To delete it and use the"
+        " standard greeting, press 3. To go back, press star.",
+        "Salomlashuvni yozib olish uchun 1 ni bosing. Uni eshitish uchun 2 ni bosing. Uni"
+        " o'chirib, standart salomlashuvga qaytish uchun 3 ni bosing. Orqaga qaytish uchun"
+        " yulduzchani bosing.",
+        "Чтобы записать приветствие, нажмите 1. Чтобы прослушать его, нажмите 2. Чтобы"
+        " удалить его и вернуть стандартное приветствие, нажмите 3. Чтобы вернуться,"
+        " нажмите звёздочку.",
+    ),
+    "vm-rec-greeting": _p("vm-rec-unv",
+                          "After the tone, say your unavailable message, then press pound.",
+                          "Signaldan keyin salomlashuvingizni ayting, so'ng panjarani bosing.",
+                          "После сигнала произнесите приветствие, затем нажмите решётку."),
+    "vm-review": _p(
+        "vm-review",
+        "Press 1 to accept this recording. Press 2 to listen to it. Press 3 to rerecord"
+        " your message.",
+        "Yozuvni qabul qilish uchun 1 ni bosing. Uni eshitish uchun 2 ni bosing. Qayta"
+        " yozish uchun 3 ni bosing.",
+        "Чтобы принять запись, нажмите 1. Чтобы прослушать её, нажмите 2. Чтобы записать"
+        " заново, нажмите 3.",
+    ),
+    "vm-tooshort": _p("vm-tooshort", "Your message is too short.",
+                      "Yozuv juda qisqa, saqlanmadi.", "Запись слишком короткая и не сохранена."),
+    "vm-greeting-saved": _p(None, "Your greeting is saved.", "Salomlashuvingiz saqlandi.",
+                            "Ваше приветствие сохранено."),
+    "vm-greeting-deleted": _p(
+        None, "Your greeting is deleted. Callers hear the standard greeting.",
+        "Salomlashuvingiz o'chirildi. Qo'ng'iroq qiluvchilar standart salomlashuvni eshitadi.",
+        "Ваше приветствие удалено. Звонящие услышат стандартное приветствие.",
+    ),
     "vm-saved": _p("vm-saved", "Message saved.", "Xabar saqlandi.", "Сообщение сохранено."),
     "vm-goodbye": _p("vm-goodbye", "Goodbye.", "Xayr.", "До свидания."),
     # IVR (sipd/apps/ivr.py).
@@ -103,6 +146,9 @@ PROMPTS: dict[str, dict] = {
     "pls-hold-while-try": _p("pls-hold-while-try", "Please hold while I try that extension.",
                              "Iltimos, kuting, ulayapman.", "Пожалуйста, подождите, соединяю."),
     "goodbye": _p("goodbye", "Goodbye.", "Xayr.", "До свидания."),
+    # Call recording (sipd/recording.py, PBX_RECORDING_ANNOUNCE): to both phones.
+    "call-recorded": _p(None, "This call is recorded.", "Bu qo'ng'iroq yozib olinmoqda.",
+                        "Этот звонок записывается."),
     # The echo test, *43 (sipd/apps/echo.py).
     "demo-echotest": _p(
         "demo-echotest",

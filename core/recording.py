@@ -21,12 +21,17 @@ def set_record(number: str, on: bool) -> Extension:
 
 
 def recorded(numbers) -> bool:
-    """Whether any of the extensions `numbers` has its calls recorded."""
-    numbers = [n for n in numbers if n]
-    return bool(numbers) and (Extension.select(Extension.id)
-                              .where(Extension.number.in_(numbers),
-                                     Extension.record_calls == True)  # noqa: E712
-                              .exists())
+    """Whether any of the extensions `numbers` has its calls recorded.
+
+    Asked by sipd on every answered call: one plain statement, since peewee's
+    query building cost more than the rest of the answer (bench/outbound.py)."""
+    numbers = tuple(n for n in numbers if n)
+    if not numbers:
+        return False
+    row = db.connection().execute(
+        'SELECT 1 FROM "extension" WHERE "record_calls"'
+        f' AND "number" IN ({", ".join("?" * len(numbers))}) LIMIT 1', numbers).fetchone()
+    return row is not None
 
 
 def file_of(directory: str, name: str) -> Path | None:

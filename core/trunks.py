@@ -165,8 +165,8 @@ def _fields(values: dict) -> dict:
             fields["outbound_proxy"] = "" if not value.strip() else value.strip()
             if fields["outbound_proxy"]:
                 check_host(fields["outbound_proxy"])
-        elif key == "register":
-            fields["register"] = bool(value)
+        elif key in ("register", "enabled"):
+            fields[key] = bool(value)
         elif key in checks:
             fields[key] = checks[key](value)
         else:
@@ -260,6 +260,7 @@ def describe(trunk: Trunk) -> dict:
         "max_calls": str(trunk.max_calls),
         "outbound_proxy": trunk.outbound_proxy,
         "keepalive_interval": str(trunk.keepalive_interval),
+        "enabled": "yes" if trunk.enabled else "no",
     }
 
 

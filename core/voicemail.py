@@ -39,6 +39,7 @@ PIN_DIGITS = 6  # a generated PIN
 PIN_METHOD = "pbkdf2:sha256:10000"
 # A message shorter than this is no message (issue 13): a caller who hung up at the beep.
 MIN_SECONDS = 1.0
+GREETING = "greeting.wav"  # a mailbox's own greeting, in its directory
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+$")
 
 
@@ -237,6 +238,52 @@ def delete_files(number: str, settings: Settings) -> None:
     directory = storage(settings) / number
     if number and directory.is_dir() and directory.resolve().parent == storage(settings).resolve():
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- greetings ------------------------------------------------------------------------
+
+
+def greeting_file(mailbox: Mailbox, settings: Settings) -> Path | None:
+    """The mailbox's own greeting (relative to PBX_VOICEMAIL_DIR, or absolute), or None."""
+    if not mailbox.greeting:
+        return None
+    path = Path(mailbox.greeting)
+    return path if path.is_absolute() else storage(settings) / path
+
+
+def new_greeting_path(number: str, settings: Settings) -> Path:
+    """Where a greeting is recorded before its owner keeps it (made on demand)."""
+    directory = storage(settings) / number
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"greeting-{secrets.token_hex(4)}.wav"
+
+
+def set_greeting(number: str, file: Path, settings: Settings) -> Mailbox:
+    """`file` (a recording) becomes `number`'s greeting, NUMBER/greeting.wav."""
+    mailbox = mailbox_of(number)
+    if mailbox is None:
+        raise AccountError(Text(N_("extension %(number)s has no mailbox"), number=number))
+    relative = f"{number}/{GREETING}"
+    os.replace(file, storage(settings) / relative)
+    with atomic():
+        (Mailbox.update(greeting=relative, updated_at=time.time())
+         .where(Mailbox.id == mailbox.id).execute())
+    return Mailbox.get_by_id(mailbox.id)
+
+
+def delete_greeting(number: str, settings: Settings) -> bool:
+    """Back to the standard greeting; whether there was one of the owner's. Its file
+    goes when it is under PBX_VOICEMAIL_DIR (an admin's elsewhere stays)."""
+    mailbox = mailbox_of(number)
+    if mailbox is None or not mailbox.greeting:
+        return False
+    file = greeting_file(mailbox, settings)
+    with atomic():
+        (Mailbox.update(greeting="", updated_at=time.time())
+         .where(Mailbox.id == mailbox.id).execute())
+    if file is not None and file.resolve().is_relative_to(storage(settings).resolve()):
+        file.unlink(missing_ok=True)
+    return True
 
 
 def export_name(message: VoicemailMessage) -> str:

@@ -7,8 +7,10 @@ PBX_SMTP_STARTTLS says; login when PBX_SMTP_USER is set), raising `MailError`
 with the cause. The daemon calls `Mailer.queue` after a message is kept: the
 sending happens in a greenlet (sipd is monkey-patched: smtplib's socket waits
 on the event loop), never in the call's; a server that is down is tried again
-after RETRY_DELAYS, each failure logged, and the outcome written on the row
-(voicemail_message.emailed_at / email_error). The message itself is kept either way.
+after RETRY_DELAYS, each failure logged, and after each try the outcome and the
+schedule are written on the row (voicemail_message.emailed_at / email_error /
+email_tries / email_due_at), so that a restarted sipd goes on with what was still
+to be sent (sipd/voicemail_mail.py). The message itself is kept either way.
 """
 
 from __future__ import annotations
@@ -85,11 +87,14 @@ def send(settings: Settings, message: EmailMessage) -> None:
 class Mailer:
     """Sends each queued message in its own greenlet, trying again after RETRY_DELAYS.
 
-    spawn / sleep are gevent's in sipd (tests pass their own); `record(message_id,
-    error)` writes the outcome on the row ("" = sent)."""
+    spawn / sleep are gevent's in sipd (tests pass their own, and a clock);
+    `record(message_id, error, tries, due)` writes the outcome on the row after
+    every try: error "" = sent; due = when the next try is, None once there is
+    none (sent, or given up). What the row holds is what a restarted sipd sends
+    (sipd/voicemail_mail.py `resend_pending`)."""
 
     def __init__(self, settings: Settings, spawn: Callable, sleep: Callable,
-                 record: Callable[[int, str], None], delays=RETRY_DELAYS,
+                 record: Callable[[int, str, int, float | None], None], delays=RETRY_DELAYS,
                  clock: Callable[[], float] = time.time):
         self.settings = settings
         self.spawn, self.sleep, self.record = spawn, sleep, record
@@ -100,36 +105,56 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self.settings.smtp_host)
 
-    def queue(self, message_id: int, message: EmailMessage, mailbox: str) -> None:
-        if self.enabled:
-            self.spawn(self._deliver, message_id, message, mailbox)
+    @property
+    def tries(self) -> int:
+        return len(self.delays) + 1
 
-    def _deliver(self, message_id: int, message: EmailMessage, mailbox: str) -> bool:
-        tries = len(self.delays) + 1
-        for attempt in range(1, tries + 1):
+    def queue(self, message_id: int, message: EmailMessage, mailbox: str, tries: int = 0,
+              due: float | None = None, early: bool = False) -> None:
+        """Send `message` from try `tries` + 1 on, the next at `due` (None: now).
+        early: once now as well, keeping its place (a restart: the admin may just
+        have mended the mail server; a sipd that keeps restarting does not use up
+        the tries)."""
+        if self.enabled:
+            self.spawn(self._deliver, message_id, message, mailbox, tries, due, early)
+
+    def _deliver(self, message_id: int, message: EmailMessage, mailbox: str, tries: int = 0,
+                 due: float | None = None, early: bool = False) -> bool:
+        what = f"E-mail of message {message_id} (mailbox {mailbox}) to {message['To']}"
+        if early and due is not None and due > self.clock():
             try:
                 send(self.settings, message)
             except MailError as error:
-                if attempt == tries:
-                    log.error("[VM] E-mail of message %d (mailbox %s) to %s given up after %d"
-                              " tries: %s", message_id, mailbox, message["To"], tries, error)
-                    self._record(message_id, f"given up: {error}")
+                log.warning("[VM] %s failed (tried at start), again in %d s: %s", what,
+                            due - self.clock(), error)
+            else:
+                log.info("[VM] %s sent", what)
+                self._record(message_id, "", tries + 1, None)
+                return True
+        while tries < self.tries:
+            if due is not None and due > self.clock():
+                self.sleep(due - self.clock())
+            tries += 1
+            try:
+                send(self.settings, message)
+            except MailError as error:
+                if tries >= self.tries:
+                    log.error("[VM] %s given up after %d tries: %s", what, tries, error)
+                    self._record(message_id, f"given up: {error}", tries, None)
                     return False
-                delay = self.delays[attempt - 1]
-                log.warning("[VM] E-mail of message %d (mailbox %s) to %s failed (try %d of %d),"
-                            " again in %d s: %s", message_id, mailbox, message["To"], attempt,
-                            tries, delay, error)
-                self._record(message_id, str(error))
-                self.sleep(delay)
+                delay = self.delays[tries - 1]
+                log.warning("[VM] %s failed (try %d of %d), again in %d s: %s", what, tries,
+                            self.tries, delay, error)
+                due = self.clock() + delay
+                self._record(message_id, str(error), tries, due)
                 continue
-            log.info("[VM] E-mail of message %d (mailbox %s) sent to %s", message_id, mailbox,
-                     message["To"])
-            self._record(message_id, "")
+            log.info("[VM] %s sent", what)
+            self._record(message_id, "", tries, None)
             return True
         return False
 
-    def _record(self, message_id: int, error: str) -> None:
+    def _record(self, message_id: int, error: str, tries: int, due: float | None) -> None:
         try:
-            self.record(message_id, error[:255])
+            self.record(message_id, error[:255], tries, due)
         except Exception as failure:  # the row's note is not worth losing the mail over
             log.warning("[VM] Could not note the e-mail of message %d: %s", message_id, failure)

@@ -243,6 +243,7 @@ class Sipd:
             moh_file=self.settings.moh_file,
             sounds_dir=self.settings.sounds_dir,
             recording_dir=self.settings.recording_dir,
+            recording_announce=recording.announcer(self.settings),
         )
         self.handler.send = send
         self.handler.calls = self.calls
@@ -263,17 +264,20 @@ class Sipd:
     def _start_voicemail(self, send, local: str, port: int) -> None:
         """Message waiting (sipd/mwi.py) and what the voicemail application needs of
         this process (sipd/apps/voicemail.py): the ban count, the lamps, e-mail."""
+        from sipd import voicemail_mail
         from sipd.apps import voicemail
         from sipd.mwi import Notifier
 
         self.mwi = Notifier(self.registrar, send, local, port, self.settings.realm)
         self.handler.mwi = self.mwi
         periodic(0.1, self.mwi.tick, "message waiting")
-        mailer = voicemail.mailer_for(self.settings, gevent.spawn, gevent.sleep)
+        mailer = voicemail_mail.mailer_for(self.settings, gevent.spawn, gevent.sleep)
         voicemail.install(voicemail.Context(
             settings=self.settings, auth_failed=voicemail.guard_reporter(self.guard),
             changed=self.mwi.changed,
-            new_message=voicemail.email_new_message(mailer, self.settings)))
+            new_message=voicemail_mail.email_new_message(mailer, self.settings)))
+        # What an earlier sipd had still to mail (as the lamps' state is sent again).
+        voicemail_mail.resend_pending(mailer, self.settings)
 
     def _start_qualifier(self, send, local: str, port: int) -> None:
         """OPTIONS probes of every binding (sipd/qualifier.py); here only, never in a
@@ -291,8 +295,10 @@ class Sipd:
     def _start_trunks(self, send, local: str, port: int) -> None:
         """Registrations to the providers (sipd/trunks/manager.py): main sipd only, as
         the qualifier, since the responses come to this process."""
+        from sipd.trunks import srv
         from sipd.trunks.manager import TrunkManager
 
+        srv.configure(list(self.settings.dns_servers) or None)
         self.trunks = TrunkManager(send, local, port)
         self.trunks.load()
         self.handler.trunks = self.trunks

@@ -5,7 +5,13 @@ call's relay session (op "tap", sipd/media/endpoint.py Tap): what each phone
 sends, caller left, the other right, one stereo WAV written when the call
 ends, under PBX_RECORDING_DIR as YYYY/MM/DD/ROWID-CALLER-CALLEE.wav, named
 on the call's row. `cleanup` removes the recordings older than
-PBX_RECORDING_DAYS (sipd runs it hourly)."""
+PBX_RECORDING_DAYS (sipd runs it hourly).
+
+With PBX_RECORDING_ANNOUNCE (where the law asks for it), both phones then hear
+"This call is recorded" (the prompt call-recorded, in that language; an
+admin's upload replaces it): the PBX's endpoint is attached to each leg, as for
+music on hold, plays the prompt, and is detached once it has played (on the
+B2BUA's scheduler); the phones hear each other from then on."""
 
 from __future__ import annotations
 
@@ -16,20 +22,28 @@ import time
 
 import peewee
 
-from core import recording
+from core import prompts, recording
 from core.models import db
 from sipd import dblock
+from sipd.media import wav
 
 log = logging.getLogger("sipd")
 _UNSAFE = re.compile(r"[^0-9A-Za-z+*#_-]")
 
 
-class Recorder:
-    __slots__ = ("owner", "directory")
+# After the prompt's length, the endpoints stay this much longer: the media
+# process paces the prompt from the moment it was asked to.
+ANNOUNCE_MARGIN = 0.2
 
-    def __init__(self, owner, directory: str | None):
+
+class Recorder:
+    __slots__ = ("owner", "directory", "announce")
+
+    def __init__(self, owner, directory: str | None, announce=None):
         self.owner = owner  # the B2BUA
         self.directory = directory  # None: calls are never recorded
+        # announce() -> the prompt's path, or None: not announced (PBX_RECORDING_ANNOUNCE)
+        self.announce = announce
 
     def answered(self, call, leg) -> None:
         if not self.directory:
@@ -52,6 +66,76 @@ class Recorder:
             return
         self.owner.history.recording(call.record_id, name)
         log.info("Call %s -> %s is recorded (%s)", call.caller_number, call.callee, name)
+        self._announce(call, leg)
+
+    def _announce(self, call, leg) -> None:
+        """Both phones hear that the call is recorded (PBX_RECORDING_ANNOUNCE). Whatever
+        the relay says, the call goes on: it is recorded either way."""
+        path = self.announce() if self.announce is not None else None
+        if not path:
+            return
+        try:
+            seconds = wav.read(path).seconds
+        except (wav.WavError, OSError) as error:
+            log.warning(
+                "Call %s -> %s: recording not announced: %s", call.caller_number, call.callee, error
+            )
+            return
+        from sipd.b2bua.media import audio  # noqa: PLC0415 - the b2bua imports this module
+
+        relay, attached = self.owner.relay, []
+        for each in (leg.other, leg):
+            stream = audio(each.sdp) if each is not None and each.sdp is not None else None
+            laws = [int(f) for f in (stream.formats if stream else ()) if f in ("0", "8")]
+            if not laws:
+                continue
+            try:
+                relay.endpoint(
+                    call.media, "endpoint", leg=each.name, payload_type=laws[0], event_type=None
+                )
+                attached.append(each.name)
+                relay.endpoint(call.media, "play", leg=each.name, files=[path])
+            except Exception as error:
+                log.warning(
+                    "Call %s -> %s: recording not announced to leg %s: %s",
+                    call.caller_number,
+                    call.callee,
+                    each.name,
+                    error,
+                )
+        if attached:
+            self.owner.scheduler.call_later(
+                seconds + ANNOUNCE_MARGIN, self._announced, call, attached
+            )
+            log.info(
+                'Call %s -> %s: "this call is recorded" played to leg %s',
+                call.caller_number,
+                call.callee,
+                " and ".join(attached),
+            )
+
+    def _announced(self, call, legs) -> None:
+        for name in legs:
+            if call.music and name in call.music:  # on hold meanwhile: the music stays
+                continue
+            try:
+                self.owner.relay.endpoint(call.media, "detach", leg=name)
+            except Exception as error:  # the call ended meanwhile
+                log.debug(
+                    "Call %s -> %s: announcement not detached from leg %s: %s",
+                    call.caller_number,
+                    call.callee,
+                    name,
+                    error,
+                )
+
+
+def announcer(settings):
+    """Recorder's announce for the daemon: the prompt's path, read at each call (an
+    upload replaces it at once), or None without PBX_RECORDING_ANNOUNCE."""
+    if not settings.recording_announce:
+        return None
+    return lambda: str(prompts.path("call-recorded", settings.recording_announce, settings))
 
 
 def cleanup(directory: str, days: int, now: float | None = None) -> int:

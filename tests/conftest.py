@@ -6,6 +6,37 @@ from core.config import load_settings
 from core.database import connect
 
 
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+    """What is left of the process groups of servers a test killed with SIGKILL
+    (tests/support.py ServerProcess) goes with the test."""
+    yield
+    from tests.support import sweep_orphans
+
+    sweep_orphans()
+
+
+@pytest.fixture(scope="session")
+def dns_server():
+    """The DNS server on loopback that every test's SRV lookups go to (tests/dns_server.py)."""
+    from tests.dns_server import DnsServer
+
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def dns(dns_server):
+    """In-process SRV lookups (sipd/trunks/srv.py) ask the tests' own DNS server, never
+    the machine's resolver; each test starts with no records and an empty cache."""
+    from sipd.trunks import srv
+
+    dns_server.clear()
+    srv.configure([dns_server.address])
+    yield dns_server
+    dns_server.clear()
+
+
 @pytest.fixture
 def settings(tmp_path):
     return load_settings({"PBX_DB": str(tmp_path / "pbx.db"), "PBX_REALM": "pbx.test"})

@@ -87,11 +87,39 @@ def inject_row(number: str, password: str, *extra: str) -> list[str]:
     return [number, password, f"[authentication username={number} password={password}]", *extra]
 
 
+# Process groups of servers whose leader is gone but whose members may not be (after a
+# kill9, the helpers are meant to go by themselves): swept after each test (conftest.py).
+_orphaned: set[int] = set()
+
+
+def _kill_group(pgid: int) -> bool:
+    """SIGKILL every process left in group `pgid`; False once there is none."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def sweep_orphans() -> None:
+    """Kill what is left in the groups of servers killed with SIGKILL during a test."""
+    for pgid in list(_orphaned):
+        _kill_group(pgid)
+        _orphaned.discard(pgid)
+
+
 class ServerProcess:
     """A SIP server a test runs (sipd, Kamailio): `spawn` starts `command` with its
     output in `self.log_path` and returns once it answers OPTIONS on `self.port`;
     `terminate` stops it (SIGTERM, SIGKILL after 10 s). A subclass sets log_path,
-    port and process_name."""
+    port and process_name.
+
+    Each server leads a process group of its own (start_new_session), and
+    `terminate` kills what is left of that group once the leader has exited, so no
+    child (sipd's media relay and registration workers, Kamailio's children)
+    outlives the test, whatever the leader did on SIGTERM. The leader alone gets
+    the SIGTERM: its orderly stop (unregistering trunks, stopping its relay) is what
+    tests see; the group's SIGKILL only sweeps what that stop left behind."""
 
     process_name = "server"
     process: subprocess.Popen | None = None
@@ -102,10 +130,12 @@ class ServerProcess:
               **popen) -> None:
         self._log = open(self.log_path, mode)  # noqa: SIM115 - closed in terminate()
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, **popen)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        **popen)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.terminate()
                 raise AssertionError(f"{self.process_name} exited at start:\n{self.log()}")
             if options_ping(self.port, timeout=0.2):
                 return
@@ -114,13 +144,18 @@ class ServerProcess:
                              f"{self.log()}")
 
     def terminate(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            # The leader is gone (its pid, the group's id, is not reused while
+            # members remain): nothing of its group may outlive it.
+            _kill_group(self.process.pid)
+            _orphaned.discard(self.process.pid)
         if getattr(self, "_log", None):
             self._log.close()
 
@@ -166,9 +201,12 @@ class Sipd(ServerProcess):
         self._clean_run_dir()
 
     def kill9(self) -> None:
+        """SIGKILL sipd alone, as a crash would: its helpers must notice and go by
+        themselves (tests check that); whatever does not is killed after the test."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        _orphaned.add(self.process.pid)
         self._log.close()
         self._clean_run_dir()
 

@@ -72,7 +72,7 @@ def states() -> dict[int, TrunkState]:
 @login_required
 def index():
     return render_template("trunks/index.html", trunks=trunks.list_trunks(), states=states(),
-                           orphans=outbound.routes_without_trunks())
+                           orphans=outbound.routes_without_trunks(), toggle=EmptyForm())
 
 
 def _trunk_or_404(name: str) -> Trunk:
@@ -126,6 +126,36 @@ def edit(name: str):
             flash(_("Trunk %(name)s saved.", name=trunk.name), "success")
             return redirect(url_for(".index"))
     return render_template("trunks/form.html", form=form, trunk=trunk)
+
+
+@bp.route("/<name>/disable", methods=["POST"])
+@login_required
+def disable(name: str):
+    return _set_enabled(name, False)
+
+
+@bp.route("/<name>/enable", methods=["POST"])
+@login_required
+def enable(name: str):
+    return _set_enabled(name, True)
+
+
+def _set_enabled(name: str, enabled: bool):
+    """A disabled trunk is kept but not used: sipd removes its registration, routes skip
+    it, and its provider's calls are challenged like a stranger's (sipd/trunks/)."""
+    _admins_only()
+    trunk = _trunk_or_404(name)
+    if EmptyForm().validate_on_submit() and trunk.enabled != enabled:
+        with db.atomic():
+            trunks.update_trunk(trunk.name, enabled=enabled)
+            _audit("trunk.enable" if enabled else "trunk.disable", trunk.name)
+        _tell_sipd()
+        if enabled:
+            flash(_("Trunk %(name)s is enabled.", name=trunk.name), "success")
+        else:
+            flash(_("Trunk %(name)s is disabled: no registration, no calls out or in"
+                    " through it.", name=trunk.name), "info")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/<name>/delete", methods=["GET", "POST"])

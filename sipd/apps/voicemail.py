@@ -12,11 +12,17 @@ Leaving: the greeting (the mailbox's own recording, else "The person at extensio
 tone"; # skips it), the beep, then recording until #, silence or the longest
 message (PBX_VOICEMAIL_MAX_SECONDS). A recording shorter than a second (the media
 endpoint leaves the trailing silence out) is no message (core/voicemail.MIN_SECONDS).
-Listening: "You have N new messages", new ones first; after each message
-1 repeats it, 7 deletes it, 9 saves it, # goes to the next. A message played is
-heard (old). Three wrong PINs (or mailbox numbers, with *98: which was wrong is
+Listening: "You have N new messages", then the menu: 1 the messages (also when
+no key is pressed), 0 the greeting, # the end. The messages: new ones first; after
+each 1 repeats it, 7 deletes it, 9 saves it, # goes to the next. A message played
+is heard (old). Three wrong PINs (or mailbox numbers, with *98: which was wrong is
 never said) end the call; each counts towards the source's ban, like a wrong
 SIP password (sipd/security.py Guard.auth_failed).
+The greeting (0): 1 records it (after the tone, until #, silence or
+GREETING_MAX_SECONDS), plays it back, then 1 keeps it, 2 plays it again, 3
+records it again; shorter than a second, it is not kept. 2 plays the greeting
+callers hear, 3 deletes the owner's (callers hear the standard one again), *
+goes back to the menu.
 
 The module reads top to bottom like the call (STYLE.md); what it needs of the
 daemon (settings, the ban count, the lamp and e-mail after a change, the
@@ -26,7 +32,6 @@ database write lock) is `Context`, set by the daemon with `install`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -43,6 +48,7 @@ LEAVE_REASONS = ("busy", "no_answer", "unavailable", "dnd", "")
 ON_THE_PHONE = ("busy", "dnd")  # greeting: "is on the phone"; otherwise "is unavailable"
 PIN_TRIES = 3
 SILENCE_SECONDS = 5.0
+GREETING_MAX_SECONDS = 60.0
 DIGIT_TIMEOUT = 5.0
 BEEP = "beep"
 
@@ -124,7 +130,7 @@ def _goodbye(call, ctx: Context) -> None:
 
 
 def _greeting(call, ctx: Context, mailbox, number: str) -> list[Path]:
-    own = Path(mailbox.greeting) if mailbox.greeting else None
+    own = voicemail.greeting_file(mailbox, ctx.current_settings())
     if own is not None and own.is_file():
         return [own]
     state = "vm-isonphone" if call.reason in ON_THE_PHONE else "vm-isunavail"
@@ -218,15 +224,32 @@ def _listen(call, ctx: Context, number: str | None) -> None:
         return
     number = mailbox.extension.number
     call.language = mailbox.language or call.language
-    found = voicemail.for_listening(number)
-    new = sum(1 for m in found if m.folder == "new")
+    new = voicemail.counts(number)[0]
     word = "vm-message" if new == 1 else "vm-messages"
-    call.play(*_say(call, ctx, "vm-youhave"), *_number(call, ctx, str(new)),
-              *_say(call, ctx, "vm-INBOX", word))
-    for message in found:
+    key = call.play(*_say(call, ctx, "vm-youhave"), *_number(call, ctx, str(new)),
+                    *_say(call, ctx, "vm-INBOX", word))
+    listened = False
+    while True:
+        if not key:
+            key = call.play(*_say(call, ctx, "vm-menu"))
+        if not key:
+            key = call.digits(max_digits=1, timeout=DIGIT_TIMEOUT, end="")
+        # No answer: the messages the first time (what the caller called for), then the end.
+        if key == "1" or (not key and not listened):
+            _messages(call, ctx, settings, number)
+            listened = True
+        elif key == "0":
+            _greeting_menu(call, ctx, settings, number)
+        elif key == "#" or not key:
+            break
+        key = ""
+    _goodbye(call, ctx)
+
+
+def _messages(call, ctx: Context, settings: Settings, number: str) -> None:
+    for message in voicemail.for_listening(number):
         _one(call, ctx, settings, number, message)
     call.play(*_say(call, ctx, "vm-nomore"), interrupt=False)
-    _goodbye(call, ctx)
 
 
 def _one(call, ctx: Context, settings: Settings, number: str, message) -> None:
@@ -267,43 +290,75 @@ def _one(call, ctx: Context, settings: Settings, number: str, message) -> None:
                 return
 
 
-
-# -- e-mail ---------------------------------------------------------------------------
-
-
-def mailer_for(settings: Settings, spawn, sleep):
-    """The daemon's core/voicemail_mail.Mailer: outcomes written on the message's row."""
-    from core.voicemail_mail import Mailer  # noqa: PLC0415 - only where e-mail is set up
-
-    def record(message_id: int, error: str) -> None:
-        from core.models import VoicemailMessage  # noqa: PLC0415
-
-        with _write():
-            (VoicemailMessage.update(emailed_at=None if error else time.time(),
-                                     email_error=error)
-             .where(VoicemailMessage.id == message_id).execute())
-
-    return Mailer(settings, spawn, sleep, record)
+# -- the greeting, recorded by phone --------------------------------------------------
 
 
-def email_new_message(mailer, settings: Settings) -> Callable[[object], None]:
-    """Context.new_message: the message e-mailed to its mailbox's address, if it has one."""
-    from core.voicemail_mail import compose  # noqa: PLC0415
-
-    def new_message(message) -> None:
-        mailbox = message.mailbox
-        if not mailbox.email or not mailer.enabled:
+def _greeting_menu(call, ctx: Context, settings: Settings, number: str) -> None:
+    """1 record, 2 hear, 3 delete (the standard greeting again), * back."""
+    unanswered = 0
+    while unanswered < 2:
+        key = call.play(*_say(call, ctx, "vm-greeting-menu"))
+        if not key:
+            key = call.digits(max_digits=1, timeout=DIGIT_TIMEOUT, end="")
+        unanswered = 0 if key else unanswered + 1
+        if key == "1":
+            _record_greeting(call, ctx, settings, number)
+        elif key == "2":
+            call.play(*_greeting(call, ctx, voicemail.mailbox_of(number), number))
+        elif key == "3":
+            with ctx.write():
+                deleted = voicemail.delete_greeting(number, settings)
+            if deleted:
+                log.info("[VM] Greeting of mailbox %s deleted by phone: the standard one again",
+                         number)
+            call.play(*_say(call, ctx, "vm-greeting-deleted"), interrupt=False)
+        elif key == "*":
             return
-        file = voicemail.message_file(message, settings)
-        try:
-            wav = file.read_bytes()
-        except OSError as error:
-            log.error("[VM] E-mail of message %d not sent: %s: %s", message.id, file,
-                      error.strerror)
-            return
-        number = mailbox.extension.number
-        mailer.queue(message.id, compose(
-            settings, mailbox.email, number, message.caller, message.caller_name,
-            message.received, message.seconds, wav, voicemail.export_name(message)), number)
 
-    return new_message
+
+def _record_greeting(call, ctx: Context, settings: Settings, number: str) -> None:
+    """Record, play back, then keep (1), hear again (2) or record again (3)."""
+    path = voicemail.new_greeting_path(number, settings)
+    try:
+        while True:
+            call.play(*_say(call, ctx, "vm-rec-greeting"))  # a key: to the tone at once
+            call.play(*_say(call, ctx, BEEP), interrupt=False)
+            recording = call.record(str(path), GREETING_MAX_SECONDS,
+                                    silence_seconds=SILENCE_SECONDS, end_keys="#")
+            if recording.ended_by == "hangup":
+                return
+            if recording.seconds < voicemail.MIN_SECONDS:
+                log.info("[VM] Greeting of mailbox %s not kept: %.1f s is too short", number,
+                         max(recording.seconds, 0.0))
+                call.play(*_say(call, ctx, "vm-tooshort"), interrupt=False)
+                return
+            choice = _review(call, ctx, path)
+            if choice == "1":
+                with ctx.write():
+                    voicemail.set_greeting(number, path, settings)
+                log.info("[VM] Greeting of mailbox %s recorded by phone, %.1f s", number,
+                         recording.seconds)
+                call.play(*_say(call, ctx, "vm-greeting-saved"), interrupt=False)
+                return
+            if choice != "3":
+                log.info("[VM] Greeting of mailbox %s not kept: not accepted", number)
+                return
+    finally:
+        path.unlink(missing_ok=True)  # kept, it was moved away
+
+
+def _review(call, ctx: Context, path: Path) -> str:
+    """The recording played back, then 1 keep, 2 again, 3 record again: the key, or ""
+    after two prompts without an answer."""
+    key = call.play(str(path))
+    unanswered = 0
+    while unanswered < 2:
+        if not key:
+            key = call.play(*_say(call, ctx, "vm-review"))
+        if not key:
+            key = call.digits(max_digits=1, timeout=DIGIT_TIMEOUT, end="")
+        if key in ("1", "3"):
+            return key
+        unanswered = 0 if key else unanswered + 1
+        key = call.play(str(path)) if key == "2" else ""
+    return ""

@@ -68,21 +68,7 @@ class Bridge:
         caller = call.caller
         call.phase = Phase.ANSWERED
         call.answered_at = owner.clock()
-        call.callee_leg = leg
-        caller.other, leg.other = leg, caller
-        answer = parsed(response.body)
-        if answer is None and leg.sdp is not None:
-            # The answer came in its 183 (early media) and the 2xx did not repeat
-            # it (RFC 3264 §5 has the 2xx repeat it; some providers do not).
-            answer = leg.sdp
-        if answer is None:
-            log.warning(
-                "Call %s -> %s: answer without usable SDP; hanging up",
-                call.caller_number, call.callee,
-            )
-        stream = owner.media.apply(call, leg, answer)
-        if stream is not None:
-            self.declared(call, leg, stream)
+        answer = self.join(call, leg, response)
         body = owner.media.sdp_for(call, answer, "A") if answer else b""
         if call.delayed and body:
             # The caller sent no offer (RFC 3261 §13.2.1): the callee's answer,
@@ -96,17 +82,46 @@ class Bridge:
             self.refreshed(call)
         ok = caller.respond(200, "OK", headers, body)
         caller.retransmit_2xx(bytes(ok), caller.cseq())
-        owner.history.answered(
-            call.record_id, call.answered_at, leg.contact, codec(answer) if answer else "",
-            leg.extension,
-        )
-        log.info("Call %s -> %s answered by %s", call.caller_number, call.callee, leg.contact)
-        owner.recorder.answered(call, leg)  # the extensions that record their calls
+        self.answered(call, leg, answer)
         call.max_timer = owner.stack.scheduler.call_later(
             owner.max_duration, owner.hangup, call, "maximum call duration reached"
         )
         if answer is None:
             owner.hangup(call, "callee answered without SDP")
+
+    def join(self, call, leg, response: Response) -> SessionDescription | None:
+        """`leg`, whose phone answered with `response`, becomes the callee's leg,
+        bridged to the caller's in the relay (for `connect`, and for a call an
+        application handed on: handover.py). Its answer, or None (logged) if
+        it brought none."""
+        caller = call.caller
+        call.callee_leg = leg
+        caller.other, leg.other = leg, caller
+        answer = parsed(response.body)
+        if answer is None and leg.sdp is not None:
+            # The answer came in its 183 (early media) and the 2xx did not repeat
+            # it (RFC 3264 §5 has the 2xx repeat it; some providers do not).
+            answer = leg.sdp
+        if answer is None:
+            log.warning(
+                "Call %s -> %s: answer without usable SDP; hanging up",
+                call.caller_number, call.callee,
+            )
+        stream = self.owner.media.apply(call, leg, answer)
+        if stream is not None:
+            self.declared(call, leg, stream)
+        return answer
+
+    def answered(self, call, leg, answer: SessionDescription | None, how: str = "") -> None:
+        """The history, the log line and the recording of a call `leg` answered."""
+        owner = self.owner
+        owner.history.answered(
+            call.record_id, call.answered_at, leg.contact, codec(answer) if answer else "",
+            leg.extension,
+        )
+        log.info("Call %s -> %s answered by %s%s", call.caller_number, call.callee,
+                 leg.contact, how)
+        owner.recorder.answered(call, leg)  # the extensions that record their calls
 
     # -- the session timer (RFC 4028) ---------------------------------------------------------
 

@@ -85,6 +85,7 @@ class Calls:
         moh_file: str | None = None,
         sounds_dir: str | None = None,
         recording_dir: str | None = None,
+        recording_announce=None,
     ):
         self.registrar = registrar
         self.relay = relay
@@ -106,7 +107,8 @@ class Calls:
         self.applications = Applications(self, spawn)  # spawn: None is gevent's
         self.handovers = Handovers(self)  # an application hands its call on to a number
         self.music = Music(self, moh_file, sounds_dir)  # None: no music on hold
-        self.recorder = Recorder(self, recording_dir)  # None: nothing is recorded
+        # recording_dir None: nothing is recorded; recording_announce: sipd/recording.py
+        self.recorder = Recorder(self, recording_dir, recording_announce)
         self.transfers = Transfers(self)
         # Imported here: sipd/trunks/outbound.py builds on the b2bua's legs and forks.
         from sipd.trunks.outbound import Outbound  # noqa: PLC0415

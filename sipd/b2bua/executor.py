@@ -122,6 +122,8 @@ class Executor:
         step = fork.step
         following = {BUSY: step.on_busy, NO_ANSWER: step.on_no_answer,
                      UNAVAILABLE: step.on_unavailable}[outcome.kind]
+        if call.handover is not None:
+            self.owner.handovers.ringback_again(call)  # after a callee's early media
         self.go_on(call, following, outcome)
 
     def _unring(self, call, fork: Fork, keep: str | None) -> None:

@@ -164,7 +164,11 @@ class Fork:
         call = self.call
         owner = self.owner
         if call.handover is not None:
-            return  # the caller, answered already, hears our ringback (handover.py)
+            # The caller, answered already, hears our ringback, or this early media
+            # (handover.py); no 18x can follow our 200.
+            if response.status == 183 and response.body:
+                owner.handovers.early_media(call, leg, response)
+            return
         body = b""
         # A caller that sent no offer may get none in an unreliable 18x (RFC
         # 3261 §13.2.1: the offer goes in the first reliable response): 180.

@@ -7,7 +7,8 @@ what this does:
 1. `start` (from the app's greenlet): the destination is routed as if the
    caller had dialled it; the app's prompts stop and the PBX's endpoint, still
    on leg A, plays a ringback tone (ITU-T E.180: 425 Hz, 1 s every 5 s), since
-   no 180 can follow our 200. The plan's Ring or Outside step is carried out
+   no 180 can follow our 200 (a callee's 183 with SDP: its early media
+   instead, `early_media`). The plan's Ring or Outside step is carried out
    as for any call (executor.py, forking.py, trunks/outbound.py: `Call.rings`
    is true meanwhile), each callee offered on leg B only the G.711 law the
    caller agreed on with the endpoint and telephone-event (`Media.offer_b`),
@@ -35,7 +36,7 @@ import logging
 
 from sipd.b2bua.call import Phase
 from sipd.b2bua.forking import UNAVAILABLE, Outcome
-from sipd.b2bua.media import codec, parsed
+from sipd.b2bua.media import parsed
 from sipd.routing.plan import Event
 
 log = logging.getLogger("sipd")
@@ -49,13 +50,14 @@ RINGBACK_EVERY_MS = 5000
 class Handover:
     """A call an application handed on, while the destination's phones ring."""
 
-    __slots__ = ("app", "destination", "payload_type", "event_type")
+    __slots__ = ("app", "destination", "payload_type", "event_type", "early")
 
     def __init__(self, app: str, destination: str, payload_type: int, event_type: int | None):
         self.app = app  # the application that handed it on
         self.destination = destination
         self.payload_type = payload_type  # the law the caller agreed on (0 or 8)
         self.event_type = event_type  # the caller's telephone-event type, or None
+        self.early = None  # the leg whose early media the caller hears instead of ringback
 
 
 class Handovers:
@@ -95,32 +97,63 @@ class Handovers:
     def connected(self, call, leg, response) -> None:
         """`leg` answered (its 2xx ACKed already): bridge it to the caller."""
         owner = self.owner
-        caller = call.caller
-        call.handover = None
+        handover, call.handover = call.handover, None
+        if handover.early is None:  # else the endpoint left leg A at the 183
+            self._detach(call)
+        answer = owner.bridge.join(call, leg, response)
+        if answer is None:
+            owner.hangup(call, "callee answered without SDP")
+            return
+        owner.bridge.answered(call, leg, answer, " (handed on by an application)")
+
+    def early_media(self, call, leg, response) -> None:
+        """A callee's 183 with SDP while it rings (a provider's ring-back or
+        announcement, RFC 3960 §3): the caller, answered already, hears it
+        instead of our ringback. The endpoint leaves leg A and the relay
+        bridges A to `leg`; nothing is sent to the caller, whose session (the
+        relay's ports, the law `Media.offer_b` offered the callee) stays as it is."""
+        answer = parsed(response.body)
+        if answer is None:
+            return
+        handover = call.handover
+        if handover.early is None:
+            if not self._detach(call):
+                return  # the caller keeps our ringback
+            log.info("Call %s -> %s: early media from %s instead of our ringback",
+                     call.caller_number, call.callee, leg.contact)
+        handover.early = leg
+        stream = self.owner.media.apply(call, leg, answer)
+        if stream is not None:
+            self.owner.bridge.declared(call, leg, stream)
+
+    def ringback_again(self, call) -> None:
+        """The destination whose early media the caller heard did not answer: the
+        endpoint is back on leg A with our ringback (for the plan's next step, an
+        application's or another ring's)."""
+        handover = call.handover
+        if handover is None or handover.early is None:
+            return
+        handover.early = None
         try:
-            owner.relay.endpoint(call.media, "detach", leg="A")
-            owner.relay.forget_events(call.media)
+            self.owner.relay.endpoint(call.media, "endpoint", leg="A",
+                                      payload_type=handover.payload_type,
+                                      event_type=handover.event_type)
+            self.owner.relay.endpoint(call.media, "tone", hz=RINGBACK_HZ, ms=RINGBACK_ON_MS,
+                                      every=RINGBACK_EVERY_MS)
+        except Exception as error:  # the caller hears silence; the plan goes on
+            log.warning("Call %s -> %s: no ringback tone again: %s", call.caller_number,
+                        call.callee, error)
+
+    def _detach(self, call) -> bool:
+        """The endpoint off leg A (the relay bridges A to B again); False if it failed."""
+        try:
+            self.owner.relay.endpoint(call.media, "detach", leg="A")
+            self.owner.relay.forget_events(call.media)
         except Exception as error:
             log.warning("Call %s -> %s: media endpoint not detached: %s",
                         call.caller_number, call.callee, error)
-        call.callee_leg = leg
-        caller.other, leg.other = leg, caller
-        answer = parsed(response.body)
-        if answer is None and leg.sdp is not None:
-            answer = leg.sdp  # in its 183 (bridge.connect says why)
-        if answer is None:
-            log.warning("Call %s -> %s: answer without usable SDP; hanging up",
-                        call.caller_number, call.callee)
-            owner.hangup(call, "callee answered without SDP")
-            return
-        stream = owner.media.apply(call, leg, answer)
-        if stream is not None:
-            owner.bridge.declared(call, leg, stream)
-        owner.history.answered(call.record_id, call.answered_at, leg.contact, codec(answer),
-                               leg.extension)
-        log.info("Call %s -> %s answered by %s (handed on by an application)",
-                 call.caller_number, call.callee, leg.contact)
-        owner.recorder.answered(call, leg)  # the extensions that record their calls
+            return False
+        return True
 
     def to_application(self, call, step) -> None:
         """The plan's failure step is an application (voicemail): it runs on the

@@ -9,6 +9,8 @@ An INVITE belongs to a trunk when it comes from that trunk's provider:
   registered on (host, port and transport): the provider sends its calls back
   on it (RFC 3261 §18.2.2; our Contact's port does not speak TLS), and a phone
   on the provider's host (or on loopback) is not taken for the provider.
+A disabled trunk is no trunk's: its provider's calls are challenged like a
+stranger's (`disabled_match` names it, for the log).
 Several trunks at one provider: the one whose registered user the Request-URI
 names wins (the provider sends calls to the Contact we registered). Anything
 else is no trunk's, and is challenged like any phone's call: an address
@@ -105,6 +107,18 @@ def match(trunks, request: Request, source) -> object | None:
         if named:
             return named[0]
     return candidates[0] if candidates else None
+
+
+def disabled_match(trunks, source) -> object | None:
+    """The disabled trunk whose --match networks `source` is in, or None: a call
+    `match` turned away because its trunk is disabled (worth a log line)."""
+    address = _address(source.host)
+    if address is None:
+        return None
+    for trunk in trunks:
+        if not trunk.row.enabled and any(address in network for network in trunk.networks):
+            return trunk
+    return None
 
 
 def did(request: Request, trunk) -> str:

@@ -166,7 +166,15 @@ class TrunkManager:
 
     def inbound(self, request, source) -> LiveTrunk | None:
         """The trunk an INVITE comes from (sipd/trunks/inbound.py), None if no trunk's."""
-        return inbound.match(self.trunks.values(), request, source) if self.trunks else None
+        if not self.trunks:
+            return None
+        found = inbound.match(self.trunks.values(), request, source)
+        if found is None:
+            disabled = inbound.disabled_match(self.trunks.values(), source)
+            if disabled is not None:
+                log.info("[TRUNK] %s is disabled: a call from %s is challenged like a"
+                         " stranger's", disabled.name, source)
+        return found
 
     def register(self, name: str) -> bool:
         trunk = self.trunks.get(name)
@@ -358,8 +366,11 @@ class TrunkManager:
                              expires_at=trunk.expires_at, next_attempt_at=trunk.next_at,
                              failures=0, contact=trunk.contact, address=trunk.path.address)
                 if before != "registered":
+                    where = trunk.where()
+                    if trunk.path.host not in where:  # a name: say where it led (SRV, DNS)
+                        where += f" = {trunk.path.address}"
                     log.info("[TRUNK] %s registered at %s (expires %d s)", trunk.name,
-                             trunk.where(), outcome.expires)
+                             where, outcome.expires)
                 else:
                     log.debug("[TRUNK] %s registration refreshed (expires %d s)", trunk.name,
                               outcome.expires)

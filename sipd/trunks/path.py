@@ -24,12 +24,11 @@ ask this module, with the Trunk row, and get the same `Path`:
     Path.via_transport  "UDP" | "TCP" | "TLS" for our Via's sent-protocol
 
 No I/O but `resolve`, whose resolver is a parameter (tests give a dict).
-Left for later: DNS SRV (RFC 3263 §4.2: _sip._udp / _sip._tcp / _sips._tcp when
-no port is given) needs a DNS library that is not a dependency; a name is
-resolved with getaddrinfo on the transport's default port instead, which is
-what a provider without SRV records needs too. Over TCP and TLS sipd opens the
-connection itself; TLS verifies the certificate is for `Path.name`
-(sipd/tls.py).
+A name without a port is looked up in DNS SRV first (RFC 3263 §4.2,
+sipd/trunks/srv.py: _sip._udp / _sip._tcp / _sips._tcp); a name without SRV
+records is resolved with getaddrinfo on the transport's default port. Over TCP
+and TLS sipd opens the connection itself; TLS verifies the certificate is for
+`Path.name` (sipd/tls.py).
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ import socket
 from dataclasses import dataclass
 
 from sipd.registrar import ProviderDestination
+from sipd.trunks import srv
 
 # RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -134,11 +134,21 @@ def _literal(name: str) -> bool:
     return True
 
 
-def resolve(where: Target, getaddrinfo=socket.getaddrinfo, family=socket.AF_INET) -> Path:
-    """The Path to `where`: an address literal as it is, a name by the system resolver
-    (the first address of `family`; AF_UNSPEC for any)."""
+def resolve(where: Target, getaddrinfo=socket.getaddrinfo, family=socket.AF_INET,
+            lookup=None) -> Path:
+    """The Path to `where`: an address literal as it is, a name without a port by its
+    SRV records when it has them (`lookup`, a srv.Lookup; None: sipd's, srv.default()),
+    else by the system resolver (the first address of `family`; AF_UNSPEC for any)."""
     port = where.send_port
-    if _literal(where.name):
+    server = None
+    if not _literal(where.name) and where.port is None:
+        server = (lookup or srv.default()).service(where.name, where.transport)
+    if server is not None:
+        port = server.port
+        host = (lookup or srv.default()).address(server.host, family == socket.AF_INET6)
+        if host is None:
+            raise PathError(f"cannot resolve {server.host} (SRV of {where.name}): no address")
+    elif _literal(where.name):
         host = where.name
     else:
         kind = socket.SOCK_DGRAM if where.transport == "udp" else socket.SOCK_STREAM
@@ -153,7 +163,10 @@ def resolve(where: Target, getaddrinfo=socket.getaddrinfo, family=socket.AF_INET
     route = None
     if where.proxy:
         params = "" if transport == "UDP" else f";transport={where.transport}"
-        route = f"<sip:{_bracket(where.name)}:{port}{params};lr>"
+        # A proxy found by SRV is routed to by its name alone (RFC 3263 §4.2: a
+        # port would tell the next hop not to look up SRV itself).
+        hostport = _bracket(where.name) if server is not None else f"{_bracket(where.name)}:{port}"
+        route = f"<sip:{hostport}{params};lr>"
     return Path(transport, host, port, where.domain, where.from_user, route, where.name)
 
 

@@ -42,13 +42,26 @@ class MenuServer(ck.SipdServer):
         return MenuSipd(self.db_path, port=port, **self.env)
 
 
-@pytest.fixture
-def server(tmp_path, built_prompts):
-    server = MenuServer(tmp_path, voicemail=("1001",), TEST_MENU_1="1001",
+def _server(tmp_path, built_prompts, voicemail=()):
+    server = MenuServer(tmp_path, voicemail=voicemail, TEST_MENU_1="1001",
                         PBX_PROMPTS_DIR=str(built_prompts),
                         PBX_SOUNDS_DIR=str(tmp_path / "sounds"),
                         PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT="10")
-    server.start()
+    return server.start()
+
+
+@pytest.fixture
+def server(tmp_path, built_prompts):
+    """No mailboxes: a mailbox's unsolicited NOTIFY (RFC 3842) on 1001's registration
+    can reach the callee sipp before its INVITE, which sipp takes for a failure."""
+    server = _server(tmp_path, built_prompts)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def voicemail_server(tmp_path, built_prompts):
+    server = _server(tmp_path, built_prompts, voicemail=("1001",))
     yield server
     server.stop()
 
@@ -115,17 +128,22 @@ def _tone(hz: float, seconds: float) -> bytes:
     return g711.encode(linear, g711.PCMU)
 
 
+def app_caller(server, name: str, dialled: str, timeout: float = 60):
+    """1003 calling `dialled` with caller_app.xml (it waits for the PBX's BYE), its
+    audio the test's own socket: (that socket, the started sipp run)."""
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    run = ck.Sipp(name, "caller_app.xml", server.address, timeout=timeout,
+                  inject=[ck.user_row("1003", ck.PASSWORD, dialled, str(phone.getsockname()[1]))])
+    return phone, run.start()
+
+
 def _press_1_and_talk(server, dialled: str):
     """The caller dials `dialled`, presses 1, hears ringback, 1001 answers, RTP
     goes both ways, 1001 hangs up. The caller's sipp run."""
     callee = ck.callee(server.address, "1001", "callee_hangs_up.xml", ring_ms=1500,
                        duration_ms=3000, timeout=30)
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((ck.LOOPBACK, 0))
-    run = ck.Sipp("menu", "caller_app.xml", server.address, timeout=30,
-                  inject=[ck.user_row("1003", ck.PASSWORD, dialled,
-                                      str(phone.getsockname()[1]))])
-    run.start()
+    phone, run = app_caller(server, "menu", dialled, timeout=30)
     try:
         pbx = ck.sdp_media(ck.wait_answer_sdp(run))
         press(phone, pbx, 1)
@@ -177,13 +195,10 @@ def _press_1_and_talk(server, dialled: str):
     return run
 
 
-def test_press_1_with_1001_busy_goes_to_its_voicemail(server):
+def test_press_1_with_1001_busy_goes_to_its_voicemail(voicemail_server):
+    server = voicemail_server
     callee = ck.callee(server.address, "1001", "callee_busy.xml", timeout=30)
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((ck.LOOPBACK, 0))
-    run = ck.Sipp("menu-busy", "caller_app.xml", server.address, timeout=60,
-                  inject=[ck.user_row("1003", ck.PASSWORD, "*43", str(phone.getsockname()[1]))])
-    run.start()
+    phone, run = app_caller(server, "menu-busy", "*43")
     try:
         pbx = ck.sdp_media(ck.wait_answer_sdp(run))
         press(phone, pbx, 1)
@@ -218,10 +233,116 @@ def test_the_caller_hanging_up_while_1001_rings_cancels_it(server):
         phone.close()
         run.stop()
         callee.stop()
-    # (NOTIFY: 1001's message-waiting state, RFC 3842, its mailbox being on)
-    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
+    assert [m.method for m in callee.received() if m.method not in ("", None)] == [
         "INVITE", "CANCEL", "ACK"]
     (row,) = ck.ended_calls(server.db_path)
     assert (row["disposition"], row["hangup_by"], row["answered_by"]) == (
         "ANSWERED", "caller", "")
     assert "hands the call on to 1001" in server.log()
+
+
+@pytest.fixture
+def menu_server(tmp_path, built_prompts):
+    """menu_server(ring=3, forward="") -> a started MenuServer (no mailboxes: their
+    unsolicited NOTIFY would meet a callee sipp waiting for its INVITE) whose phones
+    ring `ring` seconds; 1001's no-answer forward `forward`, after those seconds."""
+    started = []
+
+    def make(ring=3, forward=""):
+        server = MenuServer(tmp_path, TEST_MENU_1="1001", PBX_PROMPTS_DIR=str(built_prompts),
+                            PBX_SOUNDS_DIR=str(tmp_path / "sounds"),
+                            PBX_VOICEMAIL_DIR=str(tmp_path / "vm"), PBX_RING_TIMEOUT=str(ring))
+        with sqlite3.connect(server.db_path) as connection:
+            connection.execute("UPDATE extension SET forward_no_answer = ?,"
+                               " forward_no_answer_after = ? WHERE number = '1001'",
+                               (forward, ring))
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("forward", ["", "1002"])
+def test_nobody_answers_the_plans_next_step_or_our_bye(menu_server, forward):
+    """1001 rings its 3 s and nobody answers: the plan's next step (its no-answer
+    forward: 1002 rings, answers, talks and hangs up), or, with none, the caller gets
+    our BYE (never a 480 after our 200)."""
+    server = menu_server(forward=forward)
+    callee = ck.callee(server.address, "1001", "callee_no_answer.xml", timeout=30)
+    other = (ck.callee(server.address, "1002", "callee_hangs_up.xml", ring_ms=500,
+                       duration_ms=1000, timeout=30) if forward else None)
+    phone, run = app_caller(server, "menu-no-answer", "*43")
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        ck.finish(run, callee, *([other] if other else []), server=server)
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+        if other:
+            other.stop()
+    finals = [s for s in run.statuses("INVITE") if s >= 200 and s != 407]  # past the digest
+    assert finals == [200], run.flow()  # never a final response after our 200
+    assert [m.method for m in run.received() if m.method] == ["BYE"]
+    assert [m.method for m in callee.received() if m.method] == ["INVITE", "CANCEL", "ACK"]
+    (row,) = ck.ended_calls(server.db_path)
+    if forward:
+        assert (row["disposition"], row["answered_by"], row["hangup_by"]) == (
+            "ANSWERED", "1002", "callee"), row
+        assert [m.method for m in other.received() if m.method] == ["INVITE", "ACK"]
+    else:
+        assert (row["disposition"], row["reason"], row["hangup_by"]) == (
+            "NO ANSWER", "no answer within 3 s", "system"), row
+
+
+def test_the_callees_early_media_reaches_the_caller_while_it_rings(menu_server):
+    """1001 answers the hand-over's INVITE with a 183 and SDP and rings 4 s: the caller
+    hears 1001 (its echo of what the caller sends, through the relay) before the answer,
+    instead of our ringback; then 1001 answers, and the caller's BYE ends both legs."""
+    server = menu_server(ring=15)
+    callee = ck.callee(server.address, "1001", "callee_early_media.xml", ring_ms=4000,
+                       timeout=40)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((ck.LOOPBACK, 0))
+    # caller_call.xml: its BYE 9 s after our 200 (-d), 1001 answered by then.
+    run = ck.caller(server.address, "1003", "*43", "caller_call.xml", duration_ms=9000,
+                    timeout=40)
+    try:
+        pbx = ck.sdp_media(ck.wait_answer_sdp(run))
+        press(phone, pbx, 1)
+        assert ck.wait_for(lambda: "early media from" in server.log(), timeout=5), (
+            server.log()[-3000:])
+        sent, echoed = {}, set()
+        phone.setblocking(False)
+        for seq in range(100):  # up to 2 s of audio, 20 ms apart
+            payload = bytes((seq * 11 + i) % 256 for i in range(160))
+            sent[payload] = seq
+            phone.sendto(ck.rtp_packet(20 + seq, (20 + seq) * 160, SSRC, payload), pbx)
+            time.sleep(0.02)
+            while True:
+                try:
+                    back = phone.recv(2048)
+                except BlockingIOError:
+                    break
+                if back[12:] in sent:
+                    echoed.add(sent[back[12:]])
+            if len(echoed) >= 20:
+                break
+        assert "answered by sip:1001" not in server.log()  # still ringing: early media
+        assert len(echoed) >= 20, f"{len(echoed)} packets came back during early media"
+        ck.finish(run, callee, server=server)
+    finally:
+        phone.close()
+        run.stop()
+        callee.stop()
+    assert "answered by sip:1001" in server.log()
+    finals = [s for s in run.statuses("INVITE") if s >= 200 and s != 407]  # past the digest
+    assert finals == [200], run.flow()  # never a final response after our 200
+    assert [m.method for m in callee.received() if m.method not in ("", None, "NOTIFY")] == [
+        "INVITE", "ACK", "BYE"]
+    (row,) = ck.ended_calls(server.db_path)
+    assert (row["disposition"], row["answered_by"], row["hangup_by"]) == (
+        "ANSWERED", "1001", "caller"), row

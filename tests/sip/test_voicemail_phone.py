@@ -51,10 +51,17 @@ PROMPTS = (
     "vm-saved",
     "vm-goodbye",
     "digit",
+    "vm-menu",
+    "vm-greeting-menu",
+    "vm-rec-greeting",
+    "vm-review",
+    "vm-tooshort",
+    "vm-greeting-saved",
+    "vm-greeting-deleted",
 )
 TONES = {name: 300.0 + 70 * index for index, name in enumerate(PROMPTS)}
-# The messages' tones, well above every prompt's.
-TONES.update({"msg1": 1900.0, "msg2": 2400.0, "msg3": 2900.0})
+# The messages' and greetings' tones, well above every prompt's.
+TONES.update({"msg1": 2300.0, "msg2": 2650.0, "msg3": 3000.0, "greet1": 3300.0, "greet2": 3600.0})
 EVENT_PT = 101
 KEY_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 
@@ -84,13 +91,14 @@ def _share(samples, hz: float, energy: float) -> float:
     return 2 * power / len(samples) / energy
 
 
-def label(payload: bytes) -> str:
-    """What one PCMU packet holds: the name of the tone it is, or "" (silence, noise)."""
+def label(payload: bytes, tones: dict[str, float] = TONES) -> str:
+    """What one PCMU packet holds: the name of the tone of `tones` it is, or ""
+    (silence, noise)."""
     samples = struct.unpack(f"<{len(payload)}h", g711.decode(payload, g711.PCMU))
     energy = sum(s * s for s in samples) / len(samples)
     if energy < 1e5:  # well below the prompts' (9000 peak: 4e7)
         return ""
-    shares = {name: _share(samples, hz, energy * len(samples)) for name, hz in TONES.items()}
+    shares = {name: _share(samples, hz, energy * len(samples)) for name, hz in tones.items()}
     best = max(shares, key=shares.get)
     return best if shares[best] > 0.5 else ""
 
@@ -98,9 +106,12 @@ def label(payload: bytes) -> str:
 class Phone:
     """The caller's RTP: one thread sends a packet every 20 ms (what `say` queued,
     the keys `press` queued as RFC 4733 events, else silence), another reads what
-    the PBX plays and names each packet (`label`)."""
+    the PBX plays and names each packet (`label`, by `tones`). Started without a
+    target, it sends to where the PBX's packets come from, once one has (a
+    called phone, which learns the PBX's address from its first packet)."""
 
-    def __init__(self):
+    def __init__(self, tones: dict[str, float] = TONES, ssrc: int = SSRC):
+        self.tones, self.ssrc = tones, ssrc
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((ck.LOOPBACK, 0))
         self.sock.settimeout(0.1)
@@ -115,7 +126,7 @@ class Phone:
             threading.Thread(target=self._receive, daemon=True),
         ]
 
-    def start(self, target) -> Phone:
+    def start(self, target=None) -> Phone:
         self.target = target
         for thread in self.threads:
             thread.start()
@@ -158,13 +169,14 @@ class Phone:
             if item[0] == "event":
                 if item[2]:
                     event_start = seq * 160  # every packet of an event: its start (§2.3.1)
-                packet = ck.rtp_packet(seq, event_start, SSRC, item[1], EVENT_PT)
+                packet = ck.rtp_packet(seq, event_start, self.ssrc, item[1], EVENT_PT)
             else:
-                packet = ck.rtp_packet(seq, seq * 160, SSRC, item[1], 0)
-            try:
-                self.sock.sendto(packet, self.target)
-            except OSError:
-                return
+                packet = ck.rtp_packet(seq, seq * 160, self.ssrc, item[1], 0)
+            if self.target is not None:
+                try:
+                    self.sock.sendto(packet, self.target)
+                except OSError:
+                    return
             seq += 1
             delay = start + seq * 0.02 - time.monotonic()
             if delay > 0:
@@ -173,13 +185,15 @@ class Phone:
     def _receive(self) -> None:
         while not self.stopped.is_set():
             try:
-                packet = self.sock.recv(2048)
+                packet, source = self.sock.recvfrom(2048)
             except TimeoutError:
                 continue
             except OSError:
                 return
+            if self.target is None:
+                self.target = source
             if len(packet) > 12 and packet[1] & 0x7F == 0:
-                self.labels.append(label(packet[12:]))
+                self.labels.append(label(packet[12:], self.tones))
 
     # what the caller heard
 
@@ -221,7 +235,7 @@ def _logs_in_tmp_path(tmp_path, monkeypatch):
 def sounds_dir(tmp_path) -> Path:
     directory = tmp_path / "sounds"
     for name, hz in TONES.items():
-        if name.startswith("msg"):
+        if name.startswith(("msg", "greet")):
             continue
         names = [f"digits/{d}" for d in range(10)] if name == "digit" else [name]
         for each in names:
@@ -334,22 +348,26 @@ def hung_up_by_pbx(run: ck.Sipp, server, timeout: float = 30) -> None:
     assert "BYE" in run.requests(), ck.explain(run, server=server)
 
 
+def leave_message(server, seconds: float = 2.0) -> None:
+    """1001 calls 1002 (not registered): its mailbox takes the call; the caller
+    says msg1's tone after the beep and ends the message with #."""
+    phone = Phone()
+    try:
+        run = dial(server, "1001", "1002", phone)
+        phone.wait_heard("beep", server=server)
+        phone.say(tone(TONES["msg1"], seconds))
+        phone.press("#")
+        phone.wait_heard("vm-saved", "vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+
+
 # --- the tests ------------------------------------------------------------------------
 
 
 def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, tmp_path):
-    # 1001 calls 1002 (not registered): its mailbox takes the call; the caller
-    # says msg1's tone after the beep and ends the message with #.
-    leaving = Phone()
-    try:
-        run = dial(server, "1001", "1002", leaving)
-        leaving.wait_heard("beep", server=server)
-        leaving.say(tone(TONES["msg1"], 2.0))
-        leaving.press("#")
-        leaving.wait_heard("vm-saved", "vm-goodbye", server=server)
-        hung_up_by_pbx(run, server)
-    finally:
-        leaving.close()
+    leave_message(server)
     (first,) = ck.wait_for(lambda: list(rows(server).values()), timeout=5)
     assert (first["number"], first["caller"], first["folder"]) == ("1002", "1001", "new")
     second = seed(server, "1002", "msg2", time.time() + 1)
@@ -360,16 +378,10 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         run = dial(server, "1002", "*97", phone)
         phone.wait_heard("vm-password", server=server)
         phone.press(PIN + "#")
-        # "You have 3 new messages", then the oldest new one: the one left above.
-        phone.wait_heard(
-            "vm-youhave",
-            "digit",
-            "vm-INBOX",
-            "vm-messages",
-            "msg1",
-            "vm-instructions",
-            server=server,
-        )
+        # "You have 3 new messages", the menu; 1: the oldest new one, the one left above.
+        phone.wait_heard("vm-youhave", "digit", "vm-INBOX", "vm-messages", "vm-menu")
+        phone.press("1")
+        phone.wait_heard("msg1", "vm-instructions", server=server)
         assert ck.wait_for(lambda: rows(server)[first["id"]]["folder"] == "old"), rows(server)
         assert rows(server)[second]["folder"] == "new"
         phone.press("1")  # again
@@ -379,7 +391,9 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         phone.press("#")  # next
         phone.wait_heard("msg3", "vm-instructions", server=server)
         phone.press("7")  # deleted
-        heard = phone.wait_heard("vm-deleted", "vm-nomore", "vm-goodbye", server=server)
+        phone.wait_heard("vm-deleted", "vm-nomore", "vm-menu", server=server)
+        phone.press("#")  # the end
+        heard = phone.wait_heard("vm-goodbye", server=server)
         hung_up_by_pbx(run, server)
     finally:
         phone.close()
@@ -389,6 +403,7 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         "digit",
         "vm-INBOX",
         "vm-messages",
+        "vm-menu",
         "msg1",
         "vm-instructions",
         "msg1",
@@ -400,6 +415,7 @@ def test_a_message_left_is_heard_with_star_97_and_1_7_9_hash_act_on_it(server, t
         "vm-instructions",
         "vm-deleted",
         "vm-nomore",
+        "vm-menu",
         "vm-goodbye",
     ], "\n".join(heard)
     left = rows(server)
@@ -425,17 +441,19 @@ def test_star_98_asks_for_the_mailbox_then_its_pin(server, phone):
         phone.press("1002#")
         phone.wait_heard("vm-password", server=server)
         phone.press(PIN + "#")
+        # No key at the menu: the messages.
         phone.wait_heard(
             "vm-youhave",
             "digit",
             "vm-INBOX",
             "vm-message",
+            "vm-menu",
             "msg2",
             "vm-instructions",
             server=server,
         )
         phone.press("#")
-        phone.wait_heard("vm-nomore", "vm-goodbye", server=server)
+        phone.wait_heard("vm-nomore", "vm-menu", "vm-goodbye", server=server)
         hung_up_by_pbx(run, server)
     finally:
         run.stop()
@@ -471,3 +489,80 @@ def test_three_wrong_pins_end_the_call_and_ban_the_address(tmp_path, phone):
         assert bans == [("127.0.0.1", 3)], bans
     finally:
         server.stop()
+
+
+def test_the_greeting_recorded_by_phone_is_what_callers_hear_until_deleted(server, tmp_path):
+    phone = Phone()
+    try:
+        run = dial(server, "1002", "*97", phone)
+        phone.wait_heard("vm-password", server=server)
+        phone.press(PIN + "#")
+        phone.wait_heard("vm-youhave", "digit", "vm-INBOX", "vm-messages", "vm-menu", server=server)
+        phone.press("0")
+        phone.wait_heard("vm-greeting-menu", server=server)
+        phone.press("1")
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet1"], 0.4))  # shorter than a second: not kept
+        phone.press("#")
+        phone.wait_heard("vm-tooshort", "vm-greeting-menu", server=server)
+        phone.press("1")
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet1"], 1.5))
+        phone.press("#")
+        phone.wait_heard("greet1", "vm-review", server=server)  # heard back
+        phone.press("3")  # recorded again
+        phone.wait_heard("vm-rec-greeting", "beep", server=server)
+        phone.say(tone(TONES["greet2"], 1.5))
+        phone.press("#")
+        phone.wait_heard("greet2", "vm-review", server=server)
+        phone.press("1")  # kept
+        phone.wait_heard("vm-greeting-saved", "vm-greeting-menu", server=server)
+        phone.press("*")
+        phone.wait_heard("vm-menu", server=server)
+        phone.press("#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    greeting = tmp_path / "vm" / "1002" / "greeting.wav"
+    assert greeting.is_file()
+    assert sorted(p.name for p in greeting.parent.iterdir()) == ["greeting.wav"]
+    log = server.log()
+    assert "[VM] Greeting of mailbox 1002 not kept: 0." in log
+    assert "[VM] Greeting of mailbox 1002 recorded by phone" in log
+    assert caller_hears(server) == "greet2"
+
+    phone = Phone()
+    try:
+        run = dial(server, "1002", "*97", phone)
+        phone.wait_heard("vm-password", server=server)
+        phone.press(PIN + "#0")
+        phone.wait_heard("vm-greeting-menu", server=server)
+        phone.press("3")  # deleted
+        phone.wait_heard("vm-greeting-deleted", "vm-greeting-menu", server=server)
+        phone.press("2")  # heard: the standard greeting again
+        phone.wait_heard(
+            "vm-theperson", "digit", "vm-isunavail", "vm-intro", "vm-greeting-menu", server=server
+        )
+        phone.press("*#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    assert not greeting.exists()
+    assert "[VM] Greeting of mailbox 1002 deleted by phone" in server.log()
+    assert caller_hears(server) == "vm-theperson"
+
+
+def caller_hears(server) -> str:
+    """What 1001 hears first calling 1002's mailbox (then # at the beep: no message)."""
+    phone = Phone()
+    try:
+        run = dial(server, "1001", "1002", phone)
+        heard = phone.wait_heard("beep", server=server)
+        phone.press("#")
+        phone.wait_heard("vm-goodbye", server=server)
+        hung_up_by_pbx(run, server)
+    finally:
+        phone.close()
+    return heard[0]

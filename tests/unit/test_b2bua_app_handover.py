@@ -178,6 +178,40 @@ def test_the_group_rings_with_the_callers_law_and_the_answer_is_bridged(make):
     assert (row["disposition"], row["hangup_by"]) == ("ANSWERED", "callee")
 
 
+RINGBACK = ("tone", {"hz": RINGBACK_HZ, "ms": 1000, "every": RINGBACK_EVERY_MS})
+
+
+def test_a_callees_early_media_replaces_our_ringback_until_it_answers(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": Ring(("1001",), 20)})
+    dial_menu(pbx)
+    assert relay.ops[-1] == RINGBACK
+    respond(pbx, "1001", "183 Session Progress", CALLEE_SDP)
+    # The caller hears the callee's early media through the relay: the endpoint is off
+    # leg A, leg B points at the callee; the caller, answered already, is sent nothing.
+    assert relay.ops[-1] == ("detach", {"leg": "A"}) and ("B", 7000) in relay.streams
+    assert to_caller(pbx) == [200]
+    respond(pbx, "1001", "183 Session Progress", CALLEE_SDP)  # again: nothing more to do
+    respond(pbx, "1001", "200 OK", CALLEE_SDP)
+    assert [op for op, _ in relay.ops].count("detach") == 1
+    assert to_caller(pbx) == [200]
+    (row,) = pbx.rows()
+    assert (row["state"], row["answered_by"]) == ("answered", "1001")
+
+
+def test_after_early_media_a_busy_callee_brings_our_ringback_back(make):
+    pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
+    dial_menu(pbx)
+    respond(pbx, "1001", "183 Session Progress", CALLEE_SDP)
+    respond(pbx, "1001", "486 Busy Here")
+    assert relay.ops[-1] == ("detach", {"leg": "A"})  # 1002 still rings
+    respond(pbx, "1002", "486 Busy Here")
+    # Voicemail runs on the endpoint, attached to leg A again in the caller's law.
+    assert relay.ops[-3:] == [("endpoint", {"leg": "A", "payload_type": 8, "event_type": 96}),
+                              RINGBACK, ("stop", {})]
+    assert ran == ["menu", "voicemail 1001 busy"]
+    assert to_caller(pbx) == [200]
+
+
 def test_busy_goes_on_to_voicemail_on_the_same_endpoint(make):
     pbx, relay, ran = make({"500": Application("menu", ""), "600": GROUP})
     dial_menu(pbx)

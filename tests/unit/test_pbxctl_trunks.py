@@ -86,6 +86,18 @@ def test_set_and_rm(pbx):
     assert all(SECRET not in r[0] for r in rows(pbx, "SELECT detail FROM audit_log"))
 
 
+def test_disable_and_enable(pbx):
+    assert pbx("trunk", "add", "t", "--host", "127.0.0.1", "--match", "127.0.0.1")[0] == 0
+    status, out, _ = pbx("trunk", "set", "t", "--disable")
+    assert status == 0 and "enabled no" in out, out
+    assert rows(pbx, "SELECT enabled FROM trunk") == [(0,)]
+    assert re.search(r"enabled +no\n", pbx("trunk", "show", "t")[1])
+    status, out, _ = pbx("trunk", "set", "t", "--keepalive", "5")  # stays disabled
+    assert rows(pbx, "SELECT enabled, keepalive_interval FROM trunk") == [(0, 5)]
+    status, out, _ = pbx("trunk", "set", "t", "--enable")
+    assert status == 0 and rows(pbx, "SELECT enabled FROM trunk") == [(1,)]
+
+
 @pytest.mark.parametrize("argv", [
     ("trunk", "add", "bad name", "--host", "127.0.0.1", "--match", "127.0.0.1"),
     ("trunk", "add", "x", "--host", "bad_host!", "--match", "127.0.0.1"),

@@ -59,3 +59,15 @@ def test_recordings_older_than_the_days_are_removed_and_forgotten(pbxctl, tmp_pa
         "", "2026/03/01/2-1001-1003.wav"]
     assert cleanup(str(directory), 0, now) == 0  # 0 days: kept for ever
     db.close()
+
+
+def test_recording_announce_is_a_prompt_language_or_nothing():
+    import pytest
+
+    from core.config import ConfigError, load_settings
+
+    assert load_settings({}).recording_announce == ""
+    assert load_settings({"PBX_RECORDING_ANNOUNCE": " UZ "}).recording_announce == "uz"
+    assert load_settings({"PBX_RECORDING_ANNOUNCE": "off"}).recording_announce == ""
+    with pytest.raises(ConfigError, match=r"^PBX_RECORDING_ANNOUNCE: expected en, uz, ru"):
+        load_settings({"PBX_RECORDING_ANNOUNCE": "yes"})

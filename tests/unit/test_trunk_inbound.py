@@ -72,6 +72,17 @@ def test_a_stream_trunk_by_the_connection_it_registered_on(database):
         assert inbound.match([trunk], request, other) is None, other
 
 
+def test_a_disabled_trunk_takes_no_call_and_is_named_for_the_log(live):
+    request = invite("sip:712000001@pbx.example")
+    live["ip"].row.enabled = False
+    assert inbound.match(live.values(), request, source("198.51.100.3")) is None
+    assert inbound.disabled_match(live.values(), source("198.51.100.3")) is live["ip"]
+    assert inbound.disabled_match(live.values(), source("198.51.100.16")) is None
+    live["acme"].row.enabled = False  # registered a moment ago: no longer trusted
+    assert inbound.match(live.values(), invite("sip:712000001@127.0.0.1:5060"),
+                         source("127.0.0.1", 5070)) is live["beta"]
+
+
 def test_route_for_prefers_the_trunks_own_route_and_ignores_the_plus(live, database):
     from core import accounts
 

@@ -140,7 +140,8 @@ def test_star97_plays_new_messages_then_saves_and_deletes(office):
                                  "vm-messages"]
     assert len(files) == 2
     assert "vm-saved" in call.played() and "vm-deleted" in call.played()
-    assert call.played()[-2:] == ["vm-nomore", "vm-goodbye"] and call.hung_up
+    # After the messages, the menu once more; no answer: the end.
+    assert call.played()[-3:] == ["vm-nomore", "vm-menu", "vm-goodbye"] and call.hung_up
     (kept,) = VoicemailMessage.select()
     assert (kept.id, kept.folder) == (first, "old") and kept.heard_at is not None
     assert not any(m.id == second for m in VoicemailMessage.select())
@@ -193,7 +194,7 @@ def test_no_messages(office):
     call = FakeCall("1001", "1001", "check", keys={"vm-password": [PIN + "#"]})
     app.run(call)
     assert call.played()[1:] == ["vm-youhave", "digits/0", "vm-INBOX", "vm-messages",
-                                 "vm-nomore", "vm-goodbye"]
+                                 "vm-menu", "vm-nomore", "vm-menu", "vm-goodbye"]
 
 
 def test_guard_reporter_feeds_the_security_guard():
@@ -205,3 +206,82 @@ def test_guard_reporter_feeds_the_security_guard():
 
     app.guard_reporter(Guard())("1001", "127.0.0.5", "wrong voicemail PIN")
     assert seen == [("1001", "127.0.0.5", "wrong voicemail PIN")]
+
+
+# -- the greeting, recorded by phone ---------------------------------------------------
+
+
+def greeting_call(keys, recordings):
+    call = FakeCall("1001", "1001", "check",
+                    keys={"vm-password": [PIN + "#"], "vm-menu": ["0", "#"], **keys},
+                    recordings=recordings)
+    app.run(call)
+    return call
+
+
+def test_a_greeting_recorded_heard_back_and_kept_is_what_callers_hear(office):
+    settings, _ = office
+    call = greeting_call({"vm-greeting-menu": ["1", "*"], "vm-review": ["1"]},
+                         [(3.0, "key", "#")])
+    recorded = [e for e in call.transcript if e[0] == "record"]
+    assert len(recorded) == 1 and recorded[0][1].startswith("greeting-")
+    played = call.played()
+    at = played.index("vm-rec-greeting")
+    assert played[at:at + 4] == ["vm-rec-greeting", "beep", f"file:{recorded[0][1]}",
+                                 "vm-review"]
+    assert "vm-greeting-saved" in played and call.hung_up
+    mailbox = voicemail.mailbox_of("1001")
+    assert mailbox.greeting == "1001/greeting.wav"
+    kept = voicemail.greeting_file(mailbox, settings)
+    assert kept.is_file() and sorted(p.name for p in kept.parent.iterdir()) == ["greeting.wav"]
+    caller = leave(recordings=[(2.0, "hangup")])
+    assert caller.played() == ["file:greeting.wav", "beep"]
+
+
+def test_re_recorded_then_kept_two_recordings_one_greeting(office):
+    settings, _ = office
+    call = greeting_call({"vm-greeting-menu": ["1", "*"], "vm-review": ["2", "3", "1"]},
+                         [(3.0, "key", "#"), (4.0, "silence")])
+    files = [n for n in call.played() if n.startswith("file:")]
+    first, second = [e[1] for e in call.transcript if e[0] == "record"]
+    # Heard back, again on 2, then recorded again (3), heard back and kept (1).
+    assert files == [f"file:{first}", f"file:{first}", f"file:{second}"]
+    directory = voicemail.storage(settings) / "1001"
+    assert sorted(p.name for p in directory.iterdir()) == ["greeting.wav"]
+    assert (directory / "greeting.wav").stat().st_size == 44 + 2 * 8000 * 4
+
+
+def test_a_greeting_shorter_than_a_second_is_not_kept(office):
+    settings, _ = office
+    call = greeting_call({"vm-greeting-menu": ["1", "*"]}, [(0.6, "key", "#")])
+    assert "vm-tooshort" in call.played() and "vm-review" not in call.played()
+    assert voicemail.mailbox_of("1001").greeting == ""
+    assert not any((voicemail.storage(settings) / "1001").glob("greeting*"))
+
+
+def test_a_greeting_not_accepted_or_hung_up_on_is_not_kept(office):
+    settings, _ = office
+    greeting_call({"vm-greeting-menu": ["1", "*"]}, [(3.0, "key", "#")])  # review unanswered
+    call = FakeCall("1001", "1001", "check", keys={
+        "vm-password": [PIN + "#"], "vm-menu": ["0"], "vm-greeting-menu": ["1"]},
+        recordings=[(3.0, "hangup")])
+    app.run(call)
+    assert voicemail.mailbox_of("1001").greeting == ""
+    assert not any((voicemail.storage(settings) / "1001").glob("greeting*"))
+
+
+def test_deleting_ones_greeting_brings_back_the_standard_one(office):
+    settings, _ = office
+    greeting_call({"vm-greeting-menu": ["1", "*"], "vm-review": ["1"]}, [(3.0, "key", "#")])
+    call = greeting_call({"vm-greeting-menu": ["2", "3", "2", "*"]}, [])
+    played = call.played()
+    at = played.index("file:greeting.wav")
+    assert "vm-greeting-deleted" in played[at:]
+    # Heard after the deletion: the standard greeting naming the number.
+    after = played[played.index("vm-greeting-deleted"):]
+    assert after[1:8] == ["vm-greeting-menu", "vm-theperson", "digits/1", "digits/0",
+                          "digits/0", "digits/1", "vm-isunavail"]
+    assert voicemail.mailbox_of("1001").greeting == ""
+    assert not (voicemail.storage(settings) / "1001" / "greeting.wav").exists()
+    caller = leave(recordings=[(2.0, "hangup")])
+    assert caller.played()[0] == "vm-theperson"

@@ -152,6 +152,56 @@ def test_list_shows_each_trunks_state(admin_client, office):
     assert 'data-state="down"' in page[page.index('id="trunk-backup"'):]
 
 
+def row_of(page: str, name: str) -> str:
+    start = page.index(f'id="trunk-{name}"')
+    return page[start:page.index("</tr>", start)]
+
+
+def test_disable_and_enable_a_trunk_from_the_list(admin_client, office):
+    row = row_of(admin_client.get("/trunks/").data.decode(), "acme")
+    assert 'action="/trunks/acme/disable"' in row and ">Disable</button>" in row
+    page = admin_client.post("/trunks/acme/disable", follow_redirects=True).data.decode()
+    assert "Trunk acme is disabled: no registration, no calls out or in through it." in page
+    assert Trunk.get(Trunk.name == "acme").enabled is False
+    assert Trunk.get(Trunk.name == "backup").enabled is True
+    row = row_of(page, "acme")
+    assert 'data-state="disabled"' in row and 'action="/trunks/acme/enable"' in row
+    # Once more changes nothing (a second click, a form resent): no second audit row.
+    admin_client.post("/trunks/acme/disable")
+    page = admin_client.post("/trunks/acme/enable", follow_redirects=True).data.decode()
+    assert "Trunk acme is enabled." in page and Trunk.get(Trunk.name == "acme").enabled
+    assert 'action="/trunks/acme/disable"' in row_of(page, "acme")
+    assert audit_rows("trunk.") == [("trunk.disable", "acme", ""), ("trunk.enable", "acme", "")]
+    assert admin_client.post("/trunks/nosuch/disable").status_code == 404
+
+
+def test_the_toggle_is_a_post_with_csrf(tmp_path):
+    from panel_testing import Rows
+
+    app = make_app(tmp_path, WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    token = csrf_token(client.get("/login").data.decode())
+    client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token})
+    Rows()
+    trunks.create_trunk("acme", "127.0.0.1:5080", username="office", password=SECRET,
+                        register=True)
+    assert client.post("/trunks/acme/disable").status_code == 400
+    assert Trunk.get(Trunk.name == "acme").enabled is True
+    form = re.search(r'<form method="post" action="/trunks/acme/disable"[^>]*>(.*?)</form>',
+                     client.get("/trunks/").data.decode(), re.S).group(1)
+    client.post("/trunks/acme/disable", data={"csrf_token": csrf_token(form)})
+    assert Trunk.get(Trunk.name == "acme").enabled is False
+    db.close()
+
+
+def test_disable_in_uzbek_and_russian(admin_client, office):
+    for language, words in (("uz", "acme trank oʻchirib qoʻyildi"), ("ru", "Транк acme отключён")):
+        admin_client.post("/account/language", data={"language": language})
+        admin_client.post("/trunks/acme/enable")
+        page = admin_client.post("/trunks/acme/disable", follow_redirects=True).data.decode()
+        assert words in page, page
+
+
 def test_viewers_see_but_cannot_change(client, auth, office):
     auth.login_viewer()
     page = client.get("/trunks/").data.decode()
@@ -160,7 +210,9 @@ def test_viewers_see_but_cannot_change(client, auth, office):
                 "/trunks/outbound/new", "/trunks/policy"):
         assert client.get(url).status_code == 403, url
     assert client.post("/trunks/acme/delete").status_code == 403
-    assert Trunk.select().count() == 2
+    assert client.post("/trunks/acme/disable").status_code == 403
+    assert Trunk.select().count() == 2 and Trunk.get(Trunk.name == "acme").enabled
+    assert "/trunks/acme/disable" not in page
 
 
 # -- inbound --------------------------------------------------------------------------------
@@ -267,6 +319,22 @@ def test_fraud_page_shows_events_blocks_and_the_policy(admin_client, office):
     assert "not set: no international call is allowed" in page
     dashboard = admin_client.get("/").data.decode()
     assert 'id="tile-blocked"' in dashboard
+
+
+def test_the_extension_list_marks_an_extension_the_hourly_limit_blocked(admin_client, office):
+    block("1001")
+    page = admin_client.get("/extensions/").data.decode()
+    start = page.index('id="ext-1001"')
+    row = page[start:page.index("</tr>", start)]
+    assert 'data-blocked="outbound"' in row and "outside calls blocked" in row
+    assert 'href="/trunks/extension/1001"' in row  # where it is unblocked
+    assert "31 calls in an hour (limit 30)" in unescape(row)
+    start = page.index('id="ext-1002"')
+    assert "data-blocked" not in page[start:page.index("</tr>", start)]
+    for language, words in (("uz", "tashqi qoʻngʻiroqlar bloklangan"),
+                            ("ru", "внешние звонки заблокированы")):
+        admin_client.post("/account/language", data={"language": language})
+        assert words in admin_client.get("/extensions/").data.decode()
 
 
 def test_unblock_is_one_post_with_csrf(tmp_path):
