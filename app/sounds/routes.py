@@ -14,6 +14,7 @@ import logging
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.exceptions import Forbidden
 
@@ -35,7 +36,7 @@ MUSIC_MAX_BYTES = 50 * MB
 UPLOAD_LIMITS = {"sounds.prompt": ("SOUNDS_PROMPT_MAX_BYTES", PROMPT_MAX_BYTES),
                  "sounds.music_library": ("SOUNDS_MUSIC_MAX_BYTES", MUSIC_MAX_BYTES)}
 
-LANGUAGE_NAMES = {"en": "English", "uz": "Uzbek", "ru": "Russian"}
+LANGUAGE_NAMES = {"en": _l("English"), "uz": _l("Uzbek"), "ru": _l("Russian")}
 
 
 def _settings():
@@ -86,7 +87,7 @@ def too_large(limit: int) -> str:
 
 
 @bp.errorhandler(413)
-def _too_large(_error):
+def _too_large(error):
     """An upload over the limit: the same page with the form's error, nothing changed.
     The body was never read, so the form is built without it."""
     if not can_change():
@@ -102,7 +103,7 @@ def _too_large(_error):
         form = MusicUploadForm(formdata=None)
         form.file.errors = [too_large(limit)]
         return _music_page(form), 413
-    abort(413)
+    return error  # another form of this blueprint (a bare button): Werkzeug's 413 page
 
 
 # -- prompts ---------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def _prompt_page(name: str, language: str, form: PromptUploadForm):
     settings = _settings()
     return render_template(
         "sounds/prompt.html", name=name, language=language,
-        language_name=LANGUAGE_NAMES[language], text=prompts.text(name, language),
+        text=prompts.text(name, language),
         origin=prompts.origin(name, language, settings),
         built_origin=prompts.built_origin(name, language),
         built=prompts.built_path(name, language, settings).is_file(),
@@ -177,7 +178,7 @@ def prompt(language: str, name: str):
             with db.atomic():
                 _audit("prompt.upload", f"{language}/{name}", upload.filename or "")
             flash(_("The prompt %(name)s (%(language)s) now plays your recording.", name=name,
-                    language=_(LANGUAGE_NAMES[language])), "info")
+                    language=str(LANGUAGE_NAMES[language])), "info")
             return redirect(url_for("sounds.prompt_list", _anchor=_anchor(name)))
     status = 400 if request.method == "POST" else 200
     return _prompt_page(name, language, form), status
@@ -194,10 +195,10 @@ def prompt_revert(language: str, name: str):
         with db.atomic():
             _audit("prompt.revert", f"{language}/{name}")
         flash(_("The prompt %(name)s (%(language)s) is the built one again.", name=name,
-                language=_(LANGUAGE_NAMES[language])), "info")
+                language=str(LANGUAGE_NAMES[language])), "info")
     else:
         flash(_("The prompt %(name)s (%(language)s) had no upload.", name=name,
-                language=_(LANGUAGE_NAMES[language])), "info")
+                language=str(LANGUAGE_NAMES[language])), "info")
     return redirect(url_for("sounds.prompt_list", _anchor=_anchor(name)))
 
 
