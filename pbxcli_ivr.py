@@ -49,12 +49,7 @@ def cmd_prompts_list(args, settings) -> int:
 def _ivr_detail(menu) -> str:
     from core import ivr
 
-    keys = ", ".join(f"{d}={dest}" for d, dest in ivr.options_of(menu).items()) or "none"
-    return (f"keys {keys}; number {menu.number or 'none'}; language {menu.language};"
-            f" timeout {menu.timeout} s, {menu.repeats} repeats,"
-            f" then {menu.on_timeout or 'goodbye'};"
-            f" wrong key then {menu.on_invalid or 'goodbye'}"
-            + ("; direct dial" if menu.direct_dial else ""))
+    return ivr.describe_ivr(menu)
 
 
 def cmd_ivr_add(args, settings) -> int:
@@ -116,10 +111,7 @@ def _ivr_detail_gone(menu) -> str:
 def _hours_detail(schedule, settings) -> str:
     from core import ivr
 
-    holidays = ", ".join(ivr.holidays_of(schedule)) or "none"
-    return (f"open {'; '.join(ivr.rules_of(schedule))} ({schedule.timezone or settings.timezone});"
-            f" holidays {holidays}; in {schedule.in_destination}, out {schedule.out_destination};"
-            f" number {schedule.number or 'none'}")
+    return ivr.describe_schedule(schedule, settings)
 
 
 def cmd_hours_add(args, settings) -> int:

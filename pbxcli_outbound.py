@@ -2,12 +2,13 @@
 (pbxcli_trunks.py): inbound and outbound routes, what an extension may dial, and the
 toll-fraud policy with its events and blocks.
 
-    pbxctl inbound add DID --to DEST [--trunk NAME] | inbound list
+    pbxctl inbound add DID --to DEST [--trunk NAME] [--record] | inbound list
     pbxctl inbound rm DID [--trunk NAME]        (without --trunk: every route of the DID)
     pbxctl outbound add NAME --trunks NAME[,NAME...] --pattern PATTERN [--pattern PATTERN ...]
-                             [--caller-id NUMBER] [--emergency] [--position N]
+                             [--caller-id NUMBER] [--emergency] [--record] [--position N]
     pbxctl outbound set NAME [--name NEW] [--trunks ...] [--pattern ...] [--caller-id N]
-                             [--emergency | --no-emergency] [--position N]
+                             [--emergency | --no-emergency] [--record | --no-record]
+                             [--position N]
     pbxctl outbound list | outbound rm NAME
     pbxctl ext permit NUMBER internal|national|international
     pbxctl ext outbound NUMBER [--caller-id N] [--max-calls N] [--calls-per-hour N]
@@ -42,7 +43,7 @@ def _when(at: float | None) -> str:
 
 def cmd_inbound_add(args, settings) -> int:
     with open_db(settings).atomic():
-        route = outbound.create_inbound(args.did, args.to, args.trunk)
+        route = outbound.create_inbound(args.did, args.to, args.trunk, record=args.record)
         audit_change("inbound.create", route.did, outbound.describe_inbound(route))
     print(f"Inbound route {outbound.describe_inbound(route)}")
     return 0
@@ -54,8 +55,9 @@ def cmd_inbound_list(args, settings) -> int:
     if not routes:
         print("No inbound routes (pbxctl inbound add DID --to DEST adds one).")
         return 0
-    rows = [("DID", "TRUNK", "DESTINATION")]
-    rows += [(r.did, r.trunk.name if r.trunk_id else "(any)", r.destination) for r in routes]
+    rows = [("DID", "TRUNK", "DESTINATION", "RECORDED")]
+    rows += [(r.did, r.trunk.name if r.trunk_id else "(any)", r.destination,
+              "yes" if r.record else "no") for r in routes]
     table(rows)
     return 0
 
@@ -82,7 +84,7 @@ def cmd_outbound_add(args, settings) -> int:
     with open_db(settings).atomic():
         route = outbound.create_outbound(
             args.name, _trunk_names(args.trunks), args.pattern, caller_id=args.caller_id or "",
-            emergency=args.emergency, position=args.position)
+            emergency=args.emergency, position=args.position, record=args.record)
         audit_change("outbound.create", route.name, outbound.describe_outbound(route))
     print(f"Outbound route {route.name} created: {outbound.describe_outbound(route)}")
     return 0
@@ -90,12 +92,13 @@ def cmd_outbound_add(args, settings) -> int:
 
 def cmd_outbound_set(args, settings) -> int:
     emergency = True if args.emergency else (False if args.no_emergency else None)
+    record = True if args.record else (False if args.no_record else None)
     changes = {"new_name": args.new_name, "trunks": _trunk_names(args.trunks),
                "patterns": args.pattern, "caller_id": args.caller_id, "emergency": emergency,
-               "position": args.position}
+               "position": args.position, "record": record}
     if all(value is None for value in changes.values()):
         raise CliError("nothing to change: give --name, --trunks, --pattern, --caller-id,"
-                       " --emergency, --no-emergency or --position")
+                       " --emergency, --no-emergency, --record, --no-record or --position")
     with open_db(settings).atomic():
         before = outbound.describe_outbound(outbound.get_outbound(args.name))
         route = outbound.update_outbound(args.name, **changes)
@@ -111,10 +114,10 @@ def cmd_outbound_list(args, settings) -> int:
     if not routes:
         print("No outbound routes (pbxctl outbound add NAME --trunks T --pattern P adds one).")
         return 0
-    rows = [("#", "NAME", "PATTERNS", "TRUNKS", "CALLER ID", "EMERGENCY")]
+    rows = [("#", "NAME", "PATTERNS", "TRUNKS", "CALLER ID", "EMERGENCY", "RECORDED")]
     rows += [(str(r.position + 1), r.name, " ".join(r.pattern_list()),
               ",".join(r.trunk_names()) or "(none: takes no call)", r.caller_id or "-",
-              "yes" if r.emergency else "no") for r in routes]
+              "yes" if r.emergency else "no", "yes" if r.record else "no") for r in routes]
     table(rows)
     return 0
 
@@ -230,6 +233,10 @@ def _outbound_options(parser, adding: bool) -> None:
                         help="always allowed, never counted against a limit")
     if not adding:
         parser.add_argument("--no-emergency", action="store_true")
+    parser.add_argument("--record", action="store_true",
+                        help="record every call it sends out, whoever makes it")
+    if not adding:
+        parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--position", metavar="N",
                         help="1 = tried first (default: last; an emergency route first)")
 
@@ -239,6 +246,8 @@ def add_commands(sub) -> None:
     add = verb(inbound, "add", cmd_inbound_add, "route a DID", "did")
     add.add_argument("--to", required=True, metavar="DEST", help=DEST_HELP)
     add.add_argument("--trunk", metavar="NAME", help="only calls from this trunk (default any)")
+    add.add_argument("--record", action="store_true",
+                     help="record every call to this DID, whoever answers it")
     verb(inbound, "list", cmd_inbound_list, "inbound routes")
     remove = verb(inbound, "rm", cmd_inbound_rm, "delete a DID's routes", "did")
     remove.add_argument("--trunk", metavar="NAME", help="only its route on this trunk")

@@ -113,7 +113,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.before_request(_viewers_only_look)
     app.after_request(_security_headers)
     app.after_request(_relative_location)
-    for code in (400, 403, 404, 405):
+    for code in (400, 403, 404, 405, 413):
         app.register_error_handler(code, _error_page)
 
     from app import filters, i18n
@@ -123,6 +123,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     from app.dashboard import bp as dashboard_bp
     from app.extensions import bp as extensions_bp
     from app.groups import bp as groups_bp
+    from app.ivr import bp as ivr_bp
     from app.registrations import bp as registrations_bp
     from app.security import bp as security_bp
     from app.settings import bp as settings_bp
@@ -136,6 +137,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(extensions_bp)
     app.register_blueprint(groups_bp)
+    app.register_blueprint(ivr_bp)
     app.register_blueprint(trunks_bp)
     app.register_blueprint(registrations_bp)
     app.register_blueprint(calls_bp)
@@ -192,6 +194,7 @@ _ERRORS = {
     403: (N_("Forbidden"), N_("Your account may not do this.")),
     404: (N_("Not found"), N_("There is no such page.")),
     405: (N_("Method not allowed"), N_("This page does not take that kind of request.")),
+    413: (N_("Too large"), N_("What the browser sent is larger than this page takes.")),
 }
 
 

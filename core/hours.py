@@ -7,6 +7,9 @@ A rule is "DAYS HH:MM-HH:MM": DAYS one day ("sat"), a range ("mon-fri", which
 may wrap: "fri-mon"), a list ("mon,wed,fri") or "daily"; the times are local
 wall-clock times, the end exclusive, "24:00" for midnight at the end of the
 day. A holiday (YYYY-MM-DD) is closed all day, whatever the rules say.
+
+Errors are `HoursError` whose text is a core.text.Text: English for pbxctl, and
+the panel's form error in the admin's language.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.text import N_, Text
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -60,9 +65,9 @@ def _day(text: str, rule: str) -> int:
     try:
         return DAYS.index(text)
     except ValueError:
-        raise HoursError(
-            f"{rule!r}: {text!r} is not a day (mon tue wed thu fri sat sun, or daily)"
-        ) from None
+        raise HoursError(Text(
+            N_("%(rule)r: %(text)r is not a day (mon tue wed thu fri sat sun, or daily)"),
+            rule=rule, text=text)) from None
 
 
 def _days(text: str, rule: str) -> frozenset[int]:
@@ -83,10 +88,12 @@ def _minutes(text: str, rule: str) -> int:
     hours, sep, minutes = text.partition(":")
     if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2
             and 1 <= len(hours) <= 2):
-        raise HoursError(f"{rule!r}: {text!r} is not a time HH:MM")
+        raise HoursError(Text(N_("%(rule)r: %(text)r is not a time HH:MM"), rule=rule,
+                              text=text))
     value = int(hours) * 60 + int(minutes)
     if int(minutes) > 59 or value > 1440:
-        raise HoursError(f"{rule!r}: {text!r} is not a time of day (00:00 to 24:00)")
+        raise HoursError(Text(N_("%(rule)r: %(text)r is not a time of day (00:00 to 24:00)"),
+                              rule=rule, text=text))
     return value
 
 
@@ -95,16 +102,17 @@ def parse_rule(text: str) -> Rule:
     rule = " ".join(text.lower().split())
     days, sep, times = rule.partition(" ")
     if not sep or " " in times:
-        raise HoursError(f"{text!r}: expected DAYS HH:MM-HH:MM, e.g. 'mon-fri 09:00-18:00'")
+        raise HoursError(Text(N_("%(rule)r: expected DAYS HH:MM-HH:MM,"
+                                 " e.g. 'mon-fri 09:00-18:00'"), rule=text))
     start_text, dash, end_text = times.partition("-")
     if not dash:
-        raise HoursError(f"{text!r}: expected a time range HH:MM-HH:MM, got {times!r}")
+        raise HoursError(Text(N_("%(rule)r: expected a time range HH:MM-HH:MM, got %(text)r"),
+                              rule=text, text=times))
     start, end = _minutes(start_text, text), _minutes(end_text, text)
     if end <= start:
-        raise HoursError(
-            f"{text!r}: closes at or before it opens; past midnight is two rules"
-            " (e.g. 'fri 22:00-24:00' and 'sat 00:00-06:00')"
-        )
+        raise HoursError(Text(
+            N_("%(rule)r: closes at or before it opens; past midnight is two rules"
+               " (e.g. 'fri 22:00-24:00' and 'sat 00:00-06:00')"), rule=text))
     return Rule(_days(days, text), start, end)
 
 
@@ -112,14 +120,16 @@ def parse_holiday(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise HoursError(f"{text!r}: a holiday is a date YYYY-MM-DD") from None
+        raise HoursError(Text(N_("%(text)r: a holiday is a date YYYY-MM-DD"),
+                              text=text)) from None
 
 
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise HoursError(f"{name!r} is not a time zone (e.g. Asia/Tashkent, UTC)") from None
+        raise HoursError(Text(N_("%(name)r is not a time zone (e.g. Asia/Tashkent, UTC)"),
+                              name=name)) from None
 
 
 def parse(rules: list[str], holidays: list[str] = (), timezone: str = "UTC") -> Schedule:

@@ -289,6 +289,16 @@ def options_of(menu: Ivr) -> dict[str, str]:
     return {d: found[d] for d in DIGITS if d in found}
 
 
+def describe_ivr(menu: Ivr) -> str:
+    """A menu's settings in one line, as the audit log and pbxctl say them."""
+    keys = ", ".join(f"{d}={dest}" for d, dest in options_of(menu).items()) or "none"
+    return (f"keys {keys}; number {menu.number or 'none'}; language {menu.language};"
+            f" timeout {menu.timeout} s, {menu.repeats} repeats,"
+            f" then {menu.on_timeout or 'goodbye'};"
+            f" wrong key then {menu.on_invalid or 'goodbye'}"
+            + ("; direct dial" if menu.direct_dial else ""))
+
+
 def delete_ivr(name: str, settings: Settings | None = None) -> Ivr:
     """Delete a menu and its recording; refused while something leads to it."""
     settings = _settings(settings)
@@ -314,7 +324,7 @@ def check_timezone(value) -> str:
         try:
             hours.zone(name)
         except hours.HoursError as error:
-            raise AccountError(str(error)) from None
+            raise AccountError(error.args[0]) from None
     return name
 
 
@@ -327,14 +337,14 @@ def check_rules(rules) -> list[str]:
     try:
         return [str(hours.parse_rule(text)) for text in texts]
     except hours.HoursError as error:
-        raise AccountError(str(error)) from None
+        raise AccountError(error.args[0]) from None
 
 
 def check_holidays(days) -> list[str]:
     try:
         return sorted({hours.parse_holiday(d).isoformat() for d in (days or ()) if d.strip()})
     except hours.HoursError as error:
-        raise AccountError(str(error)) from None
+        raise AccountError(error.args[0]) from None
 
 
 def _schedule_destination(text, name: str) -> str:
@@ -432,6 +442,15 @@ def hours_of(schedule: Schedule, settings: Settings | None = None) -> hours.Sche
 def is_open(schedule: Schedule, now: float | None = None,
             settings: Settings | None = None) -> bool:
     return hours.is_open(hours_of(schedule, settings), time.time() if now is None else now)
+
+
+def describe_schedule(schedule: Schedule, settings: Settings | None = None) -> str:
+    """Business hours in one line, as the audit log and pbxctl say them."""
+    holidays = ", ".join(holidays_of(schedule)) or "none"
+    timezone = schedule.timezone or _settings(settings).timezone
+    return (f"open {'; '.join(rules_of(schedule))} ({timezone});"
+            f" holidays {holidays}; in {schedule.in_destination}, out {schedule.out_destination};"
+            f" number {schedule.number or 'none'}")
 
 
 def delete_schedule(name: str) -> Schedule:

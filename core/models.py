@@ -523,6 +523,8 @@ class InboundRoute(BaseModel):
     did = CharField(max_length=32)
     trunk = ForeignKeyField(Trunk, null=True, backref="inbound_routes", on_delete="CASCADE")
     destination = CharField(max_length=64)
+    # Its calls recorded, whoever answers (migration 0018, sipd/recording.py).
+    record = BooleanField(default=False)
     created_at = FloatField(default=time.time)
 
     class Meta:
@@ -539,6 +541,8 @@ class OutboundRoute(BaseModel):
     patterns = TextField(default="")
     caller_id = CharField(max_length=32, default="")
     emergency = BooleanField(default=False)
+    # The calls it sends out recorded (migration 0018, sipd/recording.py).
+    record = BooleanField(default=False)
     created_at = FloatField(default=time.time)
     updated_at = FloatField(default=time.time)
 

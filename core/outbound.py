@@ -194,7 +194,8 @@ def _same_route(did: str, trunk: Trunk | None):
     return query.where(InboundRoute.trunk == trunk.id)
 
 
-def create_inbound(did: str, destination: str, trunk: str | None = None) -> InboundRoute:
+def create_inbound(did: str, destination: str, trunk: str | None = None,
+                   record: bool = False) -> InboundRoute:
     did = check_did(did)
     with atomic():
         destination = check_destination(destination)
@@ -204,12 +205,14 @@ def create_inbound(did: str, destination: str, trunk: str | None = None) -> Inbo
                 raise AccountError(Text(N_("DID %(did)s already has a route"), did=did))
             raise AccountError(Text(N_("DID %(did)s already has a route on trunk %(trunk)s"),
                                     did=did, trunk=found.name))
-        route = InboundRoute.create(did=did, destination=destination, trunk=found)
+        route = InboundRoute.create(did=did, destination=destination, trunk=found,
+                                    record=bool(record))
     return route
 
 
 def update_inbound(route_id: int, did: str, destination: str,
-                   trunk: str | None = None) -> InboundRoute:
+                   trunk: str | None = None, record: bool | None = None) -> InboundRoute:
+    """`record` None: unchanged."""
     did = check_did(did)
     with atomic():
         route = get_inbound_by_id(route_id)
@@ -217,8 +220,10 @@ def update_inbound(route_id: int, did: str, destination: str,
         found = _trunk_or_none(trunk)
         if _same_route(did, found).where(InboundRoute.id != route.id).exists():
             raise AccountError(Text(N_("DID %(did)s already has a route"), did=did))
-        InboundRoute.update(did=did, destination=destination, trunk=found).where(
-            InboundRoute.id == route.id).execute()
+        fields = {"did": did, "destination": destination, "trunk": found}
+        if record is not None:
+            fields["record"] = bool(record)
+        InboundRoute.update(**fields).where(InboundRoute.id == route.id).execute()
     return get_inbound_by_id(route.id)
 
 
@@ -259,7 +264,7 @@ def list_inbound() -> list[InboundRoute]:
 
 def describe_inbound(route: InboundRoute) -> str:
     on = f" on trunk {route.trunk.name}" if route.trunk_id else " on any trunk"
-    return f"{route.did}{on} -> {route.destination}"
+    return f"{route.did}{on} -> {route.destination}" + (", recorded" if route.record else "")
 
 
 # -- outbound routes ------------------------------------------------------------------------
@@ -297,7 +302,8 @@ def check_position(value) -> int | None:
 
 
 def create_outbound(name: str, trunks, patterns, caller_id: str = "",
-                    emergency: bool = False, position=None) -> OutboundRoute:
+                    emergency: bool = False, position=None,
+                    record: bool = False) -> OutboundRoute:
     """`position`: 1 = first; None = last, or for an emergency route before every
     route that is not one (so a broad national pattern cannot take 112 first)."""
     name = check_route_name(name)
@@ -312,7 +318,7 @@ def create_outbound(name: str, trunks, patterns, caller_id: str = "",
             at = sum(1 for r in _ordered() if r.emergency)
         route = OutboundRoute.create(name=name, patterns="\n".join(patterns),
                                      caller_id=caller_id, emergency=bool(emergency),
-                                     position=10**6)
+                                     record=bool(record), position=10**6)
         _write_trunks(route, found)
         _place(route, at)
     return get_outbound(name)
@@ -320,7 +326,7 @@ def create_outbound(name: str, trunks, patterns, caller_id: str = "",
 
 def update_outbound(name: str, *, new_name: str | None = None, trunks=None, patterns=None,
                     caller_id: str | None = None, emergency: bool | None = None,
-                    position=None) -> OutboundRoute:
+                    position=None, record: bool | None = None) -> OutboundRoute:
     """Change what is given (None: unchanged); `trunks` and `patterns` replace the lists."""
     fields: dict = {"updated_at": time.time()}
     if new_name is not None:
@@ -331,6 +337,8 @@ def update_outbound(name: str, *, new_name: str | None = None, trunks=None, patt
         fields["caller_id"] = check_caller_id(caller_id)
     if emergency is not None:
         fields["emergency"] = bool(emergency)
+    if record is not None:
+        fields["record"] = bool(record)
     at = check_position(position)
     with atomic():
         route = get_outbound(name)
@@ -375,6 +383,8 @@ def describe_outbound(route: OutboundRoute) -> str:
         words.append(f"caller ID {route.caller_id}")
     if route.emergency:
         words.append("emergency")
+    if route.record:
+        words.append("recorded")
     return ", ".join(words)
 
 

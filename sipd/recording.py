@@ -1,6 +1,8 @@
-"""Recording calls of the extensions that have it on (core/recording.py):
-when a call is answered (bridge.py `connect`) and its caller or the extension
-that answered records its calls, the media process is told to tap the
+"""Recording calls of the extensions that have it on (core/recording.py), and
+of the routes that do (migration 0018: an inbound route's calls, an outbound
+route's; `call.recorded_by` names the route): when a call is answered
+(bridge.py `connect`) and its route, its caller or the extension that answered
+records its calls, the media process is told to tap the
 call's relay session (op "tap", sipd/media/endpoint.py Tap): what each phone
 sends, caller left, the other right, one stereo WAV written when the call
 ends, under PBX_RECORDING_DIR as YYYY/MM/DD/ROWID-CALLER-CALLEE.wav, named
@@ -49,13 +51,14 @@ class Recorder:
         if not self.directory:
             return
         numbers = (call.caller_number, getattr(leg, "extension", ""))
-        try:
-            if not recording.recorded(numbers):
+        if not call.recorded_by:  # else its route records every call it carries
+            try:
+                if not recording.recorded(numbers):
+                    return
+            except (peewee.DatabaseError, OSError) as error:
+                log.warning("Call %s -> %s: recording setting not read: %s",
+                            call.caller_number, call.callee, error)
                 return
-        except (peewee.DatabaseError, OSError) as error:
-            log.warning("Call %s -> %s: recording setting not read: %s",
-                        call.caller_number, call.callee, error)
-            return
         day = time.strftime("%Y/%m/%d", time.gmtime(self.owner.clock()))
         name = (f"{day}/{call.record_id}-{_UNSAFE.sub('_', call.caller_number)}"
                 f"-{_UNSAFE.sub('_', call.callee)}.wav")
@@ -65,7 +68,8 @@ class Recorder:
             log.error("Call %s -> %s: not recorded: %s", call.caller_number, call.callee, error)
             return
         self.owner.history.recording(call.record_id, name)
-        log.info("Call %s -> %s is recorded (%s)", call.caller_number, call.callee, name)
+        log.info("Call %s -> %s is recorded (%s%s)", call.caller_number, call.callee, name,
+                 f", by its {call.recorded_by}" if call.recorded_by else "")
         self._announce(call, leg)
 
     def _announce(self, call, leg) -> None:

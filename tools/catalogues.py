@@ -29,7 +29,7 @@ KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None
 CORE_FILES = [ROOT / "core" / name for name in (
     "audit.py", "phone_settings.py", "accounts.py", "credentials.py", "weak_passwords.py",
     "destinations.py", "groups.py", "forwarding.py", "trunks.py", "outbound.py",
-    "voicemail.py", "ivr.py",
+    "voicemail.py", "ivr.py", "hours.py",
     # The dial-pattern parser's errors are the panel's form errors on outbound routes.
     "dial_patterns.py")]
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]

@@ -111,6 +111,7 @@ class InboundForm(FlaskForm):
     destination = _text(_l("Destination"), _l("1001, 600 or hangup"),
                         validators=[InputRequired()])
     trunk = SelectField(_l("Trunk"), choices=[], validate_choice=False)
+    record = BooleanField(_l("Record its calls"))
     submit = SubmitField(_l("Save"))
 
 
@@ -135,6 +136,7 @@ class OutboundForm(FlaskForm):
     trunks = FieldList(FormField(TrunkRow), min_entries=1, max_entries=outbound.MAX_TRUNKS)
     caller_id = _text(_l("Caller ID"), validators=[core_rule(trunk_rules.check_caller_id)])
     emergency = BooleanField(_l("Emergency route"))
+    record = BooleanField(_l("Record its calls"))
     position = IntegerField(_l("Position (1: tried first)"),
                             validators=[Optional(), NumberRange(min=1, max=MAX_POSITION)],
                             render_kw={"inputmode": "numeric", "min": 1})

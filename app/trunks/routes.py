@@ -206,7 +206,8 @@ def inbound_create():
         try:
             with db.atomic():
                 route = outbound.create_inbound(form.did.data, form.destination.data,
-                                                form.trunk.data or None)
+                                                form.trunk.data or None,
+                                                record=form.record.data)
                 _audit("inbound.create", route.did, outbound.describe_inbound(route))
         except AccountError as error:
             _core_error(form, error)
@@ -229,14 +230,16 @@ def inbound_edit(route_id: int):
     _admins_only()
     route = _inbound_or_404(route_id)
     form = InboundForm(data={"did": route.did, "destination": route.destination,
-                             "trunk": route.trunk.name if route.trunk_id else ""})
+                             "trunk": route.trunk.name if route.trunk_id else "",
+                             "record": route.record})
     _inbound_choices(form)
     if form.validate_on_submit():
         try:
             with db.atomic():
                 before = outbound.describe_inbound(route)
                 changed = outbound.update_inbound(route.id, form.did.data, form.destination.data,
-                                                  form.trunk.data or None)
+                                                  form.trunk.data or None,
+                                                  record=form.record.data)
                 _audit("inbound.edit", changed.did,
                        f"{before} -> {outbound.describe_inbound(changed)}")
         except AccountError as error:
@@ -283,7 +286,7 @@ def _outbound_or_404(name: str) -> OutboundRoute:
 def _outbound_values(form: OutboundForm) -> dict:
     return {"trunks": form.ordered_trunks(), "patterns": form.patterns.data or "",
             "caller_id": form.caller_id.data or "", "emergency": form.emergency.data,
-            "position": form.position.data}
+            "record": form.record.data, "position": form.position.data}
 
 
 @bp.route("/outbound/new", methods=["GET", "POST"])
@@ -317,7 +320,7 @@ def outbound_edit(name: str):
     names = _trunk_names()
     form = OutboundForm(data={"name": route.name, "patterns": route.patterns,
                               "caller_id": route.caller_id, "emergency": route.emergency,
-                              "position": route.position + 1})
+                              "record": route.record, "position": route.position + 1})
     if request.method == "GET":
         form.fill_trunks(route.trunk_names(), names)
     form.set_trunk_choices(names)

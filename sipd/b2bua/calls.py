@@ -155,7 +155,9 @@ class Calls:
             # says where it goes, and the caller is the number as the provider sent it.
             caller = inbound.Caller(caller_number, clean_text(caller_addr.display_name or "", 100))
             did = inbound.did(request, trunk)
-            dialled = inbound.route_for(did, trunk.row.id)
+            route = inbound.inbound_route(did, trunk.row.id)
+            dialled = route.destination if route is not None else None
+            recorded_route = f"inbound route {did}" if route is not None and route.record else ""
         else:
             # §22.3: a call is authenticated by the PBX acting as a proxy: 407.
             result = self.registrar.authenticate(
@@ -167,6 +169,7 @@ class Calls:
                 return
             caller = result  # the extension that proved its password (name, call limit)
             dialled = target.user or ""
+            recorded_route = ""
         record = dict(
             caller=caller.number,
             caller_name=caller.name,
@@ -296,6 +299,7 @@ class Calls:
         record_id = self.history.opened(now, call_id, record, ringing, group)
         self.history.events(record_id, now, events)
         call = Call(record_id, caller.number, caller.name, dialled, None, media, offer, now)
+        call.recorded_by = recorded_route
         call.caller = CallerLeg(self, call, dialled, Destination(source.host, source.port,
                                                                   source.transport),
                                 request, txn, dialog)

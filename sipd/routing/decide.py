@@ -284,7 +284,8 @@ class _Router:
         own = ext.outbound_caller_id if ext else ""
         attempts = tuple(TrunkAttempt(t.name, sent, own or route.caller_id or t.caller_id)
                          for t in route.trunks)
-        return Outside(number, route.name, attempts, by, kind.kind == tolls.EMERGENCY)
+        return Outside(number, route.name, attempts, by, kind.kind == tolls.EMERGENCY,
+                       record=route.record)
 
     def follow(self, by: str, detail: str, destination: str, path: tuple[str, ...],
                budget: int) -> tuple[Step, int]:

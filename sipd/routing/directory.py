@@ -75,6 +75,7 @@ class RouteView:
     trunks: tuple[TrunkView, ...] = ()
     caller_id: str = ""
     emergency: bool = False
+    record: bool = False  # the calls it sends out are recorded (sipd/recording.py)
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,8 @@ class StoreDirectory:
         the routes with their enabled trunks in order."""
         if self._routes is None:
             rows = self._connection().execute(
-                "SELECT r.id, r.name, r.patterns, r.caller_id, r.emergency, t.name, t.caller_id"
+                "SELECT r.id, r.name, r.patterns, r.caller_id, r.emergency, t.name, t.caller_id,"
+                " r.record"
                 " FROM outbound_route r"
                 " LEFT JOIN outbound_route_trunk rt ON rt.route_id = r.id"
                 " LEFT JOIN trunk t ON t.id = rt.trunk_id AND t.enabled"
@@ -274,7 +276,7 @@ class StoreDirectory:
                     entry[1].append(TrunkView(row[5], row[6]))
             self._routes = tuple(
                 RouteView(r[1], tuple(line.strip() for line in r[2].splitlines() if line.strip()),
-                          tuple(trunks), r[3], bool(r[4]))
+                          tuple(trunks), r[3], bool(r[4]), bool(r[7]))
                 for r, trunks in routes.values())
         return self._routes
 
@@ -393,7 +395,8 @@ class TableDirectory:
             RouteView(r["name"], tuple(r.get("patterns", ())),
                       tuple(TrunkView(t) if isinstance(t, str) else TrunkView(**t)
                             for t in r.get("trunks", ())),
-                      r.get("caller_id", ""), r.get("emergency", False))
+                      r.get("caller_id", ""), r.get("emergency", False),
+                      r.get("record", False))
             for r in routes)
         self.outbound_policy = PolicyView(**(policy or {}))
         # menus: {"main": {"number": "700"}}; schedules: {"day": {"rules": ["mon-fri

@@ -103,6 +103,7 @@ class Outside:
     caller: str = ""
     emergency: bool = False
     events: tuple[Event, ...] = ()
+    record: bool = False  # the route records its calls (sipd/recording.py)
 
 
 @dataclass(frozen=True)

@@ -130,11 +130,18 @@ def did(request: Request, trunk) -> str:
 
 def route_for(number: str, trunk_id: int) -> str | None:
     """The destination of DID `number` on trunk `trunk_id`, or None."""
+    route = inbound_route(number, trunk_id)
+    return route.destination if route is not None else None
+
+
+def inbound_route(number: str, trunk_id: int) -> InboundRoute | None:
+    """The InboundRoute of DID `number` on trunk `trunk_id` (the trunk's own route
+    first, then the any-trunk one), or None."""
     spellings = {number, number[1:] if number.startswith("+") else "+" + number}
     best = None
     for route in InboundRoute.select().where(InboundRoute.did.in_(list(spellings))):
         if route.trunk_id == trunk_id:
-            return route.destination
+            return route
         if route.trunk_id is None:
-            best = best or route.destination
+            best = best or route
     return best

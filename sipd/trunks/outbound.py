@@ -192,6 +192,8 @@ class Outbound:
     def start(self, call, step, prepared: Prepared) -> None:
         prepared.span = self.guard.begin(prepared.extension, step.emergency)
         call.outside = prepared
+        if step.record:
+            call.recorded_by = f"outbound route {step.route}"
         fork = TrunkFork(self.owner, call, step, prepared, self)
         call.fork = fork
         call.steps += 1

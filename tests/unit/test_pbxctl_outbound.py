@@ -278,3 +278,28 @@ def test_policy_refusals_write_nothing(pbx, argv, words):
     assert rows(pbx, "SELECT home_country, allowed_countries, max_calls, minutes_per_hour"
                      " FROM outbound_policy") == [("", "", 2, 120)]
     assert audit(pbx, "policy.") == []
+
+
+# -- recording per route (migration 0018) ---------------------------------------------------
+
+
+def test_routes_record_their_calls_only_when_told(pbx):
+    assert pbx("inbound", "add", "998712001122", "--to", "600")[0] == 0
+    status, out, _ = pbx("inbound", "add", "998712003344", "--to", "1001", "--record")
+    assert status == 0 and out.rstrip().endswith("-> 1001, recorded"), out
+    assert sorted(rows(pbx, "SELECT did, record FROM inbound_route")) == [
+        ("998712001122", 0), ("998712003344", 1)]
+    status, out, _ = pbx("inbound", "list")
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["no", "yes"], out
+
+    assert pbx("outbound", "add", "local", "--trunks", "acme", "--pattern", "9|.")[0] == 0
+    assert rows(pbx, "SELECT record FROM outbound_route") == [(0,)]
+    status, out, _ = pbx("outbound", "set", "local", "--record")
+    assert status == 0 and "recorded" in out, out
+    assert rows(pbx, "SELECT record FROM outbound_route") == [(1,)]
+    assert audit(pbx, "outbound.edit")[-1][2].endswith(", recorded")
+    status, out, _ = pbx("outbound", "list")
+    assert out.splitlines()[1].split()[-1] == "yes", out
+    assert pbx("outbound", "set", "local", "--no-record")[0] == 0
+    assert rows(pbx, "SELECT record FROM outbound_route") == [(0,)]
+    assert "--record" in refused(pbx, "outbound", "set", "local")

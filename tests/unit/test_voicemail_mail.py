@@ -247,7 +247,7 @@ def test_migration_0017_makes_a_mail_still_being_tried_due(tmp_path):
                 "INSERT INTO voicemail_message (mailbox_id, caller, caller_name, received,"
                 " seconds, path, folder, emailed_at, email_error) VALUES"
                 " (1, '', '', ?, 2, 'x.wav', 'new', ?, ?)", (received, emailed, error))
-        assert migrations.migrate(database) == [17]
+        assert migrations.migrate(database)[0] == 17  # and any after it
         due = [row[0] for row in database.execute_sql(
             "SELECT email_due_at IS NOT NULL FROM voicemail_message ORDER BY id")]
         assert due == [1, 0, 0, 0, 0]

@@ -238,6 +238,27 @@ def test_inbound_create_edit_delete(admin_client, office):
         "inbound.create", "inbound.edit", "inbound.delete"]
 
 
+def test_routes_record_their_calls_when_the_box_is_ticked(admin_client, office):
+    assert admin_client.post("/trunks/inbound/new", data={
+        "did": "998712001122", "destination": "1001", "trunk": "", "record": "y"}
+    ).status_code == 302
+    route = InboundRoute.get()
+    assert route.record
+    assert "recorded" in admin_client.get("/trunks/inbound/").data.decode()
+    edit = admin_client.get(f"/trunks/inbound/{route.id}/edit").data.decode()
+    assert re.search(r'<input[^>]*checked[^>]*name="record"|<input[^>]*name="record"[^>]*checked',
+                     edit), edit
+    # An unticked box is a route that no longer records.
+    assert admin_client.post(f"/trunks/inbound/{route.id}/edit", data={
+        "did": "998712001122", "destination": "1001", "trunk": ""}).status_code == 302
+    assert not InboundRoute.get().record
+    assert admin_client.post("/trunks/outbound/new", data=route_form(record="y")
+                             ).status_code == 302
+    assert OutboundRoute.get().record
+    assert "recorded" in admin_client.get("/trunks/outbound/").data.decode()
+    assert audit_rows("outbound.create")[0][2].endswith(", recorded")
+
+
 @pytest.mark.parametrize(("data", "words"), [
     ({"did": "abc", "destination": "1001"}, "DID 'abc' must be 1 to 31 digits"),
     ({"did": "5551234", "destination": "1999"}, "1999 is neither an extension nor a ring group"),
