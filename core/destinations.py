@@ -1,10 +1,12 @@
 """Where a call can go, named the same way in the routing step, the panel and pbxctl.
 
-A destination is text: a number to dial (an extension or a ring group; later an
-outside number through the outbound routes) or `hangup`; the media
+A destination is text: a number to dial (an extension, a ring group, or an
+outside number that an outbound route takes) or `hangup`; the media
 applications add `voicemail:NUMBER`, `ivr:NAME` and `hours:NAME`. "" means
 none (a forward that is off, a group without a fallback). `parse` says what a
-text names without the database; `check` also says whether it exists.
+text names without the database; `check` also says whether it exists. A text
+that names nothing gets an error listing every form (FORMS), in the words
+pbxctl prints and the panel translates.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ IVR = "ivr:"  # ivr:NAME, a menu (core/ivr.py)
 HOURS = "hours:"  # hours:NAME, business hours: its open or closed destination, by the time
 # The name of a menu or a schedule: lower case, as it is typed after ivr: or hours:.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+# Every form a destination takes, as the error for a text that is none of them says.
+FORMS = N_("an extension or ring group number, an outside number, voicemail:NUMBER,"
+           " ivr:NAME, hours:NAME or hangup")
 
 
 class DestinationError(ValueError):
@@ -68,7 +75,7 @@ def parse(text: str) -> Destination | None:
                        " - or _ (e.g. %(kind)s:main)"), text=text, kind=kind))
             return Destination(kind, name)
     raise DestinationError(
-        Text(N_("%(text)r is not a destination: give a number to dial or 'hangup'"), text=text)
+        Text(N_("%(text)r is not a destination: give %(forms)s"), text=text, forms=Text(FORMS))
     )
 
 
@@ -84,10 +91,11 @@ def check(text: str, *, not_to: str | None = None) -> str:
         number = destination.value
         if not_to is not None and number == not_to:
             raise DestinationError(Text(N_("%(number)s cannot forward to itself"), number=number))
-        if Extension.by_number(number) is None and RingGroup.by_number(number) is None:
-            raise DestinationError(
-                Text(N_("%(number)s is neither an extension nor a ring group"), number=number)
-            )
+        if (Extension.by_number(number) is None and RingGroup.by_number(number) is None
+                and not _routed_out(number)):
+            raise DestinationError(Text(
+                N_("%(number)s is no extension or ring group, and no outbound route takes it"),
+                number=number))
     if destination.kind == "voicemail":
         from core.voicemail import mailbox_of  # noqa: PLC0415 - it needs the database
 
@@ -107,3 +115,18 @@ def check(text: str, *, not_to: str | None = None) -> str:
             raise DestinationError(Text(N_("there are no business hours %(name)s"),
                                         name=destination.value))
     return str(destination)
+
+
+def _routed_out(number: str) -> bool:
+    """Whether an outbound route takes `number` (an outside number): the routing step
+    sends a call to it through that route's trunks, permissions checked then."""
+    from core import dial_patterns  # noqa: PLC0415 - parse needs no database
+    from core.models import OutboundRoute  # noqa: PLC0415
+
+    for route in OutboundRoute.select():
+        try:
+            if dial_patterns.first_match(route.pattern_list(), number) is not None:
+                return True
+        except dial_patterns.PatternError:
+            continue  # refused on write (core/outbound.py); the other routes still count
+    return False

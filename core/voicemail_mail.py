@@ -151,6 +151,8 @@ class Mailer:
             log.info("[VM] %s sent", what)
             self._record(message_id, "", tries, None)
             return True
+        # Queued with every try made already (the row was not closed): none is due.
+        self._record(message_id, f"given up after {tries} tries", tries, None)
         return False
 
     def _record(self, message_id: int, error: str, tries: int, due: float | None) -> None:

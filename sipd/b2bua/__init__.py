@@ -7,7 +7,8 @@
 - bridge.py: the answered call: re-INVITE, UPDATE, INFO, glare, hold.
 - transfer.py: REFER, consumed here: blind and attended transfer (RFC 3515, 3891);
   reoffer.py: our own re-INVITE to a phone (a transfer moves its audio with it).
-- legs.py: the caller's leg (we are its UAS) and the callee legs (we are their UAC).
+- legs.py: the caller's leg (we are its UAS) and the callee legs (we are their UAC);
+  prack.py: reliable 18x (RFC 3262) on both.
 - call.py: one call's state; media.py: its audio through the relay;
   stack.py: what every part sends through; scheduler.py: timers on the clock
   passed in.

@@ -130,6 +130,16 @@ class Bridge:
         return [("Session-Expires", f"{call.session_interval};refresher=uac"),
                 ("Require", "timer")]
 
+    def timer_headers(self, call, leg) -> list:
+        """§9: Session-Expires in our 2xx to a re-INVITE or UPDATE from `leg`'s
+        phone: the caller's interval, or the trunk leg's (session_timer.py)."""
+        if leg is call.caller and call.session_interval:
+            return self.session_headers(call)
+        trunk = call.trunk_session
+        if trunk is not None and leg is trunk.leg:
+            return trunk.response_headers()
+        return []
+
     def refreshed(self, call) -> None:
         """The caller refreshed the session (or it began): the call ends if the
         next refresh has not come by the interval less §10's margin."""
@@ -218,9 +228,8 @@ class Bridge:
         comes in the ACK. An UPDATE without SDP offers nothing and wants no
         answer (RFC 3311 §5.2: a target or session refresh, RFC 4028): 200."""
         stack = self.owner.stack
-        headers = [("Contact", stack.contact(leg.us, leg.destination.transport))]
-        if leg is call.caller and call.session_interval:
-            headers += self.session_headers(call)
+        headers = [("Contact", stack.contact(leg.us, leg.destination.transport)),
+                   *self.timer_headers(call, leg)]
         if request.method == "UPDATE":
             stack.reply(txn, request, 200, None, headers)
             return
@@ -268,6 +277,12 @@ class Bridge:
             stack.reply(txn, request, 100)
         content_type = request.headers.get("Content-Type")
         extra = []
+        trunk = call.trunk_session
+        if trunk is not None and other is trunk.leg and method in ("INVITE", "UPDATE"):
+            # RFC 4028 §7.4: a re-INVITE or UPDATE to the trunk keeps its timer on.
+            extra += [("Session-Expires", f"{trunk.interval};refresher="
+                                          f"{'uac' if trunk.we_refresh else 'uas'}"),
+                      ("Supported", "timer")]
         if method == "INFO" and content_type and body:
             extra.append(("Content-Type", content_type))
         out = other.request(method, body, extra, content_type)
@@ -308,8 +323,11 @@ class Bridge:
                 self.declared(call, target, stream)
             body = owner.media.sdp_for(call, answer, origin.name)
         headers = [("Contact", stack.contact(origin.us, origin.destination.transport))]
-        if 200 <= status < 300 and origin is call.caller and call.session_interval and live:
-            headers += self.session_headers(call)
+        if 200 <= status < 300 and live:
+            headers += self.timer_headers(call, origin)
+            trunk = call.trunk_session
+            if trunk is not None and target is trunk.leg and method != "INFO":
+                trunk.start()  # RFC 4028 §10: the phone's re-INVITE refreshed it too
         out = stack.reply(relayed.txn, relayed.request, status, response.reason, headers, body)
         if method == "INVITE" and 200 <= status < 300 and live:
             origin.retransmit_2xx(

@@ -25,7 +25,7 @@ class Call:
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
         "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
-        "session_timer", "outside", "handover", "recorded_by", "__weakref__",
+        "session_timer", "outside", "handover", "trunk_session", "recorded_by", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -72,6 +72,8 @@ class Call:
         # An application answered the call and handed it on to a number
         # (b2bua/handover.py): its Handover while the number's phones ring.
         self.handover = None
+        # RFC 4028 on the trunk's leg of an outside call (b2bua/session_timer.py).
+        self.trunk_session = None
         # The route whose calls are all recorded that this one came in or goes out by
         # ("inbound route 712000001", "outbound route mobile"), or "" (sipd/recording.py).
         self.recorded_by = ""
@@ -85,5 +87,6 @@ class Call:
 
     @property
     def timers(self) -> tuple:
+        trunk = self.trunk_session.timer if self.trunk_session is not None else None
         return (self.trying, self.ring_timer, self.max_timer, self.hold_timer,
-                self.session_timer)
+                self.session_timer, trunk)

@@ -22,6 +22,7 @@ import logging
 import time
 
 from sipd.apps.features import carry_out
+from sipd.b2bua import prack
 from sipd.b2bua.application import Applications
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
@@ -30,6 +31,7 @@ from sipd.b2bua.handover import Handovers
 from sipd.b2bua.legs import CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
 from sipd.b2bua.music import Music
+from sipd.b2bua.prack import CallerProvisionals
 from sipd.b2bua.scheduler import LoopScheduler
 from sipd.b2bua.stack import ALLOW, SERVER, Stack, contact_uri
 from sipd.b2bua.transfer import Transfers
@@ -42,6 +44,7 @@ from sipd.sip.dialog import Dialog, new_tag, tag_param
 from sipd.sip.extensions import MIN_SE, min_se, session_expires, supports, unsupported
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import ParseError, Request, Response
+from sipd.sip.reliable import wanted as reliable_wanted
 from sipd.sip.sdp import SdpError, SessionDescription
 from sipd.sip.transaction import Event, ServerTransaction
 from sipd.trunks import fraud, inbound
@@ -304,6 +307,9 @@ class Calls:
                                                                   source.transport),
                                 request, txn, dialog)
         call.caller.sdp = offer
+        mode = reliable_wanted(request)
+        if mode is not None:  # RFC 3262 §3: its 18x go reliably (prack.py)
+            call.caller.provisionals = CallerProvisionals(call.caller, mode)
         if asked is not None and supports(request, "timer"):
             # RFC 4028 §9: the caller supports the timer: it refreshes (uac), as it
             # asked unless it named us; a refresh that never comes ends the call.
@@ -488,6 +494,7 @@ class Calls:
         call.fork = None
         call.callee_leg = None
         call.trying = call.ring_timer = call.max_timer = call.hold_timer = call.session_timer = None
+        call.trunk_session = None
         call.relayed.clear()
 
     # -- requests within a call -----------------------------------------------------------
@@ -608,6 +615,9 @@ class Calls:
         if method == "OPTIONS":
             stack.reply(txn, request, 200, None, [("Allow", ALLOW)])
             return
+        if method == "PRACK":  # RFC 3262 §3, in the caller's early dialog (prack.py)
+            prack.answer(leg, request, txn)
+            return
         if ((call.app is not None or call.handover is not None) and leg is call.caller
                 and call.phase is Phase.ANSWERED and method in ("INFO", "INVITE", "UPDATE")):
             self.applications.request(call, leg, request, txn)  # the PBX is the other end
@@ -624,6 +634,9 @@ class Calls:
         if method in ("INVITE", "UPDATE", "INFO"):
             if method != "INFO" and leg is call.caller and call.session_interval:
                 self.bridge.refreshed(call)  # RFC 4028 §10: the session goes on
+            trunk = call.trunk_session
+            if method != "INFO" and trunk is not None and leg is trunk.leg:
+                trunk.peer_refreshed(request)  # the provider's refresh (session_timer.py)
             self.bridge.relay_request(call, leg, request, txn)
             return
         if method == "REFER":

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
+from sipd.b2bua import prack
 from sipd.registrar import Destination, Source
 from sipd.sip.dialog import Dialog
 from sipd.sip.headers import CSeq, NameAddr
 from sipd.sip.message import Request, Response
+from sipd.sip.reliable import reliable
 from sipd.sip.transaction import T1, T2, ClientTransaction, ServerTransaction, State, build_cancel
 
 log = logging.getLogger("sipd")
@@ -142,7 +144,7 @@ class Leg:
 class CallerLeg(Leg):
     """The caller's INVITE ends here: we are its UAS."""
 
-    __slots__ = ("invite", "txn")
+    __slots__ = ("invite", "txn", "provisionals")
 
     def __init__(self, owner, call, us: str, destination: Destination, invite: Request,
                  txn: ServerTransaction, dialog: Dialog):
@@ -150,6 +152,8 @@ class CallerLeg(Leg):
         self.invite = invite
         self.txn = txn
         self.dialog = dialog
+        # The caller takes reliable 1xx (RFC 3262): a prack.CallerProvisionals.
+        self.provisionals = None
 
     def respond(self, status: int, reason: str | None = None, headers=None, body: bytes = b"",
                 tagged: bool = True) -> Response:
@@ -169,10 +173,24 @@ class CallerLeg(Leg):
             routes = self.invite.headers.get_all("Record-Route")
             if routes:
                 headers = [*(headers or []), *(("Record-Route", value) for value in routes)]
-        return self.owner.stack.reply(
-            self.txn, self.invite, status, reason, headers, body,
-            to_tag=self.dialog.local_tag if tagged else None,
-        )
+        stack = self.owner.stack
+        response = stack.build(self.invite, status, reason, headers, body,
+                               to_tag=self.dialog.local_tag if tagged else None)
+        provisionals = self.provisionals
+        if provisionals is not None:
+            # RFC 3262 §3: a reliable 1xx goes (or waits) there; a 2xx waits
+            # there for the PRACKs (prack.py).
+            if 100 < status < 200 and tagged and provisionals.provisional(response):
+                return response
+            if status >= 200 and provisionals.final(response):
+                return response
+        stack.respond(self.txn, response)
+        return response
+
+    def retransmit_2xx(self, data: bytes, cseq: int) -> None:
+        if self.provisionals is not None and self.provisionals.holding(data, cseq):
+            return  # held for a PRACK: retransmitted once it is sent (prack.py)
+        super().retransmit_2xx(data, cseq)
 
     def cseq(self) -> int:
         return CSeq.parse(self.invite.headers.get("CSeq")).number
@@ -185,7 +203,8 @@ class CalleeLeg(Leg):
     (`on_response`, `on_timeout`) and go on to the fork it belongs to."""
 
     __slots__ = ("fork", "extension", "contact", "call_id", "tag", "invite", "transaction",
-                 "final", "cancelled", "cancel_sent", "local_uri", "remote_uri")
+                 "final", "cancelled", "cancel_sent", "local_uri", "remote_uri",
+                 "acknowledger", "early")
 
     def __init__(self, owner, call, fork, extension: str, contact: str,
                  destination: Destination, call_id: str, tag: str, local_uri: str,
@@ -205,10 +224,16 @@ class CalleeLeg(Leg):
         self.cancel_sent = False
         self.local_uri = local_uri  # our From, without tag
         self.remote_uri = remote_uri  # our To
+        # RFC 3262 §4: the reliable 18x we PRACK (sipd.sip.reliable.Acknowledger)
+        # and the early dialogs they made, by To tag (prack.py).
+        self.acknowledger = None
+        self.early: dict[str | None, Dialog] = {}
 
     # -- what the client transaction delivers ----------------------------------------------
 
     def on_response(self, response: Response) -> None:
+        if reliable(response) and not prack.acknowledge(self, response):
+            return  # RFC 3262 §4: a retransmission, or out of order: no further
         self.fork.on_response(self, response)
 
     def on_timeout(self) -> None:
@@ -238,14 +263,18 @@ class CalleeLeg(Leg):
     def dialog_for(self, response: Response, contact_uri: str | None) -> Dialog:
         """The dialog a 2xx to our INVITE makes (§12.1.2): we are its UAC."""
         ours = NameAddr.parse(self.invite.headers.get("From"))
+        remote_tag = NameAddr.parse(response.headers.get("To")).tag
+        # An early dialog of this tag (a PRACK sent in it, RFC 3262 §4) goes on
+        # with its CSeq: our next request must be numbered above the PRACK's.
+        early = self.early.get(remote_tag)
         return Dialog(
             call_id=self.call_id,
             local_tag=self.tag,
-            remote_tag=NameAddr.parse(response.headers.get("To")).tag,
+            remote_tag=remote_tag,
             local_uri=self.local_uri,
             remote_uri=self.remote_uri,
             remote_target=contact_uri or self.contact,
-            local_seq=1,
+            local_seq=early.local_seq if early is not None else 1,
             route_set=list(reversed(response.headers.get_all("Record-Route"))),
             local_display=ours.display_name,
         )

@@ -15,7 +15,7 @@ from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.responses import make_response
 from sipd.sip.transaction import ClientTransaction, ClientTransactions, ServerTransaction
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER, PRACK"
 SERVER = "pbx-sipd"
 
 
@@ -63,12 +63,19 @@ class Stack:
         body: bytes = b"",
         to_tag: str | None = None,
     ) -> Response:
+        response = self.build(request, status, reason, headers, body, to_tag)
+        self.respond(txn, response)
+        return response
+
+    def build(self, request: Request, status: int, reason: str | None = None, headers=None,
+              body: bytes = b"", to_tag: str | None = None) -> Response:
+        """The response `reply` sends, not sent yet (a reliable 1xx, a 2xx that
+        waits for its PRACK: sipd/b2bua/prack.py)."""
         extra = list(headers or [])
         if body:
             extra.append(("Content-Type", "application/sdp"))
         response = make_response(request, status, reason, extra, body=body, to_tag=to_tag)
         response.headers.add("Server", SERVER)
-        self.respond(txn, response)
         return response
 
 

@@ -77,11 +77,12 @@ TRANSFEROR_GRACE = 2.0
 def identity(leg) -> tuple[str, str]:
     """(extension number, the panel's name for it) of a leg's phone. A caller's
     number is its INVITE's From user (what it authenticated as, calls.py); a
-    callee leg's, the extension rung."""
+    callee leg's, the extension rung; a trunk's leg rings none: the number it
+    was sent (its To), so that an outside party transferred on is shown by it."""
     if isinstance(leg, CallerLeg):
         number = NameAddr.parse(leg.invite.headers.get("From")).uri.user or ""
     else:
-        number = leg.extension
+        number = leg.extension or NameAddr.parse(leg.remote_uri).uri.user or ""
     extension = store.extension(number) if number else None
     return number, (extension.name if extension else "")
 
@@ -343,6 +344,9 @@ class Transfer:
         leg.other = partner
         if getattr(leg, "fork", None) is not None:
             leg.fork = Moved()  # its ring step was the old call's
+        session = old.trunk_session if old is not None else None
+        if session is not None and session.leg is leg:
+            session.moved(old, new_call)  # RFC 4028: the trunk's refreshes go on
         if old is not None and old.phase is not Phase.ENDED:
             # The old call's timers are the transferor's now, and no hold of it counts.
             for timer in (old.max_timer, old.hold_timer):

@@ -93,3 +93,13 @@ NAME_ADDR_RE = re.compile(
 AUTH_PARAM_RE = re.compile(rf"\s*({TOKEN})\s*=\s*({TOKEN}|{QUOTED_STRING})\s*(?:,|$)")
 # credentials = ... auth-param *(COMMA auth-param): the whole list, for a fullmatch
 AUTH_PARAMS_RE = re.compile(rf"(?:\s*{TOKEN}\s*=\s*(?:{TOKEN}|{QUOTED_STRING})\s*(?:,|$))*")
+
+# RFC 3262 §7.1:  RSeq  =  "RSeq" HCOLON response-num
+#                 response-num  =  1*DIGIT
+# (§3: a value from 1 to 2**32 - 1; ten digits at most is checked here, the range
+# where the number is read, in sipd.sip.reliable)
+RSEQ_RE = re.compile(r"^\s*([0-9]{1,10})\s*$")
+
+# RFC 3262 §7.2:  RAck  =  "RAck" HCOLON response-num LWS CSeq-num LWS Method
+#                 CSeq-num  =  1*DIGIT
+RACK_RE = re.compile(rf"^\s*([0-9]{{1,10}})\s+([0-9]{{1,10}})\s+({TOKEN})\s*$")

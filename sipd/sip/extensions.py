@@ -5,6 +5,10 @@ session timer's headers (RFC 4028 §4-§5). Sans-IO: header values in, values ou
 - `unsupported(message)`: what a request Requires that we do not support: the
   request gets 420 Bad Extension with these in Unsupported (§8.2.2.3).
 - `session_expires(value)`, `min_se(value)`: RFC 4028's two headers.
+- `negotiated(response, ours)`: what a 2xx to our INVITE or refresh settles
+  (§7.2): the interval and whether we (its UAC) refresh.
+- `refresh_after(interval)`, `expiry(interval)`: when the refresher refreshes,
+  when the other side gives up (§10).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from dataclasses import dataclass
 
 from sipd.sip.message import split_list
 
-# The extensions we implement: the session timer (RFC 4028). Not yet 100rel
-# (RFC 3262): a caller that Requires it gets 420.
-SUPPORTED = ("timer",)
+# The extensions we implement: the session timer (RFC 4028) and reliable
+# provisional responses (RFC 3262, sipd/sip/reliable.py).
+SUPPORTED = ("timer", "100rel")
 SUPPORTED_HEADER = ", ".join(SUPPORTED)
 
 # RFC 4028 §4: no interval below 90 s is ever allowed; ours is the minimum too.
@@ -88,3 +92,26 @@ def expiry(interval: float) -> float:
     """RFC 4028 §10: when a session without a refresh ends: before the interval
     runs out by a third of it or 32 s, whichever is less."""
     return interval - min(32.0, interval / 3)
+
+
+def refresh_after(interval: float) -> float:
+    """RFC 4028 §10: the refresher sends its refresh half way through the interval."""
+    return interval / 2
+
+
+def negotiated(response, current: SessionExpires | None = None) -> SessionExpires | None:
+    """§7.2: the session timer a 2xx to our INVITE (or to our refresh) settles,
+    seen from our side as its UAC: `refresher` "uac" is us. No Session-Expires in
+    the 2xx of an INVITE: no session timer. In the 2xx of a refresh (`current`
+    given) we keep the one we have: a provider whose UPDATE answer forgets the
+    header may still time the session, and a refresh too many costs nothing
+    where a missed one drops the call. An unreadable header counts as absent."""
+    try:
+        found = session_expires(response.headers.get("Session-Expires"))
+    except ValueError:
+        found = None
+    if found is None:
+        return current
+    # §9: the UAS always names the refresher in its 2xx; one that does not
+    # leaves it to us, the side that can be sure the refresh is sent.
+    return SessionExpires(max(found.interval, MIN_SE), found.refresher or "uac")

@@ -32,11 +32,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sipd.b2bua import session_timer
+from sipd.b2bua.call import Phase
 from sipd.b2bua.forking import Fork
 from sipd.b2bua.legs import CalleeLeg, LegState
 from sipd.b2bua.stack import ALLOW, SERVER, contact_uri
 from sipd.sip.dialog import new_call_id, new_tag
 from sipd.sip.digest_client import ClientCredentials
+from sipd.sip.extensions import DEFAULT_SE, MIN_SE, min_se
 from sipd.sip.headers import CSeq
 from sipd.sip.message import Headers, Request, Response
 from sipd.trunks import fraud
@@ -336,6 +339,10 @@ class TrunkFork(Fork):
             ("CSeq", "1 INVITE"),
             ("Contact", stack.contact(from_user, transport)),
             ("Allow", ALLOW),
+            # RFC 3262 §4: a provider that sends its 18x reliably gets our PRACK;
+            # RFC 4028 §7.1: the session timer offered (b2bua/session_timer.py).
+            ("Supported", session_timer.SUPPORTED),
+            *session_timer.OFFER,
             ("User-Agent", SERVER),
         ]
         if path.route:
@@ -405,6 +412,10 @@ class TrunkFork(Fork):
                 return
             self._failed(leg, status, f"{leg.trunk}: {why or 'challenged again and again'}")
             return
+        if status == 422 and self.call.rings and self._longer_session(leg, response):
+            cseq = CSeq.parse(response.headers.get("CSeq")).number + 1
+            self.send(leg, cseq)  # RFC 4028 §7.1: again, with the provider's Min-SE
+            return
         if status < 200 or 200 <= status < 300:
             super().on_response(leg, response)
             return
@@ -417,6 +428,21 @@ class TrunkFork(Fork):
             self.finish(status, response.reason or None, disposition, reason)
             return
         self._failed(leg, status, reason)
+
+    def _longer_session(self, leg: TrunkLeg, response: Response) -> bool:
+        """422 Session Interval Too Small (RFC 4028 §6): our INVITE's Session-Expires
+        and Min-SE raised to the provider's Min-SE, once; False: nothing to retry."""
+        try:
+            floor = min_se(response.headers.get("Min-SE"))
+        except ValueError:
+            floor = None
+        invite = leg.invite
+        asked = int(invite.headers.get("Min-SE") or MIN_SE)
+        if floor is None or floor <= asked:
+            return False
+        invite.headers.set("Session-Expires", str(max(floor, DEFAULT_SE)))
+        invite.headers.set("Min-SE", str(floor))
+        return True
 
     def on_timeout(self, leg: TrunkLeg) -> None:
         if leg is self.last and leg.final is None:
@@ -454,10 +480,14 @@ class TrunkFork(Fork):
         leg.state = LegState.ANSWERED
         leg.dialog = leg.dialog_for(response, contact_uri(response))
         cseq = CSeq.parse(response.headers.get("CSeq")).number
-        leg.dialog.local_seq = cseq  # after a challenge the INVITE was not CSeq 1
+        # After a challenge the INVITE was not CSeq 1; after a PRACK (RFC 3262 §4)
+        # the early dialog's CSeq goes on (dialog_for).
+        leg.dialog.local_seq = max(cseq, leg.dialog.local_seq)
         leg.ack(cseq)
         self.outbound.answered(call)
         self.owner.executor.answered(call, self, leg, response)
+        if call.phase is Phase.ANSWERED and call.callee_leg is leg:
+            session_timer.begin(self.owner, call, leg, response)
 
     def cancel(self) -> None:
         self.active = False

@@ -74,6 +74,22 @@ def goertzel_power(samples: list[int], rate: int, frequency: float) -> float:
     return power / (len(samples) ** 2)
 
 
+
+def stereo_tones(path: Path, left_hz: float, right_hz: float) -> None:
+    """A call recording (sipd/recording.py: stereo, the caller left): a second from the
+    middle of it holds `left_hz` on the left channel and `right_hz` on the right, each
+    twenty times stronger than the other's tone."""
+    from sipd.media import wav
+
+    sound = wav.read(path)
+    assert sound.channels == 2 and sound.format == "pcm16", (sound.channels, sound.format)
+    frames = struct.unpack(f"<{len(sound.data) // 2}h", sound.data)
+    middle = len(frames) // 4
+    left = list(frames[0::2][middle - 4000:middle + 4000])
+    right = list(frames[1::2][middle - 4000:middle + 4000])
+    assert goertzel_power(left, 8000, left_hz) > 20 * goertzel_power(left, 8000, right_hz)
+    assert goertzel_power(right, 8000, right_hz) > 20 * goertzel_power(right, 8000, left_hz)
+
 def mean_square(samples: list[int]) -> float:
     return sum((x / 32768) ** 2 for x in samples) / len(samples) if samples else 0.0
 

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from tests.sip import callkit as ck
-from tests.sip.softphone import Baresip, NatLab, tone_report
+from tests.sip.softphone import Baresip, NatLab, stereo_tones, tone_report
 from tests.support import LOOPBACK
 
 CALLER_HZ, CALLEE_HZ = 440.0, 1000.0
@@ -150,3 +150,30 @@ def test_phone_behind_nat_gets_two_way_audio(tmp_path, phones):
             assert row["callee_media"].startswith(f"{lab.ROUTER_OUT}:"), row
         finally:
             server.stop()
+
+
+def test_a_recorded_call_between_two_baresip_phones_holds_each_tone_on_its_channel(
+        tmp_path, phones, pbxctl):
+    """Issue 13: 1001 records its calls (`pbxctl ext record`); the media process writes
+    one stereo WAV, the caller's 440 Hz on the left, the callee's 1000 Hz on the right."""
+    recordings = tmp_path / "recordings"
+    server = ck.SipdServer(tmp_path, numbers=("1001", "1002"),
+                           PBX_RECORDING_DIR=str(recordings))
+    assert pbxctl("ext", "record", "1001", "on")[0] == 0
+    server.start()
+    try:
+        callee = Baresip("callee", "1002", ck.PASSWORD, server.address,
+                         f"{LOOPBACK}:{ck.free_ports()}", CALLEE_HZ)
+        phones.append(callee.start())
+        wait_registered(server, callee)
+        caller = Baresip("caller", "1001", ck.PASSWORD, server.address,
+                         f"{LOOPBACK}:{ck.free_ports()}", CALLER_HZ,
+                         ctrl_port=ck.free_ports(), auto_answer=False)
+        phones.append(caller.start())
+        wait_registered(server, caller)
+        talk(server, caller, callee)
+        row = the_call(server)
+    finally:
+        server.stop()  # the media process writes the file when the call ends
+    assert row["recording"].endswith("-1001-1002.wav"), row
+    stereo_tones(recordings / row["recording"], CALLER_HZ, CALLEE_HZ)

@@ -164,6 +164,12 @@ def answer(to: bytes, status: str, body: str = "", tag: str = "callee",
             + f"Content-Length: {len(body)}\r\n\r\n{body}")
 
 
+def header(message: bytes, name: str) -> str | None:
+    """The value of a message's first `name` header (None: none)."""
+    found = re.search(rb"\r\n" + name.encode() + rb": ([^\r]*)", message)
+    return found.group(1).decode() if found else None
+
+
 def last(sent: list[bytes], start: bytes) -> bytes:
     return [data for data in sent if data.startswith(start)][-1]
 

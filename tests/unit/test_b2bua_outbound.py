@@ -80,6 +80,8 @@ def test_failover_digest_caller_id_and_history(pbx):
     assert header(first, "From").startswith("<sip:712223344@127.0.0.1:5090>;tag=")
     assert header(first, "To") == "<sip:998901234567@127.0.0.1:5090>"
     assert header(first, "P-Asserted-Identity") is None
+    # RFC 3262 §4: we PRACK reliable 18x; RFC 4028 §7.1: the session timer offered.
+    assert header(first, "Supported") == "100rel, timer"
     # acme challenges: answered with its credentials, CSeq 2, same Call-ID and tag.
     pbx.handle(challenge(first, "407 Proxy Authentication Required", "Proxy-Authenticate"),
                ACME)

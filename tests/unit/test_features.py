@@ -80,7 +80,7 @@ def test_what_the_routing_step_let_through_is_checked_again_when_written(office)
     groups.update_group("600", members=["1002"])
     accounts.delete_extension("1003")
     before = AuditEntry.select().count()
-    assert carry_out(step) == (403, "Forbidden: 1003 is neither an extension nor a ring group")
+    assert carry_out(step) == (403, "Forbidden: 1003 is no extension or ring group, and no outbound route takes it")
     assert state("1001") == (False, "")
     assert AuditEntry.select().count() == before
 

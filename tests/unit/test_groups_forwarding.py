@@ -88,9 +88,9 @@ def test_a_fallback_may_be_another_group_or_hangup(office):
      "time per member must be 5 to 120 seconds, got '121'"),
     ("600", "Sales", ["1002"], {"fallback": "600"}, "ring group 600 cannot fall back to itself"),
     ("600", "Sales", ["1002"], {"fallback": "1999"},
-     "1999 is neither an extension nor a ring group"),
+     "1999 is no extension or ring group, and no outbound route takes it"),
     ("600", "Sales", ["1002"], {"fallback": "voicemail"},
-     "'voicemail' is not a destination: give a number to dial or 'hangup'"),
+     "'voicemail' is not a destination: give an extension or ring group number, an outside number, voicemail:NUMBER, ivr:NAME, hours:NAME or hangup"),
 ])
 def test_a_bad_group_is_refused_and_nothing_is_written(office, number, name, members, options,
                                                         says):
@@ -216,10 +216,10 @@ def test_no_answer_after_seconds(office):
 
 @pytest.mark.parametrize(("number", "kind", "destination", "after", "says"), [
     ("1001", "always", "1001", None, "1001 cannot forward to itself"),
-    ("1001", "busy", "1999", None, "1999 is neither an extension nor a ring group"),
+    ("1001", "busy", "1999", None, "1999 is no extension or ring group, and no outbound route takes it"),
     ("1001", "busy", "", None, "give the destination to forward to"),
     ("1001", "busy", "mobile", None,
-     "'mobile' is not a destination: give a number to dial or 'hangup'"),
+     "'mobile' is not a destination: give an extension or ring group number, an outside number, voicemail:NUMBER, ivr:NAME, hours:NAME or hangup"),
     ("1001", "sometimes", "1002", None,
      "kind of forward must be always, busy, no-answer or unavailable, got 'sometimes'"),
     ("1001", "no_answer", "1002", 4, "no-answer time must be 5 to 120 seconds, got '4'"),

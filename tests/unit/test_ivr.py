@@ -58,7 +58,7 @@ def test_a_menu_is_made_with_its_prompt_converted_and_its_keys(office):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"name": "a b"}, "a name is 1 to 32 letters, digits, - or _, got 'a b'"),
     ({"options": {"x": "1001"}}, "a menu key is one of 0-9, * or #, got 'x'"),
-    ({"options": {"1": "1009"}}, "1009 is neither an extension nor a ring group"),
+    ({"options": {"1": "1009"}}, "1009 is no extension or ring group, and no outbound route takes it"),
     ({"options": {"1": "ivr:nope"}}, "there is no IVR menu nope"),
     ({"options": {}}, "a menu needs at least one option (KEY=DESTINATION)"),
     ({"number": "1001"}, "1001 is an extension"),

@@ -87,7 +87,7 @@ def test_hours_add_list_rm(pbx):
     (["ivr", "add", "main", "--prompt", "{tmp}/menu.wav", "--option", "1:1001"],
      "pbxctl: a menu option is KEY=DESTINATION (e.g. 1=1001), got '1:1001'"),
     (["ivr", "add", "main", "--prompt", "{tmp}/menu.wav", "--option", "1=1009"],
-     "pbxctl: 1009 is neither an extension nor a ring group"),
+     "pbxctl: 1009 is no extension or ring group, and no outbound route takes it"),
     (["ivr", "add", "main", "--prompt", "{tmp}/menu.wav", "--option", "1=1001",
       "--number", "1002"], "pbxctl: 1002 is an extension"),
     (["ivr", "rm", "nope"], "pbxctl: no IVR menu nope"),

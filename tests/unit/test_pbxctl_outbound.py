@@ -68,7 +68,7 @@ def test_inbound_add_list_rm(pbx):
 
 @pytest.mark.parametrize(("argv", "words"), [
     (("inbound", "add", "12ab", "--to", "1001"), "DID '12ab' must be 1 to 31 digits"),
-    (("inbound", "add", "5551234", "--to", "1999"), "neither an extension nor a ring group"),
+    (("inbound", "add", "5551234", "--to", "1999"), "no extension or ring group, and no outbound route takes it"),
     (("inbound", "add", "5551234", "--to", "voicemail:"), "is not a destination"),
     (("inbound", "add", "5551234", "--to", "1001", "--trunk", "nope"), "no trunk nope"),
     (("inbound", "rm", "5550000"), "no inbound route for DID 5550000"),

@@ -71,3 +71,64 @@ def test_recording_announce_is_a_prompt_language_or_nothing():
     assert load_settings({"PBX_RECORDING_ANNOUNCE": "off"}).recording_announce == ""
     with pytest.raises(ConfigError, match=r"^PBX_RECORDING_ANNOUNCE: expected en, uz, ru"):
         load_settings({"PBX_RECORDING_ANNOUNCE": "yes"})
+
+
+class _Relay:
+    def __init__(self, fail=()):
+        self.ops, self.fail = [], set(fail)
+
+    def endpoint(self, media, op, **fields):
+        if (op, fields.get("leg")) in self.fail:
+            raise RuntimeError(f"{op} refused")
+        self.ops.append((op, fields.get("leg"), fields.get("payload_type")))
+        return {}
+
+
+class _Scheduler:
+    def __init__(self):
+        self.later = []
+
+    def call_later(self, delay, function, *args):
+        self.later.append((delay, function, args))
+
+
+def _announcing(tmp_path, caller_formats="0 8", callee_formats="8", relay=None):
+    """A Recorder of a call 1001 -> 1002 whose relay and scheduler are the test's."""
+    from types import SimpleNamespace
+
+    from sipd.media import wav
+    from sipd.recording import Recorder
+    from sipd.sip.sdp import SessionDescription
+
+    def sdp(formats):
+        return SessionDescription.parse(
+            f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio 4000 RTP/AVP {formats}\r\n")
+
+    prompt = tmp_path / "call-recorded.wav"
+    wav.write(prompt, b"\xff" * 8000, "ulaw")  # one second
+    owner = SimpleNamespace(relay=relay or _Relay(), scheduler=_Scheduler())
+    caller = SimpleNamespace(name="A", sdp=sdp(caller_formats), other=None)
+    callee = SimpleNamespace(name="B", sdp=sdp(callee_formats), other=caller)
+    call = SimpleNamespace(caller_number="1001", callee="1002", media="session", music=None)
+    recorder = Recorder(owner, str(tmp_path), announce=lambda: str(prompt))
+    return recorder, owner, call, callee
+
+
+def test_the_announcement_plays_on_both_legs_in_their_codec_then_goes(tmp_path):
+    recorder, owner, call, callee = _announcing(tmp_path)
+    recorder._announce(call, callee)
+    assert owner.relay.ops == [("endpoint", "A", 0), ("play", "A", None),
+                               ("endpoint", "B", 8), ("play", "B", None)]
+    ((delay, function, args),) = owner.scheduler.later
+    assert delay == 1.0 + 0.2
+    call.music = {"B"}  # B was put on hold meanwhile: its music stays
+    function(*args)
+    assert owner.relay.ops[4:] == [("detach", "A", None)]
+
+
+def test_an_announcement_the_relay_refuses_or_a_phone_without_g711_leaves_the_call(tmp_path):
+    relay = _Relay(fail={("endpoint", "A")})
+    recorder, owner, call, callee = _announcing(tmp_path, callee_formats="9", relay=relay)
+    recorder._announce(call, callee)  # no exception: the call goes on, recorded
+    assert relay.ops == [] and owner.scheduler.later == []

@@ -142,6 +142,15 @@ def test_queued_again_it_goes_on_from_its_place_on_the_schedule(tmp_path):
     assert notes[-1][1].startswith("given up:") and notes[-1][3] is None
 
 
+def test_queued_again_with_every_try_made_it_is_closed(tmp_path):
+    settings = settings_for(tmp_path, free_port())
+    notes, clock = [], Clock()
+    mailer = Mailer(settings, spawn=lambda f, *a: f(*a), sleep=clock.sleep, clock=clock,
+                    record=lambda *note: notes.append(note))
+    mailer.queue(5, message_for(settings), "1001", tries=8, due=clock.now - 1, early=True)
+    assert notes == [(5, "given up after 8 tries", 8, None)] and clock.slept == []
+
+
 def test_queued_again_and_the_server_is_back_it_is_sent_at_once(tmp_path, smtp):
     settings = settings_for(tmp_path, smtp.port)
     notes, clock = [], Clock()

@@ -96,7 +96,7 @@ def test_create_a_menu_with_a_recording_then_hours_leading_to_it(
 
     # Key 2 leads nowhere: its row says so, what was typed stays, nothing is saved.
     error = browser.find_element(By.CSS_SELECTOR, "tr[data-key='2'] p.error").text
-    assert error == "1009 is neither an extension nor a ring group.", error
+    assert error == "1009 is no extension or ring group, and no outbound route takes it.", error
     assert (
         browser.find_element(By.CSS_SELECTOR, "tr[data-key='1'] input").get_attribute("value")
         == "1001"

@@ -159,7 +159,7 @@ def test_a_refused_destination_is_said_at_its_field_and_nothing_changes(admin_cl
         always="1999", busy="1003", dnd=True))
     assert response.status_code == 200
     page = response.data.decode()
-    assert field_errors(page, "always") == ["1999 is neither an extension nor a ring group."]
+    assert field_errors(page, "always") == ["1999 is no extension or ring group, and no outbound route takes it."]
     assert field_errors(page, "busy") == []
     # All or nothing: busy and DND, which were fine, are not changed either.
     assert forwarding("1001") == (False, "", "1002", "", 20, "")
@@ -189,7 +189,7 @@ def test_form_errors_are_shown_at_their_field(admin_client, office, fields, name
 def test_refusals_are_translated(admin_client, office):
     admin_client.post("/account/language", data={"language": "ru"})
     response = admin_client.post("/extensions/1001/forwarding", data=form(always="1999"))
-    russian = catalogues.load("ru")["%(number)s is neither an extension nor a ring group"].string
+    russian = catalogues.load("ru")["%(number)s is no extension or ring group, and no outbound route takes it"].string
     russian %= {"number": "1999"}
     assert field_errors(response.data.decode(), "always") == [
         russian[:1].upper() + russian[1:] + "."]

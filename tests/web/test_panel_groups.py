@@ -218,7 +218,7 @@ def test_a_fallback_that_names_nothing_is_refused(admin_client, office):
     response = admin_client.post("/groups/new", data=group_form(
         fallback="1999", members=[("1", "1001")]))
     assert form_errors(response.data.decode()) == [
-        "1999 is neither an extension nor a ring group."]
+        "1999 is no extension or ring group, and no outbound route takes it."]
     assert RingGroup.select().count() == 0
 
 

@@ -256,7 +256,10 @@ def test_a_menu_needs_a_recording(admin_client, office):
 @pytest.mark.parametrize(
     "fields, expected",
     [
-        ({"keys": {"1": "1009"}}, "1009 is neither an extension nor a ring group."),
+        (
+            {"keys": {"1": "1009"}},
+            "1009 is no extension or ring group, and no outbound route takes it.",
+        ),
         ({"keys": {"1": "sales"}}, "is not a destination"),
         ({"keys": {"3": "voicemail:1009"}}, "Extension 1009 has no mailbox."),
         ({"keys": {"1": "1001"}, "on_timeout": "ivr:nope"}, "There is no IVR menu nope."),
@@ -279,7 +282,9 @@ def test_bad_input_is_a_form_error_and_nothing_is_saved(
 def test_errors_are_in_the_admins_language(admin_client, office, tmp_path):
     admin_client.post("/account/language", data={"language": "ru"})
     page = create(admin_client, tmp_path, keys={"1": "1009"}).data.decode()
-    assert errors(page) == ["1009 — не внутренний номер и не группа вызова."]
+    assert errors(page) == [
+        "1009 — не внутренний номер и не группа вызова, и ни один исходящий маршрут его не принимает."
+    ]
 
 
 # Edit
@@ -392,3 +397,50 @@ def test_a_recording_larger_than_the_panel_takes_is_413(admin_client, office):
     # Other pages keep the small limit.
     response = admin_client.post("/groups/new", data={"name": "x" * (2 * 1024 * 1024)})
     assert response.status_code == 413
+
+
+# Destinations: every form core/destinations.py takes, and its error naming them all
+
+
+def test_a_key_to_an_outside_number_needs_an_outbound_route_to_take_it(
+    admin_client, office, tmp_path
+):
+    from core import outbound, trunks
+
+    page = create(admin_client, tmp_path, keys={"9": "998901112233"}).data.decode()
+    assert errors(page) == [
+        "998901112233 is no extension or ring group, and no outbound route takes it."
+    ]
+    trunks.create_trunk("acme", "sip.example.net", match="192.0.2.0/24")
+    outbound.create_outbound("mobile", ["acme"], ["998XXXXXXXXX"])
+    response = create(admin_client, tmp_path, keys={"9": "998901112233"})
+    assert response.status_code == 302, errors(response.data.decode())
+    assert ivr.options_of(ivr.get_ivr("main")) == {"9": "998901112233"}
+
+
+@pytest.mark.parametrize(
+    "language, expected",
+    [
+        (
+            "en",
+            "'sales' is not a destination: give an extension or ring group number, an"
+            " outside number, voicemail:NUMBER, ivr:NAME, hours:NAME or hangup.",
+        ),
+        (
+            "ru",
+            "'sales' — не направление: укажите внутренний номер или номер группы,"
+            " внешний номер, voicemail:НОМЕР, ivr:ИМЯ, hours:ИМЯ или hangup.",
+        ),
+        (
+            "uz",
+            "'sales' yoʻnalish emas: ichki raqam yoki guruh raqami, tashqi raqam,"
+            " voicemail:RAQAM, ivr:NOM, hours:NOM yoki hangup kiriting.",
+        ),
+    ],
+)
+def test_a_text_that_is_no_destination_is_told_every_form(
+    admin_client, office, tmp_path, language, expected
+):
+    admin_client.post("/account/language", data={"language": language})
+    page = create(admin_client, tmp_path, keys={"1": "sales"}).data.decode()
+    assert errors(page) == [expected]

@@ -261,7 +261,7 @@ def test_routes_record_their_calls_when_the_box_is_ticked(admin_client, office):
 
 @pytest.mark.parametrize(("data", "words"), [
     ({"did": "abc", "destination": "1001"}, "DID 'abc' must be 1 to 31 digits"),
-    ({"did": "5551234", "destination": "1999"}, "1999 is neither an extension nor a ring group"),
+    ({"did": "5551234", "destination": "1999"}, "1999 is no extension or ring group, and no outbound route takes it"),
     ({"did": "5551234", "destination": "1001", "trunk": "nope"}, "No trunk nope."),
 ])
 def test_inbound_form_errors(admin_client, office, data, words):
