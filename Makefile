@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 # Debian packages the tests and benchmarks drive for real.
-TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables sipvicious openssl util-linux zbar-tools linphone-cli tshark kamailio kamailio-sqlite-modules kamailio-tls-modules espeak-ng sox asterisk-core-sounds-en-wav
+TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables sipvicious openssl util-linux zbar-tools linphone-cli tshark kamailio kamailio-sqlite-modules kamailio-tls-modules espeak-ng sox libsox-fmt-mp3 asterisk-core-sounds-en-wav
 BENCH_DEBS := kamailio kamailio-sqlite-modules sip-tester
 
 .PHONY: install run test lint bench deps-test deps-bench clean

@@ -72,6 +72,9 @@ ACTIONS = {
     "registration.drop": N_("dropped a registration of"),
     "prompt.upload": N_("replaced the prompt"),
     "prompt.revert": N_("restored the built prompt"),
+    "moh.upload": N_("added music on hold"),
+    "moh.choose": N_("chose the music on hold"),
+    "moh.delete": N_("deleted music on hold"),
 }
 
 

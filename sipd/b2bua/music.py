@@ -7,9 +7,10 @@ holding phone sends, until the call is resumed.
 (bridge.py `declared`). The held phone is the other leg's: the endpoint is
 attached to that leg in the media process, in the held phone's codec (PCMU or
 PCMA, the first of them in what it last sent; another codec hears no music,
-and the log says so), and plays on a loop the admin's upload
-PBX_SOUNDS_DIR/moh.wav if there is one, else PBX_MOH_FILE (by default the
-tune shipped in sipd/media/sounds/, made by tools/make_moh.sh). When the holding
+and the log says so), and plays on a loop the music the admin chose in the
+panel's library (core/music.py: a Setting row read at that moment, so a new
+choice needs no restart), else PBX_MOH_FILE (by default the tune shipped in
+sipd/media/sounds/, made by tools/make_moh.sh). When the holding
 phone resumes (sendrecv or recvonly), the endpoint is detached and the relay
 forwards both ways again. Whatever the relay says, the call goes on: music is
 a nicety, never a reason to fail a hold.
@@ -18,8 +19,8 @@ a nicety, never a reason to fail a hold.
 from __future__ import annotations
 
 import logging
-import os
 
+from core import music as library
 from sipd.b2bua.media import audio
 
 log = logging.getLogger("sipd")
@@ -28,12 +29,12 @@ HOLDING = ("sendonly", "inactive")
 
 
 class Music:
-    __slots__ = ("owner", "file", "upload")
+    __slots__ = ("owner", "file", "sounds_dir")
 
     def __init__(self, owner, file: str | None, sounds_dir: str | None = None):
         self.owner = owner  # the B2BUA
-        self.file = file  # None or "": no music on hold
-        self.upload = os.path.join(sounds_dir, "moh.wav") if sounds_dir else None
+        self.file = file  # PBX_MOH_FILE; None or "": no music on hold at all
+        self.sounds_dir = sounds_dir  # where the admin's library is (core/music.py)
 
     def changed(self, call, leg) -> None:
         held = leg.other
@@ -56,7 +57,10 @@ class Music:
         try:
             relay.endpoint(call.media, "endpoint", leg=held.name, payload_type=laws[0],
                            event_type=None)
-            music = self.upload if self.upload and os.path.isfile(self.upload) else self.file
+            music, why = library.playing(self.sounds_dir, self.file)
+            if why:
+                log.warning("Call %s -> %s: music on hold: %s; playing %s",
+                            call.caller_number, call.callee, why, music)
             relay.endpoint(call.media, "play", leg=held.name, files=[music], loop=True)
         except Exception as error:
             log.warning("Call %s -> %s: no music on hold for the %s: %s",

@@ -27,7 +27,7 @@ PAGES = [
     "/security/failures", "/security/bans", "/security/audit", "/settings/", "/admins/",
     "/admins/new", "/groups/", "/groups/new", "/groups/600", "/groups/600/edit",
     "/groups/600/delete", "/extensions/1002/forwarding", "/calls/1", "/calls/2",
-    "/sounds/prompts", "/sounds/prompts/ru/vm-intro",
+    "/sounds/prompts", "/sounds/prompts/ru/vm-intro", "/sounds/music",
 ]
 # No page may keep English text in Uzbek or Russian.
 TRANSLATED = PAGES

@@ -148,6 +148,14 @@ def test_a_bad_upload_is_the_forms_error_and_nothing_changes(admin_client, setti
     assert len(audit_rows("prompt.upload")) == 1
 
 
+def test_a_large_body_to_a_button_is_413_not_a_crash(admin_client, settings):
+    upload(admin_client)
+    response = admin_client.post("/sounds/prompts/ru/goodbye/revert",
+                                 data={"pad": "x" * (2 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert prompts.origin("goodbye", "ru", settings) == "uploaded"
+
+
 def test_no_file_chosen_is_the_forms_error(admin_client, settings):
     response = admin_client.post("/sounds/prompts/en/goodbye", data={},
                                  content_type="multipart/form-data")
