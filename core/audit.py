@@ -38,6 +38,7 @@ ACTIONS = {
     "extension.record": N_("changed the call recording of extension"),
     "extension.voicemail": N_("changed the voicemail of extension"),
     "voicemail.delete": N_("deleted a voicemail message of"),
+    "voicemail.greeting": N_("changed the voicemail greeting of"),
     "group.create": N_("created ring group"),
     "group.edit": N_("edited ring group"),
     "group.delete": N_("deleted ring group"),

@@ -271,6 +271,22 @@ def set_greeting(number: str, file: Path, settings: Settings) -> Mailbox:
     return Mailbox.get_by_id(mailbox.id)
 
 
+def upload_greeting(number: str, data: bytes, filename: str, settings: Settings) -> Mailbox:
+    """An admin's upload (any audio sox reads) becomes `number`'s greeting, converted to
+    what the PBX plays (core/sounds.py); core.sounds.SoundError when it is not audio,
+    and then nothing changes."""
+    from core import sounds  # noqa: PLC0415 - sox only where an upload is converted
+
+    if mailbox_of(number) is None:
+        raise AccountError(Text(N_("extension %(number)s has no mailbox"), number=number))
+    scratch = new_greeting_path(number, settings)
+    try:
+        sounds.convert_upload(data, scratch, filename)
+        return set_greeting(number, scratch, settings)
+    finally:
+        scratch.unlink(missing_ok=True)  # gone already when it became the greeting
+
+
 def delete_greeting(number: str, settings: Settings) -> bool:
     """Back to the standard greeting; whether there was one of the owner's. Its file
     goes when it is under PBX_VOICEMAIL_DIR (an admin's elsewhere stays)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
+
+from app.sounds.forms import AUDIO_ACCEPT
 
 
 def _strip(value):
@@ -29,3 +32,9 @@ class MailboxForm(FlaskForm):
                         render_kw={"type": "email", "autocomplete": "off"})
     language = SelectField(_l("Language of the prompts"), choices=LANGUAGE_CHOICES, default="")
     submit = SubmitField(_l("Save"))
+
+
+class GreetingForm(FlaskForm):
+    file = FileField(_l("Greeting"), validators=[FileRequired(_l("Choose a file to upload."))],
+                     render_kw={"accept": AUDIO_ACCEPT})
+    submit = SubmitField(_l("Upload"))

@@ -13,13 +13,18 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.filters import can_change, sentence, translated
+from app.sounds.routes import too_large, upload_error
 from app.voicemail import bp
-from app.voicemail.forms import MailboxForm
-from core import audit, voicemail
+from app.voicemail.forms import GreetingForm, MailboxForm
+from core import audit, sounds, voicemail
 from core.accounts import AccountError, get_extension
 from core.models import db
 
 log = logging.getLogger("panel")
+
+MB = 1024 * 1024
+# A greeting is seconds: a WAV of a minute at CD quality is 10 MB.
+GREETING_MAX_BYTES = 10 * MB
 
 # The extension's page shows its mailbox (templates/extensions/show.html).
 bp.add_app_template_global(voicemail.mailbox_of, "mailbox_of")
@@ -88,15 +93,104 @@ def delete(message_id: int):
     return redirect(url_for("voicemail.index"))
 
 
-@bp.route("/mailbox/<number>", methods=["GET", "POST"])
-@login_required
-def mailbox(number: str):
+def _greeting_limit() -> int:
+    return current_app.config.get("VOICEMAIL_GREETING_MAX_BYTES", GREETING_MAX_BYTES)
+
+
+@bp.url_value_preprocessor
+def _raise_the_upload_limit(endpoint, _values) -> None:
+    # As app/sounds does: before CSRFProtect reads the body, and for admins only.
+    if endpoint == "voicemail.greeting" and request.method == "POST" and can_change():
+        request.max_content_length = _greeting_limit()
+
+
+def _extension_or_404(number: str):
     if not can_change():
         abort(403)
     try:
-        extension = get_extension(number)
+        return get_extension(number)
     except AccountError:
         abort(404, description=_("There is no extension %(number)s.", number=number))
+
+
+def _mailbox_page(extension, box, form=None, greeting_form=None, status=200):
+    return render_template("voicemail/mailbox.html", extension=extension, mailbox=box,
+                           form=form or MailboxForm(obj=box, formdata=None),
+                           greeting_form=greeting_form or GreetingForm(formdata=None)), status
+
+
+@bp.errorhandler(413)
+def _too_large(error):
+    """A greeting over the limit: the mailbox page with the upload's error."""
+    if request.endpoint != "voicemail.greeting" or not can_change():
+        return error
+    extension = _extension_or_404(request.view_args["number"])
+    form = GreetingForm(formdata=None)
+    form.file.errors = [too_large(_greeting_limit())]
+    return _mailbox_page(extension, voicemail.mailbox_of(extension.number),
+                         greeting_form=form, status=413)
+
+
+@bp.route("/mailbox/<number>/greeting", methods=["POST"])
+@login_required
+def greeting(number: str):
+    """Issue 13: a greeting "the owner records by phone or the admin uploads"."""
+    extension = _extension_or_404(number)
+    box = voicemail.mailbox_of(extension.number)
+    if box is None:
+        abort(404, description=_("Extension %(number)s has no mailbox.", number=number))
+    form = GreetingForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        try:
+            with db.atomic():
+                voicemail.upload_greeting(extension.number, upload.read(),
+                                          upload.filename or "upload", _settings())
+                _audit("voicemail.greeting", extension.number,
+                       f"uploaded {upload.filename or ''}".strip())
+        except sounds.SoundError as error:
+            log.info("Panel: %s: greeting for %s refused: %s", current_user.username,
+                     extension.number, error)
+            form.file.errors = [upload_error(error)]
+        else:
+            flash(_("Callers of %(number)s's mailbox now hear your greeting.",
+                    number=extension.number), "info")
+            return redirect(url_for("voicemail.mailbox", number=extension.number))
+    return _mailbox_page(extension, box, greeting_form=form, status=400)
+
+
+@bp.route("/mailbox/<number>/greeting/delete", methods=["POST"])
+@login_required
+def greeting_delete(number: str):
+    extension = _extension_or_404(number)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    with db.atomic():
+        removed = voicemail.delete_greeting(extension.number, _settings())
+        if removed:
+            _audit("voicemail.greeting", extension.number, "standard greeting")
+    if removed:
+        flash(_("Callers of %(number)s's mailbox hear the standard greeting again.",
+                number=extension.number), "info")
+    return redirect(url_for("voicemail.mailbox", number=extension.number))
+
+
+@bp.route("/mailbox/<number>/greeting.wav")
+@login_required
+def greeting_audio(number: str):
+    extension = _extension_or_404(number)
+    box = voicemail.mailbox_of(extension.number)
+    path = voicemail.greeting_file(box, _settings()) if box is not None else None
+    if path is None or not path.is_file():
+        abort(404, description=_("Extension %(number)s has no greeting of its own.",
+                                 number=number))
+    return send_file(path, mimetype="audio/wav", conditional=True)
+
+
+@bp.route("/mailbox/<number>", methods=["GET", "POST"])
+@login_required
+def mailbox(number: str):
+    extension = _extension_or_404(number)
     box = voicemail.mailbox_of(extension.number)
     form = MailboxForm(obj=box) if request.method == "GET" and box else MailboxForm()
     if request.method == "GET" and box is None:
@@ -123,5 +217,4 @@ def mailbox(number: str):
                 flash(_("Voicemail settings of %(number)s saved.", number=extension.number),
                       "info")
             return redirect(url_for("extensions.show", number=extension.number))
-    return render_template("voicemail/mailbox.html", extension=extension, mailbox=box,
-                           form=form)
+    return _mailbox_page(extension, box, form=form)[0]

@@ -118,3 +118,64 @@ def test_deleting_the_extension_deletes_its_recordings(admin_client, office, tmp
     _, path = leave(office)
     admin_client.post("/extensions/1001/delete")
     assert not path.exists() and VoicemailMessage.select().count() == 0
+
+
+# -- the greeting an admin uploads (issue 13 item 2) ------------------------------------------
+
+
+def greeting_upload(client, data, filename="hello.wav", number="1001"):
+    import io
+
+    return client.post(f"/voicemail/mailbox/{number}/greeting",
+                       data={"file": (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
+
+
+def test_an_uploaded_greeting_is_converted_played_and_removed(admin_client, office):
+    from sipd.media import wav
+    from tests.web.test_panel_sounds import tone_wav
+
+    page = admin_client.get("/voicemail/mailbox/1001").get_data(as_text=True)
+    assert 'id="greeting-form"' in page and "the standard greeting" in page
+    response = greeting_upload(admin_client, tone_wav(seconds=1.0))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    box = voicemail.mailbox_of("1001")
+    assert box.greeting == "1001/greeting.wav"
+    path = voicemail.greeting_file(box, office)
+    sound = wav.read(path)  # what phones play: 8 kHz mono G.711, not the 44.1 kHz stereo sent
+    assert sound.channels == 1 and round(sound.seconds, 1) == 1.0
+    assert sorted(p.name for p in path.parent.iterdir()) == ["greeting.wav"]  # no scratch left
+    page = admin_client.get("/voicemail/mailbox/1001").get_data(as_text=True)
+    assert 'src="/voicemail/mailbox/1001/greeting.wav"' in page
+    played = admin_client.get("/voicemail/mailbox/1001/greeting.wav")
+    assert played.status_code == 200 and played.data == path.read_bytes()
+    assert admin_client.post("/voicemail/mailbox/1001/greeting/delete").status_code == 302
+    assert voicemail.mailbox_of("1001").greeting == "" and not path.exists()
+    assert admin_client.get("/voicemail/mailbox/1001/greeting.wav").status_code == 404
+    assert [(e.action, e.target, e.detail) for e in AuditEntry.select()
+            .where(AuditEntry.action == "voicemail.greeting").order_by(AuditEntry.id)] == [
+        ("voicemail.greeting", "1001", "uploaded hello.wav"),
+        ("voicemail.greeting", "1001", "standard greeting")]
+
+
+@pytest.mark.parametrize(("data", "filename", "words"), [
+    (b"just some text\n" * 20, "notes.txt", "This is not an audio file the PBX can read"),
+    (b"", "empty.wav", "The file is empty."),
+])
+def test_a_bad_greeting_is_the_forms_error_and_nothing_changes(admin_client, office, data,
+                                                               filename, words):
+    response = greeting_upload(admin_client, data, filename)
+    assert response.status_code == 400
+    assert words in response.get_data(as_text=True)
+    assert voicemail.mailbox_of("1001").greeting == ""
+    assert not (office.voicemail_dir and any((voicemail.storage(office) / "1001").glob("*.wav")))
+    assert AuditEntry.select().where(AuditEntry.action == "voicemail.greeting").count() == 0
+
+
+def test_viewers_cannot_change_a_greeting(client, auth, office):
+    from tests.web.test_panel_sounds import tone_wav
+
+    auth.login_viewer()
+    assert greeting_upload(client, tone_wav()).status_code == 403
+    assert client.post("/voicemail/mailbox/1001/greeting/delete").status_code == 403
+    assert voicemail.mailbox_of("1001").greeting == ""
