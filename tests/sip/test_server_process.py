@@ -7,9 +7,9 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from pathlib import Path
 
+from tests.sip import callkit as ck
 from tests.support import ServerProcess, free_port, sweep_orphans
 
 SERVER = textwrap.dedent("""
@@ -50,10 +50,7 @@ def alive(pid: int) -> bool:
 
 
 def gone(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not alive(pid)
+    return ck.wait_for(lambda: not alive(pid), timeout=timeout, interval=0.05)
 
 
 def test_terminate_kills_what_the_server_left_behind(tmp_path):
