@@ -33,6 +33,10 @@ FORMS = N_("an extension or ring group number, an outside number, voicemail:NUMB
            " ivr:NAME, hours:NAME or hangup")
 
 
+# A number that names nothing: the panel's and pbxctl's error, and sipd's *72 refusal.
+NOT_A_TARGET = N_("%(number)s is no extension or ring group, and no outbound route takes it")
+
+
 class DestinationError(ValueError):
     pass
 
@@ -93,9 +97,7 @@ def check(text: str, *, not_to: str | None = None) -> str:
             raise DestinationError(Text(N_("%(number)s cannot forward to itself"), number=number))
         if (Extension.by_number(number) is None and RingGroup.by_number(number) is None
                 and not _routed_out(number)):
-            raise DestinationError(Text(
-                N_("%(number)s is no extension or ring group, and no outbound route takes it"),
-                number=number))
+            raise DestinationError(Text(NOT_A_TARGET, number=number))
     if destination.kind == "voicemail":
         from core.voicemail import mailbox_of  # noqa: PLC0415 - it needs the database
 
@@ -117,16 +119,23 @@ def check(text: str, *, not_to: str | None = None) -> str:
     return str(destination)
 
 
-def _routed_out(number: str) -> bool:
-    """Whether an outbound route takes `number` (an outside number): the routing step
-    sends a call to it through that route's trunks, permissions checked then."""
+def routed_out(number: str, route_patterns) -> bool:
+    """Whether an outbound route takes `number` (an outside number), given each route's
+    dial patterns: the routing step sends a call to it through that route's trunks,
+    permissions checked then. The one rule for a forward or any destination (check,
+    from the database) and a phone's *72 (sipd/routing/decide.py, from its cache)."""
     from core import dial_patterns  # noqa: PLC0415 - parse needs no database
-    from core.models import OutboundRoute  # noqa: PLC0415
 
-    for route in OutboundRoute.select():
+    for patterns in route_patterns:
         try:
-            if dial_patterns.first_match(route.pattern_list(), number) is not None:
+            if dial_patterns.first_match(patterns, number) is not None:
                 return True
         except dial_patterns.PatternError:
             continue  # refused on write (core/outbound.py); the other routes still count
     return False
+
+
+def _routed_out(number: str) -> bool:
+    from core.models import OutboundRoute  # noqa: PLC0415 - parse needs no database
+
+    return routed_out(number, (route.pattern_list() for route in OutboundRoute.select()))

@@ -523,24 +523,14 @@ def _feature(caller: str, dialled: str, directory: Directory) -> Step:
             return refuse(403, "Forbidden: an extension cannot forward to itself",
                           f"{caller} cannot forward to itself")
         if (directory.extension(target) is None and directory.group(target) is None
-                and not _routed_out(directory, target)):
+                and not destinations.routed_out(
+                    target, (route.patterns for route in directory.routes()))):
             # As the panel's forward (core/destinations.py): an outside number is a
             # target when an outbound route takes it; its calls are permission-checked
             # as the forwarding extension's when they are made.
-            words = f"{target} is no extension or ring group, and no outbound route takes it"
+            words = destinations.NOT_A_TARGET % {"number": target}
             return refuse(403, f"Forbidden: {words}", words)
         return Feature("forward_on", caller, target,
                        (Event("feature", by=caller, target=target, detail="forward always on"),))
     return refuse(484, f"Address Incomplete: unknown feature code {code}",
                   f"unknown feature code {code}")
-
-
-def _routed_out(directory, number: str) -> bool:
-    """Whether an outbound route's dial patterns take `number`."""
-    for route in directory.routes():
-        try:
-            if dial_patterns.first_match(route.patterns, number) is not None:
-                return True
-        except dial_patterns.PatternError:
-            continue
-    return False
