@@ -15,6 +15,12 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Debian packages the tests and benchmarks drive for real.
 TEST_DEBS := sip-tester sipsak chromium chromium-driver sqlite3 procps iproute2 debootstrap systemd-container openssh-client vagrant baresip nftables sipvicious openssl util-linux zbar-tools linphone-cli tshark kamailio kamailio-sqlite-modules kamailio-tls-modules espeak-ng sox libsox-fmt-mp3 asterisk-core-sounds-en-wav
 BENCH_DEBS := kamailio kamailio-sqlite-modules sip-tester
+# The benchmarks run sipd on the interpreter a deployment runs it on: a venv of
+# Debian's python3, as ansible/roles/pbx makes the release's (pbx_python), with
+# the runtime requirements only (bench/benchlib.py sipd_python says why).
+DEPLOY_PYTHON ?= /usr/bin/python3
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-runtime
 
 .PHONY: install run test lint bench deps-test deps-bench clean
 
@@ -38,8 +44,13 @@ run: $(RUNTIME_STAMP)
 deps-test:
 	@sh tools/apt-ensure.sh $(TEST_DEBS)
 
-deps-bench:
+deps-bench: $(DEPLOY_STAMP)
 	@sh tools/apt-ensure.sh $(BENCH_DEBS)
+
+$(DEPLOY_STAMP): requirements.txt $(DEV_STAMP)
+	test -x $(DEPLOY_VENV)/bin/python || $(DEPLOY_PYTHON) -m venv --without-pip $(DEPLOY_VENV)
+	$(PY) -m pip --python $(DEPLOY_VENV)/bin/python install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(DEPLOY_STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -57,4 +68,4 @@ bench: install deps-bench
 	$(PY) bench/endpoint.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(DEPLOY_VENV) var

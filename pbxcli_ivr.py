@@ -2,6 +2,8 @@
 
     pbxctl prompts build [--force]    convert Asterisk's English prompts, speak uz/ru
     pbxctl prompts list               each prompt, language, and whether it is built or uploaded
+    pbxctl moh list                   the music-on-hold library, and what plays on hold
+    pbxctl moh add FILE [--name NAME] | moh rm NAME | moh default NAME
     pbxctl ivr add NAME --prompt FILE.wav --option DIGIT=DEST [--option ...] [--direct-dial]
         [--timeout SECONDS] [--on-timeout DEST] [--on-invalid DEST] [--number N]
         [--language L] [--repeats N]
@@ -11,7 +13,9 @@
     pbxctl hours list | hours rm NAME
 
 A refusal is one line on stderr and exit status 1 (pbxcli.main). A module of
-its own because pbxcli.py is long enough; pbxcli.build_parser adds these.
+its own because pbxcli.py is long enough; pbxcli.build_parser adds these. Music
+on hold is core/music.py's, as the panel's Sounds › Music on hold is, with the
+same audit rows (moh.upload, moh.choose, moh.delete).
 """
 
 from __future__ import annotations
@@ -40,6 +44,75 @@ def cmd_prompts_list(args, settings) -> int:
     rows += [(name, language, state, str(file))
              for name, language, state, file in prompts.listing(settings)]
     table(rows)
+    return 0
+
+
+# -- music on hold --------------------------------------------------------------------------
+
+
+def _music(call, *args, **kwargs):
+    from core import music
+
+    try:
+        return call(*args, **kwargs)
+    except music.MusicError as error:
+        raise CliError(str(error)) from None
+
+
+def _minutes(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def cmd_moh_list(args, settings) -> int:
+    from core import music
+
+    with open_db(settings).atomic():  # the first look adopts the old moh.wav (core/music.py)
+        entries = music.library(settings)
+    rows = [("NAME", "LENGTH", "ON HOLD", "FILE")]
+    rows += [(e.name, _minutes(e.seconds) if e.exists else "missing", "plays" if e.chosen else "",
+              str(e.path)) for e in entries]
+    table(rows)
+    return 0
+
+
+def cmd_moh_add(args, settings) -> int:
+    from core import music
+
+    source = Path(args.file)
+    try:
+        data = source.read_bytes()
+    except OSError as error:
+        raise CliError(f"{args.file}: {error.strerror or error}") from None
+    database = open_db(settings)
+    name = _music(music.add, data, source.name, settings, name=args.name)  # sox, outside
+    with database.atomic():
+        audit_change("moh.upload", name, source.name)
+    print(f"{name} is in the library (pbxctl moh default {name} plays it to held callers)")
+    return 0
+
+
+def cmd_moh_rm(args, settings) -> int:
+    from core import music
+
+    with open_db(settings).atomic():
+        was_playing = _music(music.delete, args.name, settings)
+        audit_change("moh.delete", args.name,
+                     "was playing; the default plays now" if was_playing else "")
+    tail = ": it was playing on hold, held callers hear the default music now" if was_playing \
+        else ""
+    print(f"{args.name} deleted{tail}")
+    return 0
+
+
+def cmd_moh_default(args, settings) -> int:
+    from core import music
+
+    with open_db(settings).atomic():
+        _music(music.choose, args.name, settings)
+        audit_change("moh.choose", args.name)
+    what = "the default music" if args.name == music.DEFAULT else args.name
+    print(f"Held callers hear {what} from the next hold on")
     return 0
 
 
@@ -198,6 +271,15 @@ def add_commands(sub) -> None:
                      help="their time zone (default PBX_TIMEZONE)")
     verb(schedules, "list", cmd_hours_list, "list business hours, open or closed now")
     verb(schedules, "rm", cmd_hours_rm, "delete business hours (refused while in use)", "name")
+
+    moh = noun(sub, "moh", "music on hold: the library, and what held callers hear")
+    verb(moh, "list", cmd_moh_list, "the library: length, and which plays on hold")
+    add = verb(moh, "add", cmd_moh_add, "convert a file into the library",
+               "file:any WAV, FLAC, OGG or MP3 sox reads")
+    add.add_argument("--name", help="its name in the library (default: made from the file's)")
+    verb(moh, "rm", cmd_moh_rm, "delete music (the default plays if it was playing)", "name")
+    verb(moh, "default", cmd_moh_default, "what held callers hear from the next hold on",
+         "name:a name in the library, or 'default' for the shipped tune")
 
     prompt = sub.add_parser("prompts", help="the spoken prompts (built at install)")
     actions = prompt.add_subparsers(dest="prompts_command", required=True, metavar="ACTION")

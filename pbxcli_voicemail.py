@@ -5,10 +5,13 @@
     pbxctl vm export ID FILE.wav         one message's recording
     pbxctl vm export NUMBER DIRECTORY    every message of a mailbox
     pbxctl vm rm ID                      delete a message and its file
+    pbxctl vm greeting NUMBER FILE       the greeting callers of the mailbox hear (any audio)
+    pbxctl vm greeting NUMBER --reset    back to the standard greeting
 
 The checks are core/voicemail.py's (shared with the panel and sipd); a refusal
 is one line on stderr and exit status 1 with nothing changed, and each change
-is written with its audit row in one transaction.
+is written with its audit row in one transaction. A greeting is converted as the
+panel's upload is (core/voicemail.upload_greeting), with the same audit row.
 """
 
 from __future__ import annotations
@@ -96,6 +99,35 @@ def cmd_vm_rm(args, settings) -> int:
     return 0
 
 
+def cmd_vm_greeting(args, settings) -> int:
+    from core import sounds
+
+    number = args.number.strip()
+    with open_db(settings).atomic():
+        if voicemail.mailbox_of(number) is None:
+            raise CliError(f"extension {number} has no mailbox")
+        if args.reset:
+            if not voicemail.delete_greeting(number, settings):
+                print(f"Mailbox {number} has no greeting of its own: callers hear the standard"
+                      " one")
+                return 0
+            audit_change("voicemail.greeting", number, "standard greeting")
+            print(f"Callers of {number}'s mailbox hear the standard greeting again")
+            return 0
+        source = Path(args.file)
+        try:
+            data = source.read_bytes()
+        except OSError as error:
+            raise CliError(f"{args.file}: {error.strerror or error}") from None
+        try:
+            voicemail.upload_greeting(number, data, source.name, settings)
+        except sounds.SoundError as error:
+            raise CliError(str(error)) from None
+        audit_change("voicemail.greeting", number, f"uploaded {source.name}")
+    print(f"Callers of {number}'s mailbox hear the greeting from {source.name}")
+    return 0
+
+
 def add_commands(sub, ext) -> None:
     """`ext voicemail` onto pbxctl's `ext` actions, and the `vm` noun."""
     box = ext.add_parser("voicemail", help="turn an extension's mailbox on or off")
@@ -118,5 +150,11 @@ def add_commands(sub, ext) -> None:
     remove = vm.add_parser("rm", help="delete a message and its recording")
     remove.add_argument("id")
     remove.set_defaults(func=cmd_vm_rm)
+    greeting = vm.add_parser("greeting", help="a mailbox's greeting from a file, or --reset")
+    greeting.add_argument("number")
+    which = greeting.add_mutually_exclusive_group(required=True)
+    which.add_argument("file", nargs="?", help="any audio sox reads (converted)")
+    which.add_argument("--reset", action="store_true", help="back to the standard greeting")
+    greeting.set_defaults(func=cmd_vm_greeting)
 
 

@@ -114,7 +114,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.after_request(_security_headers)
     app.after_request(_relative_location)
     for code in (400, 403, 404, 405, 413):
-        app.register_error_handler(code, _error_page)
+        app.register_error_handler(code, error_page)
 
     from app import filters, i18n
     from app.admins import bp as admins_bp
@@ -198,7 +198,8 @@ _ERRORS = {
 }
 
 
-def _error_page(error):
+def error_page(error):
+    """The panel's page for an HTTP error (also app/uploads.py's, for what it does not answer)."""
     # CSRFError is a 400 whose description says what was missing.
     name, default = _ERRORS[error.code]
     description = error.description

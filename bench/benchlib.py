@@ -16,6 +16,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "tests" / "sip" / "scenarios"
 LOOPBACK = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The interpreter a deployed sipd runs on: the Ansible role makes the release's venv
+# from Debian's /usr/bin/python3 (pbx_python), and `make bench` makes .venv-deploy the
+# same way. It is not .venv's interpreter on every machine: a pyenv build without
+# --enable-optimizations (no PGO, no LTO) parses a SIP message 45 % slower than
+# Debian's python3.11 (5.8 against 8.4 us, bench notes of 2026-12-04), so a sipd
+# measured on it would be a slower sipd than the one offices run.
+DEPLOY_PYTHON = ROOT / ".venv-deploy" / "bin" / "python"
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def sipd_python() -> str:
+    """The interpreter the benchmarks run sipd on: $PBX_BENCH_PYTHON, else the
+    deployment's (.venv-deploy, `make bench` builds it), else this one."""
+    chosen = os.environ.get("PBX_BENCH_PYTHON")
+    if chosen:
+        return chosen
+    return str(DEPLOY_PYTHON) if DEPLOY_PYTHON.exists() else sys.executable
+
+
+def python_version(python: str) -> str:
+    out = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip() or "unknown"
 
 
 # --- ports and users -------------------------------------------------------
@@ -453,6 +476,7 @@ def machine() -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "sipd_python": f"{sipd_python()} (Python {python_version(sipd_python())})",
         "sipp": _first_line(["sipp", "-v"]),
         "kamailio": _first_line(["kamailio", "-v"]),
     }

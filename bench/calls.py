@@ -77,6 +77,7 @@ from benchlib import (  # noqa: E402
     process_tree,
     read_sipp_stats,
     run_sipp,
+    sipd_python,
     sipp_command,
     stop_process,
     users_csv,
@@ -331,7 +332,7 @@ class Sipd(Server):
                                            extension=Extension.by_number(number))
         database.close()
         self.fork = fork
-        self.command = [sys.executable, "-m", "sipd"]
+        self.command = [sipd_python(), "-m", "sipd"]
         self.detail = ("python -m sipd (gevent, one process) + its RTP relay process, "
                        f"SQLite WAL, call rows written, RTP ports {rtp_ports}")
         self.stderr_tail: list[str] = []
@@ -614,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d %H:%M:%S %z")
     print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; "
           f"{info['sipp']}; {info['kamailio']}; load {loadavg()}")
+    print(f"sipd runs on: {info['sipd_python']}")
     print(f"date: {date}")
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-calls-"))
     try:

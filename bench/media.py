@@ -60,6 +60,7 @@ from bench.benchlib import (  # noqa: E402
     machine,
     options_request,
     process_cpu,
+    sipd_python,
     stop_process,
     udp_rcvbuf_errors,
 )
@@ -387,7 +388,7 @@ def start_sipd(workdir: Path) -> tuple[subprocess.Popen, int]:
         "PYTHONPATH": str(ROOT),
     })
     connect(load_settings(env)).close()
-    process = subprocess.Popen([sys.executable, "-m", "sipd"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sipd_python(), "-m", "sipd"], cwd=ROOT, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     if wait_options_200(port, 20.0, alive=lambda: process.poll() is None) is None:
@@ -498,7 +499,7 @@ def markdown(results: list[Result], args, command: str) -> str:
         f"{datetime.date.today().isoformat()}, `{command}`",
         "",
         f"Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} RAM, "
-        f"Linux {info['kernel']}, Python {info['python']}.",
+        f"Linux {info['kernel']}, Python {info['python']}; sipd on {info['sipd_python']}.",
         "",
         "Each call: two phones sending 172-byte RTP packets (G.711, 20 ms) to each other "
         f"through the relay for {args.duration:g} s, each phone at its own phase; "

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = machine()
     print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; load {loadavg()}")
+    print(f"sipd runs on: {info['sipd_python']}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-mem-"))
     figures: dict = {"bindings_wanted": args.bindings}

@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d %H:%M:%S %z")
     print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; "
           f"{info['sipp']}; {info['kamailio']}; load {loadavg()}")
+    print(f"sipd runs on: {info['sipd_python']}")
     print(f"date: {date}")
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-outbound-"))
     try:

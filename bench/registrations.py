@@ -54,6 +54,7 @@ from benchlib import (  # noqa: E402
     machine,
     process_tree,
     run_sipps,
+    sipd_python,
     sipp_command,
     socket_drops,
     stop_process,
@@ -169,7 +170,7 @@ class Sipd(Registrar):
             for start in range(0, len(rows), 500):
                 Extension.insert_many(rows[start:start + 500]).execute()
         database.close()
-        self.command = [sys.executable, "-m", "sipd"]
+        self.command = [sipd_python(), "-m", "sipd"]
         self.detail = "python -m sipd (gevent, one process), SQLite WAL"
         self.stderr_tail: list[str] = []
 
@@ -507,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']}; "
           f"{info['sipp']}; {info['kamailio']}; load {loadavg()}")
+    print(f"sipd runs on: {info['sipd_python']}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     workdir = Path(tempfile.mkdtemp(prefix="pbx-bench-reg-"))
     try:

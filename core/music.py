@@ -142,11 +142,24 @@ def _free_name(filename: str, settings: Settings) -> str:
     return name
 
 
-def add(data: bytes, filename: str, settings: Settings | None = None) -> str:
-    """Convert an upload into the library under a name made from `filename`
-    (made unique); returns the name. Nothing is written when it is refused."""
+def check_name(name: str, settings: Settings | None = None) -> str:
+    """A name an admin gives new music (`pbxctl moh add --name`): what names made from
+    a file name are (lowercase, no "_"), not the default's, not taken; MusicError if not."""
+    if not NAME.fullmatch(name) or name != name.lower() or "_" in name:
+        raise MusicError(f"a music name is lowercase letters, digits and '-' (at most 48,"
+                         f" e.g. lobby-jazz), not {name!r}", "name")
+    if name == DEFAULT or name in _names(_settings(settings)):
+        raise MusicError(f"there is music {name!r} in the library already", "name")
+    return name
+
+
+def add(data: bytes, filename: str, settings: Settings | None = None,
+        name: str | None = None) -> str:
+    """Convert an upload into the library under `name` (check_name's rules) or else a
+    name made from `filename` (made unique); returns the name. Nothing is written
+    when it is refused."""
     settings = _settings(settings)
-    name = _free_name(filename, settings)
+    name = check_name(name, settings) if name is not None else _free_name(filename, settings)
     try:
         sounds.convert_upload(data, library_dir(settings) / f"{name}.wav", filename)
     except sounds.SoundError as error:

@@ -24,6 +24,7 @@ from app.i18n import LANGUAGES, local_strftime
 from app.ivr import bp
 from app.ivr.forms import KEYS, EditHoursForm, EditIvrForm, HoursForm, IvrForm, days, lines
 from app.names import names_of
+from app.uploads import MB, limit_uploads
 from core import audit, destinations, hours, ivr
 from core.accounts import AccountError
 from core.models import db
@@ -31,25 +32,13 @@ from core.models import db
 log = logging.getLogger("panel")
 
 # An uploaded recording: a few minutes of CD-quality WAV, far beyond a menu's words
-# (app.config IVR_PROMPT_MAX_BYTES overrides). Larger: the panel's 413 page.
-MAX_PROMPT_BYTES = 32 * 1024 * 1024
-UPLOADS = {"ivr.create", "ivr.edit"}
+# (app.config IVR_PROMPT_MAX_BYTES overrides). Larger: the form's error (app/uploads.py).
+MAX_PROMPT_BYTES = 32 * MB
 PROMPT_REFUSED = "the menu prompt is refused: %(reason)s"  # core/ivr.py's message
 
 
 def _settings():
     return current_app.config["PBX_SETTINGS"]
-
-
-@bp.url_value_preprocessor
-def _raise_the_upload_limit(endpoint, _values) -> None:
-    # The panel takes 1 MB (MAX_CONTENT_LENGTH); the menu form takes a recording. URL
-    # value preprocessors run before every before_request function, so this is in
-    # place before CSRFProtect reads the body; only for an admin, who alone may post.
-    if endpoint in UPLOADS and request.method == "POST" and can_change():
-        request.max_content_length = current_app.config.get(
-            "IVR_PROMPT_MAX_BYTES", MAX_PROMPT_BYTES
-        )
 
 
 def _admins_only() -> None:
@@ -230,6 +219,21 @@ def edit(name: str):
                 flash(_("IVR menu %(name)s saved.", name=menu.name), "success")
                 return redirect(url_for(".index"))
     return render_template("ivr/form.html", form=form, menu=menu, keys=KEYS)
+
+
+def _too_large_page(error: str):
+    """A recording over the limit (app/uploads.py): the form as a GET shows it (the body
+    with what was typed was never read), the recording's error on it."""
+    name = request.view_args.get("name")
+    menu = _menu_or_404(name) if name is not None else None
+    form = (EditIvrForm if menu else IvrForm)(obj=menu, formdata=None)
+    form.fill_keys(ivr.options_of(menu) if menu else {})
+    form.prompt.errors = [error]
+    return render_template("ivr/form.html", form=form, menu=menu, keys=KEYS)
+
+
+limit_uploads(bp, {endpoint: ("IVR_PROMPT_MAX_BYTES", MAX_PROMPT_BYTES)
+                   for endpoint in ("ivr.create", "ivr.edit")}, _too_large_page)
 
 
 @bp.route("/ivr/<name>/delete", methods=["GET", "POST"])

@@ -16,25 +16,22 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from werkzeug.exceptions import Forbidden
 
 from app.auth.forms import EmptyForm
 from app.filters import can_change
 from app.sounds import bp
 from app.sounds.forms import MusicUploadForm, PromptUploadForm
+from app.uploads import MB, limit_uploads, upload_error
 from core import audit, music, prompts
 from core.models import db
 
 log = logging.getLogger("panel")
 
-MB = 1024 * 1024
 # The largest upload each form takes (app.config overrides). A prompt is a few
 # seconds, but a WAV of it straight from a recorder (48 kHz stereo) is 200 KB/s.
 PROMPT_MAX_BYTES = 10 * MB
 # Music is minutes: an MP3 of a few MB, or a CD-quality WAV of 50 MB for five.
 MUSIC_MAX_BYTES = 50 * MB
-UPLOAD_LIMITS = {"sounds.prompt": ("SOUNDS_PROMPT_MAX_BYTES", PROMPT_MAX_BYTES),
-                 "sounds.music_library": ("SOUNDS_MUSIC_MAX_BYTES", MUSIC_MAX_BYTES)}
 
 LANGUAGE_NAMES = {"en": _l("English"), "uz": _l("Uzbek"), "ru": _l("Russian")}
 
@@ -52,58 +49,6 @@ def _audit(action: str, target: str, detail: str = "") -> None:
     audit.record(current_user.username, action, target, request.remote_addr, detail)
     log.info("Panel: %s: %s %s%s", current_user.username, action, target,
              f" ({detail})" if detail else "")
-
-
-def _limit(endpoint: str | None) -> int | None:
-    key, default = UPLOAD_LIMITS.get(endpoint or "", (None, None))
-    return current_app.config.get(key, default) if key else None
-
-
-@bp.url_value_preprocessor
-def _raise_the_upload_limit(endpoint, _values) -> None:
-    # The panel takes 1 MB (MAX_CONTENT_LENGTH); an upload form takes more. URL
-    # value preprocessors run before every before_request function, so this is
-    # in place before CSRFProtect reads the body. Only an admin gets the larger
-    # limit: nobody else may upload at all.
-    limit = _limit(endpoint)
-    if limit is not None and request.method == "POST" and can_change():
-        request.max_content_length = limit
-
-
-def upload_error(error) -> str:
-    """What was wrong with an uploaded file, in the admin's language (core's
-    SoundError/PromptError kind)."""
-    kind = getattr(error, "kind", "")
-    if kind == "empty":
-        return _("The file is empty.")
-    if kind == "no_sox":
-        return _("The server cannot convert audio: sox is not installed (apt-get install sox).")
-    return _("This is not an audio file the PBX can read: upload a WAV, FLAC, OGG or MP3 file.")
-
-
-def too_large(limit: int) -> str:
-    size = f"{limit / MB:g}"
-    return _("The file is larger than %(size)s MB, the most this form takes.", size=size)
-
-
-@bp.errorhandler(413)
-def _too_large(error):
-    """An upload over the limit: the same page with the form's error, nothing changed.
-    The body was never read, so the form is built without it."""
-    if not can_change():
-        return current_app.handle_http_exception(Forbidden())
-    limit = _limit(request.endpoint) or current_app.config["MAX_CONTENT_LENGTH"]
-    if request.endpoint == "sounds.prompt":
-        name, language = _prompt_or_404(request.view_args["language"],
-                                        request.view_args["name"])
-        form = PromptUploadForm(formdata=None)
-        form.file.errors = [too_large(limit)]
-        return _prompt_page(name, language, form), 413
-    if request.endpoint == "sounds.music_library":
-        form = MusicUploadForm(formdata=None)
-        form.file.errors = [too_large(limit)]
-        return _music_page(form), 413
-    return error  # another form of this blueprint (a bare button): Werkzeug's 413 page
 
 
 # -- prompts ---------------------------------------------------------------------------------
@@ -245,6 +190,24 @@ def music_library():
                     name=name), "info")
             return redirect(url_for("sounds.music_library", _anchor=f"music-{name}"))
     return _music_page(form), 400 if request.method == "POST" else 200
+
+
+def _too_large_page(error: str):
+    """An upload over its form's limit (app/uploads.py): the same page, the file's error."""
+    if request.endpoint == "sounds.prompt":
+        name, language = _prompt_or_404(request.view_args["language"],
+                                        request.view_args["name"])
+        form = PromptUploadForm(formdata=None)
+        form.file.errors = [error]
+        return _prompt_page(name, language, form)
+    form = MusicUploadForm(formdata=None)
+    form.file.errors = [error]
+    return _music_page(form)
+
+
+limit_uploads(bp, {"sounds.prompt": ("SOUNDS_PROMPT_MAX_BYTES", PROMPT_MAX_BYTES),
+                   "sounds.music_library": ("SOUNDS_MUSIC_MAX_BYTES", MUSIC_MAX_BYTES)},
+              _too_large_page)
 
 
 @bp.route("/music/<name>/audio")

@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
 from app.filters import can_change, sentence, translated
-from app.sounds.routes import too_large, upload_error
+from app.uploads import MB, limit_uploads, upload_error
 from app.voicemail import bp
 from app.voicemail.forms import GreetingForm, MailboxForm
 from core import audit, sounds, voicemail
@@ -22,7 +22,6 @@ from core.models import db
 
 log = logging.getLogger("panel")
 
-MB = 1024 * 1024
 # A greeting is seconds: a WAV of a minute at CD quality is 10 MB.
 GREETING_MAX_BYTES = 10 * MB
 
@@ -93,17 +92,6 @@ def delete(message_id: int):
     return redirect(url_for("voicemail.index"))
 
 
-def _greeting_limit() -> int:
-    return current_app.config.get("VOICEMAIL_GREETING_MAX_BYTES", GREETING_MAX_BYTES)
-
-
-@bp.url_value_preprocessor
-def _raise_the_upload_limit(endpoint, _values) -> None:
-    # As app/sounds does: before CSRFProtect reads the body, and for admins only.
-    if endpoint == "voicemail.greeting" and request.method == "POST" and can_change():
-        request.max_content_length = _greeting_limit()
-
-
 def _extension_or_404(number: str):
     if not can_change():
         abort(403)
@@ -119,16 +107,17 @@ def _mailbox_page(extension, box, form=None, greeting_form=None, status=200):
                            greeting_form=greeting_form or GreetingForm(formdata=None)), status
 
 
-@bp.errorhandler(413)
-def _too_large(error):
-    """A greeting over the limit: the mailbox page with the upload's error."""
-    if request.endpoint != "voicemail.greeting" or not can_change():
-        return error
+def _too_large_page(error: str):
+    """A greeting over the limit (app/uploads.py): the mailbox page with the upload's error."""
     extension = _extension_or_404(request.view_args["number"])
     form = GreetingForm(formdata=None)
-    form.file.errors = [too_large(_greeting_limit())]
+    form.file.errors = [error]
     return _mailbox_page(extension, voicemail.mailbox_of(extension.number),
-                         greeting_form=form, status=413)
+                         greeting_form=form)
+
+
+limit_uploads(bp, {"voicemail.greeting": ("VOICEMAIL_GREETING_MAX_BYTES", GREETING_MAX_BYTES)},
+              _too_large_page)
 
 
 @bp.route("/mailbox/<number>/greeting", methods=["POST"])

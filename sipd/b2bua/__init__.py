@@ -8,7 +8,8 @@
 - transfer.py: REFER, consumed here: blind and attended transfer (RFC 3515, 3891);
   reoffer.py: our own re-INVITE to a phone (a transfer moves its audio with it).
 - legs.py: the caller's leg (we are its UAS) and the callee legs (we are their UAC);
-  prack.py: reliable 18x (RFC 3262) on both.
+  prack.py: reliable 18x (RFC 3262) on both; early.py: offers before the 2xx
+  (UPDATE on early dialogs, RFC 3311; the SDP of a PRACK, RFC 3262 §5).
 - call.py: one call's state; media.py: its audio through the relay;
   stack.py: what every part sends through; scheduler.py: timers on the clock
   passed in.

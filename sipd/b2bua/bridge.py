@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from sipd.b2bua import session_timer
+from sipd.b2bua import early, session_timer
 from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import Leg
 from sipd.b2bua.media import codec, direction, held_both_ways, parsed
@@ -71,7 +71,13 @@ class Bridge:
         call.answered_at = owner.clock()
         answer = self.join(call, leg, response)
         body = owner.media.sdp_for(call, answer, "A") if answer else b""
-        if call.delayed and body:
+        if early.answered_in_prack(call):
+            # Its answer to our offer came in its PRACK (RFC 3262 §5): no offer
+            # again in the 2xx (RFC 6337 §3.1.2); the callee fits it, if need be.
+            body = b""
+            if answer is not None:
+                early.fit_callee(owner, call, leg, answer)
+        elif call.delayed and body:
             # The caller sent no offer (RFC 3261 §13.2.1): the callee's answer,
             # on leg A, is our offer to it (what the callee chose, so that the
             # caller's answer fits both); its answer comes in the ACK.
@@ -221,10 +227,13 @@ class Bridge:
 
     # -- requests from one phone to the other ------------------------------------------------
 
-    def relay_request(self, call, leg: Leg, request: Request, txn: ServerTransaction) -> None:
+    def relay_request(self, call, leg: Leg, request: Request, txn: ServerTransaction,
+                      other: Leg | None = None) -> None:
+        """To the phone of `leg.other` (or `other`: an UPDATE between early
+        dialogs, RFC 3311, early.py)."""
         owner = self.owner
         stack = owner.stack
-        other = leg.other
+        other = other or leg.other
         method = request.method
         if method_is_offer(request) and any(
             pending.method in ("INVITE", "UPDATE") for pending in call.relayed.values()

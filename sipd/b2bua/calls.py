@@ -22,13 +22,13 @@ import logging
 import time
 
 from sipd.apps.features import carry_out
-from sipd.b2bua import prack, session_timer
+from sipd.b2bua import early, prack, session_timer
 from sipd.b2bua.application import Applications
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.executor import Executor
 from sipd.b2bua.handover import Handovers
-from sipd.b2bua.legs import CallerLeg, Leg, LegState
+from sipd.b2bua.legs import CalleeLeg, CallerLeg, Leg, LegState
 from sipd.b2bua.media import Media, audio, direction
 from sipd.b2bua.music import Music
 from sipd.b2bua.prack import CallerProvisionals
@@ -507,9 +507,11 @@ class Calls:
         if leg is None or leg.call is None:
             return None
         dialog = leg.dialog
-        if dialog is None or not dialog.matches(
-            call_id, to_tag, tag_param(request.headers.get("From"))
-        ):
+        from_tag = tag_param(request.headers.get("From"))
+        if dialog is None and request.method == "UPDATE" and from_tag is not None:
+            # RFC 3311: an UPDATE on the early dialog a callee's 18x made (early.py).
+            return leg if isinstance(leg, CalleeLeg) and leg.final is None else None
+        if dialog is None or not dialog.matches(call_id, to_tag, from_tag):
             return None
         return leg
 
@@ -597,7 +599,8 @@ class Calls:
             stack.reply(txn, request, 481)
             return
         cseq = CSeq.parse(request.headers.get("CSeq")).number
-        if not leg.dialog.accept_remote_cseq(cseq, method):
+        dialog = leg.dialog if leg.dialog is not None else early.dialog_of(leg, request)
+        if dialog is not None and not dialog.accept_remote_cseq(cseq, method):
             stack.reply(
                 txn,
                 request,
@@ -615,6 +618,9 @@ class Calls:
             return
         if method == "PRACK":  # RFC 3262 §3, in the caller's early dialog (prack.py)
             prack.answer(leg, request, txn)
+            return
+        if method == "UPDATE" and (call.phase is Phase.RINGING or leg.dialog is None):
+            early.update(self, call, leg, request, txn)  # RFC 3311 on an early dialog
             return
         if ((call.app is not None or call.handover is not None) and leg is call.caller
                 and call.phase is Phase.ANSWERED and method in ("INFO", "INVITE", "UPDATE")):

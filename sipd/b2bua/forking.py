@@ -180,6 +180,7 @@ class Fork:
                 if stream is not None:
                     owner.bridge.declared(call, leg, stream)
                 body = owner.media.sdp_for(call, answer, "A")
+                call.caller.early_from = leg  # the caller's early session (early.py)
         caller = call.caller
         caller.respond(
             183 if body else 180,

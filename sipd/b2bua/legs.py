@@ -82,7 +82,7 @@ class Leg:
         """A request within this leg's dialog (§12.2.1.1)."""
         stack = self.owner.stack
         transport = self.destination.transport
-        return self.dialog.request(
+        return self.current_dialog().request(
             method,
             stack.via(transport),
             stack.contact(self.us, transport) if contact else "",
@@ -90,6 +90,11 @@ class Leg:
             extra=extra or [],
             content_type=content_type,
         )
+
+    def current_dialog(self) -> Dialog | None:
+        """The dialog this leg's requests go in: the confirmed one (a callee leg
+        still ringing: the early one, CalleeLeg)."""
+        return self.dialog
 
     def bye(self) -> None:
         """End this leg's dialog from our side (its response is nobody's concern)."""
@@ -144,7 +149,7 @@ class Leg:
 class CallerLeg(Leg):
     """The caller's INVITE ends here: we are its UAS."""
 
-    __slots__ = ("invite", "txn", "provisionals")
+    __slots__ = ("invite", "txn", "provisionals", "early_from", "early_offer")
 
     def __init__(self, owner, call, us: str, destination: Destination, invite: Request,
                  txn: ServerTransaction, dialog: Dialog):
@@ -154,6 +159,12 @@ class CallerLeg(Leg):
         self.dialog = dialog
         # The caller takes reliable 1xx (RFC 3262): a prack.CallerProvisionals.
         self.provisionals = None
+        # The branch whose early answer (its 183's SDP) the caller was sent:
+        # what its early dialog's session is (early.py).
+        self.early_from: CalleeLeg | None = None
+        # A caller without an offer that wants 100rel (RFC 3262 §5): "sent", our
+        # offer went in our first reliable 18x; "answered", its PRACK answered it.
+        self.early_offer: str | None = None
 
     def respond(self, status: int, reason: str | None = None, headers=None, body: bytes = b"",
                 tagged: bool = True) -> Response:
@@ -204,7 +215,7 @@ class CalleeLeg(Leg):
 
     __slots__ = ("fork", "extension", "contact", "call_id", "tag", "invite", "transaction",
                  "final", "cancelled", "cancel_sent", "local_uri", "remote_uri",
-                 "acknowledger", "early")
+                 "acknowledger", "early", "early_answers", "early_tag")
 
     def __init__(self, owner, call, fork, extension: str, contact: str,
                  destination: Destination, call_id: str, tag: str, local_uri: str,
@@ -228,6 +239,15 @@ class CalleeLeg(Leg):
         # and the early dialogs they made, by To tag (prack.py).
         self.acknowledger = None
         self.early: dict[str | None, Dialog] = {}
+        # The early dialogs whose reliable 18x answered our offer (RFC 3311 §5.1:
+        # an UPDATE with an offer may follow), To tag -> it allows UPDATE (§4).
+        self.early_answers: dict[str | None, bool] = {}
+        self.early_tag: str | None = None  # the last of them: where our UPDATE goes
+
+    def current_dialog(self) -> Dialog | None:
+        if self.dialog is not None:
+            return self.dialog
+        return self.early.get(self.early_tag)  # ringing: the early dialog (early.py)
 
     # -- what the client transaction delivers ----------------------------------------------
 
@@ -275,6 +295,7 @@ class CalleeLeg(Leg):
             remote_uri=self.remote_uri,
             remote_target=contact_uri or self.contact,
             local_seq=early.local_seq if early is not None else 1,
+            remote_seq=early.remote_seq if early is not None else None,  # its UPDATEs'
             route_set=list(reversed(response.headers.get_all("Record-Route"))),
             local_display=ours.display_name,
         )

@@ -68,21 +68,27 @@ class Media:
             lines += [f"a=rtpmap:{event} telephone-event/8000", f"a=fmtp:{event} 0-16"]
         return _body([*lines, "a=ptime:20", "a=sendrecv"])
 
-    def answer_for(self, call, offer: SessionDescription) -> bytes:
-        """An answer of our own to the caller's offer (RFC 3264 §6), with the relay's
-        leg A ports: for a call the PBX answers itself (a feature code). The
-        audio stream keeps the offer's formats and answers its direction; any
-        other stream is rejected (port 0)."""
+    def answer_for(self, call, offer: SessionDescription, name: str = "A",
+                   formats: list[str] | None = None) -> bytes:
+        """An answer of our own to an offer (RFC 3264 §6), with the relay's leg
+        `name` ports: for a call the PBX answers itself (a feature code), or an
+        early offer answered with the `formats` (of the offer's) both phones use
+        already (early.py). The audio stream keeps the offer's formats (or
+        those) and answers its direction; any other stream is rejected (port 0),
+        the audio too when none of `formats` is left."""
         lines = self._session_lines(call, 1)
         chosen = audio(offer)
         for stream in offer.streams():
-            formats = " ".join(stream.formats)
-            if stream is not chosen or not stream.port:
-                lines.append(f"m={stream.media} 0 {stream.proto} {formats}")
+            offered = " ".join(stream.formats)
+            kept = stream.formats if formats is None or stream is not chosen else formats
+            if stream is not chosen or not stream.port or not kept:
+                lines.append(f"m={stream.media} 0 {stream.proto} {offered}")
                 continue
-            port = call.media.leg("A").local_rtp_port
-            lines.append(f"m=audio {port} {stream.proto} {formats}")
+            port = call.media.leg(name).local_rtp_port
+            lines.append(f"m=audio {port} {stream.proto} {' '.join(kept)}")
             for payload_type in sorted(stream.rtpmap):
+                if str(payload_type) not in kept:
+                    continue
                 mapping = stream.rtpmap[payload_type]
                 channels = f"/{mapping.parameters}" if mapping.parameters else ""
                 lines.append(

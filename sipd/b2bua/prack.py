@@ -10,15 +10,19 @@ are sipd/sip/reliable.py's, the timers the scheduler's.
 - The legs we ring (we are their UAC, §4): a reliable 18x from a phone or a
   trunk gets our PRACK with its RAck, a request on the early dialog the 18x
   made (`acknowledge`); that dialog's CSeq carries on into the confirmed one.
+- The offer/answer a PRACK carries (§5) and UPDATEs on these early dialogs
+  (RFC 3311): early.py.
 """
 
 from __future__ import annotations
 
 import logging
 
+from sipd.b2bua import early
 from sipd.b2bua.call import Phase
 from sipd.b2bua.stack import contact_uri
 from sipd.sip.dialog import Dialog, tag_param
+from sipd.sip.extensions import options
 from sipd.sip.headers import CSeq
 from sipd.sip.message import Request, Response
 from sipd.sip.reliable import Acknowledger, Provisionals, rack
@@ -30,7 +34,7 @@ log = logging.getLogger("sipd")
 class CallerProvisionals:
     """The reliable 1xx of one caller leg, and the 2xx they hold back."""
 
-    __slots__ = ("leg", "core", "timer", "held_2xx", "following")
+    __slots__ = ("leg", "core", "timer", "held_2xx", "following", "acked_sdp")
 
     def __init__(self, leg, mode: str):
         self.leg = leg  # the CallerLeg
@@ -38,6 +42,7 @@ class CallerProvisionals:
         self.timer = None
         self.held_2xx: tuple[bytes, int] | None = None  # retransmit_2xx's, once it goes
         self.following: Response | None = None  # the next reliable 1xx, for go_on
+        self.acked_sdp = False  # the 1xx the last PRACK acknowledged carried SDP
 
     # -- what CallerLeg.respond hands over -------------------------------------------------
 
@@ -47,11 +52,25 @@ class CallerProvisionals:
         if not core.wants(response):
             return False
         leg = self.leg
+        if leg.call.delayed and not core.sdp_sent and core.outstanding is None:
+            # The INVITE had no offer: ours goes in the first reliable 1xx, its
+            # answer comes in the PRACK (RFC 3261 §13.2.1, RFC 3262 §5).
+            self._offer(response)
         stamped = core.send(response, leg.owner.clock())
         if stamped is not None:
             leg.owner.stack.respond(leg.txn, stamped)
             self._arm()
         return True
+
+    def _offer(self, response: Response) -> None:
+        leg = self.leg
+        call = leg.call
+        if not response.body:
+            response.body = leg.owner.media.offer_for(call, leg.name)
+            response.headers.add("Content-Type", "application/sdp")
+        leg.early_offer = "sent"
+        log.info("Call %s -> %s: our offer to the caller in its first reliable %d",
+                 call.caller_number, call.callee, response.status)
 
     def final(self, response: Response) -> bool:
         """Whether this final response waits (a 2xx while a 1xx is not PRACKed)."""
@@ -73,7 +92,9 @@ class CallerProvisionals:
         """Whether the PRACK's RAck names our outstanding 1xx (ValueError:
         unreadable). What waited for it goes once the PRACK is answered (`go_on`)."""
         ack = rack(request.headers.get("RAck"))
+        outstanding = self.core.outstanding
         matched, self.following = self.core.prack(ack, self.leg.owner.clock())
+        self.acked_sdp = matched and outstanding.sdp
         return matched
 
     def go_on(self) -> None:
@@ -147,8 +168,9 @@ class CallerProvisionals:
 def answer(leg, request: Request, txn: ServerTransaction) -> None:
     """A PRACK within the caller's early dialog (§3): 200 when its RAck is our
     outstanding 1xx's, 481 when it names none (§3: "the UAS... MUST respond
-    481"), 400 when unreadable. An offer in a PRACK (§5) is not taken up: our
-    reliable 18x carries the answer to the caller's offer already."""
+    481"), 400 when unreadable. Its SDP (§5): the answer to the offer our 1xx
+    carried (a caller without an offer), or a new offer after our answer,
+    answered in the 200 (early.py)."""
     stack = leg.owner.stack
     provisionals = getattr(leg, "provisionals", None)
     try:
@@ -165,7 +187,8 @@ def answer(leg, request: Request, txn: ServerTransaction) -> None:
         )
         stack.reply(txn, request, 481, "Call/Transaction Does Not Exist")
         return
-    stack.reply(txn, request, 200)
+    body = early.prack_sdp(leg, request, provisionals.acked_sdp)
+    stack.reply(txn, request, 200, None, None, body)
     provisionals.go_on()
 
 
@@ -183,6 +206,11 @@ def acknowledge(leg, response: Response) -> bool:
     if ack is None:
         return False
     dialog = early_dialog(leg, response, to_tag)
+    if response.body and to_tag not in leg.early_answers:
+        # The answer to our INVITE's offer, reliably: the early dialog may take an
+        # UPDATE with an offer now (RFC 3311 §5.1), relayed there if it allows UPDATE.
+        leg.early_answers[to_tag] = "update" in options(response, "Allow")
+        leg.early_tag = to_tag
     stack = leg.owner.stack
     transport = leg.destination.transport
     prack = dialog.request(

@@ -80,11 +80,12 @@ def wanted(invite) -> str | None:
 
 
 class _Outstanding:
-    __slots__ = ("rseq", "data", "interval", "resend_at", "give_up_at")
+    __slots__ = ("rseq", "data", "sdp", "interval", "resend_at", "give_up_at")
 
-    def __init__(self, number: int, data: bytes, now: float):
+    def __init__(self, number: int, data: bytes, now: float, sdp: bool):
         self.rseq = number
         self.data = data
+        self.sdp = sdp  # it carries a session description (an offer or an answer)
         self.interval = T1
         self.resend_at = now + T1
         self.give_up_at = now + 64 * T1
@@ -99,6 +100,8 @@ class Provisionals:
     `hold(final)` -> whether a 2xx must wait (then `released()` gives it back
     once the last PRACK came); `due(now)` -> bytes to retransmit;
     `expired(now)`: 64*T1 without a PRACK; `deadline`: when to call `due` next.
+    `sdp_sent`: a reliable 1xx with SDP went; `sdp_acked`: and its PRACK came
+    (RFC 3311 §5.1 lets an UPDATE with an offer follow only then).
     """
 
     __slots__ = (
@@ -110,6 +113,8 @@ class Provisionals:
         "waiting",
         "held",
         "over",
+        "sdp_sent",
+        "sdp_acked",
     )
 
     def __init__(
@@ -126,6 +131,8 @@ class Provisionals:
         self.waiting: Response | None = None  # the next reliable 1xx, for after this PRACK
         self.held: Response | None = None  # a 2xx waiting for the PRACKs
         self.over = False  # a final response went: nothing more to acknowledge
+        self.sdp_sent = False
+        self.sdp_acked = False
 
     def wants(self, response: Response) -> bool:
         """Whether `response` (a 1xx) goes reliably: all of them when the caller
@@ -148,7 +155,8 @@ class Provisionals:
         self.next_rseq = number + 1  # §3: each next one is one higher
         response.headers.add("Require", TAG)
         response.headers.add("RSeq", str(number))
-        self.outstanding = _Outstanding(number, bytes(response), now)
+        self.outstanding = _Outstanding(number, bytes(response), now, bool(response.body))
+        self.sdp_sent = self.sdp_sent or bool(response.body)
         return response
 
     def prack(self, ack: RAck, now: float) -> tuple[bool, Response | None]:
@@ -164,6 +172,7 @@ class Provisionals:
         ):
             return False, None
         self.outstanding = None
+        self.sdp_acked = self.sdp_acked or outstanding.sdp
         waiting, self.waiting = self.waiting, None
         if waiting is not None and not self.over:
             return True, self._stamp(waiting, now)

@@ -146,6 +146,31 @@ def test_a_providers_reliable_183_gets_our_prack_through_the_carrier(sipd, make_
     assert "PRACK for 183 (RSeq 1)" in sipd.log()
 
 
+# The provider changes codecs while it rings (RFC 3311): the far phone behind the carrier
+# (tests/sip/scenarios/callee_early_update.xml) sends its 183 reliably, gets sipd's PRACK,
+# then an UPDATE on the early dialog offering PCMA, PCMU and telephone-event, through the
+# carrier. The extension took no 100rel, so its early dialog takes no UPDATE: sipd answers
+# the provider itself with the relay's address and what the extension already has (PCMU,
+# telephone-event), and the call goes on with audio both ways.
+
+def test_a_providers_early_update_through_the_carrier_is_answered(sipd, make_carrier):
+    acme = make_carrier()
+    kit.office(sipd, {"acme": acme})
+    far = kit.far_phone(acme, scenario="callee_early_update.xml")
+    sipd.start()
+    caller, echo = call_out(sipd, far)
+
+    assert far.requests() == ["INVITE", "PRACK", "ACK", "BYE"], far.flow()
+    invite = far.received()[0]
+    assert "100rel" in invite.header("Supported"), invite.header("Supported")
+    (ok,) = [m for m in far.received() if m.status == 200 and m.cseq_method == "UPDATE"]
+    assert "m=audio" in ok.body and " RTP/AVP 0 101" in ok.body, far.flow()
+    assert [r["uri"] for r in acme.requests("UPDATE")], acme.log()
+    assert caller.statuses("INVITE")[-1] == 200, caller.flow()
+    assert echo["echoed"] >= 35, f"{echo}\n{caller.flow()}\n{sipd.log()[-3000:]}"
+    assert "early UPDATE from the callee answered here" in sipd.log()
+
+
 # --- the session timer toward the provider (RFC 4028) -------------------------------------
 
 TALK_MS = 100_000  # beyond the first interval (90 s) and its second refresh (90 s)

@@ -136,3 +136,17 @@ def test_the_uac_pracks_in_order_and_drops_retransmissions_and_gaps():
     assert uac.accept(gap, "other") == RAck(11, 7, "INVITE")
     with pytest.raises(ValueError):
         uac.accept(provisional(180, extra=[("Require", "100rel")]), "c")
+
+
+def test_a_reliable_1xx_with_sdp_is_known_sent_then_acknowledged():
+    # RFC 3311 §5.1: an UPDATE with an offer may follow the PRACK of the 1xx
+    # that carried the answer, not a PRACK of one without SDP.
+    core = Provisionals("require", 7, first_rseq=1)
+    core.send(provisional(180), 0.0)
+    assert not core.sdp_sent
+    core.send(provisional(183, b"v=0\r\n"), 0.0)  # waits for the 180's PRACK
+    assert not core.sdp_sent
+    assert core.prack(RAck(1, 7, "INVITE"), 0.1)[1].status == 183
+    assert core.sdp_sent and not core.sdp_acked
+    assert core.prack(RAck(2, 7, "INVITE"), 0.2)[0]
+    assert core.sdp_acked

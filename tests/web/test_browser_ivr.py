@@ -157,3 +157,37 @@ def test_create_a_menu_with_a_recording_then_hours_leading_to_it(
     assert "business hours office" in browser.find_element(By.ID, "in-use").text
     assert not browser.find_elements(By.ID, "confirm-delete")
     assert_no_console_errors(browser)
+
+
+def test_a_recording_over_the_limit_is_the_forms_error(browser, panel, tmp_path, sounds):
+    """A recording larger than the menu form takes (32 MB, of a 200 s CD-quality WAV sox
+    made) comes back as the form's error saying the limit, not a bare 413 page."""
+    from selenium.webdriver.common.by import By
+
+    recording = tmp_path / "long welcome.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(recording),
+         "synth", "200", "sine", "440"],
+        check=True,
+    )
+    assert recording.stat().st_size > 32 * 1024 * 1024
+
+    log_in(browser, panel)
+    browser.get(panel.url + "/ivr/new")
+    browser.find_element(By.NAME, "name").send_keys("main")
+    browser.find_element(By.NAME, "prompt").send_keys(str(recording))
+    browser.find_element(By.CSS_SELECTOR, "tr[data-key='1'] input").send_keys("1001")
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "input[value=Save]"))
+
+    assert browser.current_url == panel.url + "/ivr/new"
+    errors = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.error")]
+    assert errors == ["The file is larger than 32 MB, the most this form takes."], errors
+    # The same form, to choose a shorter recording; nothing saved.
+    assert browser.find_elements(By.NAME, "prompt") and browser.find_elements(By.NAME, "name")
+    with db.connection_context():
+        assert ivr.list_ivrs() == []
+    assert not (sounds / "ivr").exists() or not any((sounds / "ivr").iterdir())
+    # The page's own status is the one thing Chromium reports: 413, the form's answer.
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m.split(" - ")[0] for m in logged] == [panel.url + "/ivr/new"], logged
+    assert "status of 413" in logged[0], logged

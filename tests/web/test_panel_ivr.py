@@ -389,14 +389,28 @@ def test_unknown_menu_is_404(admin_client):
     assert admin_client.get("/ivr/nope/prompt.wav").status_code == 404
 
 
-def test_a_recording_larger_than_the_panel_takes_is_413(admin_client, office):
+def test_a_recording_larger_than_the_form_takes_is_the_forms_error(admin_client, office, tmp_path):
+    too_large = "The file is larger than 32 MB, the most this form takes."
     big = b"\0" * (33 * 1024 * 1024)
     response = post(admin_client, "/ivr/new", menu_form(big, keys={"1": "1001"}))
     assert response.status_code == 413
-    assert "larger than this page takes" in response.data.decode()
-    # Other pages keep the small limit.
+    page = response.data.decode()
+    assert errors(page) == [too_large] and 'name="prompt"' in page
+    assert ivr.list_ivrs() == [] and audit_rows("ivr.create") == []
+    # Editing: the menu's page as it is stored, the recording's error on it, nothing changed.
+    create(admin_client, tmp_path)
+    stored = (tmp_path / "sounds" / "ivr" / "main.wav").read_bytes()
+    response = post(admin_client, "/ivr/main/edit", menu_form(big, keys={"1": "1002"}))
+    assert response.status_code == 413
+    page = response.data.decode()
+    assert errors(page) == [too_large] and 'value="voicemail:1002"' in page
+    assert ivr.options_of(ivr.get_ivr("main")) == {"1": "1001", "2": "voicemail:1002"}
+    assert (tmp_path / "sounds" / "ivr" / "main.wav").read_bytes() == stored
+    assert audit_rows("ivr.edit") == []
+    # Other pages keep the small limit, and the panel's 413 page.
     response = admin_client.post("/groups/new", data={"name": "x" * (2 * 1024 * 1024)})
     assert response.status_code == 413
+    assert "larger than this page takes" in response.data.decode()
 
 
 # Destinations: every form core/destinations.py takes, and its error naming them all

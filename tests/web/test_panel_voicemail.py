@@ -161,12 +161,14 @@ def test_an_uploaded_greeting_is_converted_played_and_removed(admin_client, offi
 @pytest.mark.parametrize(("data", "filename", "words"), [
     (b"just some text\n" * 20, "notes.txt", "This is not an audio file the PBX can read"),
     (b"", "empty.wav", "The file is empty."),
+    (bytes(11 * 1024 * 1024), "long.wav", "The file is larger than 10 MB, the most this form takes."),
 ])
 def test_a_bad_greeting_is_the_forms_error_and_nothing_changes(admin_client, office, data,
                                                                filename, words):
     response = greeting_upload(admin_client, data, filename)
-    assert response.status_code == 400
-    assert words in response.get_data(as_text=True)
+    assert response.status_code == (413 if filename == "long.wav" else 400)
+    page = response.get_data(as_text=True)
+    assert f'<p class="error">{words}' in page and 'id="greeting-form"' in page
     assert voicemail.mailbox_of("1001").greeting == ""
     assert not (office.voicemail_dir and any((voicemail.storage(office) / "1001").glob("*.wav")))
     assert AuditEntry.select().where(AuditEntry.action == "voicemail.greeting").count() == 0
