@@ -93,13 +93,34 @@ class SdpError(Exception):
 # --- values ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Line:
-    """One line as it came: type letter ("" for a blank line), value, line ending."""
+_UNSET = object()
 
-    type: str
-    value: str
-    eol: str = CRLF
+
+class Line:
+    """One line as it came: type letter ("" for a blank line), value, line ending.
+
+    Not a dataclass: every line of every SDP is one of these, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) was a visible part of an
+    outside call's CPU under the outbound bench. Treat it as immutable all the same.
+    """
+
+    __slots__ = ("type", "value", "eol", "_attribute")
+
+    def __init__(self, type: str, value: str, eol: str = CRLF):
+        self.type = type
+        self.value = value
+        self.eol = eol
+        self._attribute = _UNSET
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Line) and self.type == other.type
+                and self.value == other.value and self.eol == other.eol)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.value, self.eol))
+
+    def __repr__(self) -> str:
+        return f"Line(type={self.type!r}, value={self.value!r}, eol={self.eol!r})"
 
     def __str__(self) -> str:
         if not self.type:
@@ -107,17 +128,21 @@ class Line:
         return f"{self.type}={self.value}{self.eol}"
 
     def with_value(self, value: str) -> Line:
-        return replace(self, value=value)
+        return Line(self.type, value, self.eol)
 
-    @cached_property  # a Line is frozen; streams() and rewrite() ask many times
+    @property
     def attribute(self) -> tuple[str, str | None] | None:
-        """(name, value or None) for an a= line, else None."""
-        if self.type != "a":
-            return None
-        match = ATTRIBUTE_RE.match(self.value)
-        if match is None:
-            return None
-        return match.group(1), match.group(2)
+        """(name, value or None) for an a= line, else None. Worked out once:
+        streams() and rewrite() ask many times."""
+        found = self._attribute
+        if found is _UNSET:
+            found = None
+            if self.type == "a":
+                match = ATTRIBUTE_RE.match(self.value)
+                if match is not None:
+                    found = match.group(1), match.group(2)
+            self._attribute = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -238,13 +263,13 @@ def _direction(lines: list[Line]) -> str | None:
 class MediaSection:
     """An m= line and the lines under it, up to the next m= line."""
 
-    lines: list[Line]
+    lines: list[Line]  # complete once parsed: what is read from them is worked out once
 
-    @property
+    @cached_property
     def description(self) -> MediaDescription:
         return MediaDescription.parse(self.lines[0].value)
 
-    @property
+    @cached_property
     def connection(self) -> Connection | None:
         """The media-level c= (RFC 8866 §5.7), if there is one."""
         for line in self.lines[1:]:
@@ -252,7 +277,7 @@ class MediaSection:
                 return Connection.parse(line.value)
         return None
 
-    @property
+    @cached_property
     def attributes(self) -> list[tuple[str, str | None]]:
         return _attributes(self.lines)
 
@@ -268,12 +293,12 @@ class MediaSection:
         """The media-level direction attribute, None when there is none."""
         return _direction(self.lines)
 
-    @property
+    @cached_property
     def rtcp(self) -> Rtcp | None:
         value = self.attribute("rtcp")
         return Rtcp.parse(value) if value is not None else None
 
-    @property
+    @cached_property
     def rtpmap(self) -> dict[int, RtpMap]:
         """Payload type -> codec. A line that does not parse is left out: the
         relay never reads payloads, so a codec it cannot name is not an error."""
@@ -375,7 +400,7 @@ class SessionDescription:
     def lines(self) -> list[Line]:
         return self.session + [line for section in self.media for line in section.lines]
 
-    @property
+    @cached_property
     def origin(self) -> Origin:
         for line in self.session:
             if line.type == "o":
@@ -610,7 +635,7 @@ def with_direction(sdp: SessionDescription, direction: str) -> SessionDescriptio
             at -= 1  # after the section's last line, before any blank ones
         eol = lines[at - 1].eol or CRLF
         if not lines[at - 1].eol:
-            lines[at - 1] = replace(lines[at - 1], eol=eol)  # it ended the body
+            lines[at - 1] = Line(lines[at - 1].type, lines[at - 1].value, eol)  # it ended the body
         lines.insert(at, Line("a", direction, eol))
         media.append(MediaSection(lines))
     return SessionDescription(kept(sdp.session), media)

@@ -27,6 +27,7 @@ Pure but `route_for`, which reads the InboundRoute table.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import NamedTuple
 
@@ -55,6 +56,7 @@ def networks(cidrs: list[str]) -> list:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # every INVITE asks, twice; parsing is ~5 us
 def _address(host: str):
     try:
         return ipaddress.ip_address(host)

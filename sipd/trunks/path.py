@@ -33,6 +33,7 @@ and TLS sipd opens the connection itself; TLS verifies the certificate is for
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ def target(trunk) -> Target:
     return Target(transport, host, trunk.port, domain, from_user, proxy=False)
 
 
+@functools.lru_cache(maxsize=256)  # asked on every outside call, of a few trunk hosts
 def _literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

@@ -607,10 +607,13 @@ def send_paced(sock: socket.socket, target, payloads, ssrc: int, *, pt: int = 0,
     records by its own clock, which a test cannot move.
 
     target: an address, or a callable giving one (None while it is not known yet: that
-    slot passes without a packet). Sequence numbers count from `first_seq`; timestamps
-    are 160 a packet (G.711 at 8 kHz), or `event_timestamp` for every packet (the
-    packets of one RFC 4733 event share its start, §2.5.1.2). until: a callable; true
-    stops early. Returns how many packets were sent."""
+    slot passes without a packet, and no payload is taken). Sequence numbers count
+    from `first_seq`; timestamps are 160 a packet (G.711 at 8 kHz), or `event_timestamp`
+    for every packet (the packets of one RFC 4733 event share its start, §2.5.1.2). A
+    payload may instead be (payload, pt, timestamp), for a stream that mixes audio and
+    events: the n-th payload taken goes out with sequence number first_seq + n. until:
+    a callable, asked before each packet; true stops early. Returns how many packets
+    were sent."""
     payloads = iter(payloads)
     start = time.monotonic()
     seq, slot = first_seq, 0
@@ -620,8 +623,12 @@ def send_paced(sock: socket.socket, target, payloads, ssrc: int, *, pt: int = 0,
             payload = next(payloads, None)
             if payload is None:
                 break
-            timestamp = seq * 160 if event_timestamp is None else event_timestamp
-            sock.sendto(rtp_packet(seq, timestamp, ssrc, payload, pt), address)
+            if isinstance(payload, tuple):
+                payload, kind, timestamp = payload
+            else:
+                kind = pt
+                timestamp = seq * 160 if event_timestamp is None else event_timestamp
+            sock.sendto(rtp_packet(seq, timestamp, ssrc, payload, kind), address)
             seq += 1
         slot += 1
         delay = start + slot * interval - time.monotonic()

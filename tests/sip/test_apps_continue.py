@@ -83,6 +83,33 @@ def power(payload: bytes, hz: float) -> float:
     return 2 * (re * re + im * im) / len(samples) / total
 
 
+def echoed(phone, pbx, packets: int, first_seq: int, step: int, enough: int = 0) -> set[int]:
+    """Send `packets` PCMU packets, each payload its own, from `phone` to `pbx` on the
+    phone's 20 ms clock (callkit.send_paced), and return the indexes of those whose
+    payload came back (an echo at the far end); `enough` of them stop it early."""
+    sent, back = {}, set()
+    phone.setblocking(False)
+
+    def audio():
+        for index in range(packets):
+            payload = bytes((index * step + i) % 256 for i in range(160))
+            sent[payload] = index
+            yield payload
+
+    def heard_enough() -> bool:  # asked before each packet: what came back so far
+        while True:
+            try:
+                packet = phone.recv(2048)
+            except BlockingIOError:
+                return bool(enough) and len(back) >= enough
+            if packet[12:] in sent:
+                back.add(sent[packet[12:]])
+
+    # send_paced asks once more a slot after the last packet: its echo has had 20 ms.
+    ck.send_paced(phone, pbx, audio(), SSRC, first_seq=first_seq, until=heard_enough)
+    return back
+
+
 def test_press_1_rings_1001_bridges_both_ways_and_its_bye_ends_both(server):
     run = _press_1_and_talk(server, "*43")
     (row,) = ck.ended_calls(server.db_path)
@@ -167,22 +194,8 @@ def _press_1_and_talk(server, dialled: str):
         assert ck.wait_for(lambda: "answered by sip:1001" in server.log(), timeout=10), \
             server.log()[-3000:]
         # Bridged: what the caller sends comes back from 1001's echo through the relay.
-        sent, echoed = {}, set()
-        phone.setblocking(False)
-        start = time.monotonic()
-        for seq in range(50):
-            payload = bytes((seq * 13 + i) % 256 for i in range(160))
-            sent[payload] = seq
-            phone.sendto(ck.rtp_packet(100 + seq, (100 + seq) * 160, SSRC, payload), pbx)
-            while time.monotonic() < start + (seq + 1) * 0.02:
-                try:
-                    back = phone.recv(2048)
-                except BlockingIOError:
-                    time.sleep(0.002)
-                    continue
-                if back[12:] in sent:
-                    echoed.add(sent[back[12:]])
-        assert len(echoed) >= 40, f"{len(echoed)} of 50 packets came back"
+        back = echoed(phone, pbx, 50, first_seq=100, step=13)
+        assert len(back) >= 40, f"{len(back)} of 50 packets came back"
         ck.finish(run, callee, server=server)  # 1001's BYE: the caller gets ours
     finally:
         phone.close()
@@ -315,24 +328,9 @@ def test_the_callees_early_media_reaches_the_caller_while_it_rings(menu_server):
         press(phone, pbx, 1)
         assert ck.wait_for(lambda: "early media from" in server.log(), timeout=5), (
             server.log()[-3000:])
-        sent, echoed = {}, set()
-        phone.setblocking(False)
-        for seq in range(100):  # up to 2 s of audio, 20 ms apart
-            payload = bytes((seq * 11 + i) % 256 for i in range(160))
-            sent[payload] = seq
-            phone.sendto(ck.rtp_packet(20 + seq, (20 + seq) * 160, SSRC, payload), pbx)
-            time.sleep(0.02)
-            while True:
-                try:
-                    back = phone.recv(2048)
-                except BlockingIOError:
-                    break
-                if back[12:] in sent:
-                    echoed.add(sent[back[12:]])
-            if len(echoed) >= 20:
-                break
+        back = echoed(phone, pbx, 100, first_seq=20, step=11, enough=20)  # up to 2 s
         assert "answered by sip:1001" not in server.log()  # still ringing: early media
-        assert len(echoed) >= 20, f"{len(echoed)} packets came back during early media"
+        assert len(back) >= 20, f"{len(back)} packets came back during early media"
         ck.finish(run, callee, server=server)
     finally:
         phone.close()

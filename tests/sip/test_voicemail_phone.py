@@ -160,8 +160,16 @@ class Phone:
                 self.outgoing.put(("audio", b"\xff" * 160))
 
     def _send(self) -> None:
-        seq, start, event_start = 0, time.monotonic(), 0
-        while not self.stopped.is_set():
+        try:
+            ck.send_paced(self.sock, lambda: self.target, self._packets(), self.ssrc,
+                          until=self.stopped.is_set)
+        except OSError:  # the socket closed under it
+            return
+
+    def _packets(self):
+        """What was queued, else silence; taken one a packet, so `seq` is the packet's."""
+        seq, event_start = 0, 0
+        while True:
             try:
                 item = self.outgoing.get_nowait()
             except queue.Empty:
@@ -169,18 +177,10 @@ class Phone:
             if item[0] == "event":
                 if item[2]:
                     event_start = seq * 160  # every packet of an event: its start (§2.3.1)
-                packet = ck.rtp_packet(seq, event_start, self.ssrc, item[1], EVENT_PT)
+                yield item[1], EVENT_PT, event_start
             else:
-                packet = ck.rtp_packet(seq, seq * 160, self.ssrc, item[1], 0)
-            if self.target is not None:
-                try:
-                    self.sock.sendto(packet, self.target)
-                except OSError:
-                    return
+                yield item[1], 0, seq * 160
             seq += 1
-            delay = start + seq * 0.02 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
 
     def _receive(self) -> None:
         while not self.stopped.is_set():
