@@ -211,6 +211,10 @@ class StreamConnections:
         self.guard = guard
         self.read_timeout = read_timeout
         self.connections: dict[tuple[str, int], object] = {}
+        # Why the last connection we tried to open to an address could not be had
+        # (a provider's certificate that failed verification...), until one opens:
+        # the trunk's status says it (sipd/trunks/manager.py, through `sender`).
+        self.failures: dict[tuple[str, int], str] = {}
 
     def secure(self, sock, name: str):
         """The stream to speak SIP on over a connection we opened (TLS: the client's
@@ -221,20 +225,30 @@ class StreamConnections:
         """A connection of our own to a provider (RFC 3261 §18.1.1: a client opens one
         when it has none to the destination); read like an accepted one, so the
         responses reach the handler. `name`: what the provider was called (a TLS
-        certificate must be for it). None when it cannot be opened (logged)."""
+        certificate must be for it). None when it cannot be opened (logged, and why
+        kept in `failures`)."""
+        key = (host, port)
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as error:
             log.info("[SIP] Could not connect to %s:%s over %s: %s", host, port,
                      self.transport, error)
+            self.failures[key] = (f"could not connect to {host}:{port} over {self.transport}:"
+                                  f" {error.strerror or error}")
             return None
         try:
             sock = self.secure(sock, name or host)
         except (OSError, ValueError) as error:
             sock.close()
-            log.warning("[SIP] Could not open %s to %s:%s (%s): %s", self.transport, host,
-                        port, name or host, getattr(error, "verify_message", None) or error)
+            why = str(error)
+            if self.failures.get(key) != why:  # once per change, not at every attempt
+                log.warning("[SIP] Could not open %s to %s:%s (%s): %s", self.transport, host,
+                            port, name or host, why)
+            self.failures[key] = why
             return None
+        if self.failures.pop(key, None) is not None:
+            log.info("[SIP] Opened %s to %s:%s (%s) again", self.transport, host, port,
+                     name or host)
         source = Source(host, port, self.transport)
         self.connections[(host, port)] = sock
         # Ours is never closed for being idle: a registered trunk's provider sends its
@@ -364,6 +378,13 @@ def sender(udp: UdpTransport, streams: dict[str, StreamConnections]):
                      error)
             return False
 
+    def failure(destination) -> str | None:
+        """Why a connection of ours to `destination` could not be opened (send
+        returned False for it), or None."""
+        server = streams.get(destination.transport)
+        return server.failures.get((destination.host, destination.port)) if server else None
+
+    send.failure = failure
     return send
 
 

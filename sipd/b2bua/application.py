@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 
 from sipd.apps.call import AppCall, CallerGone
+from sipd.b2bua import session_timer
 from sipd.b2bua.call import Phase
 from sipd.b2bua.media import audio, codec, parsed
 from sipd.b2bua.stack import ALLOW
@@ -82,9 +83,7 @@ class Applications:
         self._app_call(call, step, payload_type if payload_type is not None else 0, event_type)
         headers = [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
                    ("Allow", ALLOW), ("Supported", SUPPORTED_HEADER)]
-        if call.session_interval:
-            headers += owner.bridge.session_headers(call)
-            owner.bridge.refreshed(call)
+        headers += session_timer.caller_answered(call)  # RFC 4028 §9
         ok = caller.respond(200, "OK", headers, body)
         caller.retransmit_2xx(bytes(ok), caller.cseq())
         owner.history.answered(call.record_id, call.answered_at, "",
@@ -228,9 +227,10 @@ class Applications:
         # to rings (handover.py): the endpoint on leg A speaks this law.
         law = call.app.payload_type if call.app is not None else call.handover.payload_type
         headers = [("Contact", stack.contact(leg.us, leg.destination.transport))]
-        if call.session_interval:
-            headers += self.owner.bridge.session_headers(call)
-            self.owner.bridge.refreshed(call)  # RFC 4028 §10
+        session = call.caller_session
+        if session is not None:
+            session.peer_refreshed(request)  # RFC 4028 §10, and §9 for our 2xx
+            headers += session.response_headers()
         if request.body and offer is None:
             stack.reply(txn, request, 488, "Not Acceptable Here: unreadable SDP")
             return

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 
-from sipd.b2bua import early
+from sipd.b2bua import early, session_timer
 from sipd.b2bua.call import Phase
 from sipd.b2bua.legs import Leg
 from sipd.b2bua.media import codec, direction, held_both_ways, parsed
 from sipd.b2bua.stack import ALLOW
-from sipd.sip.extensions import SUPPORTED_HEADER, expiry
+from sipd.sip.extensions import SUPPORTED_HEADER
 from sipd.sip.headers import CSeq
 from sipd.sip.message import Request, Response
 from sipd.sip.sdp import SdpError, SessionDescription
@@ -84,9 +84,7 @@ class Bridge:
             caller.awaiting_answer = caller.cseq()
         headers = [("Contact", owner.stack.contact(caller.us, caller.destination.transport)),
                    ("Allow", ALLOW), ("Supported", SUPPORTED_HEADER)]
-        if call.session_interval:
-            headers += self.session_headers(call)
-            self.refreshed(call)
+        headers += session_timer.caller_answered(call)  # RFC 4028 §9
         ok = caller.respond(200, "OK", headers, body)
         caller.retransmit_2xx(bytes(ok), caller.cseq())
         self.answered(call, leg, answer)
@@ -130,39 +128,13 @@ class Bridge:
                  leg.contact, how)
         owner.recorder.answered(call, leg)  # the extensions that record their calls
 
-    # -- the session timer (RFC 4028) ---------------------------------------------------------
-
-    def session_headers(self, call) -> list:
-        """§9: the interval and refresher=uac with Require: timer in a 2xx to the caller."""
-        return [("Session-Expires", f"{call.session_interval};refresher=uac"),
-                ("Require", "timer")]
+    # -- the session timer (RFC 4028, session_timer.py) ---------------------------------------
 
     def timer_headers(self, call, leg) -> list:
         """§9: Session-Expires in our 2xx to a re-INVITE or UPDATE from `leg`'s
-        phone: the caller's interval, or the trunk leg's (session_timer.py)."""
-        if leg is call.caller and call.session_interval:
-            return self.session_headers(call)
-        trunk = call.trunk_session
-        if trunk is not None and leg is trunk.leg:
-            return trunk.response_headers()
-        return []
-
-    def refreshed(self, call) -> None:
-        """The caller refreshed the session (or it began): the call ends if the
-        next refresh has not come by the interval less §10's margin."""
-        if call.session_timer is not None:
-            call.session_timer.cancel()
-        call.session_timer = self.owner.stack.scheduler.call_later(
-            expiry(call.session_interval), self.session_expired, call
-        )
-
-    def session_expired(self, call) -> None:
-        call.session_timer = None
-        if call.phase is not Phase.ANSWERED:
-            return
-        log.warning("Call %s -> %s: no session refresh from the caller within %d s; hanging up",
-                    call.caller_number, call.callee, call.session_interval)
-        self.owner.hangup(call, f"session timer expired ({call.session_interval} s)")
+        phone, where that leg times its session."""
+        session = session_timer.of(call, leg)
+        return session.response_headers() if session is not None else []
 
     # -- hold ----------------------------------------------------------------------------
 
@@ -287,12 +259,9 @@ class Bridge:
             stack.reply(txn, request, 100)
         content_type = request.headers.get("Content-Type")
         extra = []
-        trunk = call.trunk_session
-        if trunk is not None and other is trunk.leg and method in ("INVITE", "UPDATE"):
-            # RFC 4028 §7.4: a re-INVITE or UPDATE to the trunk keeps its timer on.
-            extra += [("Session-Expires", f"{trunk.interval};refresher="
-                                          f"{'uac' if trunk.we_refresh else 'uas'}"),
-                      ("Supported", "timer")]
+        session = session_timer.of(call, other)
+        if session is not None and method in ("INVITE", "UPDATE"):
+            extra += session.request_headers()  # RFC 4028 §7.4: it keeps the timer on
         if method == "INFO" and content_type and body:
             extra.append(("Content-Type", content_type))
         out = other.request(method, body, extra, content_type)
@@ -335,9 +304,9 @@ class Bridge:
         headers = [("Contact", stack.contact(origin.us, origin.destination.transport))]
         if 200 <= status < 300 and live:
             headers += self.timer_headers(call, origin)
-            trunk = call.trunk_session
-            if trunk is not None and target is trunk.leg and method != "INFO":
-                trunk.start()  # RFC 4028 §10: the phone's re-INVITE refreshed it too
+            session = session_timer.of(call, target)
+            if session is not None and method != "INFO":
+                session.start()  # RFC 4028 §10: the phone's re-INVITE refreshed it too
         out = stack.reply(relayed.txn, relayed.request, status, response.reason, headers, body)
         if method == "INVITE" and 200 <= status < 300 and live:
             origin.retransmit_2xx(

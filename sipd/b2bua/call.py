@@ -24,8 +24,8 @@ class Call:
         "record_id", "caller_number", "caller_name", "callee", "caller", "callee_leg",
         "media", "offer", "started", "phase", "fork", "branches", "answered_at", "trying",
         "ring_timer", "max_timer", "hold_timer", "parties", "held_since", "relayed",
-        "steps", "feature", "app", "music", "transfer", "delayed", "session_interval",
-        "session_timer", "outside", "handover", "trunk_session", "recorded_by", "__weakref__",
+        "steps", "feature", "app", "music", "transfer", "delayed", "caller_session",
+        "outside", "handover", "trunk_session", "recorded_by", "__weakref__",
     )
 
     def __init__(self, record_id: int, caller_number: str, caller_name: str, callee: str,
@@ -62,10 +62,8 @@ class Call:
         # The caller's INVITE had no SDP (RFC 3261 §13.2.1): `offer` is ours,
         # the caller's answer comes in its ACK.
         self.delayed = False
-        # RFC 4028: the caller's session interval (0: no session timer) and the
-        # timer that ends the call when its refresh does not come (§10).
-        self.session_interval = 0
-        self.session_timer = None
+        # RFC 4028 on the caller's leg, as our 2xx settles it (b2bua/session_timer.py).
+        self.caller_session = None
         # An outside call (sipd/trunks/outbound.py Prepared): counted by the toll-fraud
         # limits until it ends.
         self.outside = None
@@ -87,6 +85,6 @@ class Call:
 
     @property
     def timers(self) -> tuple:
-        trunk = self.trunk_session.timer if self.trunk_session is not None else None
-        return (self.trying, self.ring_timer, self.max_timer, self.hold_timer,
-                self.session_timer, trunk)
+        sessions = tuple(session.timer for session in (self.caller_session, self.trunk_session)
+                         if session is not None)
+        return (self.trying, self.ring_timer, self.max_timer, self.hold_timer, *sessions)

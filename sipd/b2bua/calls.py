@@ -22,7 +22,7 @@ import logging
 import time
 
 from sipd.apps.features import carry_out
-from sipd.b2bua import early, prack
+from sipd.b2bua import early, prack, session_timer
 from sipd.b2bua.application import Applications
 from sipd.b2bua.bridge import Bridge
 from sipd.b2bua.call import Call, Phase
@@ -41,7 +41,7 @@ from sipd.registrar import Destination, Registrar, Source, clean_text
 from sipd.routing import route_with
 from sipd.routing.plan import Application, Feature, Outside, Refuse
 from sipd.sip.dialog import Dialog, new_tag, tag_param
-from sipd.sip.extensions import MIN_SE, min_se, session_expires, supports, unsupported
+from sipd.sip.extensions import MIN_SE, min_se, session_expires, unsupported
 from sipd.sip.headers import CSeq, NameAddr, Via
 from sipd.sip.message import ParseError, Request, Response
 from sipd.sip.reliable import wanted as reliable_wanted
@@ -310,10 +310,8 @@ class Calls:
         mode = reliable_wanted(request)
         if mode is not None:  # RFC 3262 §3: its 18x go reliably (prack.py)
             call.caller.provisionals = CallerProvisionals(call.caller, mode)
-        if asked is not None and supports(request, "timer"):
-            # RFC 4028 §9: the caller supports the timer: it refreshes (uac), as it
-            # asked unless it named us; a refresh that never comes ends the call.
-            call.session_interval = asked.interval
+        # RFC 4028 §9: the session timer our 2xx will settle (session_timer.py).
+        session_timer.offered(self, call, request, trunk.name if trunk is not None else None)
         if offer is None:
             call.delayed = True
             call.offer = SessionDescription.parse(self.media.offer_for(call, "B"))
@@ -493,8 +491,8 @@ class Calls:
         call.branches = []
         call.fork = None
         call.callee_leg = None
-        call.trying = call.ring_timer = call.max_timer = call.hold_timer = call.session_timer = None
-        call.trunk_session = None
+        call.trying = call.ring_timer = call.max_timer = call.hold_timer = None
+        call.caller_session = call.trunk_session = None
         call.relayed.clear()
 
     # -- requests within a call -----------------------------------------------------------
@@ -638,11 +636,9 @@ class Calls:
             )
             return
         if method in ("INVITE", "UPDATE", "INFO"):
-            if method != "INFO" and leg is call.caller and call.session_interval:
-                self.bridge.refreshed(call)  # RFC 4028 §10: the session goes on
-            trunk = call.trunk_session
-            if method != "INFO" and trunk is not None and leg is trunk.leg:
-                trunk.peer_refreshed(request)  # the provider's refresh (session_timer.py)
+            session = session_timer.of(call, leg)
+            if method != "INFO" and session is not None:
+                session.peer_refreshed(request)  # RFC 4028 §10: the session goes on
             self.bridge.relay_request(call, leg, request, txn)
             return
         if method == "REFER":

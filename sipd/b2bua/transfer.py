@@ -53,6 +53,7 @@ import logging
 import weakref
 
 from sipd import store
+from sipd.b2bua import session_timer
 from sipd.b2bua.call import Call, Phase
 from sipd.b2bua.legs import CallerLeg, LegState
 from sipd.b2bua.media import audio, codec
@@ -344,9 +345,9 @@ class Transfer:
         leg.other = partner
         if getattr(leg, "fork", None) is not None:
             leg.fork = Moved()  # its ring step was the old call's
-        session = old.trunk_session if old is not None else None
-        if session is not None and session.leg is leg:
-            session.moved(old, new_call)  # RFC 4028: the trunk's refreshes go on
+        session = session_timer.of(old, leg) if old is not None else None
+        if session is not None:
+            session.moved(old, new_call)  # RFC 4028: the leg's refreshes go on
         if old is not None and old.phase is not Phase.ENDED:
             # The old call's timers are the transferor's now, and no hold of it counts.
             for timer in (old.max_timer, old.hold_timer):

@@ -7,6 +7,8 @@ session timer's headers (RFC 4028 §4-§5). Sans-IO: header values in, values ou
 - `session_expires(value)`, `min_se(value)`: RFC 4028's two headers.
 - `negotiated(response, ours)`: what a 2xx to our INVITE or refresh settles
   (§7.2): the interval and whether we (its UAC) refresh.
+- `answering(request)`: what our 2xx to an INVITE we are the UAS of settles
+  (§9): the interval and who refreshes, as the 2xx names it.
 - `refresh_after(interval)`, `expiry(interval)`: when the refresher refreshes,
   when the other side gives up (§10).
 """
@@ -115,3 +117,23 @@ def negotiated(response, current: SessionExpires | None = None) -> SessionExpire
     # §9: the UAS always names the refresher in its 2xx; one that does not
     # leaves it to us, the side that can be sure the refresh is sent.
     return SessionExpires(max(found.interval, MIN_SE), found.refresher or "uac")
+
+
+def answering(request) -> SessionExpires | None:
+    """§9: the session timer our 2xx to `request` (an INVITE; we are its UAS)
+    settles, its refresher named as the 2xx names it ("uac": the request's sender).
+    No Session-Expires in the request: none (§9 lets a UAS add one; we do not
+    time a session nobody asked to time). Otherwise §9's table 2:
+    - the UAC supports the timer and names the refresher: that one, copied;
+    - it supports the timer and names none: the UAS chooses; we leave it to the
+      UAC, whose refreshes show that its end of the call is still there;
+    - it does not support the timer (a proxy put Session-Expires in): it would
+      never refresh, so only the UAS can: "uas", whatever the proxy wrote.
+    The interval is the request's (a brief one is refused with 422 before this:
+    §8.1, sipd/b2bua/calls.py)."""
+    asked = session_expires(request.headers.get("Session-Expires"))
+    if asked is None:
+        return None
+    if not supports(request, "timer"):
+        return SessionExpires(asked.interval, "uas")
+    return SessionExpires(asked.interval, asked.refresher or "uac")

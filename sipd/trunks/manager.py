@@ -281,7 +281,15 @@ class TrunkManager:
             self._forget_probe(trunk)
             change = trunk.keepalive.failed(now)
             if change:
-                self._reachable(trunk, change, f"could not send to {path.address}")
+                self._reachable(trunk, change, self._unsent(path, destination))
+
+    def _unsent(self, path: Path, destination) -> str:
+        """Why a message to the provider could not be sent: the transport's reason
+        where it has one (a TLS certificate that failed verification, sipd/tls.py),
+        else the address."""
+        failure = getattr(self.send, "failure", None)
+        why = failure(destination) if failure is not None else None
+        return why or f"could not send to {path.address}"
 
     def _forget_probe(self, trunk: LiveTrunk) -> None:
         if trunk.probe is not None:
@@ -343,8 +351,7 @@ class TrunkManager:
             self._leaving.pop(id(transaction), None)
             if expires is None:
                 trunk.transaction = None
-                self._apply(trunk, registration.error(
-                    f"could not send to {path.address}"), now)
+                self._apply(trunk, registration.error(self._unsent(path, destination)), now)
             return None
         return transaction
 

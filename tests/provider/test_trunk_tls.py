@@ -3,7 +3,8 @@ test makes with the openssl CLI): sipd registers on a TLS connection of its own,
 extension's call goes out through it and a DID's call comes in on it, with audio both
 ways through the relay. The provider's certificate is verified: with its CA in
 PBX_TRUNK_TLS_CA it is trusted; without it, or for another name than the trunk's
-host, sipd sends nothing (the digest exchange would go to whoever answers)."""
+host, sipd sends nothing (the digest exchange would go to whoever answers), and the
+trunk's status says why."""
 
 from __future__ import annotations
 
@@ -160,14 +161,17 @@ def test_a_tls_trunk_registers_and_calls_go_out_and_in_with_audio(tmp_path, pki,
 
 
 @pytest.mark.parametrize(
-    "host, trusted",
+    "host, trusted, why",
     [
-        ("127.0.0.1", False),  # the right name, from a CA nobody configured
-        ("localhost", True),  # a trusted CA, but the certificate is not for "localhost"
+        # The right name, from a CA nobody configured.
+        ("127.0.0.1", False,
+         "TLS: certificate verify failed: unable to get local issuer certificate (host 127.0.0.1)"),
+        # A trusted CA, but the certificate is not for "localhost": the names it is for.
+        ("localhost", True, "TLS: certificate is for carrier.test, 127.0.0.1, not localhost"),
     ],
 )
-def test_a_provider_certificate_sipd_cannot_verify_gets_nothing(
-    tmp_path, pki, carrier, pbxctl, host, trusted
+def test_a_provider_certificate_sipd_cannot_verify_gets_nothing_and_the_status_says_why(
+    tmp_path, pki, carrier, pbxctl, host, trusted, why
 ):
     env = {"PBX_TRUNK_TLS_CA": str(pki["ca"])} if trusted else {}
     sipd = ck.SipdServer(tmp_path, numbers=("1001",), **env)
@@ -175,9 +179,17 @@ def test_a_provider_certificate_sipd_cannot_verify_gets_nothing(
     sipd.start()
     try:
         assert ck.wait_for(lambda: trunk_state(sipd.db_path)[0] == "failed", 10), sipd.log()
-        why = "Hostname mismatch" if trusted else "unable to get local issuer certificate"
-        assert f"Could not open TLS to 127.0.0.1:{carrier.tls_port} ({host}):" in sipd.log()
-        assert why in sipd.log(), sipd.log()
         assert carrier.requests("REGISTER") == []
+        # The trunk's status says why, in the database, pbxctl and the panel (which shows
+        # trunk_state.reason as pbxctl does).
+        assert trunk_state(sipd.db_path)[2] == why, (trunk_state(sipd.db_path), sipd.log())
+        status, out, err = pbxctl("trunk", "show", "acme")
+        assert status == 0 and "failed" in out and why in out, out + err
+        status, out, err = pbxctl("trunk", "list")
+        assert status == 0 and why in out, out + err
+        warning = f"[SIP] Could not open TLS to 127.0.0.1:{carrier.tls_port} ({host}): {why}"
+        assert warning in sipd.log(), sipd.log()
+        assert f"[TRUNK] acme registration at {host}:{carrier.tls_port} failed: {why}" in (
+            sipd.log())
     finally:
         sipd.stop()
